@@ -1,0 +1,1 @@
+//! vphone key vault.

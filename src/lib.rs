@@ -1,0 +1,1 @@
+//! vphone: a software stand-in for a bank customer's phone.

@@ -1,0 +1,2 @@
+//! The `vphone` command line.
+fn main() {}
