@@ -1,1 +1,4 @@
-//! vphone: a software stand-in for a bank customer's phone.
+//! vphone: a software stand-in for a bank customer's phone, and a strict sandbox of the
+//! Solaris device-management API for it to talk to.
+
+pub mod api;

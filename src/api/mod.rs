@@ -1,0 +1,41 @@
+//! Wire types of the Solaris device-management API, shared by the sandbox and the phone.
+//!
+//! Requests are strict: value types validate when parsed, so a phone cannot send what the
+//! bank would refuse. Responses are tolerant: unknown fields are ignored and known variants
+//! (for example the keys list as an object or an array) are read.
+
+mod auth;
+mod challenges;
+mod change_requests;
+mod devices;
+mod enums;
+mod error;
+mod ids;
+mod persons;
+mod sms;
+mod time_fmt;
+mod values;
+
+pub use auth::{AccessToken, TokenResponse};
+pub use challenges::{
+    AnswerDeviceChallenge, AnswerSmsChallenge, CreateDeviceChallenge, CreateSmsChallenge,
+    DeviceChallenge, SmsChallenge,
+};
+pub use change_requests::{AuthorizeChangeRequest, ChangeRequest, ConfirmChangeRequest};
+pub use devices::{
+    AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, CreateDeviceRequest,
+    CreateDeviceResponse, Device, DeviceKeys, DeviceListQuery, DeviceSignature, KeyDetail,
+    KeySummary, SignatureChallenge, SmsChallengeOptions,
+};
+pub use enums::{
+    BindingChallengeType, ChallengeKind, ChangeRequestStatus, DeliveryMethod, KeyPurpose, KeyType,
+    Language,
+};
+pub use error::{ApiErrorBody, ErrorObject, ErrorSource, RemoteError};
+pub use ids::{ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MobileNumberId, PersonId};
+pub use persons::{
+    ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, UpdatePerson,
+};
+pub use sms::{SmsMessage, SmsQuery};
+pub use time_fmt::{Timestamp, now_utc};
+pub use values::{Otp, PhoneNumber, PublicKeyHex, SignatureHex, ValueError};

@@ -1,0 +1,290 @@
+//! Value types that validate when parsed, so malformed values never cross a boundary.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use zeroize::Zeroizing;
+
+/// Why a value was refused. Messages never repeat secret input (OTPs, TANs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Hex text that is empty, of odd length, too long, or not lowercase hex.
+    #[error("{what} must be lowercase hexadecimal of even length, {min}-{max} characters: {why}")]
+    Hex {
+        /// What the value was meant to be.
+        what: &'static str,
+        /// Shortest allowed length.
+        min: usize,
+        /// Longest allowed length.
+        max: usize,
+        /// What exactly is wrong.
+        why: String,
+    },
+    /// An OTP or TAN that is not exactly six ASCII digits.
+    #[error("a one-time password is exactly 6 digits (0-9)")]
+    Otp,
+    /// A phone number that is not in E.164 form.
+    #[error("{0:?} is not an E.164 phone number: write '+', the country code and 6-14 more digits")]
+    PhoneNumber(String),
+}
+
+fn check_hex(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), ValueError> {
+    let fail = |why: String| ValueError::Hex {
+        what,
+        min,
+        max,
+        why,
+    };
+    if s.len() < min || s.len() > max {
+        return Err(fail(format!("it has {} characters", s.len())));
+    }
+    if !s.len().is_multiple_of(2) {
+        return Err(fail(format!(
+            "it has an odd number ({}) of characters",
+            s.len()
+        )));
+    }
+    if let Some((i, c)) = s
+        .char_indices()
+        .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
+    {
+        let why = if c.is_ascii_hexdigit() {
+            format!("uppercase digit {c:?} at position {i}")
+        } else {
+            format!("character {c:?} at position {i} is not a hex digit")
+        };
+        return Err(fail(why));
+    }
+    Ok(())
+}
+
+macro_rules! hex_value {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $min:expr, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses lowercase hex of allowed length.
+            pub fn parse(s: &str) -> Result<Self, ValueError> {
+                check_hex($what, s, $min, $max)?;
+                Ok($name(s.to_owned()))
+            }
+
+            /// The hex text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The decoded bytes.
+            pub fn to_bytes(&self) -> Vec<u8> {
+                // Validated as even-length lowercase hex on construction.
+                hex::decode(&self.0).unwrap_or_default()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValueError;
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValueError;
+            fn try_from(s: String) -> Result<Self, ValueError> {
+                check_hex($what, &s, $min, $max)?;
+                Ok($name(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+hex_value!(
+    /// A public key as lowercase hex (for P-256 the 65-byte uncompressed SEC1 point).
+    PublicKeyHex,
+    "a public key",
+    2,
+    1024
+);
+hex_value!(
+    /// A signature as lowercase hex (for P-256 ASN.1 DER, 140-144 characters).
+    SignatureHex,
+    "a signature",
+    2,
+    2048
+);
+
+/// A six-digit one-time password or TAN. Its `Debug` and `Display` never show the digits.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Otp(Zeroizing<String>);
+
+impl Otp {
+    /// Parses exactly six ASCII digits.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Otp(Zeroizing::new(s.to_owned())))
+        } else {
+            Err(ValueError::Otp)
+        }
+    }
+
+    /// The digits. Call only to sign, send or compare them.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in constant time, so timing does not reveal how many digits matched.
+    pub fn matches(&self, other: &Otp) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Otp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Otp(<redacted>)")
+    }
+}
+
+impl fmt::Display for Otp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl TryFrom<String> for Otp {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        let s = Zeroizing::new(s);
+        Otp::parse(&s)
+    }
+}
+
+impl From<Otp> for String {
+    fn from(v: Otp) -> String {
+        v.0.as_str().to_owned()
+    }
+}
+
+/// A mobile number in E.164 form, e.g. `+15550101`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Parses `+` followed by 7 to 15 digits, the first not zero.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let digits = s.strip_prefix('+').unwrap_or("");
+        let ok = (7..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(PhoneNumber(s.to_owned()))
+        } else {
+            Err(ValueError::PhoneNumber(s.chars().take(32).collect()))
+        }
+    }
+
+    /// The sandbox's test number, which always receives `212212`.
+    pub fn test_number() -> Self {
+        PhoneNumber("+15550101".to_owned())
+    }
+
+    /// The number as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.0)
+    }
+}
+
+impl FromStr for PhoneNumber {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, ValueError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(v: PhoneNumber) -> String {
+        v.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_values_refuse_uppercase_odd_and_foreign_characters() {
+        assert!(SignatureHex::parse("3044ab").is_ok());
+        let upper = SignatureHex::parse("3044AB").unwrap_err().to_string();
+        assert!(upper.contains("uppercase"), "{upper}");
+        assert!(
+            SignatureHex::parse("304")
+                .unwrap_err()
+                .to_string()
+                .contains("odd")
+        );
+        assert!(SignatureHex::parse("30zz").is_err());
+        assert!(SignatureHex::parse("").is_err());
+        assert!(SignatureHex::parse(&"ab".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn otps_are_six_digits_and_never_printed() {
+        let otp = Otp::parse("212212").unwrap();
+        assert_eq!(format!("{otp:?} {otp}"), "Otp(<redacted>) <redacted>");
+        assert!(Otp::parse("21221").is_err());
+        assert!(Otp::parse("21221a").is_err());
+        assert!(!Otp::parse("212213").unwrap().matches(&otp));
+        assert!(!ValueError::Otp.to_string().contains("212"));
+    }
+
+    #[test]
+    fn phone_numbers_are_e164() {
+        assert!(PhoneNumber::parse("+15550101").is_ok());
+        assert!(PhoneNumber::parse("+4915112345678").is_ok());
+        assert!(PhoneNumber::parse("015550101").is_err());
+        assert!(PhoneNumber::parse("+0155501").is_err());
+        assert!(PhoneNumber::parse("+1555 0101").is_err());
+    }
+}
