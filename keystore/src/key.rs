@@ -309,3 +309,52 @@ pub mod hazmat {
         )
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Names {
+        purpose: KeyPurpose,
+        algorithm: KeyAlgorithm,
+    }
+
+    #[test]
+    fn serde_uses_the_wire_names() {
+        let names = Names {
+            purpose: KeyPurpose::Restricted,
+            algorithm: KeyAlgorithm::EcdsaP256,
+        };
+        let text = toml::to_string(&names).unwrap();
+        assert_eq!(
+            text,
+            "purpose = \"restricted\"\nalgorithm = \"ecdsa-p256\"\n"
+        );
+        assert_eq!(toml::from_str::<Names>(&text).unwrap(), names);
+    }
+
+    #[test]
+    fn imported_keys_reject_zero_and_out_of_range_scalars() {
+        let id = Uuid::nil();
+        for bad in [[0u8; 32], [0xff; 32]] {
+            let r = SigningKey::from_secret_bytes(
+                KeyAlgorithm::EcdsaP256,
+                &bad,
+                KeyPurpose::Restricted,
+                id,
+                0,
+            );
+            assert!(r.is_err());
+        }
+        let r = SigningKey::from_secret_bytes(
+            KeyAlgorithm::Ed25519,
+            &[1u8; 31],
+            KeyPurpose::Restricted,
+            id,
+            0,
+        );
+        assert!(r.is_err());
+    }
+}

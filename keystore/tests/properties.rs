@@ -19,7 +19,11 @@ fn key_from(seed: u64, index: u64) -> SigningKey {
 
 fn compressed_hex(public_hex: &str) -> String {
     let bytes = hex::decode(public_hex).unwrap();
-    let prefix = if bytes[64] % 2 == 0 { "02" } else { "03" };
+    let prefix = if bytes[64].is_multiple_of(2) {
+        "02"
+    } else {
+        "03"
+    };
     format!("{prefix}{}", &public_hex[2..66])
 }
 
