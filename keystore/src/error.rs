@@ -8,7 +8,6 @@ use crate::presence::PresenceError;
 /// Everything that can go wrong in the vault; messages never contain key material,
 /// passphrases or decrypted plaintext, and file errors name the file.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum KeystoreError {
     /// The vault already holds a P-256 key of this purpose; remove it first.
     #[error("the vault already holds a {0} P-256 key; remove it before adding another")]

@@ -8,7 +8,7 @@ use p256::ecdsa::signature::Signer as _;
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use zeroize::{ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize as _, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::KeystoreError;
 
@@ -196,8 +196,19 @@ impl SigningKey {
     /// The raw secret bytes; callers must keep them in zeroizing buffers.
     pub(crate) fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
         match &self.secret {
-            Secret::P256(k) => Zeroizing::new(k.to_bytes().to_vec()),
-            Secret::Ed25519(k) => Zeroizing::new(k.to_bytes().to_vec()),
+            Secret::P256(k) => {
+                // `to_bytes` returns a stack copy; wipe it once it has been moved to the heap.
+                let mut bytes = k.to_bytes();
+                let out = Zeroizing::new(bytes.to_vec());
+                bytes.zeroize();
+                out
+            }
+            Secret::Ed25519(k) => {
+                let mut bytes = k.to_bytes();
+                let out = Zeroizing::new(bytes.to_vec());
+                bytes.zeroize();
+                out
+            }
         }
     }
 

@@ -1,6 +1,19 @@
 //! vphone's key vault: P-256 (and Ed25519) keys, SHA256withECDSA signing exactly as the
 //! Solaris device-management API expects, an emulated biometric prompt for restricted keys,
 //! and sealed, atomically written key files. No network code lives here.
+//!
+//! ```
+//! use vphone_keystore::{AlwaysApprove, KeyPurpose, Vault, verify_hex};
+//!
+//! let mut vault = Vault::new();
+//! let public_key = vault.generate_key(KeyPurpose::Unrestricted)?.public_key_hex();
+//! let signature = vault.sign(KeyPurpose::Unrestricted, b"123456", &AlwaysApprove, "binding")?;
+//! assert!(verify_hex(&public_key, b"123456", &signature).is_ok());
+//! # Ok::<(), vphone_keystore::KeystoreError>(())
+//! ```
+//!
+//! Secrets stay secret: [`SigningKey`], [`Seed`] and [`Passphrase`] zeroize on drop and print
+//! no secret in `Debug`; raw key import and export live only in [`hazmat`].
 
 mod derive;
 mod error;

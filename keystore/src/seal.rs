@@ -384,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn the_default_interactive_cost_is_usable() {
+        let p = Passphrase::new("pw".to_owned());
+        assert_eq!(p.params(), SealParams::INTERACTIVE);
+        let sealed = seal(b"x", &p).unwrap();
+        assert_eq!(
+            unseal(&sealed, &p, Path::new("f")).unwrap().as_slice(),
+            b"x"
+        );
+    }
+
+    #[test]
     fn passphrase_debug_is_redacted() {
         assert_eq!(format!("{:?}", pass("hunter2")), "Passphrase(<redacted>)");
     }

@@ -136,12 +136,14 @@ impl Vault {
         self.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// Writes the vault to `path` atomically with mode 0600, sealed if a passphrase is given.
+    /// Writes the vault to `path` atomically with mode 0600, sealed if a passphrase is given
+    /// (a sealed file encrypts the keys and the meta labels alike).
     pub fn save(&self, path: &Path, sealing: Option<&Passphrase>) -> Result<(), KeystoreError> {
         crate::storage::save(self, path, sealing)
     }
 
-    /// Reads a vault file; a sealed file needs the passphrase. Never modifies the file.
+    /// Reads a vault file; a sealed file needs the passphrase (an unsealed file loads with or
+    /// without one). Never modifies the file; leftover temp files beside it are ignored.
     pub fn load(path: &Path, sealing: Option<&Passphrase>) -> Result<Vault, KeystoreError> {
         crate::storage::load(path, sealing)
     }
