@@ -190,3 +190,14 @@ fn names_parse_and_display_as_on_the_wire() {
     );
     assert!("ECDSA-P256".parse::<KeyAlgorithm>().is_err());
 }
+
+#[test]
+fn vaults_keys_and_prompts_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vault>();
+    assert_send_sync::<SigningKey>();
+    assert_send_sync::<Seed>();
+    assert_send_sync::<Passphrase>();
+    assert_send_sync::<TerminalPrompt>();
+    assert_send_sync::<KeystoreError>();
+}
