@@ -1,0 +1,29 @@
+//! Fleets: many simulated phones at once, for load tests of a banking backend.
+//!
+//! A fleet is derived from one seed (device index `i` signs with
+//! `SigningKey::derive(seed, i, purpose)`), keeps a compact state per phone, and runs
+//! scenarios (onboarding, binding, restricted keys, device-signing and SMS challenges,
+//! change requests, weighted mixes) under a closed or open pacing model. Every operation's
+//! latency goes into an HDR histogram; reports serialize those histograms so shards run on
+//! many machines merge losslessly.
+
+mod error;
+mod memory;
+mod model;
+mod op;
+mod pacing;
+mod recorder;
+mod report;
+mod shard;
+
+pub use error::FleetError;
+pub use memory::{peak_rss_bytes, rss_bytes};
+pub use model::{Fleet, PhoneSlot, PhoneState, parse_seed};
+pub use op::Op;
+pub use pacing::{Model, Pacing};
+pub use recorder::{Failure, Recorder};
+pub use report::{
+    ErrorKey, MAX_LATENCY_US, OpStats, REPORT_VERSION, Report, ShardRun, decode_histogram,
+    encode_histogram, new_histogram, record_us, same_values,
+};
+pub use shard::{COUNT_ENV, INDEX_ENV, Shard};

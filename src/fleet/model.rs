@@ -1,0 +1,420 @@
+//! The fleet: phones derived from one seed, with a compact per-phone state.
+//!
+//! A phone is its device index. Its keys are derived on demand from the seed and the index
+//! (`SigningKey::derive(seed, index, purpose)`), never stored; what is kept per phone is the
+//! bank's ids for it, as 128-bit numbers when they have the bank's canonical hex shape (ids of
+//! any other shape spill into a side table), plus a few flag bits: about a hundred bytes per
+//! idle phone whatever the fleet size.
+
+use super::FleetError;
+use crate::api::{DeviceId, PersonId};
+use parking_lot::Mutex;
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::Path;
+use vphone_keystore::{KeyPurpose, Seed, SigningKey};
+
+/// The person exists.
+const PERSON: u8 = 1;
+/// The person's mobile number is verified.
+const VERIFIED: u8 = 2;
+/// A device is bound (its unrestricted key verified).
+const BOUND: u8 = 4;
+/// The device also has a restricted key.
+const RESTRICTED: u8 = 8;
+/// `person` is an index into the spill table.
+const PERSON_SPILLED: u8 = 16;
+/// `device` is an index into the spill table.
+const DEVICE_SPILLED: u8 = 32;
+const STATE_BITS: u8 = PERSON | VERIFIED | BOUND | RESTRICTED;
+
+/// What the bank knows of one phone, in compact form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhoneState {
+    person: u128,
+    device: u128,
+    flags: u8,
+}
+
+/// One phone's slot in the fleet; the lock is held across a state change so two workers
+/// never bind the same phone twice.
+pub type PhoneSlot = tokio::sync::Mutex<PhoneState>;
+
+impl PhoneState {
+    /// Whether the person exists.
+    pub fn has_person(&self) -> bool {
+        self.flags & PERSON != 0
+    }
+    /// Whether the person's number is verified.
+    pub fn is_verified(&self) -> bool {
+        self.flags & VERIFIED != 0
+    }
+    /// Whether the phone's device is bound.
+    pub fn is_bound(&self) -> bool {
+        self.flags & BOUND != 0
+    }
+    /// Whether the device also has its restricted key.
+    pub fn has_restricted_key(&self) -> bool {
+        self.flags & RESTRICTED != 0
+    }
+}
+
+/// Encodes 32 lowercase hex digits followed by `suffix` as a number.
+fn compact(id: &str, suffix: &str) -> Option<u128> {
+    let hex = id.strip_suffix(suffix)?;
+    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u128::from_str_radix(hex, 16).ok()
+}
+
+/// How a seed was given: a number (`42`) or 64 hex digits.
+pub fn parse_seed(text: &str) -> Result<Seed, FleetError> {
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(Seed::from_u64(n));
+    }
+    Seed::from_hex(text).map_err(|_| {
+        FleetError::Usage(format!(
+            "--seed {text:?}: give a whole number (e.g. 42) or 64 hex digits"
+        ))
+    })
+}
+
+/// A fleet, or the slice of one this process runs.
+pub struct Fleet {
+    seed: Seed,
+    seed_text: String,
+    total: u64,
+    range: Range<u64>,
+    phones: Vec<PhoneSlot>,
+    spill: Mutex<Vec<Box<str>>>,
+}
+
+impl Fleet {
+    /// The phones `range` of a fleet of `total` phones derived from `seed_text`.
+    pub fn new(seed_text: &str, total: u64, range: Range<u64>) -> Result<Fleet, FleetError> {
+        if range.end > total || range.start > range.end {
+            return Err(FleetError::Mismatch(format!(
+                "phones {range:?} are not part of a fleet of {total}"
+            )));
+        }
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| FleetError::Usage("fleet slice too large for this machine".into()))?;
+        let mut phones = Vec::with_capacity(len);
+        phones.resize_with(len, PhoneSlot::default);
+        Ok(Fleet {
+            seed: parse_seed(seed_text)?,
+            seed_text: seed_text.to_owned(),
+            total,
+            range,
+            phones,
+            spill: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The seed as given.
+    pub fn seed_text(&self) -> &str {
+        &self.seed_text
+    }
+
+    /// Phones in the whole fleet.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The device indices this fleet (slice) holds.
+    pub fn range(&self) -> Range<u64> {
+        self.range.clone()
+    }
+
+    /// Phones in this slice.
+    pub fn len(&self) -> usize {
+        self.phones.len()
+    }
+
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.phones.is_empty()
+    }
+
+    /// The slot of the `i`-th phone of the slice (device index `range.start + i`).
+    pub fn slot(&self, i: usize) -> &PhoneSlot {
+        &self.phones[i]
+    }
+
+    /// The device index of the `i`-th phone of the slice.
+    pub fn device_index(&self, i: usize) -> u64 {
+        self.range.start + i as u64
+    }
+
+    /// The phone's key of `purpose`, derived now from the seed (never stored).
+    pub fn key(&self, i: usize, purpose: KeyPurpose) -> SigningKey {
+        SigningKey::derive(&self.seed, self.device_index(i), purpose)
+    }
+
+    /// Copies of all phone states (a snapshot; phones locked by a running worker are
+    /// waited for).
+    pub async fn states(&self) -> Vec<PhoneState> {
+        let mut out = Vec::with_capacity(self.phones.len());
+        for slot in &self.phones {
+            out.push(*slot.lock().await);
+        }
+        out
+    }
+
+    fn spill(&self, id: &str) -> u128 {
+        let mut spill = self.spill.lock();
+        spill.push(id.into());
+        (spill.len() - 1) as u128
+    }
+
+    fn unspill(&self, n: u128) -> String {
+        self.spill
+            .lock()
+            .get(n as usize)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Records that the phone's person exists.
+    pub fn set_person(&self, state: &mut PhoneState, id: &PersonId) {
+        match compact(id.as_str(), "cper") {
+            Some(n) => {
+                state.person = n;
+                state.flags &= !PERSON_SPILLED;
+            }
+            None => {
+                state.person = self.spill(id.as_str());
+                state.flags |= PERSON_SPILLED;
+            }
+        }
+        state.flags = (state.flags | PERSON) & !(VERIFIED | BOUND | RESTRICTED);
+    }
+
+    /// Records that the person's number is verified.
+    pub fn set_verified(&self, state: &mut PhoneState) {
+        state.flags |= VERIFIED;
+    }
+
+    /// Records that the phone's device is bound.
+    pub fn set_device(&self, state: &mut PhoneState, id: &DeviceId) {
+        match compact(id.as_str(), "") {
+            Some(n) => {
+                state.device = n;
+                state.flags &= !DEVICE_SPILLED;
+            }
+            None => {
+                state.device = self.spill(id.as_str());
+                state.flags |= DEVICE_SPILLED;
+            }
+        }
+        state.flags = (state.flags | BOUND) & !RESTRICTED;
+    }
+
+    /// Records that the device has its restricted key.
+    pub fn set_restricted(&self, state: &mut PhoneState) {
+        state.flags |= RESTRICTED;
+    }
+
+    /// The phone's person id, if it has one.
+    pub fn person_id(&self, state: &PhoneState) -> Option<PersonId> {
+        if !state.has_person() {
+            return None;
+        }
+        let text = if state.flags & PERSON_SPILLED != 0 {
+            self.unspill(state.person)
+        } else {
+            format!("{:032x}cper", state.person)
+        };
+        PersonId::parse(&text).ok()
+    }
+
+    /// The phone's device id, if it is bound.
+    pub fn device_id(&self, state: &PhoneState) -> Option<DeviceId> {
+        if !state.is_bound() {
+            return None;
+        }
+        let text = if state.flags & DEVICE_SPILLED != 0 {
+            self.unspill(state.device)
+        } else {
+            format!("{:032x}", state.device)
+        };
+        DeviceId::parse(&text).ok()
+    }
+
+    /// The fleet file: the seed, the fleet size, and one line per phone the bank knows
+    /// (`index flags person device`). Keys are not written: they follow from the seed.
+    pub async fn to_text(&self) -> String {
+        let mut out = format!(
+            "vphone-fleet 1\nseed {}\ndevices {}\n",
+            self.seed_text, self.total
+        );
+        for (i, state) in self.states().await.iter().enumerate() {
+            if !state.has_person() {
+                continue;
+            }
+            let person = self.person_id(state);
+            let device = self.device_id(state);
+            let _ = writeln!(
+                out,
+                "{} {} {} {}",
+                self.device_index(i),
+                state.flags & STATE_BITS,
+                person.as_ref().map_or("-", |p| p.as_str()),
+                device.as_ref().map_or("-", |d| d.as_str()),
+            );
+        }
+        out
+    }
+
+    /// Writes the fleet file, readable only by the owner (the seed derives the private keys).
+    pub async fn save(&self, path: &Path) -> Result<(), FleetError> {
+        let text = self.to_text().await;
+        write_private(path, text.as_bytes()).map_err(|e| FleetError::io(path, e))
+    }
+
+    /// Applies a fleet file's phone lines to this fleet (lines outside this slice are
+    /// skipped, so one file serves every shard). The file's seed and size must match.
+    pub async fn load_text(&self, text: &str, path: &Path) -> Result<usize, FleetError> {
+        let bad = |detail: String| FleetError::Format {
+            path: path.to_owned(),
+            what: "fleet",
+            detail,
+        };
+        let mut lines = text.lines();
+        if lines.next() != Some("vphone-fleet 1") {
+            return Err(bad("the first line is not `vphone-fleet 1`".into()));
+        }
+        let seed = lines.next().and_then(|l| l.strip_prefix("seed "));
+        let total = lines
+            .next()
+            .and_then(|l| l.strip_prefix("devices "))
+            .and_then(|n| n.parse::<u64>().ok());
+        let (Some(seed), Some(total)) = (seed, total) else {
+            return Err(bad("missing `seed` or `devices` line".into()));
+        };
+        if seed != self.seed_text || total != self.total {
+            return Err(FleetError::Mismatch(format!(
+                "{}: the fleet file holds seed {seed} with {total} devices, but this run has \
+                 seed {} with {} devices; pass the file's --seed and --devices (or omit them)",
+                path.display(),
+                self.seed_text,
+                self.total
+            )));
+        }
+        let mut applied = 0;
+        for (n, line) in lines.enumerate() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [index, flags, person, device] = fields[..] else {
+                return Err(bad(format!("line {}: expected 4 fields", n + 4)));
+            };
+            let (Ok(index), Ok(flags)) = (index.parse::<u64>(), flags.parse::<u8>()) else {
+                return Err(bad(format!("line {}: bad index or flags", n + 4)));
+            };
+            if !self.range.contains(&index) {
+                continue;
+            }
+            let mut state = self.phones[(index - self.range.start) as usize]
+                .lock()
+                .await;
+            let person =
+                PersonId::parse(person).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+            self.set_person(&mut state, &person);
+            if flags & VERIFIED != 0 {
+                self.set_verified(&mut state);
+            }
+            if flags & BOUND != 0 {
+                let device =
+                    DeviceId::parse(device).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+                self.set_device(&mut state, &device);
+            }
+            if flags & RESTRICTED != 0 {
+                self.set_restricted(&mut state);
+            }
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Reads the seed and size of a fleet file, to build a matching [`Fleet`].
+    pub fn peek_file(text: &str) -> Option<(String, u64)> {
+        let mut lines = text.lines().skip(1);
+        let seed = lines.next()?.strip_prefix("seed ")?.to_owned();
+        let total = lines.next()?.strip_prefix("devices ")?.parse().ok()?;
+        Some((seed, total))
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_of_any_shape_survive_the_fleet_file() {
+        let fleet = Fleet::new("7", 10, 2..6).unwrap();
+        let canonical = PersonId::generate();
+        let odd = PersonId::parse("person-17").unwrap();
+        let device = DeviceId::generate();
+        {
+            let mut s = fleet.slot(0).lock().await;
+            fleet.set_person(&mut s, &canonical);
+            fleet.set_verified(&mut s);
+            fleet.set_device(&mut s, &device);
+            fleet.set_restricted(&mut s);
+        }
+        {
+            let mut s = fleet.slot(3).lock().await;
+            fleet.set_person(&mut s, &odd);
+        }
+        let text = fleet.to_text().await;
+        let other = Fleet::new("7", 10, 0..10).unwrap();
+        assert_eq!(other.load_text(&text, Path::new("f")).await.unwrap(), 2);
+        let s = *other.slot(2).lock().await;
+        assert!(s.is_verified() && s.is_bound() && s.has_restricted_key());
+        assert_eq!(other.person_id(&s), Some(canonical));
+        assert_eq!(other.device_id(&s), Some(device));
+        let s = *other.slot(5).lock().await;
+        assert_eq!((other.person_id(&s), s.is_bound()), (Some(odd), false));
+        assert!(
+            Fleet::new("8", 10, 0..10)
+                .unwrap()
+                .load_text(&text, Path::new("f"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_same_seed_derives_the_same_keys() {
+        let a = Fleet::new("42", 100, 0..100).unwrap();
+        let b = Fleet::new("42", 100, 50..100).unwrap();
+        let c = Fleet::new("43", 100, 0..100).unwrap();
+        let pk = |f: &Fleet, i| f.key(i, KeyPurpose::Unrestricted).public_key_hex();
+        assert_eq!(pk(&a, 60), pk(&b, 10));
+        assert_ne!(pk(&a, 60), pk(&c, 60));
+        assert_ne!(pk(&a, 1), a.key(1, KeyPurpose::Restricted).public_key_hex());
+    }
+
+    #[test]
+    fn an_idle_phone_is_small() {
+        assert!(
+            std::mem::size_of::<PhoneSlot>() <= 128,
+            "{}",
+            std::mem::size_of::<PhoneSlot>()
+        );
+    }
+}

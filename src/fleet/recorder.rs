@@ -1,0 +1,155 @@
+//! Concurrent recording of latencies and failures during a run.
+//!
+//! Workers record into one of a few stripes (chosen by worker number), each behind its own
+//! short lock, so no single lock sits on the hot path; live totals are plain atomics that the
+//! progress display reads without locking. Histograms are created lazily, only for the
+//! operations a run actually performs.
+
+use super::Op;
+use super::report::{ErrorKey, OpStats, Report};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const STRIPES: usize = 8;
+
+#[derive(Default)]
+struct Stripe {
+    ops: [Option<OpStats>; Op::ALL.len()],
+    errors: HashMap<(Op, u16, String), u64>,
+}
+
+/// Why an operation failed, as grouped in the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// HTTP status, or 0 when no answer came.
+    pub status: u16,
+    /// The API's error code, or a word for a transport failure.
+    pub code: String,
+}
+
+/// Latency and failure recorder shared by all workers of a run.
+pub struct Recorder {
+    stripes: Vec<Mutex<Stripe>>,
+    iterations: AtomicU64,
+    steps_ok: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+            iterations: AtomicU64::new(0),
+            steps_ok: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Recorder {
+    /// Records a success of `op` that took `latency`.
+    pub fn ok(&self, worker: usize, op: Op, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if op.is_step() {
+            self.steps_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut stripe = self.stripes[worker % STRIPES].lock();
+        let stats = stripe.ops[op.index()].get_or_insert_with(OpStats::default);
+        stats.ok += 1;
+        super::report::record_us(&mut stats.latency_us, us);
+    }
+
+    /// Records a failure of `op`.
+    pub fn failed(&self, worker: usize, op: Op, failure: &Failure) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut stripe = self.stripes[worker % STRIPES].lock();
+        stripe.ops[op.index()]
+            .get_or_insert_with(OpStats::default)
+            .failed += 1;
+        *stripe
+            .errors
+            .entry((op, failure.status, failure.code.clone()))
+            .or_default() += 1;
+    }
+
+    /// Counts one finished iteration, successful or not.
+    pub fn iteration_done(&self) {
+        self.iterations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Iterations finished so far.
+    pub fn iterations(&self) -> u64 {
+        self.iterations.load(Ordering::Relaxed)
+    }
+
+    /// Successful scenario steps so far.
+    pub fn steps_ok(&self) -> u64 {
+        self.steps_ok.load(Ordering::Relaxed)
+    }
+
+    /// Failures so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Moves everything recorded into `report` (ops, errors, iteration count).
+    pub fn fill(&self, report: &mut Report) -> Result<(), super::FleetError> {
+        for stripe in &self.stripes {
+            let stripe = stripe.lock();
+            for (op, stats) in Op::ALL.iter().zip(&stripe.ops) {
+                if let Some(stats) = stats {
+                    report
+                        .ops
+                        .entry(op.name().to_owned())
+                        .or_default()
+                        .merge(stats)
+                        .map_err(|detail| super::FleetError::Histogram {
+                            op: op.name().to_owned(),
+                            detail,
+                        })?;
+                }
+            }
+            for ((op, status, code), n) in &stripe.errors {
+                let key = ErrorKey {
+                    op: op.name().to_owned(),
+                    status: *status,
+                    code: code.clone(),
+                };
+                *report.errors.entry(key).or_default() += n;
+            }
+        }
+        report.iterations += self.iterations();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripes_are_combined_into_one_report() {
+        let r = Recorder::default();
+        for w in 0..20 {
+            r.ok(w, Op::Bind, Duration::from_millis(w as u64 + 1));
+        }
+        r.failed(
+            3,
+            Op::CreateDevice,
+            &Failure {
+                status: 409,
+                code: "conflict".into(),
+            },
+        );
+        r.iteration_done();
+        let mut report = Report::new("bind", "p", "1", 0);
+        r.fill(&mut report).unwrap();
+        assert_eq!(report.ops["bind"].ok, 20);
+        assert_eq!(report.ops["bind"].latency_us.max() / 1000, 20);
+        assert_eq!(report.ops["create_device"].failed, 1);
+        assert_eq!(report.total_errors(), 1);
+        assert_eq!((report.iterations, r.steps_ok(), r.failures()), (1, 20, 1));
+    }
+}

@@ -1,0 +1,521 @@
+//! A run's report: per-operation latency histograms, counts, errors, memory; its JSON form
+//! with the histograms serialized (HdrHistogram V2 + DEFLATE, base64), and a lossless merge.
+
+use super::FleetError;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Latencies are recorded in microseconds; values above one hour are clamped to it.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// The report format's version, written into every report file.
+pub const REPORT_VERSION: u32 = 1;
+
+/// A fresh latency histogram: microseconds, 3 significant digits, growing as values need.
+pub fn new_histogram() -> Histogram<u64> {
+    // 3 significant digits is a constant the library always accepts.
+    let mut h = Histogram::new(3).expect("3 significant digits is valid");
+    h.auto(true);
+    h
+}
+
+/// Records `us` microseconds, clamped to 1..=[`MAX_LATENCY_US`], growing the histogram.
+pub fn record_us(h: &mut Histogram<u64>, us: u64) {
+    let us = us.clamp(1, MAX_LATENCY_US);
+    if h.record(us).is_err() {
+        // Only a failed resize (out of memory for the counts) lands here.
+        h.saturating_record(us);
+    }
+}
+
+/// Encodes a histogram as base64 of its V2 + DEFLATE serialization.
+pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, String> {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(B64.encode(buf))
+}
+
+/// Decodes what [`encode_histogram`] wrote.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = B64.decode(text).map_err(|e| e.to_string())?;
+    let mut h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("{e:?}"))?;
+    h.auto(true);
+    Ok(h)
+}
+
+/// Whether two histograms hold exactly the same recorded values (whatever their sizes).
+pub fn same_values(a: &Histogram<u64>, b: &Histogram<u64>) -> bool {
+    a.len() == b.len()
+        && a.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .eq(b
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value())))
+}
+
+/// Counts and latencies of one operation.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// Successful completions; each has its latency in `latency_us`.
+    pub ok: u64,
+    /// Failed attempts (see the report's errors for why).
+    pub failed: u64,
+    /// Latencies of the successful completions, in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        OpStats {
+            ok: 0,
+            failed: 0,
+            latency_us: new_histogram(),
+        }
+    }
+}
+
+impl PartialEq for OpStats {
+    fn eq(&self, other: &Self) -> bool {
+        self.ok == other.ok
+            && self.failed == other.failed
+            && same_values(&self.latency_us, &other.latency_us)
+    }
+}
+
+impl OpStats {
+    /// Adds another run's counts and latencies to these.
+    pub fn merge(&mut self, other: &OpStats) -> Result<(), String> {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.latency_us
+            .add(&other.latency_us)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// The latency at quantile `q` (0..=1), in microseconds; 0 when nothing was recorded.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.latency_us.is_empty() {
+            0
+        } else {
+            self.latency_us.value_at_quantile(q)
+        }
+    }
+}
+
+/// Errors are grouped by operation, HTTP status (0: no answer) and the API's error code.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ErrorKey {
+    /// The operation that failed.
+    pub op: String,
+    /// The HTTP status, or 0 when no answer came (connection error, timeout).
+    pub status: u16,
+    /// The API's error code, or a word for transport failures (`timeout`, `connect`).
+    pub code: String,
+}
+
+/// One process's part of a (possibly merged) report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardRun {
+    /// `K/N` as given (1-based K).
+    pub shard: String,
+    /// First device index of the slice.
+    pub first_device: u64,
+    /// One past the last device index of the slice.
+    pub end_device: u64,
+    /// Peak resident memory of the process, bytes (0 when unknown).
+    pub peak_memory_bytes: u64,
+    /// Wall time of the process's run, seconds.
+    pub elapsed_secs: f64,
+}
+
+/// A run's (or several merged runs') measurements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The scenario, as given (`bind`, `mix:bind=1,sign=8`).
+    pub scenario: String,
+    /// The pacing, e.g. `closed concurrency=64` or `open rate=500/s`.
+    pub pacing: String,
+    /// The fleet seed, as given, so a report names the phones it measured.
+    pub seed: String,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Wall time from the first start to the last end, seconds.
+    pub elapsed_secs: f64,
+    /// Iterations (scenario runs) completed, successful or not.
+    pub iterations: u64,
+    /// Per-operation stats by operation name.
+    pub ops: BTreeMap<String, OpStats>,
+    /// Failure counts.
+    pub errors: BTreeMap<ErrorKey, u64>,
+    /// The processes that contributed.
+    pub shards: Vec<ShardRun>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OpFile {
+    ok: u64,
+    failed: u64,
+    rate_per_sec: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+    mean_us: f64,
+    /// base64 of the HdrHistogram V2 + DEFLATE serialization, microseconds.
+    histogram: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorFile {
+    #[serde(flatten)]
+    key: ErrorKey,
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReportFile {
+    vphone_load_report: u32,
+    scenario: String,
+    pacing: String,
+    seed: String,
+    started_unix_ms: u64,
+    elapsed_secs: f64,
+    iterations: u64,
+    peak_memory_bytes: u64,
+    ops: BTreeMap<String, OpFile>,
+    errors: Vec<ErrorFile>,
+    shards: Vec<ShardRun>,
+}
+
+impl Report {
+    /// An empty report for a run about to start.
+    pub fn new(scenario: &str, pacing: &str, seed: &str, started_unix_ms: u64) -> Report {
+        Report {
+            scenario: scenario.to_owned(),
+            pacing: pacing.to_owned(),
+            seed: seed.to_owned(),
+            started_unix_ms,
+            elapsed_secs: 0.0,
+            iterations: 0,
+            ops: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            shards: Vec::new(),
+        }
+    }
+
+    /// The largest peak memory of the contributing processes, bytes.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.peak_memory_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Completions of `op` per second of the report's wall time.
+    pub fn rate(&self, op: &str) -> f64 {
+        let ok = self.ops.get(op).map_or(0, |s| s.ok);
+        if self.elapsed_secs > 0.0 {
+            ok as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Successful completions of `op`.
+    pub fn ok(&self, op: &str) -> u64 {
+        self.ops.get(op).map_or(0, |s| s.ok)
+    }
+
+    /// All failures, over every operation.
+    pub fn total_errors(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Adds another report: counts add, histograms merge exactly, the wall time becomes the
+    /// span from the earliest start to the latest end. Nothing is averaged.
+    pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
+        for (name, stats) in &other.ops {
+            self.ops
+                .entry(name.clone())
+                .or_default()
+                .merge(stats)
+                .map_err(|detail| FleetError::Histogram {
+                    op: name.clone(),
+                    detail,
+                })?;
+        }
+        for (key, n) in &other.errors {
+            *self.errors.entry(key.clone()).or_default() += n;
+        }
+        let end = (self.started_unix_ms as f64 / 1e3 + self.elapsed_secs)
+            .max(other.started_unix_ms as f64 / 1e3 + other.elapsed_secs);
+        self.started_unix_ms = self.started_unix_ms.min(other.started_unix_ms);
+        self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
+        self.iterations += other.iterations;
+        for (mine, theirs) in [
+            (&mut self.scenario, &other.scenario),
+            (&mut self.pacing, &other.pacing),
+            (&mut self.seed, &other.seed),
+        ] {
+            if !mine.split(" | ").any(|part| part == theirs) {
+                mine.push_str(" | ");
+                mine.push_str(theirs);
+            }
+        }
+        self.shards.extend(other.shards.iter().cloned());
+        Ok(())
+    }
+
+    /// The report as pretty JSON, histograms included.
+    pub fn to_json(&self) -> Result<String, FleetError> {
+        let mut ops = BTreeMap::new();
+        for (name, s) in &self.ops {
+            let histogram =
+                encode_histogram(&s.latency_us).map_err(|detail| FleetError::Histogram {
+                    op: name.clone(),
+                    detail,
+                })?;
+            let mean = if s.latency_us.is_empty() {
+                0.0
+            } else {
+                s.latency_us.mean()
+            };
+            ops.insert(
+                name.clone(),
+                OpFile {
+                    ok: s.ok,
+                    failed: s.failed,
+                    rate_per_sec: self.rate(name),
+                    p50_us: s.quantile_us(0.5),
+                    p90_us: s.quantile_us(0.9),
+                    p99_us: s.quantile_us(0.99),
+                    p999_us: s.quantile_us(0.999),
+                    max_us: s.latency_us.max(),
+                    mean_us: mean,
+                    histogram,
+                },
+            );
+        }
+        let file = ReportFile {
+            vphone_load_report: REPORT_VERSION,
+            scenario: self.scenario.clone(),
+            pacing: self.pacing.clone(),
+            seed: self.seed.clone(),
+            started_unix_ms: self.started_unix_ms,
+            elapsed_secs: self.elapsed_secs,
+            iterations: self.iterations,
+            peak_memory_bytes: self.peak_memory_bytes(),
+            ops,
+            errors: self
+                .errors
+                .iter()
+                .map(|(key, &count)| ErrorFile {
+                    key: key.clone(),
+                    count,
+                })
+                .collect(),
+            shards: self.shards.clone(),
+        };
+        serde_json::to_string_pretty(&file).map_err(|e| FleetError::Format {
+            path: "-".into(),
+            what: "report",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Reads a report written by [`Report::to_json`]; percentiles are recomputed from the
+    /// histograms, never taken from the file.
+    pub fn from_json(text: &str, path: &Path) -> Result<Report, FleetError> {
+        let file: ReportFile = serde_json::from_str(text).map_err(|e| FleetError::Format {
+            path: path.to_owned(),
+            what: "report",
+            detail: e.to_string(),
+        })?;
+        if file.vphone_load_report != REPORT_VERSION {
+            return Err(FleetError::Format {
+                path: path.to_owned(),
+                what: "report",
+                detail: format!(
+                    "report version {} (this vphone reads {REPORT_VERSION})",
+                    file.vphone_load_report
+                ),
+            });
+        }
+        let mut ops = BTreeMap::new();
+        for (name, op) in file.ops {
+            let latency_us =
+                decode_histogram(&op.histogram).map_err(|detail| FleetError::Histogram {
+                    op: name.clone(),
+                    detail,
+                })?;
+            ops.insert(
+                name,
+                OpStats {
+                    ok: op.ok,
+                    failed: op.failed,
+                    latency_us,
+                },
+            );
+        }
+        Ok(Report {
+            scenario: file.scenario,
+            pacing: file.pacing,
+            seed: file.seed,
+            started_unix_ms: file.started_unix_ms,
+            elapsed_secs: file.elapsed_secs,
+            iterations: file.iterations,
+            ops,
+            errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
+            shards: file.shards,
+        })
+    }
+
+    /// Writes the JSON report to `path`.
+    pub fn write_file(&self, path: &Path) -> Result<(), FleetError> {
+        let json = self.to_json()?;
+        std::fs::write(path, json + "\n").map_err(|e| FleetError::io(path, e))
+    }
+
+    /// Reads a JSON report from `path`.
+    pub fn read_file(path: &Path) -> Result<Report, FleetError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
+        Report::from_json(&text, path)
+    }
+
+    /// The final table: one row per operation (steps first), then errors, then memory.
+    pub fn render_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "scenario {}  ({}), {} iterations in {:.2}s, seed {}",
+            self.scenario, self.pacing, self.iterations, self.elapsed_secs, self.seed
+        );
+        let _ = writeln!(
+            out,
+            "{:<28} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "operation", "ok", "failed", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        );
+        let order = |name: &str| {
+            super::Op::ALL
+                .iter()
+                .position(|op| op.name() == name)
+                .unwrap_or(usize::MAX)
+        };
+        let mut names: Vec<&String> = self.ops.keys().collect();
+        names.sort_by_key(|n| (order(n), (*n).clone()));
+        let ms = |us: u64| us as f64 / 1e3;
+        for name in names {
+            let s = &self.ops[name];
+            let _ = writeln!(
+                out,
+                "{:<28} {:>9} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                name,
+                s.ok,
+                s.failed,
+                self.rate(name),
+                ms(s.quantile_us(0.5)),
+                ms(s.quantile_us(0.9)),
+                ms(s.quantile_us(0.99)),
+                ms(s.quantile_us(0.999)),
+                ms(s.latency_us.max()),
+            );
+        }
+        if self.errors.is_empty() {
+            let _ = writeln!(out, "errors: none");
+        } else {
+            let _ = writeln!(out, "errors ({} in all):", self.total_errors());
+            for (k, n) in &self.errors {
+                let status = if k.status == 0 {
+                    "-".to_owned()
+                } else {
+                    k.status.to_string()
+                };
+                let _ = writeln!(out, "  {:<28} {:>4} {:<28} {:>9}", k.op, status, k.code, n);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "peak memory (VmHWM): {:.1} MiB{}",
+            self.peak_memory_bytes() as f64 / (1024.0 * 1024.0),
+            if self.shards.len() > 1 {
+                format!(" (largest of {} shards)", self.shards.len())
+            } else {
+                String::new()
+            }
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(values: &[u64], failed: u64) -> OpStats {
+        let mut s = OpStats::default();
+        for &v in values {
+            record_us(&mut s.latency_us, v);
+            s.ok += 1;
+        }
+        s.failed = failed;
+        s
+    }
+
+    #[test]
+    fn histograms_survive_the_json_round_trip() {
+        let mut r = Report::new("bind", "closed concurrency=4", "7", 1_000);
+        r.elapsed_secs = 2.0;
+        r.ops
+            .insert("bind".into(), stats(&[100, 250, 90_000, 3_000_000], 1));
+        r.errors.insert(
+            ErrorKey {
+                op: "bind".into(),
+                status: 403,
+                code: "invalid_signature".into(),
+            },
+            1,
+        );
+        let back = Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            back.ops["bind"].latency_us.max(),
+            r.ops["bind"].latency_us.max()
+        );
+        assert!((back.rate("bind") - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn merging_adds_counts_and_histograms_and_spans_the_wall_time() {
+        let mut a = Report::new("bind", "p", "7", 10_000);
+        a.elapsed_secs = 5.0;
+        a.ops.insert("bind".into(), stats(&[10, 20], 0));
+        let mut b = Report::new("bind", "p", "7", 12_000);
+        b.elapsed_secs = 5.0;
+        b.ops.insert("bind".into(), stats(&[30], 2));
+        b.ops.insert("sign".into(), stats(&[40], 0));
+        a.merge(&b).unwrap();
+        assert_eq!(a.ops["bind"], stats(&[10, 20, 30], 2));
+        assert_eq!(a.ops["sign"], stats(&[40], 0));
+        assert_eq!(a.started_unix_ms, 10_000);
+        assert!((a.elapsed_secs - 7.0).abs() < 1e-9);
+        assert_eq!(a.scenario, "bind");
+    }
+
+    #[test]
+    fn a_foreign_or_newer_file_is_refused_with_the_reason() {
+        let err = Report::from_json("{\"x\":1}", Path::new("a.json")).unwrap_err();
+        assert!(err.to_string().contains("a.json"), "{err}");
+    }
+}
