@@ -153,6 +153,9 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// Iterations (scenario runs) completed, successful or not.
     pub iterations: u64,
+    /// Open model: iterations due before the end that no worker could start in time (not
+    /// run; a sign that `--concurrency` bounds in-flight work below what the rate needs).
+    pub missed: u64,
     /// Per-operation stats by operation name.
     pub ops: BTreeMap<String, OpStats>,
     /// Failure counts.
@@ -192,6 +195,8 @@ struct ReportFile {
     started_unix_ms: u64,
     elapsed_secs: f64,
     iterations: u64,
+    #[serde(default)]
+    missed: u64,
     peak_memory_bytes: u64,
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
@@ -208,6 +213,7 @@ impl Report {
             started_unix_ms,
             elapsed_secs: 0.0,
             iterations: 0,
+            missed: 0,
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
@@ -264,6 +270,7 @@ impl Report {
         self.started_unix_ms = self.started_unix_ms.min(other.started_unix_ms);
         self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
         self.iterations += other.iterations;
+        self.missed += other.missed;
         for (mine, theirs) in [
             (&mut self.scenario, &other.scenario),
             (&mut self.pacing, &other.pacing),
@@ -316,6 +323,7 @@ impl Report {
             started_unix_ms: self.started_unix_ms,
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
+            missed: self.missed,
             peak_memory_bytes: self.peak_memory_bytes(),
             ops,
             errors: self
@@ -376,6 +384,7 @@ impl Report {
             started_unix_ms: file.started_unix_ms,
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,
+            missed: file.missed,
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
@@ -430,6 +439,13 @@ impl Report {
                 ms(s.quantile_us(0.99)),
                 ms(s.quantile_us(0.999)),
                 ms(s.latency_us.max()),
+            );
+        }
+        if self.missed > 0 {
+            let _ = writeln!(
+                out,
+                "missed: {} iterations were due but found no free worker before the end",
+                self.missed
             );
         }
         if self.errors.is_empty() {

@@ -1,0 +1,305 @@
+//! `vphone load`: the command-line face of fleets. `main.rs` parses [`LoadArgs`] and calls
+//! [`main`]; everything else happens here.
+
+use super::runner::{ProgressMode, RunOptions};
+use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
+use crate::api::{Otp, PhoneNumber};
+use crate::client::{ApiClient, ClientConfig, Credentials};
+use crate::sandbox::{SandboxConfig, spawn};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Environment variable with the OTP the target sends to `--number` (default `212212`).
+pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
+
+/// Run a fleet of simulated phones against the in-process sandbox or `--api URL`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LoadArgs {
+    /// Other load commands.
+    #[command(subcommand)]
+    pub command: Option<LoadCommand>,
+    /// The run's settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `vphone load` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Merge reports of shards losslessly (histograms are merged, not percentiles averaged).
+    Merge(MergeArgs),
+}
+
+/// `vphone load merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports written by `vphone load --json`.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, a line every 5 s otherwise.
+    Auto,
+    /// A plain line every 5 s.
+    Lines,
+    /// No progress output.
+    Off,
+}
+
+/// The settings of one load run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target API base URL (credentials from VPHONE_CLIENT_ID / VPHONE_CLIENT_SECRET).
+    /// Without it, a sandbox is started in-process on 127.0.0.1.
+    #[arg(long, value_name = "URL")]
+    pub api: Option<url::Url>,
+    /// Phones in the whole fleet (a shard runs its slice of them).
+    #[arg(long, default_value_t = 100)]
+    pub devices: u64,
+    /// `onboard`, `bind`, `add_key`, `sign`, `sms`, `change`, or a weighted mix such as
+    /// `mix:bind=1,sign=8,sms=1`.
+    #[arg(long, default_value = "bind")]
+    pub scenario: String,
+    /// Closed model: concurrent workers. Open model: the most iterations in flight.
+    #[arg(long, short = 'c')]
+    pub concurrency: Option<usize>,
+    /// Open model: iterations started per second, whatever the latency; latencies count
+    /// from each iteration's intended start.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Spread worker starts (closed) or grow the rate linearly (open) over this time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub ramp_up: Duration,
+    /// Stop starting iterations after this time.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many iterations (default: one per phone unless --duration is given).
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// Seed the phones' keys derive from: a number or 64 hex digits (default: random,
+    /// printed in the report).
+    #[arg(long)]
+    pub seed: Option<String>,
+    /// Run the K-th of N disjoint slices of the fleet (`2/4`), or `auto` to read
+    /// JOB_COMPLETION_INDEX (0-based) and VPHONE_SHARD_COUNT.
+    #[arg(long, default_value = "1/1")]
+    pub shard: String,
+    /// Load phones saved by an earlier run (`--save-fleet`); repeatable, e.g. one per shard.
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Vec<PathBuf>,
+    /// Save the fleet (seed and the bank's ids per phone) after the run.
+    #[arg(long, value_name = "FILE")]
+    pub save_fleet: Option<PathBuf>,
+    /// Write the full report, histograms included, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// The mobile number every fleet person uses (its OTP comes from VPHONE_FLEET_OTP,
+    /// default 212212, the sandbox's test-number OTP).
+    #[arg(long, default_value = "+15550101")]
+    pub number: String,
+    /// Per-request timeout.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub timeout: Duration,
+    /// In-process sandbox only: delay every /v1 response by this much (fault injection).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub sandbox_latency: Option<Duration>,
+    /// Progress display.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Exit with status 1 when any operation failed.
+    #[arg(long)]
+    pub fail_on_error: bool,
+}
+
+impl RunArgs {
+    /// The pacing these arguments ask for.
+    pub fn pacing(&self) -> Result<Pacing, FleetError> {
+        let model = match self.rate {
+            Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
+                return Err(FleetError::Usage(format!(
+                    "--rate {rate}: give a positive number of iterations per second"
+                )));
+            }
+            Some(rate) => Model::Open {
+                rate,
+                max_in_flight: self.concurrency.unwrap_or(1024),
+            },
+            None => Model::Closed {
+                workers: self.concurrency.unwrap_or(32),
+            },
+        };
+        if self.concurrency == Some(0) {
+            return Err(FleetError::Usage("--concurrency must be at least 1".into()));
+        }
+        Ok(Pacing {
+            model,
+            ramp_up: self.ramp_up,
+            duration: self.duration,
+            iterations: self.iterations,
+        })
+    }
+}
+
+/// Runs `vphone load` on a fresh multi-threaded runtime and returns the exit code.
+pub fn main(args: LoadArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `vphone load` (or `vphone load merge`) inside a Tokio runtime.
+pub async fn execute(args: LoadArgs) -> Result<ExitCode, FleetError> {
+    match args.command {
+        Some(LoadCommand::Merge(m)) => merge(m),
+        None => run(args.run).await,
+    }
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
+    let mut merged: Option<Report> = None;
+    for path in &args.reports {
+        let report = Report::read_file(path)?;
+        match &mut merged {
+            None => merged = Some(report),
+            Some(m) => m.merge(&report)?,
+        }
+    }
+    let Some(merged) = merged else {
+        return Err(FleetError::Usage("name at least one report to merge".into()));
+    };
+    print!("{}", merged.render_table());
+    if let Some(path) = &args.json {
+        merged.write_file(path)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
+    let scenario: Scenario = args.scenario.parse()?;
+    let pacing = args.pacing()?;
+    let shard: Shard = args.shard.parse()?;
+    let number = PhoneNumber::parse(&args.number).map_err(|e| FleetError::Usage(e.to_string()))?;
+    let otp_text = std::env::var(OTP_ENV).unwrap_or_else(|_| "212212".to_owned());
+    let otp = Otp::parse(&otp_text)
+        .map_err(|_| FleetError::Usage(format!("{OTP_ENV} must be exactly 6 digits")))?;
+
+    // The fleet's identity: the first fleet file's seed and size, unless given.
+    let mut first_file = None;
+    if let Some(path) = args.fleet.first() {
+        let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
+        first_file = Fleet::peek_file(&text);
+        if first_file.is_none() {
+            return Err(FleetError::Format {
+                path: path.clone(),
+                what: "fleet",
+                detail: "missing `vphone-fleet 1`, `seed` or `devices` line".into(),
+            });
+        }
+    }
+    let seed = match (&args.seed, &first_file) {
+        (Some(seed), _) => seed.clone(),
+        (None, Some((seed, _))) => seed.clone(),
+        (None, None) => hex::encode(rand::random::<[u8; 32]>()),
+    };
+    let total = match &first_file {
+        Some((_, total)) if args.devices == 100 => *total,
+        _ => args.devices,
+    };
+    let fleet = Arc::new(Fleet::new(&seed, total, shard.slice(total))?);
+    for path in &args.fleet {
+        let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
+        let n = fleet.load_text(&text, path).await?;
+        eprintln!("load: {} phones of this shard restored from {}", n, path.display());
+    }
+
+    let (client, sandbox) = match &args.api {
+        Some(url) => {
+            let credentials = Credentials::discover(None)
+                .map_err(|e| FleetError::Client(e.to_string()))?
+                .ok_or_else(|| {
+                    FleetError::Client(
+                        "set VPHONE_CLIENT_ID and VPHONE_CLIENT_SECRET for --api".into(),
+                    )
+                })?;
+            let config = ClientConfig::local(url.clone(), credentials).with_timeout(args.timeout);
+            (client_for(config)?, None)
+        }
+        None => {
+            let config = SandboxConfig {
+                latency: args.sandbox_latency,
+                ..SandboxConfig::default()
+            };
+            let sandbox = spawn(config).await.map_err(FleetError::Sandbox)?;
+            let url = url::Url::parse(&sandbox.base_url())
+                .map_err(|e| FleetError::Client(e.to_string()))?;
+            let config = ClientConfig::local(url, Credentials::sandbox_default())
+                .with_timeout(args.timeout);
+            (client_for(config)?, Some(sandbox))
+        }
+    };
+    eprintln!(
+        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, target {}",
+        fleet.range(),
+        if sandbox.is_some() {
+            "in-process sandbox"
+        } else {
+            client.base_url()
+        }
+    );
+
+    let options = RunOptions {
+        progress: match args.progress {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Lines => ProgressMode::Lines(5),
+            ProgressArg::Off => ProgressMode::Off,
+        },
+        number,
+        otp,
+        shard,
+        ..RunOptions::new(scenario, pacing)
+    };
+    let report = super::run(&client, fleet.clone(), options).await?;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    print!("{}", report.render_table());
+    if let Some(path) = &args.json {
+        report.write_file(path)?;
+    }
+    if let Some(path) = &args.save_fleet {
+        fleet.save(path).await?;
+    }
+    Ok(if args.fail_on_error && report.total_errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn client_for(config: ClientConfig) -> Result<ApiClient, FleetError> {
+    ApiClient::new(config).map_err(|e| FleetError::Client(e.to_string()))
+}

@@ -1,0 +1,319 @@
+//! Runs a scenario over a fleet under a pacing model, with live progress.
+
+use super::pacing::{Model, Pacing};
+use super::recorder::Recorder;
+use super::scenario::{Scenario, Step, Steps};
+use super::{Fleet, FleetError, Report, Shard, ShardRun, peak_rss_bytes};
+use crate::api::{Otp, PhoneNumber};
+use crate::client::ApiClient;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How progress is shown while a run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A progress bar when stderr is a terminal, else a plain line every few seconds.
+    Auto,
+    /// A plain line on stderr every this many seconds.
+    Lines(u64),
+    /// Nothing (tests, benchmarks).
+    Off,
+}
+
+/// Everything a run needs besides the client and the fleet.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// What each iteration does.
+    pub scenario: Scenario,
+    /// When iterations start and when the run stops.
+    pub pacing: Pacing,
+    /// The mobile number every fleet person uses.
+    pub number: PhoneNumber,
+    /// The OTP the target always sends to that number.
+    pub otp: Otp,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// Which slice of the fleet this is (for the report).
+    pub shard: Shard,
+}
+
+impl RunOptions {
+    /// Options for the sandbox's test number (`+15550101`, OTP `212212`), no progress.
+    pub fn new(scenario: Scenario, pacing: Pacing) -> RunOptions {
+        RunOptions {
+            scenario,
+            pacing,
+            number: PhoneNumber::test_number(),
+            // A constant six-digit string always parses.
+            otp: Otp::parse("212212").expect("212212 is a valid OTP"),
+            progress: ProgressMode::Off,
+            shard: Shard::WHOLE,
+        }
+    }
+
+    /// How many iterations to run at most, given the fleet slice size.
+    fn limit(&self, phones: u64) -> u64 {
+        let asked = self.pacing.iterations;
+        match &self.scenario {
+            Scenario::Single(step) if step.is_once_per_phone() => asked.unwrap_or(phones).min(phones),
+            _ => asked.unwrap_or(if self.pacing.duration.is_some() {
+                u64::MAX
+            } else {
+                phones
+            }),
+        }
+    }
+}
+
+struct Shared {
+    client: ApiClient,
+    fleet: Arc<Fleet>,
+    recorder: Recorder,
+    options: RunOptions,
+    next: AtomicU64,
+    missed: AtomicU64,
+    cursors: [AtomicUsize; 3],
+    limit: u64,
+    t0: Instant,
+    deadline: Option<Instant>,
+}
+
+impl Shared {
+    /// The phone and step of iteration `n`.
+    fn assign(&self, n: u64) -> (Step, usize) {
+        let len = self.fleet.len();
+        let step = self.options.scenario.step(n);
+        let round_robin = (n % len as u64) as usize;
+        match (&self.options.scenario, step) {
+            (Scenario::Single(_), _) => (step, round_robin),
+            (Scenario::Mix(_), Step::Onboard | Step::Bind | Step::AddKey) => {
+                let cursor = match step {
+                    Step::Onboard => 0,
+                    Step::Bind => 1,
+                    _ => 2,
+                };
+                let i = self.cursors[cursor].fetch_add(1, Ordering::Relaxed);
+                if i < len {
+                    (step, i)
+                } else {
+                    // Every phone has taken this one-time step: sign instead.
+                    (Step::Sign, round_robin)
+                }
+            }
+            (Scenario::Mix(_), _) => (step, round_robin),
+        }
+    }
+
+    async fn iterate(&self, worker: usize, n: u64, since: Instant) {
+        let (step, phone) = self.assign(n);
+        let steps = Steps {
+            client: &self.client,
+            fleet: &self.fleet,
+            recorder: &self.recorder,
+            worker,
+            number: &self.options.number,
+            otp: &self.options.otp,
+        };
+        // A failed iteration is already recorded; the run goes on.
+        let _ = steps.run(step, phone, since).await;
+        self.recorder.iteration_done();
+    }
+}
+
+async fn worker(shared: Arc<Shared>, w: usize) {
+    let pacing = &shared.options.pacing;
+    if let Model::Closed { .. } = pacing.model {
+        tokio::time::sleep(pacing.worker_delay(w)).await;
+    }
+    loop {
+        let n = shared.next.fetch_add(1, Ordering::Relaxed);
+        if n >= shared.limit {
+            break;
+        }
+        let start = match pacing.intended_offset(n) {
+            Some(offset) => {
+                let intended = shared.t0 + offset;
+                if shared.deadline.is_some_and(|d| intended >= d) {
+                    break;
+                }
+                let now = Instant::now();
+                if intended > now {
+                    tokio::time::sleep_until(intended.into()).await;
+                } else if shared.deadline.is_some_and(|d| now >= d) {
+                    // Due before the end but no worker was free in time: not run, counted.
+                    shared.missed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                intended
+            }
+            None => {
+                let now = Instant::now();
+                if shared.deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+                now
+            }
+        };
+        shared.iterate(w, n, start).await;
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs `options.scenario` over `fleet` and returns the report. The client's token is
+/// fetched before the clock starts, so no iteration pays for it.
+pub async fn run(
+    client: &ApiClient,
+    fleet: Arc<Fleet>,
+    options: RunOptions,
+) -> Result<Report, FleetError> {
+    let started_unix_ms = unix_ms();
+    let mut report = Report::new(
+        &options.scenario.to_string(),
+        &options.pacing.to_string(),
+        fleet.seed_text(),
+        started_unix_ms,
+    );
+    if fleet.is_empty() {
+        return Ok(report);
+    }
+    // Without a token no iteration can succeed; each will record the failure itself.
+    let _ = client.authenticate().await;
+    let limit = options.limit(fleet.len() as u64);
+    let workers = options.pacing.workers();
+    let progress = options.progress;
+    let t0 = Instant::now();
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        deadline: options.pacing.duration.map(|d| t0 + d),
+        fleet: fleet.clone(),
+        recorder: Recorder::default(),
+        options,
+        next: AtomicU64::new(0),
+        missed: AtomicU64::new(0),
+        cursors: Default::default(),
+        limit,
+        t0,
+    });
+    let display = Progress::start(progress, shared.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        tasks.spawn(worker(shared.clone(), w));
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = t0.elapsed();
+    display.finish(&shared.recorder, elapsed);
+
+    shared.recorder.fill(&mut report)?;
+    report.elapsed_secs = elapsed.as_secs_f64();
+    report.missed = shared.missed.load(Ordering::Relaxed);
+    let range = fleet.range();
+    report.shards.push(ShardRun {
+        shard: shared.options.shard.to_string(),
+        first_device: range.start,
+        end_device: range.end,
+        peak_memory_bytes: peak_rss_bytes().unwrap_or(0),
+        elapsed_secs: report.elapsed_secs,
+    });
+    Ok(report)
+}
+
+/// The live display: a bar on a terminal, periodic lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(mode: ProgressMode, shared: Arc<Shared>) -> Progress {
+        let every = match mode {
+            ProgressMode::Off => {
+                return Progress {
+                    bar: None,
+                    task: None,
+                };
+            }
+            ProgressMode::Lines(secs) => Some(secs.max(1)),
+            ProgressMode::Auto if std::io::stderr().is_terminal() => None,
+            ProgressMode::Auto => Some(5),
+        };
+        let limit = shared.limit;
+        let bar = every.is_none().then(|| {
+            let (len, template) = if limit != u64::MAX {
+                (limit, "{elapsed_precise} [{bar:30}] {pos}/{len} iterations  {msg}")
+            } else {
+                (
+                    shared.options.pacing.duration.map_or(0, |d| d.as_secs()),
+                    "{elapsed_precise} [{bar:30}] {msg}",
+                )
+            };
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        let tick_bar = bar.clone();
+        let task = tokio::spawn(async move {
+            let period = match every {
+                Some(secs) => Duration::from_secs(secs),
+                None => Duration::from_millis(200),
+            };
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(period).await;
+                let r = &shared.recorder;
+                let done = r.iterations();
+                let now = Instant::now();
+                let rate = (done - last.1) as f64 / (now - last.0).as_secs_f64().max(1e-9);
+                let msg = format!(
+                    "{} ok steps, {} failures, {rate:.0} it/s",
+                    r.steps_ok(),
+                    r.failures()
+                );
+                match &tick_bar {
+                    Some(bar) if limit != u64::MAX => {
+                        bar.set_position(done);
+                        bar.set_message(msg);
+                    }
+                    Some(bar) => {
+                        bar.set_position(shared.t0.elapsed().as_secs());
+                        bar.set_message(format!("{done} iterations, {msg}"));
+                    }
+                    None => eprintln!(
+                        "load: {:>7.1}s {done} iterations, {msg}",
+                        shared.t0.elapsed().as_secs_f64()
+                    ),
+                }
+                last = (now, done);
+            }
+        });
+        Progress {
+            bar,
+            task: Some(task),
+        }
+    }
+
+    fn finish(self, recorder: &Recorder, elapsed: Duration) {
+        if let Some(task) = self.task {
+            task.abort();
+            if self.bar.is_none() {
+                eprintln!(
+                    "load: {:>7.1}s {} iterations, done",
+                    elapsed.as_secs_f64(),
+                    recorder.iterations()
+                );
+            }
+        }
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
