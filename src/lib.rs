@@ -2,4 +2,6 @@
 //! Solaris device-management API for it to talk to.
 
 pub mod api;
+pub mod client;
 pub mod fleet;
+pub mod phone;

@@ -1,0 +1,180 @@
+//! One error type for every API call, with a hint naming the next step. Messages hold the
+//! request line, status, code and detail, never credentials, tokens, OTPs or signatures.
+
+use crate::api::RemoteError;
+use std::time::Duration;
+
+use super::credentials::{CLIENT_ID_ENV, CLIENT_SECRET_ENV, CredentialsError};
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status; the bank refused the request.
+    #[error("{request} refused: {remote}{}", hint_suffix(remote))]
+    Api {
+        /// The request, e.g. `POST /v1/mfa/devices`.
+        request: String,
+        /// What the server said, in whichever error shape it used.
+        remote: Box<RemoteError>,
+    },
+    /// The server could not be reached at all.
+    #[error(
+        "cannot reach {url}: {source}; is the server running? start one with `vphone sandbox`, or point --api at a running server"
+    )]
+    Unreachable {
+        /// The address tried (no credentials in it).
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server did not answer in time.
+    #[error(
+        "{url} did not answer within {}; the server may be overloaded or down, retry or raise the timeout",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        /// The address tried.
+        url: String,
+        /// How long the client waited.
+        after: Duration,
+    },
+    /// The connection failed after it was established (reset, protocol error).
+    #[error("talking to {url} failed: {source}")]
+    Transport {
+        /// The address tried.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A success answer whose body is not what the API documents.
+    #[error("{request} answered {status} with an unexpected body: {reason}")]
+    Decode {
+        /// The request.
+        request: String,
+        /// The HTTP status.
+        status: u16,
+        /// What did not match.
+        reason: String,
+    },
+    /// The client is misconfigured (bad URL, missing credentials).
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// Credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+impl ClientError {
+    /// The bank's answer, when the server refused the request.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            ClientError::Api { remote, .. } => Some(&**remote),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a refusal.
+    pub fn status(&self) -> Option<u16> {
+        self.remote().map(|r| r.status)
+    }
+
+    /// The machine-readable code of a refusal (`""` when none was given).
+    pub fn code(&self) -> Option<&str> {
+        self.remote().map(|r| r.code.as_str())
+    }
+
+    /// Whether the server was unreachable or too slow (as opposed to refusing).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Transport { .. }
+        )
+    }
+}
+
+fn hint_suffix(remote: &RemoteError) -> String {
+    match hint(remote) {
+        Some(h) => format!(" ({h})"),
+        None => String::new(),
+    }
+}
+
+/// What the user should do next about a refusal, judged from its status and code.
+pub fn hint(remote: &RemoteError) -> Option<String> {
+    let code = remote.code.as_str();
+    let text = format!("{} {} {}", code, remote.title, remote.detail).to_ascii_lowercase();
+    let h = match remote.status {
+        401 => format!(
+            "check {CLIENT_ID_ENV}/{CLIENT_SECRET_ENV} or the --credentials file, and the token URL"
+        ),
+        403 if text.contains("expired") => {
+            "the challenge expired (challenges live 5 minutes); start a new one".to_owned()
+        }
+        403 if text.contains("otp") || text.contains("tan") => {
+            "the code was wrong; after 3 wrong answers the challenge is spent, so request a new one"
+                .to_owned()
+        }
+        403 if text.contains("signature") => {
+            "the signature did not verify: the phone's key does not match the device, or the challenge is spent; bind again or start a new challenge".to_owned()
+        }
+        403 if text.contains("deleted") => {
+            "the device was deleted; bind the phone again with `vphone phone bind NAME`".to_owned()
+        }
+        404 => "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
+            .to_owned(),
+        409 if text.contains("limit") || text.contains("maximum") || text.contains("5 ") => {
+            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME` and bind again".to_owned()
+        }
+        409 if text.contains("purpose") => {
+            "the device already has a key of this purpose; list them with `vphone phone keys NAME`"
+                .to_owned()
+        }
+        409 => "it conflicts with existing state; list what exists and retry".to_owned(),
+        400 if text.contains("telephone_number") || text.contains("mobile") => {
+            "the person has no verified mobile number; create the phone with `vphone phone create NAME --number +15550101`".to_owned()
+        }
+        429 => "rate limited; wait and retry".to_owned(),
+        s if s >= 500 => "the server failed; retry later".to_owned(),
+        _ if code.is_empty() => return None,
+        _ => return None,
+    };
+    Some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str, detail: &str) -> ClientError {
+        ClientError::Api {
+            request: "POST /v1/mfa/devices".into(),
+            remote: Box::new(RemoteError {
+                status,
+                code: code.into(),
+                title: String::new(),
+                detail: detail.into(),
+                field: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn refusals_name_status_code_detail_and_the_next_step() {
+        let e = api(401, "invalid_client", "unknown client").to_string();
+        assert!(
+            e.contains("POST /v1/mfa/devices refused: HTTP 401 invalid_client"),
+            "{e}"
+        );
+        assert!(e.contains("VPHONE_CLIENT_SECRET"), "{e}");
+        let e = api(409, "device_limit_reached", "person has 5 devices").to_string();
+        assert!(e.contains("delete-device"), "{e}");
+        let e = api(403, "invalid_otp", "wrong code").to_string();
+        assert!(e.contains("request a new one"), "{e}");
+        let e = api(403, "challenge_expired", "").to_string();
+        assert!(e.contains("5 minutes"), "{e}");
+    }
+}

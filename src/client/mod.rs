@@ -1,0 +1,403 @@
+//! The typed HTTP client of the device-management API: OAuth2 client credentials with a
+//! cached token (refreshed on expiry and once on 401), both error shapes read into one
+//! [`ClientError`], request timeouts, and one shared connection pool.
+//!
+//! [`ApiClient`] is cheap to clone (an `Arc` inside); a fleet of phones shares one.
+
+mod calls;
+mod credentials;
+mod error;
+mod token;
+
+pub use credentials::{
+    CLIENT_ID_ENV, CLIENT_SECRET_ENV, CREDENTIALS_FILE_ENV, Credentials, CredentialsError,
+    SANDBOX_CLIENT_ID,
+};
+pub use error::{ClientError, hint};
+
+use crate::api::RemoteError;
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use token::TokenCache;
+use url::Url;
+
+/// The default time one request may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A well-known server to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A vphone sandbox (or any server) serving the token route and `/v1` on one address.
+    Local(Url),
+    /// Solaris' public sandbox.
+    SolarisSandbox,
+    /// Solaris' production API.
+    SolarisProduction,
+}
+
+impl Target {
+    /// The API base URL.
+    pub fn base_url(&self) -> Url {
+        match self {
+            Target::Local(url) => url.clone(),
+            Target::SolarisSandbox => fixed_url("https://api.solaris-sandbox.de"),
+            Target::SolarisProduction => fixed_url("https://api.solarisbank.de"),
+        }
+    }
+
+    /// The OAuth2 token URL.
+    pub fn token_url(&self) -> Url {
+        match self {
+            Target::Local(url) => join(url, "/oauth2/token"),
+            Target::SolarisSandbox => fixed_url("https://auth.solaris-sandbox.de/oauth2/token"),
+            Target::SolarisProduction => fixed_url("https://auth.solarisbank.de/oauth2/token"),
+        }
+    }
+
+    /// Whether this is a local server (which may use the sandbox's default credentials).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Target::Local(_))
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Local(url) => write!(f, "{}", url.as_str().trim_end_matches('/')),
+            Target::SolarisSandbox => f.write_str("solaris-sandbox"),
+            Target::SolarisProduction => f.write_str("solaris-production"),
+        }
+    }
+}
+
+fn fixed_url(s: &str) -> Url {
+    // The literals above are valid URLs; a failure here is a typo caught by the unit tests.
+    Url::parse(s).unwrap_or_else(|_| unreachable!("constant URL {s} parses"))
+}
+
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    url.set_query(None);
+    url
+}
+
+/// Everything an [`ApiClient`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where `/v1/...` lives, e.g. `http://127.0.0.1:8080`.
+    pub base_url: Url,
+    /// The OAuth2 token endpoint.
+    pub token_url: Url,
+    /// The partner's client id and secret.
+    pub credentials: Credentials,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A config for a target with the default timeout.
+    pub fn new(target: &Target, credentials: Credentials) -> ClientConfig {
+        ClientConfig {
+            base_url: target.base_url(),
+            token_url: target.token_url(),
+            credentials,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A config for a local server at `base_url` (token at `base_url/oauth2/token`).
+    pub fn local(base_url: Url, credentials: Credentials) -> ClientConfig {
+        ClientConfig::new(&Target::Local(base_url), credentials)
+    }
+
+    /// The same config with another timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The typed client. Clone it freely: clones share the connection pool and the token.
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The base URL without a trailing slash, so `base + "/v1/..."` is the request URL.
+    base: String,
+    token: TokenCache,
+    timeout: Duration,
+}
+
+impl fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.inner.base)
+            .field("token_url", &self.inner.token.url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a call wants the success body.
+enum Want {
+    /// Any 2xx, body ignored.
+    Nothing,
+    /// A JSON body is required.
+    Json,
+}
+
+impl ApiClient {
+    /// Builds a client with its own connection pool.
+    pub fn new(config: ClientConfig) -> Result<ApiClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(concat!("vphone/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        ApiClient::with_http(config, http)
+    }
+
+    /// Builds a client on an existing `reqwest::Client` (to share its pool).
+    pub fn with_http(
+        config: ClientConfig,
+        http: reqwest::Client,
+    ) -> Result<ApiClient, ClientError> {
+        for (what, url) in [("base", &config.base_url), ("token", &config.token_url)] {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ClientError::Config(format!(
+                    "the {what} URL {url} must start with http:// or https://"
+                )));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(ClientError::Config(format!(
+                    "the {what} URL must not carry credentials; use {CLIENT_ID_ENV}/{CLIENT_SECRET_ENV}"
+                )));
+            }
+        }
+        let mut base = config.base_url.clone();
+        base.set_query(None);
+        base.set_fragment(None);
+        let base = base.as_str().trim_end_matches('/').to_owned();
+        Ok(ApiClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                token: TokenCache::new(config.token_url, config.credentials),
+                timeout: config.timeout,
+            }),
+        })
+    }
+
+    /// The API base URL (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// The underlying HTTP client (its pool is shared).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Fetches a token now if none is cached; returns how long the token lives.
+    pub async fn authenticate(&self) -> Result<Duration, ClientError> {
+        let token = self
+            .inner
+            .token
+            .get(&self.inner.http, self.inner.timeout)
+            .await?;
+        Ok(token.lifetime())
+    }
+
+    /// Forgets the cached token, so the next call fetches a new one.
+    pub fn forget_token(&self) {
+        self.inner.token.clear();
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        let mut url = String::with_capacity(self.inner.base.len() + path.len());
+        url.push_str(&self.inner.base);
+        url.push_str(path);
+        url
+    }
+
+    /// Sends an authenticated request and decodes a JSON success body.
+    pub(crate) async fn call<B, R>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, ClientError>
+    where
+        B: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let (status, bytes) = self
+            .exchange(method.clone(), path, body, Want::Json)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            request: format!("{method} {}", strip_query(path)),
+            status: status.as_u16(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends an authenticated request whose success body does not matter.
+    pub(crate) async fn call_unit<B>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError>
+    where
+        B: Serialize + ?Sized,
+    {
+        self.exchange(method, path, body, Want::Nothing).await?;
+        Ok(())
+    }
+
+    async fn exchange<B>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        want: Want,
+    ) -> Result<(StatusCode, Bytes), ClientError>
+    where
+        B: Serialize + ?Sized,
+    {
+        let url = self.url(path);
+        // Serialized once so a retry after a token refresh sends the same bytes.
+        let body = match body {
+            Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
+                ClientError::Config(format!("cannot encode the request body: {e}"))
+            })?)),
+            None => None,
+        };
+        let inner = &*self.inner;
+        let mut refreshed = false;
+        loop {
+            let token = inner.token.get(&inner.http, inner.timeout).await?;
+            let mut req = inner
+                .http
+                .request(method.clone(), &url)
+                .header(http::header::AUTHORIZATION, token.header().clone())
+                .header(http::header::ACCEPT, "application/json");
+            if let Some(b) = &body {
+                req = req
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(b.clone());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| transport_error(e, &url, inner.timeout))?;
+            let status = resp.status();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| transport_error(e, &url, inner.timeout))?;
+            if status.is_success() {
+                if matches!(want, Want::Json) && bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Err(ClientError::Decode {
+                        request: format!("{method} {}", strip_query(path)),
+                        status: status.as_u16(),
+                        reason: "the body is empty, but this call needs one".to_owned(),
+                    });
+                }
+                return Ok((status, bytes));
+            }
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                // The token may have been revoked or the server restarted: refresh once.
+                inner.token.invalidate(&token);
+                refreshed = true;
+                continue;
+            }
+            return Err(ClientError::Api {
+                request: format!("{method} {}", strip_query(path)),
+                remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+            });
+        }
+    }
+}
+
+fn strip_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+/// Maps a transport failure to a variant that says what to do; the URL has no secrets.
+pub(crate) fn transport_error(e: reqwest::Error, url: &str, timeout: Duration) -> ClientError {
+    let url = strip_query(url).to_owned();
+    if e.is_timeout() {
+        ClientError::Timeout {
+            url,
+            after: timeout,
+        }
+    } else if e.is_connect() {
+        ClientError::Unreachable {
+            url,
+            source: e.without_url(),
+        }
+    } else {
+        ClientError::Transport {
+            url,
+            source: e.without_url(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_point_at_the_documented_hosts() {
+        let t = Target::SolarisSandbox;
+        assert_eq!(t.base_url().as_str(), "https://api.solaris-sandbox.de/");
+        assert_eq!(
+            t.token_url().as_str(),
+            "https://auth.solaris-sandbox.de/oauth2/token"
+        );
+        assert_eq!(
+            Target::SolarisProduction.token_url().as_str(),
+            "https://auth.solarisbank.de/oauth2/token"
+        );
+        let local = Target::Local(Url::parse("http://127.0.0.1:9/prefix/").unwrap());
+        assert_eq!(
+            local.token_url().as_str(),
+            "http://127.0.0.1:9/prefix/oauth2/token"
+        );
+    }
+
+    #[test]
+    fn request_urls_are_the_base_plus_the_path() {
+        let config = ClientConfig::local(
+            Url::parse("http://127.0.0.1:9/").unwrap(),
+            Credentials::sandbox_default(),
+        );
+        let client = ApiClient::new(config).unwrap();
+        assert_eq!(client.url("/v1/persons"), "http://127.0.0.1:9/v1/persons");
+    }
+
+    #[test]
+    fn urls_with_credentials_in_them_are_refused() {
+        let config = ClientConfig::local(
+            Url::parse("http://user:pw@127.0.0.1:9/").unwrap(),
+            Credentials::sandbox_default(),
+        );
+        let err = ApiClient::new(config).unwrap_err().to_string();
+        assert!(!err.contains("pw"), "{err}");
+    }
+}

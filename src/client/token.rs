@@ -1,0 +1,159 @@
+//! The cached OAuth2 token. Reads take a short synchronous lock and clone an `Arc`; one
+//! refresh runs at a time, so a thousand phones whose token expired fetch one new token.
+
+use super::{ClientError, Credentials, transport_error};
+use crate::api::{RemoteError, TokenResponse};
+use http::HeaderValue;
+use parking_lot::RwLock;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// Refresh this long before the server says the token expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// Assumed lifetime when the server does not say.
+const UNKNOWN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// One fetched token, ready to put in a header.
+pub(crate) struct Token {
+    header: HeaderValue,
+    generation: u64,
+    refresh_at: Instant,
+    lifetime: Duration,
+}
+
+impl Token {
+    pub(crate) fn header(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+}
+
+pub(crate) struct TokenCache {
+    url: Url,
+    credentials: Credentials,
+    current: RwLock<Option<Arc<Token>>>,
+    refresh: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+impl TokenCache {
+    pub(crate) fn new(url: Url, credentials: Credentials) -> TokenCache {
+        TokenCache {
+            url,
+            credentials,
+            current: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    fn fresh(&self) -> Option<Arc<Token>> {
+        let guard = self.current.read();
+        guard
+            .as_ref()
+            .filter(|t| Instant::now() < t.refresh_at)
+            .cloned()
+    }
+
+    /// A valid token, fetched if none is cached or the cached one is about to expire.
+    pub(crate) async fn get(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Arc<Token>, ClientError> {
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let _single_flight = self.refresh.lock().await;
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let token = Arc::new(self.fetch(http, timeout).await?);
+        *self.current.write() = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Drops `used` if it is still the cached token (the server refused it).
+    pub(crate) fn invalidate(&self, used: &Token) {
+        let mut guard = self.current.write();
+        if guard
+            .as_ref()
+            .is_some_and(|t| t.generation == used.generation)
+        {
+            *guard = None;
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        *self.current.write() = None;
+    }
+
+    async fn fetch(&self, http: &reqwest::Client, timeout: Duration) -> Result<Token, ClientError> {
+        let started = Instant::now();
+        let url = self.url.as_str();
+        let resp = http
+            .post(url)
+            .basic_auth(
+                self.credentials.client_id(),
+                Some(self.credentials.expose_secret()),
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
+            .send()
+            .await
+            .map_err(|e| transport_error(e, url, timeout))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, url, timeout))?;
+        let request = || format!("POST {url} (token)");
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                request: request(),
+                remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+            });
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                request: request(),
+                status: status.as_u16(),
+                // serde's message names the field, never the token's value.
+                reason: e.to_string(),
+            })?;
+        if !parsed.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(ClientError::Decode {
+                request: request(),
+                status: status.as_u16(),
+                reason: format!("token_type is {:?}, expected bearer", parsed.token_type),
+            });
+        }
+        let mut header = HeaderValue::try_from(format!("Bearer {}", parsed.access_token.expose()))
+            .map_err(|_| ClientError::Decode {
+                request: request(),
+                status: status.as_u16(),
+                reason: "the access token holds characters not allowed in a header".into(),
+            })?;
+        header.set_sensitive(true);
+        let lifetime = match parsed.expires_in {
+            0 => UNKNOWN_LIFETIME,
+            s => Duration::from_secs(s),
+        };
+        let usable = lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2));
+        Ok(Token {
+            header,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            refresh_at: started + usable,
+            lifetime,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! The `vphone phone ...` commands.

@@ -1,0 +1,185 @@
+//! The phone's one error type. Each variant names the cause and the next step.
+
+use super::inbox::InboxError;
+use super::logic::ChallengeProblem;
+use super::profile::ProfileError;
+use crate::api::{KeyPurpose, ValueError};
+use crate::client::ClientError;
+use vphone_keystore::{KeystoreError, PresenceError};
+
+/// Why a phone flow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PhoneError {
+    /// The bank refused a step, or could not be reached.
+    #[error("{step}: {source}")]
+    Bank {
+        /// The step, e.g. "bind: create device".
+        step: &'static str,
+        /// What went wrong on the wire.
+        #[source]
+        source: ClientError,
+    },
+    /// No code arrived, or the inbox could not be read.
+    #[error("{step}: {source}")]
+    Inbox {
+        /// The step that waited.
+        step: &'static str,
+        /// Why no code was obtained.
+        #[source]
+        source: InboxError,
+    },
+    /// The user did not approve the use of the restricted key.
+    #[error(
+        "the {purpose} key needs the user's approval and {source}; approve the prompt, or run with --presence approve"
+    )]
+    Presence {
+        /// The key that would have signed.
+        purpose: KeyPurpose,
+        /// What the prompt answered.
+        #[source]
+        source: PresenceError,
+    },
+    /// The phone refuses to answer a challenge (expired, or needs a key it lacks).
+    #[error(transparent)]
+    Challenge(#[from] ChallengeProblem),
+    /// The phone's profile or vault file could not be used.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The vault refused (e.g. no key of a purpose).
+    #[error("key vault: {0}")]
+    Keystore(KeystoreError),
+    /// The phone has no person yet.
+    #[error(
+        "phone {name:?} belongs to no person yet; create it with `vphone phone create {name} --number +15550101`"
+    )]
+    NoPerson {
+        /// The phone.
+        name: String,
+    },
+    /// The phone has no mobile number yet.
+    #[error(
+        "phone {name:?} has no mobile number; create it with `vphone phone create {name} --number +15550101`"
+    )]
+    NoNumber {
+        /// The phone.
+        name: String,
+    },
+    /// The flow needs a bound device.
+    #[error("phone {name:?} is not bound to a device; bind it with `vphone phone bind {name}`")]
+    NotBound {
+        /// The phone.
+        name: String,
+    },
+    /// Binding again would orphan the bound device.
+    #[error(
+        "phone {name:?} is already bound as device {device}; delete it first with `vphone phone delete-device {name}`"
+    )]
+    AlreadyBound {
+        /// The phone.
+        name: String,
+        /// The bound device.
+        device: String,
+    },
+    /// The device already has a key of this purpose.
+    #[error("phone {name:?} already holds a {purpose} key; see `vphone phone keys {name}`")]
+    KeyExists {
+        /// The phone.
+        name: String,
+        /// The purpose.
+        purpose: KeyPurpose,
+    },
+    /// The bank answered success but not in the documented state.
+    #[error("{step}: the bank answered {got}, expected {expected}")]
+    Unexpected {
+        /// The step.
+        step: &'static str,
+        /// What came back.
+        got: String,
+        /// What the API documents.
+        expected: &'static str,
+    },
+    /// A value given by the caller or received from the bank is invalid.
+    #[error("{step}: {source}")]
+    Value {
+        /// The step.
+        step: &'static str,
+        /// What is wrong.
+        #[source]
+        source: ValueError,
+    },
+}
+
+impl PhoneError {
+    /// The bank's refusal or transport failure, if that is what this is.
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            PhoneError::Bank { source, .. } => Some(source),
+            PhoneError::Inbox {
+                source: InboxError::Outbox(source),
+                ..
+            } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a bank refusal.
+    pub fn status(&self) -> Option<u16> {
+        self.client_error().and_then(ClientError::status)
+    }
+
+    /// The command-line exit code: 1 refused (by the bank or the user), 3 unreachable or
+    /// timed out, 4 local state (profile, vault, missing setup).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PhoneError::Bank { source, .. } if source.is_unavailable() => 3,
+            PhoneError::Bank { source, .. } => match source {
+                ClientError::Config(_) | ClientError::Credentials(_) => 4,
+                _ => 1,
+            },
+            PhoneError::Inbox { source, .. } => match source {
+                InboxError::Outbox(c) if !c.is_unavailable() => 1,
+                _ => 3,
+            },
+            PhoneError::Presence { .. }
+            | PhoneError::Challenge(_)
+            | PhoneError::Unexpected { .. }
+            | PhoneError::Value { .. } => 1,
+            PhoneError::Profile(_)
+            | PhoneError::Keystore(_)
+            | PhoneError::NoPerson { .. }
+            | PhoneError::NoNumber { .. }
+            | PhoneError::NotBound { .. }
+            | PhoneError::AlreadyBound { .. }
+            | PhoneError::KeyExists { .. } => 4,
+        }
+    }
+}
+
+impl From<KeystoreError> for PhoneError {
+    fn from(e: KeystoreError) -> Self {
+        match e {
+            KeystoreError::Presence(source) => PhoneError::Presence {
+                purpose: KeyPurpose::Restricted,
+                source,
+            },
+            other => PhoneError::Keystore(other),
+        }
+    }
+}
+
+/// Attaches a step name to a client result.
+pub(crate) trait StepContext<T> {
+    fn step(self, step: &'static str) -> Result<T, PhoneError>;
+}
+
+impl<T> StepContext<T> for Result<T, ClientError> {
+    fn step(self, step: &'static str) -> Result<T, PhoneError> {
+        self.map_err(|source| PhoneError::Bank { step, source })
+    }
+}
+
+impl<T> StepContext<T> for Result<T, InboxError> {
+    fn step(self, step: &'static str) -> Result<T, PhoneError> {
+        self.map_err(|source| PhoneError::Inbox { step, source })
+    }
+}

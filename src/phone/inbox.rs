@@ -1,0 +1,346 @@
+//! The phone's SMS inbox: where one-time passwords arrive.
+//!
+//! Take a [`Marker`] *before* triggering the SMS, then [`Inbox::wait_for_otp`] returns the
+//! first code that arrived after it, so an older SMS is never reused.
+
+use crate::api::{Otp, PhoneNumber, SmsMessage, SmsQuery};
+use crate::client::{ApiClient, ClientError};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// The longest single long-poll; longer waits poll again.
+const MAX_POLL: Duration = Duration::from_secs(10);
+
+/// A position in the inbox: the sequence number of the last SMS seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Marker(pub u64);
+
+/// An in-process source of SMS (the sandbox's outbox, or a test's own feed).
+pub trait SmsFeed: Send + Sync {
+    /// A live stream of every SMS sent from now on.
+    fn subscribe(&self) -> broadcast::Receiver<SmsMessage>;
+    /// Every SMS to `number` with a sequence number above `after`, oldest first.
+    fn since(&self, number: &PhoneNumber, after: u64) -> Vec<SmsMessage>;
+}
+
+/// Where the phone's codes come from.
+#[derive(Clone)]
+pub enum OtpSource {
+    /// The vphone sandbox's SMS outbox over HTTP (`GET /sandbox/sms`, long-poll).
+    SandboxHttp(ApiClient),
+    /// An in-process feed, e.g. a sandbox running in the same process.
+    InProcess(Arc<dyn SmsFeed>),
+    /// Always the same code (the real Solaris sandbox sends `212212` to test numbers).
+    Static(Otp),
+    /// Asks on the terminal.
+    Terminal,
+}
+
+impl fmt::Debug for OtpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OtpSource::SandboxHttp(_) => "SandboxHttp",
+            OtpSource::InProcess(_) => "InProcess",
+            OtpSource::Static(_) => "Static(<redacted>)",
+            OtpSource::Terminal => "Terminal",
+        })
+    }
+}
+
+/// Why no code was obtained.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// No SMS with a code reached the number in time.
+    #[error(
+        "no SMS with a 6-digit code reached {number} within {}; check that this is the person's verified number and that the server sends SMS (against the real Solaris sandbox use --otp static)",
+        humantime::format_duration(*waited)
+    )]
+    Timeout {
+        /// The number that waited.
+        number: PhoneNumber,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// Reading the sandbox's SMS outbox failed.
+    #[error("reading the SMS outbox failed: {0}")]
+    Outbox(#[from] ClientError),
+    /// The in-process feed has shut down.
+    #[error("the in-process SMS feed closed (did the sandbox stop?)")]
+    Closed,
+    /// The terminal could not be read or the entry was not 6 digits.
+    #[error("reading the code from the terminal failed: {0}")]
+    Terminal(String),
+}
+
+/// One phone number's inbox.
+pub struct Inbox {
+    number: PhoneNumber,
+    source: OtpSource,
+    /// The highest sequence number seen so far, so markers cost one incremental poll.
+    seen: AtomicU64,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("number", &self.number)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Inbox {
+    /// An inbox for `number` fed by `source`.
+    pub fn new(number: PhoneNumber, source: OtpSource) -> Inbox {
+        Inbox {
+            number,
+            source,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// The number this inbox receives for.
+    pub fn number(&self) -> &PhoneNumber {
+        &self.number
+    }
+
+    /// Where codes come from.
+    pub fn source(&self) -> &OtpSource {
+        &self.source
+    }
+
+    fn note(&self, messages: &[SmsMessage]) {
+        if let Some(max) = messages.iter().map(|m| m.seq).max() {
+            self.seen.fetch_max(max, Ordering::Relaxed);
+        }
+    }
+
+    /// The current end of the inbox. Take it before triggering an SMS.
+    pub async fn marker(&self) -> Result<Marker, InboxError> {
+        let after = self.seen.load(Ordering::Relaxed);
+        match &self.source {
+            OtpSource::SandboxHttp(client) => {
+                let query = SmsQuery {
+                    number: self.number.clone(),
+                    after,
+                    wait_ms: 0,
+                };
+                let messages = client.sandbox_sms(&query).await?;
+                self.note(&messages);
+            }
+            OtpSource::InProcess(feed) => {
+                let messages = feed.since(&self.number, after);
+                self.note(&messages);
+            }
+            OtpSource::Static(_) | OtpSource::Terminal => {}
+        }
+        Ok(Marker(self.seen.load(Ordering::Relaxed)))
+    }
+
+    /// The first code that reached this number after `after`, waiting up to `timeout`.
+    pub async fn wait_for_otp(&self, after: Marker, timeout: Duration) -> Result<Otp, InboxError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let timed_out = || InboxError::Timeout {
+            number: self.number.clone(),
+            waited: timeout,
+        };
+        match &self.source {
+            OtpSource::Static(otp) => Ok(otp.clone()),
+            OtpSource::SandboxHttp(client) => {
+                let mut cursor = after.0;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let query = SmsQuery {
+                        number: self.number.clone(),
+                        after: cursor,
+                        wait_ms: u64::try_from(left.min(MAX_POLL).as_millis()).unwrap_or(0),
+                    };
+                    let messages = client.sandbox_sms(&query).await?;
+                    self.note(&messages);
+                    if let Some(otp) = first_code(&messages, &self.number, cursor) {
+                        return Ok(otp);
+                    }
+                    cursor = messages
+                        .iter()
+                        .map(|m| m.seq)
+                        .max()
+                        .unwrap_or(cursor)
+                        .max(cursor);
+                    if Instant::now() >= deadline {
+                        return Err(timed_out());
+                    }
+                }
+            }
+            OtpSource::InProcess(feed) => {
+                // Subscribe before looking back, so nothing falls between the two.
+                let mut live = feed.subscribe();
+                let past = feed.since(&self.number, after.0);
+                self.note(&past);
+                if let Some(otp) = first_code(&past, &self.number, after.0) {
+                    return Ok(otp);
+                }
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, live.recv()).await {
+                        Err(_) => return Err(timed_out()),
+                        Ok(Ok(sms)) => {
+                            let one = std::slice::from_ref(&sms);
+                            if sms.number == self.number {
+                                self.note(one);
+                            }
+                            if let Some(otp) = first_code(one, &self.number, after.0) {
+                                return Ok(otp);
+                            }
+                        }
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            let past = feed.since(&self.number, after.0);
+                            self.note(&past);
+                            if let Some(otp) = first_code(&past, &self.number, after.0) {
+                                return Ok(otp);
+                            }
+                        }
+                        Ok(Err(broadcast::error::RecvError::Closed)) => {
+                            return Err(InboxError::Closed);
+                        }
+                    }
+                }
+            }
+            OtpSource::Terminal => {
+                let prompt = format!("Enter the 6-digit code sent to {}: ", self.number);
+                let read = tokio::task::spawn_blocking(move || read_code(&prompt));
+                match tokio::time::timeout(timeout, read).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(Err(join)) => Err(InboxError::Terminal(join.to_string())),
+                    Ok(Ok(result)) => result,
+                }
+            }
+        }
+    }
+}
+
+/// The code of the first SMS to `number` after `after` that carries one.
+pub fn first_code(messages: &[SmsMessage], number: &PhoneNumber, after: u64) -> Option<Otp> {
+    messages
+        .iter()
+        .filter(|m| m.seq > after && &m.number == number)
+        .filter_map(|m| m.code().map(|code| (m.seq, code)))
+        .min_by_key(|(seq, _)| *seq)
+        .map(|(_, code)| code)
+}
+
+fn read_code(prompt: &str) -> Result<Otp, InboxError> {
+    use std::io::{BufRead, Write};
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{prompt}");
+    let _ = err.flush();
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| InboxError::Terminal(e.to_string()))?;
+    Otp::parse(line.trim()).map_err(|e| InboxError::Terminal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Language, now_utc};
+    use parking_lot::Mutex;
+
+    fn sms(seq: u64, number: &PhoneNumber, text: &str) -> SmsMessage {
+        SmsMessage {
+            seq,
+            number: number.clone(),
+            text: text.to_owned(),
+            language: Language::En,
+            sent_at: now_utc(),
+        }
+    }
+
+    #[derive(Default)]
+    struct Feed {
+        log: Mutex<Vec<SmsMessage>>,
+        tx: Option<broadcast::Sender<SmsMessage>>,
+    }
+
+    impl Feed {
+        fn new() -> Feed {
+            Feed {
+                log: Mutex::new(Vec::new()),
+                tx: Some(broadcast::channel(16).0),
+            }
+        }
+        fn send(&self, m: SmsMessage) {
+            self.log.lock().push(m.clone());
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(m);
+            }
+        }
+    }
+
+    impl SmsFeed for Feed {
+        fn subscribe(&self) -> broadcast::Receiver<SmsMessage> {
+            self.tx.as_ref().unwrap().subscribe()
+        }
+        fn since(&self, number: &PhoneNumber, after: u64) -> Vec<SmsMessage> {
+            let log = self.log.lock();
+            log.iter()
+                .filter(|m| &m.number == number && m.seq > after)
+                .cloned()
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_first_code_after_the_marker_wins_and_other_numbers_are_ignored() {
+        let me = PhoneNumber::parse("+15550101").unwrap();
+        let other = PhoneNumber::parse("+15550202").unwrap();
+        let msgs = [
+            sms(1, &me, "old 111111"),
+            sms(2, &other, "not mine 222222"),
+            sms(3, &me, "no code here"),
+            sms(4, &me, "new 444444"),
+            sms(5, &me, "newer 555555"),
+        ];
+        assert_eq!(first_code(&msgs, &me, 1).unwrap().expose(), "444444");
+        assert_eq!(first_code(&msgs, &me, 0).unwrap().expose(), "111111");
+        assert!(first_code(&msgs, &me, 5).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_old_sms_is_never_reused() {
+        let me = PhoneNumber::parse("+15550303").unwrap();
+        let feed = Arc::new(Feed::new());
+        feed.send(sms(1, &me, "Your code 111111"));
+        let inbox = Inbox::new(me.clone(), OtpSource::InProcess(feed.clone()));
+        let mark = inbox.marker().await.unwrap();
+        assert_eq!(mark, Marker(1));
+        let sender = feed.clone();
+        let number = me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sender.send(sms(2, &number, "Your code 222222"));
+        });
+        let otp = inbox
+            .wait_for_otp(mark, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(otp.expose(), "222222");
+    }
+
+    #[tokio::test]
+    async fn waiting_too_long_names_the_number_and_the_time() {
+        let me = PhoneNumber::parse("+15550404").unwrap();
+        let inbox = Inbox::new(me, OtpSource::InProcess(Arc::new(Feed::new())));
+        let err = inbox
+            .wait_for_otp(Marker(0), Duration::from_millis(50))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("+15550404") && err.contains("50ms"), "{err}");
+    }
+}

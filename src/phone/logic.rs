@@ -1,0 +1,206 @@
+//! The phone's decisions without I/O: what to sign, which key answers a challenge, whether a
+//! challenge can still be answered. Time is passed in, so these are deterministic.
+
+use crate::api::{DeviceChallenge, KeyPurpose, Otp, PublicKeyHex, Timestamp};
+
+/// Why the phone will not answer a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeProblem {
+    /// The challenge's `expires_at` has passed.
+    #[error(
+        "challenge {id} expired at {expires_at} (now {now}); challenges live 5 minutes, start a new one"
+    )]
+    Expired {
+        /// The challenge.
+        id: String,
+        /// When it expired.
+        expires_at: Timestamp,
+        /// The phone's clock.
+        now: Timestamp,
+    },
+    /// The challenge asks for a key purpose this phone does not hold.
+    #[error(
+        "challenge {id} needs the {needed} key, but this phone holds only {held}; add it with `vphone phone add-key NAME --purpose {needed}`"
+    )]
+    NoSuchKey {
+        /// The challenge.
+        id: String,
+        /// The purpose the bank asks for.
+        needed: KeyPurpose,
+        /// What the phone has.
+        held: String,
+    },
+}
+
+/// The bytes signed to complete binding: the ASCII digits of the SMS OTP.
+pub fn binding_message(otp: &Otp) -> &[u8] {
+    otp.expose().as_bytes()
+}
+
+/// The bytes signed to add a key: the ASCII of the new key's lowercase hex.
+pub fn add_key_message(new_key: &PublicKeyHex) -> &[u8] {
+    new_key.as_str().as_bytes()
+}
+
+/// The bytes signed to answer a device or change-request challenge: `string_to_sign`
+/// exactly as the server sent it.
+pub fn challenge_message(string_to_sign: &str) -> &[u8] {
+    string_to_sign.as_bytes()
+}
+
+/// Refuses a challenge whose `expires_at` is not after `now`.
+pub fn check_not_expired(
+    id: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<(), ChallengeProblem> {
+    if now < expires_at {
+        Ok(())
+    } else {
+        Err(ChallengeProblem::Expired {
+            id: id.to_owned(),
+            expires_at,
+            now,
+        })
+    }
+}
+
+/// The key that must answer `challenge`: the purpose the bank names, if the phone has it.
+pub fn key_for_challenge(
+    challenge: &DeviceChallenge,
+    held: &[KeyPurpose],
+) -> Result<KeyPurpose, ChallengeProblem> {
+    if held.contains(&challenge.key_purpose) {
+        Ok(challenge.key_purpose)
+    } else {
+        Err(ChallengeProblem::NoSuchKey {
+            id: challenge.id.to_string(),
+            needed: challenge.key_purpose,
+            held: if held.is_empty() {
+                "no keys".to_owned()
+            } else {
+                held.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            },
+        })
+    }
+}
+
+/// Checks a device challenge and picks its key in one step.
+pub fn plan_device_answer(
+    challenge: &DeviceChallenge,
+    held: &[KeyPurpose],
+    now: Timestamp,
+) -> Result<KeyPurpose, ChallengeProblem> {
+    check_not_expired(challenge.id.as_str(), challenge.expires_at, now)?;
+    key_for_challenge(challenge, held)
+}
+
+/// Whether signing with `purpose` needs the user's biometric approval.
+pub fn needs_presence(purpose: KeyPurpose) -> bool {
+    purpose == KeyPurpose::Restricted
+}
+
+/// The purpose of a key to add next: the one the phone does not hold yet.
+pub fn missing_purpose(held: &[KeyPurpose]) -> Option<KeyPurpose> {
+    [KeyPurpose::Unrestricted, KeyPurpose::Restricted]
+        .into_iter()
+        .find(|p| !held.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ChallengeId, ChallengeKind};
+
+    fn challenge(purpose: KeyPurpose, created: i64) -> DeviceChallenge {
+        let created_at = Timestamp::from_unix(created).unwrap();
+        DeviceChallenge {
+            id: ChallengeId::generate(),
+            kind: ChallengeKind::Device,
+            string_to_sign: "sign me".into(),
+            key_purpose: purpose,
+            created_at,
+            expires_at: created_at.plus_seconds(300),
+        }
+    }
+
+    #[test]
+    fn the_challenge_picks_the_key_it_names() {
+        let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
+        let both = [KeyPurpose::Unrestricted, KeyPurpose::Restricted];
+        let now = c.created_at.plus_seconds(10);
+        assert_eq!(
+            plan_device_answer(&c, &both, now),
+            Ok(KeyPurpose::Restricted)
+        );
+    }
+
+    #[test]
+    fn a_restricted_challenge_is_refused_without_a_restricted_key() {
+        let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
+        let err = key_for_challenge(&c, &[KeyPurpose::Unrestricted]).unwrap_err();
+        assert!(err.to_string().contains("add-key"), "{err}");
+    }
+
+    #[test]
+    fn an_expired_challenge_is_not_answered() {
+        let c = challenge(KeyPurpose::Unrestricted, 1_800_000_000);
+        let at_expiry = c.expires_at;
+        let err = plan_device_answer(&c, &[KeyPurpose::Unrestricted], at_expiry).unwrap_err();
+        assert!(matches!(err, ChallengeProblem::Expired { .. }));
+        assert!(err.to_string().contains("5 minutes"));
+    }
+
+    #[test]
+    fn binding_signs_the_otp_digits_and_add_key_signs_the_hex() {
+        let otp = Otp::parse("212212").unwrap();
+        assert_eq!(binding_message(&otp), b"212212");
+        let key = PublicKeyHex::parse("04ab").unwrap();
+        assert_eq!(add_key_message(&key), b"04ab");
+        assert_eq!(challenge_message("a b\n"), b"a b\n");
+    }
+
+    #[test]
+    fn only_restricted_keys_need_the_user_and_the_missing_purpose_is_found() {
+        assert!(needs_presence(KeyPurpose::Restricted));
+        assert!(!needs_presence(KeyPurpose::Unrestricted));
+        assert_eq!(
+            missing_purpose(&[KeyPurpose::Unrestricted]),
+            Some(KeyPurpose::Restricted)
+        );
+        assert_eq!(
+            missing_purpose(&[KeyPurpose::Restricted, KeyPurpose::Unrestricted]),
+            None
+        );
+    }
+}
+
+/// The key that signs a change-request confirmation: `restricted` when the device has both
+/// keys, else the only one (the same rule as a device challenge without `key_purpose`;
+/// API.md, *decided*).
+pub fn change_request_key(held: &[KeyPurpose]) -> Option<KeyPurpose> {
+    if held.contains(&KeyPurpose::Restricted) {
+        Some(KeyPurpose::Restricted)
+    } else {
+        held.first().copied()
+    }
+}
+
+#[cfg(test)]
+mod change_request_tests {
+    use super::*;
+
+    #[test]
+    fn change_requests_are_signed_with_the_restricted_key_when_there_is_one() {
+        let both = [KeyPurpose::Unrestricted, KeyPurpose::Restricted];
+        assert_eq!(change_request_key(&both), Some(KeyPurpose::Restricted));
+        assert_eq!(
+            change_request_key(&[KeyPurpose::Unrestricted]),
+            Some(KeyPurpose::Unrestricted)
+        );
+        assert_eq!(change_request_key(&[]), None);
+    }
+}
