@@ -1,0 +1,237 @@
+//! Fleet benchmark: the fleet against the in-process sandbox, next to a ceiling computed in
+//! the same run from bare crypto and bare HTTP costs; and memory per idle phone.
+//!
+//! Run: `cargo bench --bench fleet`. Knobs (all bounded):
+//! `VPHONE_BENCH_DEVICES` phones to bind (default 2000, at most 200000),
+//! `VPHONE_BENCH_SIGNS` device-signing challenges (default 6000, at most 1000000),
+//! `VPHONE_BENCH_CONCURRENCY` workers (default 64, at most 4096),
+//! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 100000, at most 2000000).
+//! Every phase also stops after 120 s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vphone::api::KeyPurpose;
+use vphone::client::{ApiClient, ClientConfig, Credentials};
+use vphone::fleet::{
+    Fleet, Model, Pacing, Report, RunOptions, Scenario, Step, peak_rss_bytes, rss_bytes, run,
+};
+use vphone::sandbox::{SandboxConfig, spawn};
+use vphone_keystore::{Seed, SigningKey};
+
+const PHASE_CAP: Duration = Duration::from_secs(120);
+
+fn knob(name: &str, default: u64, max: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+        .clamp(1, max)
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat` (USER_HZ 100).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Seconds per call of `f`, over at least `min` wall time.
+fn per_call(mut f: impl FnMut(u64), min: Duration) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < min {
+        for _ in 0..50 {
+            f(n);
+            n += 1;
+        }
+    }
+    start.elapsed().as_secs_f64() / n as f64
+}
+
+fn closed(workers: usize, iterations: u64) -> Pacing {
+    Pacing {
+        model: Model::Closed { workers },
+        ramp_up: Duration::ZERO,
+        duration: Some(PHASE_CAP),
+        iterations: Some(iterations),
+    }
+}
+
+struct Phase {
+    report: Report,
+    cpu: f64,
+}
+
+async fn phase(client: &ApiClient, fleet: &Arc<Fleet>, step: Step, pacing: Pacing) -> Phase {
+    let cpu0 = cpu_secs();
+    let options = RunOptions::new(Scenario::Single(step), pacing);
+    let report = match run(client, fleet.clone(), options).await {
+        Ok(r) => r,
+        Err(e) => panic!("bench phase {step:?} failed: {e}"),
+    };
+    Phase {
+        report,
+        cpu: cpu_secs() - cpu0,
+    }
+}
+
+fn main() {
+    let devices = knob("VPHONE_BENCH_DEVICES", 2000, 200_000);
+    let signs = knob("VPHONE_BENCH_SIGNS", 6000, 1_000_000);
+    let concurrency = knob("VPHONE_BENCH_CONCURRENCY", 64, 4096) as usize;
+    let idle = knob("VPHONE_BENCH_IDLE_PHONES", 100_000, 2_000_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    println!("vphone fleet benchmark: {cores} cores, {devices} phones, {signs} signing challenges, concurrency {concurrency}");
+    println!();
+
+    // 1. Memory per idle phone, before anything else grows the heap.
+    let rss0 = rss_bytes().unwrap_or(0);
+    let idle_fleet = runtime.block_on(async {
+        let fleet = Fleet::new("1", idle, 0..idle).expect("fleet");
+        // Make every phone a bound one (person and device ids set), the largest idle state.
+        for i in 0..fleet.len() {
+            let mut s = fleet.slot(i).lock().await;
+            fleet.set_person(&mut s, &vphone::api::PersonId::generate());
+            fleet.set_verified(&mut s);
+            fleet.set_device(&mut s, &vphone::api::DeviceId::generate());
+        }
+        fleet
+    });
+    let rss1 = rss_bytes().unwrap_or(0);
+    let per_phone_rss = rss1.saturating_sub(rss0) as f64 / idle as f64;
+    let slot = std::mem::size_of::<vphone::fleet::PhoneSlot>();
+    println!("memory per idle phone ({idle} bound phones in the fleet's real structure)");
+    println!("  RSS growth / phones       {per_phone_rss:>8.1} bytes  (VmRSS before and after building them)");
+    println!("  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are u128, keys derived on demand)");
+    println!("  target                        2048 bytes");
+    drop(idle_fleet);
+    println!();
+
+    runtime.block_on(async {
+        let sandbox = spawn(SandboxConfig::default()).await.expect("sandbox");
+        let url = url::Url::parse(&sandbox.base_url()).expect("sandbox URL");
+        let client = ApiClient::new(ClientConfig::local(url, Credentials::sandbox_default()))
+            .expect("client");
+        client.authenticate().await.expect("token");
+
+        // 2. Bare costs.
+        let seed = Seed::from_u64(7);
+        let key = SigningKey::derive(&seed, 0, KeyPurpose::Unrestricted);
+        let message = b"212212";
+        let t_derive = per_call(
+            |n| {
+                let k = SigningKey::derive(&seed, n, KeyPurpose::Unrestricted);
+                std::hint::black_box(k.public_key_hex());
+            },
+            Duration::from_millis(500),
+        );
+        let t_sign = per_call(
+            |_| {
+                std::hint::black_box(key.sign(message));
+            },
+            Duration::from_millis(500),
+        );
+        let public = key.public_key_bytes();
+        let signature = key.sign(message);
+        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            &public,
+        );
+        let t_verify = per_call(
+            |_| {
+                assert!(verifier.verify(message, &signature).is_ok());
+            },
+            Duration::from_millis(500),
+        );
+        let health = format!("{}/sandbox/health", client.base_url());
+        let http_requests = (signs * 2).clamp(2000, 40_000);
+        let cpu0 = cpu_secs();
+        let wall0 = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..concurrency as u64 {
+            let http = client.http().clone();
+            let url = health.clone();
+            let n = http_requests / concurrency as u64 + u64::from(w < http_requests % concurrency as u64);
+            tasks.spawn(async move {
+                for _ in 0..n {
+                    let resp = http.get(&url).send().await.expect("health");
+                    std::hint::black_box(resp.bytes().await.expect("health body"));
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let http_wall = wall0.elapsed().as_secs_f64();
+        let t_http = (cpu_secs() - cpu0) / http_requests as f64;
+
+        let bind_cost = 2.0 * t_http + t_sign + t_verify + t_derive;
+        let sign_cost = 2.0 * t_http + t_sign + t_verify;
+        let bind_ceiling = cores as f64 / bind_cost;
+        let sign_ceiling = cores as f64 / sign_cost;
+        println!("bare costs, measured now (CPU seconds per operation)");
+        println!("  key derivation + public key hex   {:>8.1} µs", t_derive * 1e6);
+        println!("  P-256 sign (keystore)             {:>8.1} µs", t_sign * 1e6);
+        println!("  P-256 verify (aws-lc-rs)          {:>8.1} µs", t_verify * 1e6);
+        println!(
+            "  HTTP round trip, client + server  {:>8.1} µs  (GET /sandbox/health, {http_requests} requests at concurrency {concurrency}, same client pool: {:.0} req/s wall)",
+            t_http * 1e6,
+            http_requests as f64 / http_wall
+        );
+        println!("ceiling model: ops/s = cores / CPU seconds per op, with");
+        println!("  binding = 2 HTTP round trips + 1 sign + 1 verify + 1 key derivation");
+        println!("  device-signing challenge = 2 HTTP round trips + 1 sign + 1 verify");
+        println!("  (JSON, routing, sandbox state and fleet bookkeeping are the overhead the ratio exposes)");
+        println!();
+
+        // 3. The real fleet: onboarding (not timed as bindings), binding, then signing.
+        let fleet = Arc::new(Fleet::new("7", devices, 0..devices).expect("fleet"));
+        let onboard = phase(&client, &fleet, Step::Onboard, closed(concurrency, devices)).await;
+        let bind = phase(&client, &fleet, Step::Bind, closed(concurrency, devices)).await;
+        let sign = phase(&client, &fleet, Step::Sign, closed(concurrency, signs)).await;
+        for p in [&onboard, &bind, &sign] {
+            assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
+        }
+        let bindings = bind.report.rate("bind");
+        let challenges = sign.report.rate("sign");
+        println!("fleet against the in-process sandbox (closed model, concurrency {concurrency})");
+        println!(
+            "  onboarding (setup)       {:>9.0} persons/s    ({} in {:.2}s)",
+            onboard.report.rate("onboard"),
+            onboard.report.ok("onboard"),
+            onboard.report.elapsed_secs
+        );
+        let line = |name: &str, achieved: f64, ceiling: f64, p: &Phase, op: &str, cost: f64| {
+            let cpu_per_op = p.cpu / p.report.ok(op).max(1) as f64;
+            println!(
+                "  {name:<24} {achieved:>9.0} /s   ceiling {ceiling:>7.0} /s   ratio {:.2}   (CPU per op: fleet {:.0} µs vs bare {:.0} µs, CPU ratio {:.2}; p99 {:.1} ms)",
+                achieved / ceiling,
+                cpu_per_op * 1e6,
+                cost * 1e6,
+                cost / cpu_per_op,
+                p.report.ops[op].quantile_us(0.99) as f64 / 1e3
+            );
+        };
+        line("bindings", bindings, bind_ceiling, &bind, "bind", bind_cost);
+        line("device-signing challenges", challenges, sign_ceiling, &sign, "sign", sign_cost);
+        println!("  target ratio                 0.80");
+        println!(
+            "  (the wall-clock ratio counts cores other processes took; the CPU ratio does not)"
+        );
+        println!();
+        println!(
+            "peak memory (VmHWM) of the whole run: {:.1} MiB",
+            peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
+        );
+        sandbox.shutdown().await;
+    });
+}
