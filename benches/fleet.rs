@@ -36,7 +36,12 @@ fn cpu_secs() -> f64 {
     // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -92,7 +97,9 @@ fn main() {
         .build()
         .expect("tokio runtime");
 
-    println!("vphone fleet benchmark: {cores} cores, {devices} phones, {signs} signing challenges, concurrency {concurrency}");
+    println!(
+        "vphone fleet benchmark: {cores} cores, {devices} phones, {signs} signing challenges, concurrency {concurrency}"
+    );
     println!();
 
     // 1. Memory per idle phone, before anything else grows the heap.
@@ -112,8 +119,12 @@ fn main() {
     let per_phone_rss = rss1.saturating_sub(rss0) as f64 / idle as f64;
     let slot = std::mem::size_of::<vphone::fleet::PhoneSlot>();
     println!("memory per idle phone ({idle} bound phones in the fleet's real structure)");
-    println!("  RSS growth / phones       {per_phone_rss:>8.1} bytes  (VmRSS before and after building them)");
-    println!("  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are u128, keys derived on demand)");
+    println!(
+        "  RSS growth / phones       {per_phone_rss:>8.1} bytes  (VmRSS before and after building them)"
+    );
+    println!(
+        "  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are u128, keys derived on demand)"
+    );
     println!("  target                        2048 bytes");
     drop(idle_fleet);
     println!();

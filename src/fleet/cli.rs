@@ -189,7 +189,9 @@ fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
         }
     }
     let Some(merged) = merged else {
-        return Err(FleetError::Usage("name at least one report to merge".into()));
+        return Err(FleetError::Usage(
+            "name at least one report to merge".into(),
+        ));
     };
     print!("{}", merged.render_table());
     if let Some(path) = &args.json {
@@ -233,7 +235,11 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     for path in &args.fleet {
         let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
         let n = fleet.load_text(&text, path).await?;
-        eprintln!("load: {} phones of this shard restored from {}", n, path.display());
+        eprintln!(
+            "load: {} phones of this shard restored from {}",
+            n,
+            path.display()
+        );
     }
 
     let (client, sandbox) = match &args.api {
@@ -256,8 +262,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let sandbox = spawn(config).await.map_err(FleetError::Sandbox)?;
             let url = url::Url::parse(&sandbox.base_url())
                 .map_err(|e| FleetError::Client(e.to_string()))?;
-            let config = ClientConfig::local(url, Credentials::sandbox_default())
-                .with_timeout(args.timeout);
+            let config =
+                ClientConfig::local(url, Credentials::sandbox_default()).with_timeout(args.timeout);
             (client_for(config)?, Some(sandbox))
         }
     };

@@ -7,6 +7,7 @@
 //! latency goes into an HDR histogram; reports serialize those histograms so shards run on
 //! many machines merge losslessly.
 
+pub mod cli;
 mod error;
 mod memory;
 mod model;

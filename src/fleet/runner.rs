@@ -58,7 +58,9 @@ impl RunOptions {
     fn limit(&self, phones: u64) -> u64 {
         let asked = self.pacing.iterations;
         match &self.scenario {
-            Scenario::Single(step) if step.is_once_per_phone() => asked.unwrap_or(phones).min(phones),
+            Scenario::Single(step) if step.is_once_per_phone() => {
+                asked.unwrap_or(phones).min(phones)
+            }
             _ => asked.unwrap_or(if self.pacing.duration.is_some() {
                 u64::MAX
             } else {
@@ -247,7 +249,10 @@ impl Progress {
         let limit = shared.limit;
         let bar = every.is_none().then(|| {
             let (len, template) = if limit != u64::MAX {
-                (limit, "{elapsed_precise} [{bar:30}] {pos}/{len} iterations  {msg}")
+                (
+                    limit,
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} iterations  {msg}",
+                )
             } else {
                 (
                     shared.options.pacing.duration.map_or(0, |d| d.as_secs()),
