@@ -318,11 +318,19 @@ impl Steps<'_> {
                 let number = MobileNumberRequest {
                     number: self.number.clone(),
                 };
+                let started = Instant::now();
                 match c.create_mobile_number(&person, &number).await {
+                    Ok(_) => {
+                        let took = started.elapsed();
+                        self.recorder.ok(self.worker, Op::CreateMobileNumber, took);
+                    }
                     // Already there from an earlier, interrupted run: go on verifying it.
                     Err(e) if e.status() == Some(409) => {}
-                    other => {
-                        self.timed(Op::CreateMobileNumber, async { other }).await?;
+                    Err(e) => {
+                        let failure = failure_of(&e);
+                        self.recorder
+                            .failed(self.worker, Op::CreateMobileNumber, &failure);
+                        return Err(Aborted);
                     }
                 }
                 self.timed(
