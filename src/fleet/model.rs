@@ -12,7 +12,56 @@ use parking_lot::Mutex;
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use vphone_keystore::{KeyPurpose, Seed, SigningKey};
+
+/// Most derived keys a fleet keeps at once (see [`KeyCache`]).
+pub const DEFAULT_KEY_CACHE: usize = 65_536;
+
+struct CachedKey {
+    index: u64,
+    purpose: KeyPurpose,
+    key: Arc<SigningKey>,
+}
+
+/// A bounded, direct-mapped cache of derived keys: a phone that signs often keeps its key
+/// (as a real phone would) instead of paying the derivation (a scalar multiplication) per
+/// challenge, while idle phones hold none. Each index and purpose maps to one slot; a
+/// newcomer evicts whoever was there.
+struct KeyCache {
+    slots: Vec<Mutex<Option<CachedKey>>>,
+}
+
+impl KeyCache {
+    fn new(size: usize) -> KeyCache {
+        KeyCache {
+            slots: (0..size).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    fn get(&self, seed: &Seed, index: u64, purpose: KeyPurpose) -> Arc<SigningKey> {
+        if self.slots.is_empty() {
+            return Arc::new(SigningKey::derive(seed, index, purpose));
+        }
+        let mixed = (index << 1 | u64::from(purpose == KeyPurpose::Restricted))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = &self.slots[(mixed % self.slots.len() as u64) as usize];
+        if let Some(c) = slot.lock().as_ref()
+            && c.index == index
+            && c.purpose == purpose
+        {
+            return c.key.clone();
+        }
+        // Derive outside the lock: it is the expensive part.
+        let key = Arc::new(SigningKey::derive(seed, index, purpose));
+        *slot.lock() = Some(CachedKey {
+            index,
+            purpose,
+            key: key.clone(),
+        });
+        key
+    }
+}
 
 /// The person exists.
 const PERSON: u8 = 1;
@@ -88,6 +137,7 @@ pub struct Fleet {
     range: Range<u64>,
     phones: Vec<PhoneSlot>,
     spill: Mutex<Vec<Box<str>>>,
+    keys: KeyCache,
 }
 
 impl Fleet {
@@ -107,9 +157,16 @@ impl Fleet {
             seed_text: seed_text.to_owned(),
             total,
             range,
+            keys: KeyCache::new(len.min(DEFAULT_KEY_CACHE)),
             phones,
             spill: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same fleet keeping at most `slots` derived keys (0: derive on every use).
+    pub fn with_key_cache(mut self, slots: usize) -> Fleet {
+        self.keys = KeyCache::new(slots);
+        self
     }
 
     /// The seed as given.
@@ -147,9 +204,10 @@ impl Fleet {
         self.range.start + i as u64
     }
 
-    /// The phone's key of `purpose`, derived now from the seed (never stored).
-    pub fn key(&self, i: usize, purpose: KeyPurpose) -> SigningKey {
-        SigningKey::derive(&self.seed, self.device_index(i), purpose)
+    /// The phone's key of `purpose`, derived from the seed (or taken from the bounded cache
+    /// of recently used keys; nothing is stored per phone).
+    pub fn key(&self, i: usize, purpose: KeyPurpose) -> Arc<SigningKey> {
+        self.keys.get(&self.seed, self.device_index(i), purpose)
     }
 
     /// Copies of all phone states (a snapshot; phones locked by a running worker are
@@ -365,7 +423,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_of_any_shape_survive_the_fleet_file() {
-        let fleet = Fleet::new("7", 10, 2..6).unwrap();
+        let fleet = Fleet::new("7", 10, 2..6).unwrap().with_key_cache(0);
         let canonical = PersonId::generate();
         let odd = PersonId::parse("person-17").unwrap();
         let device = DeviceId::generate();
@@ -404,6 +462,14 @@ mod tests {
         let b = Fleet::new("42", 100, 50..100).unwrap();
         let c = Fleet::new("43", 100, 0..100).unwrap();
         let pk = |f: &Fleet, i| f.key(i, KeyPurpose::Unrestricted).public_key_hex();
+        // Cached and freshly derived keys are the same key.
+        assert_eq!(pk(&a, 60), pk(&a, 60));
+        let uncached = Fleet::new("42", 100, 0..100).unwrap().with_key_cache(0);
+        assert_eq!(pk(&a, 60), pk(&uncached, 60));
+        let tiny = Fleet::new("42", 100, 0..100).unwrap().with_key_cache(1);
+        assert_eq!(pk(&tiny, 60), pk(&a, 60));
+        assert_eq!(pk(&tiny, 61), pk(&a, 61));
+        assert_eq!(pk(&tiny, 60), pk(&a, 60));
         assert_eq!(pk(&a, 60), pk(&b, 10));
         assert_ne!(pk(&a, 60), pk(&c, 60));
         assert_ne!(pk(&a, 1), a.key(1, KeyPurpose::Restricted).public_key_hex());

@@ -1,0 +1,126 @@
+//! Reports, seeds and shards without a server: merging is lossless, seeds reproduce fleets.
+
+use assert_cmd::Command;
+use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+use vphone::api::KeyPurpose;
+use vphone::fleet::{Failure, Fleet, Op, Recorder, Report, Shard};
+
+/// Records a deterministic stream of outcomes; `keep(i)` picks which of them go here.
+fn record(keep: impl Fn(usize) -> bool) -> Report {
+    let recorder = Recorder::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    for i in 0..5_000 {
+        let op = Op::ALL[rng.gen_range(0..Op::ALL.len())];
+        // Latencies over six orders of magnitude, as a real run sees them.
+        let us = 10f64.powf(rng.gen_range(1.0..7.0)) as u64;
+        let fails = rng.gen_bool(0.05);
+        let status = [403u16, 409, 0][rng.gen_range(0..3)];
+        if !keep(i) {
+            continue;
+        }
+        if fails {
+            let code = if status == 0 { "timeout" } else { "conflict" };
+            let failure = Failure {
+                status,
+                code: code.into(),
+            };
+            recorder.failed(i, op, &failure);
+        } else {
+            recorder.ok(i, op, Duration::from_micros(us));
+        }
+        recorder.iteration_done();
+    }
+    let mut report = Report::new("mix:bind=1,sign=8", "closed concurrency=8", "1", 1_000);
+    recorder.fill(&mut report).unwrap();
+    report.elapsed_secs = 1.0;
+    report
+}
+
+#[test]
+fn merging_two_reports_equals_the_report_of_the_whole() {
+    let whole = record(|_| true);
+    let first = record(|i| i % 3 == 0);
+    let second = record(|i| i % 3 != 0);
+    // Through their JSON files, as shards hand them over.
+    let read = |r: &Report| Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+    let mut merged = read(&first);
+    merged.merge(&read(&second)).unwrap();
+    assert_eq!(merged.ops, whole.ops);
+    assert_eq!(merged.errors, whole.errors);
+    assert_eq!(merged.iterations, whole.iterations);
+    for (name, stats) in &whole.ops {
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                merged.ops[name].quantile_us(q),
+                stats.quantile_us(q),
+                "{name} {q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vphone_load_merge_merges_report_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let out = dir.path().join("merged.json");
+    record(|i| i % 2 == 0).write_file(&a).unwrap();
+    record(|i| i % 2 == 1).write_file(&b).unwrap();
+    let assert = Command::cargo_bin("vphone")
+        .unwrap()
+        .args(["load", "merge"])
+        .arg(&a)
+        .arg(&b)
+        .arg("--json")
+        .arg(&out)
+        .assert()
+        .success();
+    let table = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(
+        table.contains("create_device") && table.contains("p99.9"),
+        "{table}"
+    );
+    let merged = Report::read_file(&out).unwrap();
+    let whole = record(|_| true);
+    assert_eq!((merged.ops, merged.errors), (whole.ops, whole.errors));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_public_keys() {
+    let keys = |seed: &str, range: std::ops::Range<u64>| -> Vec<String> {
+        let fleet = Fleet::new(seed, 1_000, range).unwrap();
+        (0..fleet.len())
+            .map(|i| fleet.key(i, KeyPurpose::Unrestricted).public_key_hex())
+            .collect()
+    };
+    assert_eq!(keys("2026", 0..20), keys("2026", 0..20));
+    // A shard derives exactly the whole fleet's keys for its slice.
+    assert_eq!(keys("2026", 0..20)[10..], keys("2026", 10..20)[..]);
+    assert_ne!(keys("2026", 0..20), keys("2027", 0..20));
+    let hex = "00".repeat(31) + "07";
+    assert_eq!(keys(&hex, 0..3), keys(&hex, 0..3));
+    assert!(Fleet::new("not a seed", 10, 0..10).is_err());
+    let all: HashSet<String> = keys("2026", 0..200).into_iter().collect();
+    assert_eq!(all.len(), 200, "every phone has its own key");
+}
+
+#[test]
+fn shards_are_disjoint_and_cover_the_fleet() {
+    for devices in [1u64, 10, 999, 100_000] {
+        for n in [1u64, 2, 3, 7, 16] {
+            let mut covered = 0;
+            let mut next = 0;
+            for k in 1..=n {
+                let slice = format!("{k}/{n}").parse::<Shard>().unwrap().slice(devices);
+                assert_eq!(slice.start, next, "{k}/{n} of {devices}");
+                covered += slice.end - slice.start;
+                next = slice.end;
+            }
+            assert_eq!((covered, next), (devices, devices));
+        }
+    }
+}
