@@ -157,7 +157,7 @@ impl Fleet {
             seed_text: seed_text.to_owned(),
             total,
             range,
-            keys: KeyCache::new(len.min(DEFAULT_KEY_CACHE)),
+            keys: KeyCache::new(len.saturating_mul(4).min(DEFAULT_KEY_CACHE)),
             phones,
             spill: Mutex::new(Vec::new()),
         })
