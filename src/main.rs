@@ -17,13 +17,13 @@ enum Command {
     /// Serve the strict local sandbox of the bank's API until Ctrl-C.
     Sandbox(vphone::sandbox::cli::SandboxArgs),
     /// Run a fleet of simulated phones (load test), or merge load reports.
-    Load(vphone::fleet::cli::LoadArgs),
+    Load(Box<vphone::fleet::cli::LoadArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Load(args) = cli.command {
-        return vphone::fleet::cli::main(args);
+        return vphone::fleet::cli::main(*args);
     }
     let result: anyhow::Result<()> = match cli.command {
         Command::Sandbox(args) => vphone::sandbox::cli::run(args).map_err(Into::into),

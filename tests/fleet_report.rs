@@ -1,4 +1,5 @@
 //! Reports, seeds and shards without a server: merging is lossless, seeds reproduce fleets.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use assert_cmd::Command;
 use rand::{Rng, SeedableRng};

@@ -1,4 +1,5 @@
 //! Fleets against the real in-process sandbox on 127.0.0.1: small, fast runs.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::collections::HashSet;
 use std::sync::Arc;
