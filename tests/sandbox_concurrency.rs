@@ -69,7 +69,11 @@ async fn a_thousand_parallel_bindings_respect_the_device_limit() {
         let claimed = bound_per_person.get(person).cloned().unwrap_or_default();
         assert_eq!(claimed.len(), 5, "exactly five of seven attempts bind");
         let (_, list) = bank
-            .call("GET", &format!("/v1/mfa/devices?filter[person_id]={person}&page[size]=100"), None)
+            .call(
+                "GET",
+                &format!("/v1/mfa/devices?filter[person_id]={person}&page[size]=100"),
+                None,
+            )
             .await;
         let mut listed: Vec<String> = list
             .as_array()
@@ -80,7 +84,10 @@ async fn a_thousand_parallel_bindings_respect_the_device_limit() {
         let mut claimed = claimed;
         listed.sort();
         claimed.sort();
-        assert_eq!(listed, claimed, "the bank lists exactly the devices that were bound");
+        assert_eq!(
+            listed, claimed,
+            "the bank lists exactly the devices that were bound"
+        );
         total += listed.len();
     }
     assert_eq!(total, PERSONS * 5);

@@ -18,7 +18,11 @@ async fn bank_and_person() -> (Bank, String) {
     (bank, person)
 }
 
-async fn answer(bank: &Bank, challenge: &str, signature: &str) -> (reqwest::StatusCode, serde_json::Value) {
+async fn answer(
+    bank: &Bank,
+    challenge: &str,
+    signature: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
     bank.call(
         "PUT",
         &format!("/v1/mfa/challenges/signatures/{challenge}"),
@@ -34,7 +38,12 @@ async fn a_ring_signature_of_the_otp_binds_the_device() {
     let (device, challenge) = bank.start_binding(&person, &key).await;
     let (s, _) = answer(&bank, &challenge, &key.sign(b"212212")).await;
     assert_eq!(s, 204);
-    assert_eq!(bank.call("GET", &format!("/v1/mfa/devices/{device}"), None).await.0, 200);
+    assert_eq!(
+        bank.call("GET", &format!("/v1/mfa/devices/{device}"), None)
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -45,7 +54,13 @@ async fn a_rustcrypto_p256_signature_binds_the_device() {
     let signing = p256::ecdsa::SigningKey::from_slice(&secret).unwrap();
     let public = hex::encode(signing.verifying_key().to_encoded_point(false).as_bytes());
     let (s, b) = bank
-        .call("POST", "/v1/mfa/devices", Some(json!({"person_id": person, "key_type": "ecdsa-p256", "key": public, "name": "rc"})))
+        .call(
+            "POST",
+            "/v1/mfa/devices",
+            Some(
+                json!({"person_id": person, "key_type": "ecdsa-p256", "key": public, "name": "rc"}),
+            ),
+        )
         .await;
     assert_eq!(s, 202);
     let sig: p256::ecdsa::Signature = signing.sign(b"212212");
@@ -63,7 +78,8 @@ async fn malformed_signatures_are_refused_without_spending_an_attempt() {
     let der_hex = hex::encode(&der);
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let fixed = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let fixed =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let raw_rs = hex::encode(fixed.sign(&rng, b"212212").unwrap().as_ref());
     let mut trailing = der.clone();
     trailing.push(0);
@@ -83,8 +99,18 @@ async fn malformed_signatures_are_refused_without_spending_an_attempt() {
         assert_refused(&r, 400, "invalid_signature_encoding");
         assert_eq!(r.1["errors"][0]["source"]["field"], "signature", "{what}");
     }
-    assert_eq!(bank.state().stats().verifications, 0, "nothing malformed reached the verifier");
-    assert_refused(&bank.call("GET", &format!("/v1/mfa/devices/{device}"), None).await, 404, "not_found");
+    assert_eq!(
+        bank.state().stats().verifications,
+        0,
+        "nothing malformed reached the verifier"
+    );
+    assert_refused(
+        &bank
+            .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+            .await,
+        404,
+        "not_found",
+    );
     // Eight refusals later the challenge is still open: malformed input spends no attempt.
     let (s, _) = answer(&bank, &challenge, &der_hex).await;
     assert_eq!(s, 204);
@@ -99,15 +125,28 @@ async fn well_formed_but_wrong_signatures_are_refused_and_count_as_attempts() {
     let cases = [
         ("signed with another key", Key::new().sign(b"212212")),
         ("signed over another message", key.sign(b"212213")),
-        ("signed over the digest (hashed twice)", key.sign(digest.as_ref())),
+        (
+            "signed over the digest (hashed twice)",
+            key.sign(digest.as_ref()),
+        ),
     ];
     for (what, sig) in cases {
         let r = answer(&bank, &challenge, &sig).await;
         assert_eq!(r.0, 403, "{what}: {}", r.1);
         assert_refused(&r, 403, "invalid_signature");
     }
-    assert_refused(&answer(&bank, &challenge, &key.sign(b"212212")).await, 403, "challenge_failed");
-    assert_refused(&bank.call("GET", &format!("/v1/mfa/devices/{device}"), None).await, 404, "not_found");
+    assert_refused(
+        &answer(&bank, &challenge, &key.sign(b"212212")).await,
+        403,
+        "challenge_failed",
+    );
+    assert_refused(
+        &bank
+            .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+            .await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]
@@ -115,7 +154,11 @@ async fn device_challenges_refuse_raw_signatures_and_the_wrong_key() {
     let (bank, person) = bank_and_person().await;
     let phone = bank.bind(&person, "+15550101").await;
     let (_, c) = bank
-        .call("POST", "/v1/mfa/challenges/devices", Some(json!({"device_id": phone.device_id})))
+        .call(
+            "POST",
+            "/v1/mfa/challenges/devices",
+            Some(json!({"device_id": phone.device_id})),
+        )
         .await;
     let path = format!("/v1/mfa/challenges/devices/{}", c["id"].as_str().unwrap());
     let sts = c["string_to_sign"].as_str().unwrap();
@@ -133,7 +176,11 @@ async fn device_challenges_refuse_raw_signatures_and_the_wrong_key() {
     let raw = hex::encode([pad(r), pad(s)].concat());
     let put = |sig: String| bank.call("PUT", &path, Some(json!({"signature": sig})));
     assert_refused(&put(raw).await, 400, "invalid_signature_encoding");
-    assert_refused(&put(Key::new().sign(sts.as_bytes())).await, 403, "invalid_signature");
+    assert_refused(
+        &put(Key::new().sign(sts.as_bytes())).await,
+        403,
+        "invalid_signature",
+    );
     let (status, _) = put(hex::encode(&der)).await;
     assert_eq!(status, 204);
 }

@@ -43,9 +43,8 @@ impl Key {
     pub fn new() -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         Key { pair }
     }
 
@@ -93,7 +92,10 @@ pub fn assert_refused(got: &(StatusCode, Value), status: u16, code: &str) {
 /// A random E.164 number, so its OTPs are random.
 pub fn random_number() -> String {
     use rand::Rng;
-    format!("+49151{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
+    format!(
+        "+49151{:08}",
+        rand::thread_rng().gen_range(0..100_000_000u32)
+    )
 }
 
 impl Bank {
@@ -125,7 +127,10 @@ impl Bank {
             clock,
         };
         bank.token = bank
-            .token_for(sandbox::config::DEFAULT_CLIENT_ID, sandbox::config::DEFAULT_CLIENT_SECRET)
+            .token_for(
+                sandbox::config::DEFAULT_CLIENT_ID,
+                sandbox::config::DEFAULT_CLIENT_SECRET,
+            )
             .await;
         bank
     }
@@ -233,10 +238,16 @@ impl Bank {
     pub async fn verified_person_with(&self, number: &str) -> String {
         let id = self.person().await;
         let base = format!("/v1/persons/{id}/mobile_number");
-        let (s, b) = self.call("POST", &base, Some(json!({"number": number}))).await;
+        let (s, b) = self
+            .call("POST", &base, Some(json!({"number": number})))
+            .await;
         assert_eq!(s, 201, "{b}");
         let (s, b) = self
-            .call("POST", &format!("{base}/authorize"), Some(json!({"number": number})))
+            .call(
+                "POST",
+                &format!("{base}/authorize"),
+                Some(json!({"number": number})),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
         let otp = self.last_otp(number).await;
