@@ -2,3 +2,4 @@
 //! Solaris device-management API for it to talk to.
 
 pub mod api;
+pub mod sandbox;

@@ -13,9 +13,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Serve the strict local sandbox of the bank's API until Ctrl-C.
+    Sandbox(vphone::sandbox::cli::SandboxArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Sandbox(args) => vphone::sandbox::cli::run(args).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
