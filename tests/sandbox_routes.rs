@@ -1722,3 +1722,65 @@ async fn static_otp_mode_sends_212212_to_every_number() {
     let (_, number) = bank.verified_person().await;
     assert_eq!(bank.last_otp(&number).await, "212212");
 }
+
+#[tokio::test]
+async fn injected_latency_delays_v1_responses_only() {
+    let mut config = sandbox_common::two_partner_config();
+    config.latency = Some(std::time::Duration::from_millis(150));
+    let bank = Bank::start_with(config, false).await;
+    let start = std::time::Instant::now();
+    bank.person().await;
+    assert!(start.elapsed() >= std::time::Duration::from_millis(150));
+    let start = std::time::Instant::now();
+    let r = bank
+        .http
+        .get(format!("{}/sandbox/health", bank.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(start.elapsed() < std::time::Duration::from_millis(150));
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn request_logs_carry_routes_and_statuses_but_no_secrets() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let bank = Bank::start().await;
+    let (person, number) = bank.verified_person().await;
+    let phone = bank.bind(&person, &number).await;
+    let otp = bank.last_otp(&number).await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("route=\"/v1/mfa/challenges/signatures/{challenge_id}\""),
+        "{text}"
+    );
+    assert!(text.contains("status=204"));
+    for secret in [
+        otp.as_str(),
+        bank.token.as_str(),
+        &phone.key.public_hex(),
+        "vphone-demo-secret",
+    ] {
+        assert!(!text.contains(secret), "a secret leaked into the log");
+    }
+}

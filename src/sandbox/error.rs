@@ -226,7 +226,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::validation_error(format!("`{path}`: {message}")),
         };
         if path == "." || path.is_empty() {
-            error
+            // "missing field `x`" names the field only in the message.
+            match message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                Some(field) => error.field(field),
+                None => error,
+            }
         } else {
             error.field(path)
         }
@@ -310,6 +317,7 @@ mod tests {
         assert_eq!(e.code, "invalid_json");
         let e = parse_json::<AnswerSignatureChallenge>(br#"{}"#).unwrap_err();
         assert_eq!(e.code, "validation_error");
+        assert_eq!(e.field.as_deref(), Some("signature"));
         assert!(e.detail.contains("signature"), "{}", e.detail);
     }
 }
