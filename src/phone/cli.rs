@@ -315,12 +315,14 @@ pub enum CliError {
     #[error("{0}")]
     Local(String),
     /// The demo ran but some steps failed.
-    #[error("{failed} of {total} demo steps failed")]
+    #[error("{failed} of {total} demo steps did not pass")]
     DemoFailed {
-        /// Failed steps.
+        /// Steps that failed or did not run.
         failed: usize,
         /// All steps.
         total: usize,
+        /// The exit code of the first failure.
+        exit_code: u8,
     },
 }
 
@@ -331,7 +333,8 @@ impl CliError {
             CliError::Phone(e) => e.exit_code(),
             CliError::Client(e) if e.is_unavailable() => 3,
             CliError::Client(ClientError::Config(_) | ClientError::Credentials(_)) => 4,
-            CliError::Client(_) | CliError::DemoFailed { .. } => 1,
+            CliError::Client(_) => 1,
+            CliError::DemoFailed { exit_code, .. } => *exit_code,
             CliError::Usage(_) => 2,
             CliError::Local(_) => 4,
         }
