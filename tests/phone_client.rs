@@ -1,4 +1,5 @@
 //! The client's token handling and error reading, against a tiny scripted server.
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
