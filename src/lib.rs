@@ -4,3 +4,4 @@
 pub mod api;
 pub mod client;
 pub mod phone;
+pub mod sandbox;

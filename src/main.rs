@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use vphone::phone::cli::EXIT_CODES;
+use vphone::phone::cli::{CliError, EXIT_CODES};
 
 /// A software stand-in for a bank customer's phone, with a strict local sandbox of the
 /// Solaris device-management API.
@@ -17,13 +17,26 @@ struct Cli {
 enum Command {
     /// Act as a virtual phone: create, bind, sign, approve, confirm changes.
     Phone(vphone::phone::cli::PhoneArgs),
+    /// Serve the strict local sandbox of the bank's API until Ctrl-C.
+    Sandbox(vphone::sandbox::cli::SandboxArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Phone(args) => vphone::phone::cli::run(args),
-    };
+    match cli.command {
+        Command::Phone(args) => finish(vphone::phone::cli::run(args)),
+        Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Prints the error and turns it into the documented exit code.
+fn finish(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,4 +1,5 @@
 //! JSON round trips of the wire types against fixtures in `tests/data/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

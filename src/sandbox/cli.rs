@@ -1,0 +1,129 @@
+//! `vphone sandbox`: serve the sandbox until Ctrl-C.
+
+use super::config::{DEFAULT_CLIENT_ID, SandboxConfig};
+use super::state::SandboxState;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `vphone sandbox`. Secrets come only from the config file, never the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// TOML config file with partners and limits (see `sandbox.example.toml`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Every OTP and TAN is 212212.
+    #[arg(long)]
+    pub static_otp: bool,
+    /// How long challenges can be answered, e.g. `5m`, `30s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub challenge_lifetime: Option<Duration>,
+    /// Failed answers before a challenge is spent.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Bound devices allowed per person.
+    #[arg(long)]
+    pub max_devices: Option<usize>,
+    /// Delay every /v1 response by this much (fault injection), e.g. `50ms`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub latency: Option<Duration>,
+}
+
+/// Why `vphone sandbox` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    /// The address could not be bound, or serving failed.
+    #[error("cannot serve on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl SandboxArgs {
+    /// The configuration these arguments describe.
+    pub fn config(&self) -> Result<SandboxConfig, super::config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => SandboxConfig::from_toml_file(path)?,
+            None => SandboxConfig::default(),
+        };
+        config.static_otp |= self.static_otp;
+        if let Some(v) = self.challenge_lifetime {
+            config.challenge_lifetime = v;
+        }
+        if let Some(v) = self.max_attempts {
+            config.max_failed_attempts = v;
+        }
+        if let Some(v) = self.max_devices {
+            config.max_devices_per_person = v;
+        }
+        if let Some(v) = self.latency {
+            config.latency = (!v.is_zero()).then_some(v);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Serves the sandbox until Ctrl-C, logging requests to stderr (`RUST_LOG` filters, default
+/// `info`).
+pub fn run(args: SandboxArgs) -> Result<(), CliError> {
+    let config = args.config()?;
+    // Another subcommand or the embedding program may have set a subscriber already.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Serve {
+            addr: args.listen,
+            source,
+        })?;
+    runtime.block_on(serve(args, config))
+}
+
+async fn serve(args: SandboxArgs, config: SandboxConfig) -> Result<(), CliError> {
+    let uses_default = config
+        .partners
+        .iter()
+        .any(|p| p.client_id == DEFAULT_CLIENT_ID);
+    let partners = config.partners.len();
+    let state = SandboxState::new(config);
+    let serve_err = |source| CliError::Serve {
+        addr: args.listen,
+        source,
+    };
+    let handle = super::spawn_with(state, args.listen)
+        .await
+        .map_err(serve_err)?;
+    println!("vphone sandbox listening on {}", handle.base_url());
+    if uses_default {
+        println!(
+            "partner client id: {DEFAULT_CLIENT_ID} (secret: see README, section Sandbox); {partners} partner(s) configured"
+        );
+    } else {
+        println!("{partners} partner(s) configured from the config file");
+    }
+    println!(
+        "SMS outbox: {}/sandbox/sms?number=+15550101",
+        handle.base_url()
+    );
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot wait for Ctrl-C; stopping");
+    }
+    handle.shutdown().await;
+    Ok(())
+}

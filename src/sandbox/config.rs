@@ -1,0 +1,244 @@
+//! The sandbox's configuration: partners (OAuth2 clients), OTP mode, lifetimes and limits.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The documented default partner's client id.
+pub const DEFAULT_CLIENT_ID: &str = "vphone-demo";
+/// The documented default partner's secret. Public on purpose: it only opens a local sandbox.
+pub const DEFAULT_CLIENT_SECRET: &str = "vphone-demo-secret";
+
+/// How the sandbox behaves.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The OAuth2 clients; each one is a partner with its own persons and devices.
+    pub partners: Vec<PartnerConfig>,
+    /// Every OTP and TAN is `212212` (handy for scripted demos; weakens nothing else).
+    pub static_otp: bool,
+    /// How long a challenge can be answered (5 minutes).
+    pub challenge_lifetime: Duration,
+    /// Failed answers a challenge allows before it is spent (3).
+    pub max_failed_attempts: u32,
+    /// Bound (verified, not deleted) devices a person may have (5).
+    pub max_devices_per_person: usize,
+    /// Fault injection: every `/v1` response is delayed by this much.
+    pub latency: Option<Duration>,
+    /// How long an access token is accepted (one hour).
+    pub token_lifetime: Duration,
+}
+
+impl Default for SandboxConfig {
+    /// One partner, client id `vphone-demo`, secret `vphone-demo-secret`, and the API's limits.
+    fn default() -> Self {
+        SandboxConfig {
+            partners: vec![PartnerConfig::demo()],
+            static_otp: false,
+            challenge_lifetime: Duration::from_secs(300),
+            max_failed_attempts: 3,
+            max_devices_per_person: 5,
+            latency: None,
+            token_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One OAuth2 client of the sandbox.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// The client id, sent as the HTTP Basic user name.
+    pub client_id: String,
+    /// The client secret, sent as the HTTP Basic password. Never printed by `Debug`.
+    pub client_secret: String,
+    /// A readable name, for logs.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl PartnerConfig {
+    /// The documented demo partner (`vphone-demo` / `vphone-demo-secret`).
+    pub fn demo() -> Self {
+        PartnerConfig {
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+            name: "vphone demo partner".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for PartnerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartnerConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read sandbox config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("sandbox config {path} is malformed: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("sandbox config is invalid: {0}")]
+    Invalid(String),
+}
+
+/// The file format; durations are humantime strings such as `"5m"` or `"250ms"`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    partners: Vec<PartnerConfig>,
+    #[serde(default)]
+    static_otp: bool,
+    challenge_lifetime: Option<String>,
+    max_failed_attempts: Option<u32>,
+    max_devices_per_person: Option<usize>,
+    latency: Option<String>,
+    token_lifetime: Option<String>,
+}
+
+fn duration(field: &str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    text.map(|t| {
+        humantime::parse_duration(&t).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "{field} = {t:?} is not a duration ({e}); write e.g. \"5m\", \"30s\" or \"250ms\""
+            ))
+        })
+    })
+    .transpose()
+}
+
+impl SandboxConfig {
+    /// Reads a TOML file (see `sandbox.example.toml`). Omitted fields keep their defaults;
+    /// with no `[[partners]]` the demo partner is used.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses the TOML text of a config file.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source: Box::new(e),
+        })?;
+        let defaults = SandboxConfig::default();
+        let config = SandboxConfig {
+            partners: if file.partners.is_empty() {
+                defaults.partners
+            } else {
+                file.partners
+            },
+            static_otp: file.static_otp,
+            challenge_lifetime: duration("challenge_lifetime", file.challenge_lifetime)?
+                .unwrap_or(defaults.challenge_lifetime),
+            max_failed_attempts: file
+                .max_failed_attempts
+                .unwrap_or(defaults.max_failed_attempts),
+            max_devices_per_person: file
+                .max_devices_per_person
+                .unwrap_or(defaults.max_devices_per_person),
+            latency: duration("latency", file.latency)?.filter(|d| !d.is_zero()),
+            token_lifetime: duration("token_lifetime", file.token_lifetime)?
+                .unwrap_or(defaults.token_lifetime),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and that client ids are unique and non-empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.partners.is_empty() {
+            return bad("at least one partner is needed");
+        }
+        if self.challenge_lifetime < Duration::from_secs(1) {
+            return bad("challenge_lifetime must be at least 1s");
+        }
+        if self.token_lifetime < Duration::from_secs(1) {
+            return bad("token_lifetime must be at least 1s");
+        }
+        if self.max_failed_attempts == 0 {
+            return bad("max_failed_attempts must be at least 1");
+        }
+        if self.max_devices_per_person == 0 {
+            return bad("max_devices_per_person must be at least 1");
+        }
+        if self.partners.len() > usize::from(u16::MAX) {
+            return bad("too many partners");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.partners {
+            if p.client_id.is_empty() || p.client_secret.is_empty() {
+                return bad("every partner needs a non-empty client_id and client_secret");
+            }
+            if p.client_id.contains(':') {
+                return bad("a client_id cannot contain ':' (it is an HTTP Basic user name)");
+            }
+            if !seen.insert(p.client_id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "client_id {:?} appears twice",
+                    p.client_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = SandboxConfig::from_toml_str("").unwrap();
+        assert_eq!(c.partners, vec![PartnerConfig::demo()]);
+        assert_eq!(c.challenge_lifetime, Duration::from_secs(300));
+        assert_eq!((c.max_failed_attempts, c.max_devices_per_person), (3, 5));
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let c = SandboxConfig::from_toml_str(include_str!("../../sandbox.example.toml")).unwrap();
+        assert_eq!(c.partners.len(), 2);
+        assert!(!format!("{c:?}").contains("vphone-demo-secret"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let e = SandboxConfig::from_toml_str("challenge_lifetime = \"soon\"").unwrap_err();
+        assert!(e.to_string().contains("challenge_lifetime"), "{e}");
+        assert!(SandboxConfig::from_toml_str("max_failed_attempts = 0").is_err());
+        assert!(SandboxConfig::from_toml_str("colour = 1").is_err());
+    }
+}

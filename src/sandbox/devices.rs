@@ -1,0 +1,475 @@
+//! Device binding, device listing and deletion, and device keys.
+//!
+//! Binding: `POST /v1/mfa/devices` stores an unverified device and sends an OTP; the phone
+//! signs the OTP with the new key and `PUT`s it to the signature challenge, which binds the
+//! device. The device limit counts bound devices only. It is checked when the binding starts
+//! (so a caller learns early) and again, atomically under the person's lock, when the
+//! signature is accepted: of several bindings racing for the last free place, the first to
+//! answer wins and the others get 409 `device_limit_reached` with their challenge left open.
+
+use super::auth::Caller;
+use super::change_requests::purpose_word;
+use super::error::{ApiError, ApiJson, ApiQuery, path_id};
+use super::sms::has_six_digit_run;
+use super::state::{ChallengeEntry, ChallengeWhat, DeviceEntry, Inner, KeyEntry, SandboxState};
+use super::verify::{KeyError, VerifyingKey, check_der_signature};
+use crate::api::{
+    AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, ChallengeId, ChallengeKind,
+    CreateDeviceRequest, CreateDeviceResponse, Device, DeviceId, DeviceKeys, DeviceListQuery,
+    KeyDetail, KeyId, KeyPurpose, KeySummary, KeyType, PublicKeyHex, SignatureChallenge,
+    SignatureHex,
+};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use std::sync::atomic::Ordering;
+
+fn check_key_type(key_type: KeyType) -> Result<(), ApiError> {
+    if key_type == KeyType::EcdsaP256 {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_key_type("only `ecdsa-p256` keys are accepted").field("key_type"))
+    }
+}
+
+/// Validates a public key field.
+pub(crate) fn parse_key(key: &PublicKeyHex, field: &str) -> Result<VerifyingKey, ApiError> {
+    VerifyingKey::from_uncompressed(&key.to_bytes())
+        .map_err(|e: KeyError| ApiError::invalid_key(e.to_string()).field(field))
+}
+
+/// Decodes and checks a signature field's DER before any verification.
+pub(crate) fn der_of(signature: &SignatureHex, field: &str) -> Result<Vec<u8>, ApiError> {
+    let der = signature.to_bytes();
+    check_der_signature(&der)
+        .map_err(|e| ApiError::invalid_signature_encoding(e.to_string()).field(field))?;
+    Ok(der)
+}
+
+fn device_view(d: &DeviceEntry) -> Device {
+    Device {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        person_id: d.person_id.clone(),
+        created_at: d.created_at,
+        deleted_at: d.deleted_at,
+    }
+}
+
+/// A bound (verified) device of the caller; unverified devices do not exist to the API.
+fn bound_device(
+    inner: &Inner,
+    caller: Caller,
+    id: &DeviceId,
+) -> Result<std::sync::Arc<super::state::Owned<DeviceEntry>>, ApiError> {
+    let entry = inner.owned(&inner.devices, caller.0, id, "device")?;
+    if !entry.data.lock().verified {
+        return Err(ApiError::not_found(format!(
+            "there is no bound device {id} for this partner; finish its binding first"
+        )));
+    }
+    Ok(entry)
+}
+
+/// `POST /v1/mfa/devices`: starts a binding.
+pub async fn create(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateDeviceRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let inner = &state.0;
+    check_key_type(body.key_type)?;
+    let key = parse_key(&body.key, "key")?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(
+            ApiError::validation_error("`name` must be 1-100 characters and not blank")
+                .field("name"),
+        );
+    }
+    let app_signature = body
+        .sms_challenge
+        .as_ref()
+        .and_then(|s| s.app_signature.as_deref());
+    if let Some(sig) = app_signature
+        && (sig.is_empty()
+            || sig.len() > 32
+            || has_six_digit_run(sig)
+            || !sig
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
+    {
+        return Err(ApiError::validation_error(
+            "`sms_challenge.app_signature` must be 1-32 characters of A-Z a-z 0-9 + / = without six digits in a row",
+        )
+        .field("sms_challenge.app_signature"));
+    }
+    let person = inner.owned(&inner.persons, caller.0, &body.person_id, "person")?;
+    let person = person.data.lock();
+    let number = person
+        .mobile
+        .as_ref()
+        .filter(|m| m.verified)
+        .map(|m| m.number.clone())
+        .ok_or_else(|| {
+            ApiError::telephone_number_not_found(
+                "the person has no verified mobile number to send the OTP to; add and confirm one first",
+            )
+        })?;
+    let max = inner.config.max_devices_per_person;
+    if person.bound >= max {
+        return Err(ApiError::device_limit_reached(format!(
+            "the person already has {max} bound devices; delete one first"
+        )));
+    }
+    drop(person);
+    if inner
+        .bound_keys
+        .contains_key(&(caller.0, Box::from(key.point())))
+    {
+        return Err(ApiError::key_already_bound(
+            "this public key is already bound to a device; generate a new key",
+        )
+        .field("key"));
+    }
+    let now = inner.clock.now();
+    let device_id = DeviceId::generate();
+    let purpose = body.key_purpose.unwrap_or(KeyPurpose::Unrestricted);
+    let device = DeviceEntry {
+        id: device_id.clone(),
+        person_id: body.person_id,
+        name: name.to_owned(),
+        created_at: now,
+        deleted_at: None,
+        verified: false,
+        keys: vec![KeyEntry {
+            id: KeyId::generate(),
+            purpose,
+            key,
+            created_at: now,
+            used_at: None,
+        }],
+        device_data: body.device_data,
+    };
+    Inner::insert(&inner.devices, caller.0, device_id.clone(), device);
+    let otp = inner.send_otp(&number, body.language, app_signature);
+    let attempts = inner.new_attempts();
+    let challenge = SignatureChallenge {
+        id: ChallengeId::generate(),
+        kind: ChallengeKind::Signature,
+        created_at: attempts.created_at,
+        expires_at: attempts.expires_at,
+    };
+    Inner::insert(
+        &inner.challenges,
+        caller.0,
+        challenge.id.clone(),
+        ChallengeEntry {
+            what: ChallengeWhat::Binding {
+                device_id: device_id.clone(),
+                otp,
+            },
+            attempts,
+        },
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CreateDeviceResponse {
+            id: device_id,
+            challenge,
+        }),
+    ))
+}
+
+/// `GET /v1/mfa/challenges/signatures/{id}`.
+pub async fn get_signature_challenge(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SignatureChallenge>, ApiError> {
+    let id: ChallengeId = path_id(&id, "signature challenge")?;
+    let entry = state
+        .0
+        .owned(&state.0.challenges, caller.0, &id, "signature challenge")?;
+    let c = entry.data.lock();
+    if !matches!(c.what, ChallengeWhat::Binding { .. }) {
+        return Err(ApiError::not_found(format!(
+            "there is no signature challenge {id}; it is another kind of challenge"
+        )));
+    }
+    Ok(Json(SignatureChallenge {
+        id,
+        kind: ChallengeKind::Signature,
+        created_at: c.attempts.created_at,
+        expires_at: c.attempts.expires_at,
+    }))
+}
+
+/// `PUT /v1/mfa/challenges/signatures/{id}`: the signed OTP; binds the device.
+pub async fn answer_signature_challenge(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AnswerSignatureChallenge>,
+) -> Result<StatusCode, ApiError> {
+    let inner = &state.0;
+    let id: ChallengeId = path_id(&id, "signature challenge")?;
+    let entry = inner.owned(&inner.challenges, caller.0, &id, "signature challenge")?;
+    let now = inner.clock.now();
+    let mut challenge = entry.data.lock();
+    let ChallengeWhat::Binding { device_id, otp } = &challenge.what else {
+        return Err(ApiError::not_found(format!(
+            "there is no signature challenge {id}; it is another kind of challenge"
+        )));
+    };
+    let (device_id, otp) = (device_id.clone(), otp.clone());
+    challenge.attempts.check_open(now, "signature challenge")?;
+    let der = der_of(&body.signature, "signature")?;
+    let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
+    let (key, person_id) = {
+        let d = device.data.lock();
+        let key = d.keys.first().map(|k| k.key.clone()).ok_or_else(|| {
+            ApiError::not_found("the device being bound has no key; start a new binding")
+        })?;
+        (key, d.person_id.clone())
+    };
+    if !inner.verify(&key, otp.expose().as_bytes(), &der) {
+        let left = challenge
+            .attempts
+            .record_failure(inner.config.max_failed_attempts);
+        return Err(ApiError::invalid_signature(format!(
+            "the signature does not verify over the SMS OTP's ASCII digits with the key being bound; {left}"
+        ))
+        .field("signature"));
+    }
+    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+    {
+        let mut person = person.data.lock();
+        let max = inner.config.max_devices_per_person;
+        if person.bound >= max {
+            return Err(ApiError::device_limit_reached(format!(
+                "the person already has {max} bound devices; delete one, then answer again"
+            )));
+        }
+        match inner.bound_keys.entry((caller.0, Box::from(key.point()))) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(ApiError::key_already_bound(
+                    "this public key was bound to another device meanwhile; generate a new key",
+                ));
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(device_id.clone());
+            }
+        }
+        person.bound += 1;
+        person.devices.push(device_id.clone());
+    }
+    {
+        let mut d = device.data.lock();
+        d.verified = true;
+        if let Some(data) = body.device_data {
+            d.device_data = Some(data);
+        }
+    }
+    challenge.attempts.complete();
+    inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/mfa/devices`: a person's bound devices, by page.
+pub async fn list(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<DeviceListQuery>,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    let inner = &state.0;
+    let person_id = query.person_id.ok_or_else(|| {
+        ApiError::validation_error("`filter[person_id]` is required").field("filter[person_id]")
+    })?;
+    let size = query.page_size.unwrap_or(10);
+    if !(1..=100).contains(&size) {
+        return Err(ApiError::validation_error("`page[size]` must be 1-100").field("page[size]"));
+    }
+    let number = query.page_number.unwrap_or(1);
+    if number == 0 {
+        return Err(ApiError::validation_error("`page[number]` starts at 1").field("page[number]"));
+    }
+    let include_deleted = query.include_deleted.unwrap_or(false);
+    let ids = {
+        let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+        let person = person.data.lock();
+        person.devices.clone()
+    };
+    let devices: Vec<Device> = ids
+        .iter()
+        .filter_map(|id| inner.devices.get(id).map(|d| d.clone()))
+        .map(|d| device_view(&d.data.lock()))
+        .filter(|d| include_deleted || d.deleted_at.is_none())
+        .skip((number as usize - 1) * size as usize)
+        .take(size as usize)
+        .collect();
+    Ok(Json(devices))
+}
+
+/// `GET /v1/mfa/devices/{id}`.
+pub async fn get(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, ApiError> {
+    let id: DeviceId = path_id(&id, "device")?;
+    let entry = bound_device(&state.0, caller, &id)?;
+    let view = device_view(&entry.data.lock());
+    Ok(Json(view))
+}
+
+/// `DELETE /v1/mfa/devices/{id}`: deletes the device and all its keys.
+pub async fn delete(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let inner = &state.0;
+    let id: DeviceId = path_id(&id, "device")?;
+    let entry = bound_device(inner, caller, &id)?;
+    let person_id = {
+        let mut d = entry.data.lock();
+        if d.deleted_at.is_some() {
+            return Err(ApiError::not_found(format!(
+                "device {id} was already deleted"
+            )));
+        }
+        d.deleted_at = Some(inner.clock.now());
+        for key in d.keys.drain(..) {
+            inner
+                .bound_keys
+                .remove(&(caller.0, Box::from(key.key.point())));
+        }
+        d.person_id.clone()
+    };
+    if let Ok(person) = inner.owned(&inner.persons, caller.0, &person_id, "person") {
+        let mut person = person.data.lock();
+        person.bound = person.bound.saturating_sub(1);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/mfa/devices/{id}/keys`: adds a key, signed by an existing one.
+pub async fn add_key(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let inner = &state.0;
+    let id: DeviceId = path_id(&id, "device")?;
+    check_key_type(body.key_type)?;
+    let new_key = parse_key(&body.key, "key")?;
+    let der = der_of(
+        &body.device_signature.signature,
+        "device_signature.signature",
+    )?;
+    let entry = bound_device(inner, caller, &id)?;
+    let mut d = entry.data.lock();
+    if d.deleted_at.is_some() {
+        return Err(ApiError::device_deleted(
+            "the device was deleted; it takes no keys",
+        ));
+    }
+    if d.key(body.key_purpose).is_some() {
+        return Err(ApiError::key_purpose_taken(format!(
+            "the device already has a {} key; a device has one key per purpose",
+            purpose_word(body.key_purpose)
+        ))
+        .field("key_purpose"));
+    }
+    let signer = body.device_signature.signature_key_purpose;
+    let signing_key = d.key(signer).map(|k| k.key.clone()).ok_or_else(|| {
+        ApiError::key_not_found(format!(
+            "the device has no {} key to sign with; name a purpose it has",
+            purpose_word(signer)
+        ))
+        .field("device_signature.signature_key_purpose")
+    })?;
+    if !inner.verify(&signing_key, body.key.as_str().as_bytes(), &der) {
+        return Err(ApiError::invalid_signature(format!(
+            "device_signature.signature does not verify over the new key's hex text with the device's {} key",
+            purpose_word(signer)
+        ))
+        .field("device_signature.signature"));
+    }
+    match inner
+        .bound_keys
+        .entry((caller.0, Box::from(new_key.point())))
+    {
+        dashmap::Entry::Occupied(_) => {
+            return Err(ApiError::key_already_bound(
+                "this public key is already bound; generate a new key",
+            )
+            .field("key"));
+        }
+        dashmap::Entry::Vacant(v) => {
+            v.insert(id.clone());
+        }
+    }
+    let key_id = KeyId::generate();
+    d.keys.push(KeyEntry {
+        id: key_id.clone(),
+        purpose: body.key_purpose,
+        key: new_key,
+        created_at: inner.clock.now(),
+        used_at: None,
+    });
+    Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
+}
+
+/// `GET /v1/mfa/devices/{id}/keys`.
+pub async fn list_keys(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceKeys>, ApiError> {
+    let id: DeviceId = path_id(&id, "device")?;
+    let entry = bound_device(&state.0, caller, &id)?;
+    let d = entry.data.lock();
+    Ok(Json(DeviceKeys {
+        device_id: d.id.clone(),
+        person_id: d.person_id.clone(),
+        name: d.name.clone(),
+        created_at: d.created_at,
+        deleted_at: d.deleted_at,
+        keys: d
+            .keys
+            .iter()
+            .map(|k| KeySummary {
+                key_id: k.id.clone(),
+                key_purpose: k.purpose,
+                used_at: k.used_at,
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /v1/mfa/devices/{id}/keys/{key_id}`.
+pub async fn get_key(
+    State(state): State<SandboxState>,
+    caller: Caller,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<Json<KeyDetail>, ApiError> {
+    let id: DeviceId = path_id(&id, "device")?;
+    let key_id: KeyId = path_id(&key_id, "key")?;
+    let entry = bound_device(&state.0, caller, &id)?;
+    let d = entry.data.lock();
+    let k = d
+        .keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .ok_or_else(|| ApiError::not_found(format!("device {id} has no key {key_id}")))?;
+    Ok(Json(KeyDetail {
+        key_id: k.id.clone(),
+        key_purpose: k.purpose,
+        created_at: k.created_at,
+        used_at: k.used_at,
+    }))
+}

@@ -1,0 +1,323 @@
+//! One error type for every refusal, rendered in the bank's `errors` shape; and the request
+//! extractors whose failures (wrong content type, malformed JSON, oversize body, bad query)
+//! answer in the same shape.
+
+use crate::api::{ApiErrorBody, ErrorObject, ErrorSource};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+/// A refused request: HTTP status, machine code, title and a detail saying what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The machine-readable code, e.g. `invalid_signature`.
+    pub code: &'static str,
+    /// A short title.
+    pub title: &'static str,
+    /// What was wrong and what to do. Never contains OTPs, keys or tokens.
+    pub detail: String,
+    /// The offending request field, if one.
+    pub field: Option<String>,
+}
+
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $fn:ident => $status:ident, $code:literal, $title:literal;)+) => {
+        impl ApiError {
+            $(
+                $(#[$doc])*
+                pub fn $fn(detail: impl Into<String>) -> Self {
+                    ApiError::new(StatusCode::$status, $code, $title, detail)
+                }
+            )+
+        }
+    };
+}
+
+constructors! {
+    /// 401: no bearer token was sent.
+    unauthorized => UNAUTHORIZED, "unauthorized", "Unauthorized";
+    /// 401: the bearer token is unknown or expired.
+    invalid_token => UNAUTHORIZED, "invalid_token", "Invalid Token";
+    /// 401: wrong client id or secret at the token endpoint.
+    invalid_client => UNAUTHORIZED, "invalid_client", "Invalid Client";
+    /// 400: the token request is not a client-credentials grant for scope `partners`.
+    invalid_grant => BAD_REQUEST, "invalid_request", "Invalid Token Request";
+    /// 404: no such resource for this partner.
+    not_found => NOT_FOUND, "not_found", "Not Found";
+    /// 404: no such route.
+    route_not_found => NOT_FOUND, "route_not_found", "Route Not Found";
+    /// 405: the route exists with other methods.
+    method_not_allowed => METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed";
+    /// 400: the body is not JSON.
+    invalid_json => BAD_REQUEST, "invalid_json", "Invalid JSON";
+    /// 415: the body is not `application/json`.
+    unsupported_media_type => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported Media Type";
+    /// 413: the body is over 64 KiB.
+    payload_too_large => PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large";
+    /// 400: a field is missing, unknown or out of range.
+    validation_error => BAD_REQUEST, "validation_error", "Validation Error";
+    /// 400: the public key is not a valid uncompressed P-256 point.
+    invalid_key => BAD_REQUEST, "invalid_key", "Invalid Key";
+    /// 400: only `ecdsa-p256` keys are accepted.
+    unsupported_key_type => BAD_REQUEST, "unsupported_key_type", "Unsupported Key Type";
+    /// 400: the signature is not lowercase hex of strict DER.
+    invalid_signature_encoding => BAD_REQUEST, "invalid_signature_encoding", "Invalid Signature Encoding";
+    /// 403: the signature does not verify.
+    invalid_signature => FORBIDDEN, "invalid_signature", "Invalid Signature";
+    /// 403: wrong OTP or TAN.
+    invalid_otp => FORBIDDEN, "invalid_otp", "Invalid OTP";
+    /// 403: the challenge's lifetime is over.
+    challenge_expired => FORBIDDEN, "challenge_expired", "Challenge Expired";
+    /// 403: the challenge was already completed.
+    challenge_already_used => FORBIDDEN, "challenge_already_used", "Challenge Already Used";
+    /// 403: the challenge's failed attempts are spent.
+    challenge_failed => FORBIDDEN, "challenge_failed", "Challenge Failed";
+    /// 400: the person has no verified mobile number.
+    telephone_number_not_found => BAD_REQUEST, "telephone_number_not_found", "Telephone Number Not Found";
+    /// 409: the person already has the maximum of bound devices.
+    device_limit_reached => CONFLICT, "device_limit_reached", "Device Limit Reached";
+    /// 409: the public key is already bound.
+    key_already_bound => CONFLICT, "key_already_bound", "Key Already Bound";
+    /// 409: the device already has a key of this purpose.
+    key_purpose_taken => CONFLICT, "key_purpose_taken", "Key Purpose Taken";
+    /// 409: the person already has a mobile number.
+    mobile_number_exists => CONFLICT, "mobile_number_exists", "Mobile Number Exists";
+    /// 403: the device was deleted and signs nothing.
+    device_deleted => FORBIDDEN, "device_deleted", "Device Deleted";
+    /// 403: a restricted-key challenge needs the device's restricted key.
+    restricted_key_required => FORBIDDEN, "restricted_key_required", "Restricted Key Required";
+    /// 403: the device has no key of the purpose asked for.
+    key_not_found => FORBIDDEN, "key_not_found", "Key Not Found";
+    /// 403: a person or device does not belong to the change request's person.
+    person_mismatch => FORBIDDEN, "person_mismatch", "Person Mismatch";
+    /// 409: the change request is not in a state that allows this call.
+    change_request_state => CONFLICT, "invalid_change_request_state", "Invalid Change Request State";
+    /// 400: the number in the request is not the person's number.
+    mobile_number_mismatch => BAD_REQUEST, "mobile_number_mismatch", "Mobile Number Mismatch";
+    /// 409: the mobile number is already verified.
+    mobile_number_already_verified => CONFLICT, "mobile_number_already_verified", "Mobile Number Already Verified";
+}
+
+impl ApiError {
+    /// An error with any status and code.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// Names the offending request field.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// The wire body.
+    pub fn body(&self) -> ApiErrorBody {
+        ApiErrorBody {
+            errors: vec![ErrorObject {
+                id: uuid::Uuid::new_v4().to_string(),
+                status: self.status.as_u16(),
+                code: self.code.to_owned(),
+                title: self.title.to_owned(),
+                detail: self.detail.clone(),
+                source: self.field.as_ref().map(|f| ErrorSource {
+                    field: Some(f.clone()),
+                    message: Some(self.detail.clone()),
+                }),
+            }],
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        // Lets the logging middleware record the code without parsing the body.
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+/// The `code` of an error response, for the request log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON body: `application/json`, at most 64 KiB, parsed strictly with the failing field named.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+fn is_json(parts_ct: Option<&header::HeaderValue>) -> bool {
+    let Some(ct) = parts_ct.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads the body, mapping the limit to 413.
+pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+        .await
+        .map_err(|_| {
+            ApiError::payload_too_large(format!(
+                "the request body is larger than {} KiB; send less",
+                BODY_LIMIT / 1024
+            ))
+        })
+}
+
+/// Parses JSON text into `T`, naming the failing field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid_json(format!(
+                "the body is not valid JSON ({inner}); send one JSON object"
+            ));
+        }
+        // serde_json appends " at line L column C"; the field path says more.
+        let message = inner.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        let last = path.rsplit('.').next().unwrap_or("");
+        let error = match last {
+            "signature" if !message.starts_with("missing") => {
+                ApiError::invalid_signature_encoding(format!(
+                    "`{path}`: {message}; send the ASN.1 DER signature as lowercase hex"
+                ))
+            }
+            "key" if !message.starts_with("missing") => ApiError::invalid_key(format!(
+                "`{path}`: {message}; send the 65-byte uncompressed SEC1 point (04||X||Y) as 130 lowercase hex characters"
+            )),
+            "key_type" => ApiError::unsupported_key_type(format!(
+                "`{path}`: {message}; only `ecdsa-p256` is accepted"
+            )),
+            _ if path == "." || path.is_empty() => {
+                ApiError::validation_error(format!("the body is refused: {message}"))
+            }
+            _ => ApiError::validation_error(format!("`{path}`: {message}")),
+        };
+        if path == "." || path.is_empty() {
+            // "missing field `x`" names the field only in the message.
+            match message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                Some(field) => error.field(field),
+                None => error,
+            }
+        } else {
+            error.field(path)
+        }
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unsupported_media_type(
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(req).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string parsed into `T`; failures are `validation_error`s.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::validation_error(format!("query parameter: {}", e.into_inner()))
+                    .field(path)
+            })
+    }
+}
+
+/// Parses an id from the path; a malformed one cannot exist, so it is `not_found`.
+pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "there is no {what} with this id; ids are letters, digits, '-' or '_'"
+        ))
+    })
+}
+
+/// Fallback for unknown routes.
+pub async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::route_not_found(format!(
+        "no route {}; see API.md for the routes the sandbox serves",
+        uri.path()
+    ))
+}
+
+/// Fallback for a known route called with a method it does not serve.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} is not served on {}; see API.md for the methods of this route",
+        method,
+        uri.path()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AnswerSignatureChallenge;
+
+    #[test]
+    fn json_failures_name_the_field_and_pick_a_specific_code() {
+        let e = parse_json::<AnswerSignatureChallenge>(br#"{"signature":"30ZZ"}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_signature_encoding");
+        assert_eq!(e.field.as_deref(), Some("signature"));
+        let e =
+            parse_json::<AnswerSignatureChallenge>(br#"{"signature":"3044","x":1}"#).unwrap_err();
+        assert_eq!(e.code, "validation_error");
+        let e = parse_json::<AnswerSignatureChallenge>(br#"{"signature":"#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
+        let e = parse_json::<AnswerSignatureChallenge>(br#"{}"#).unwrap_err();
+        assert_eq!(e.code, "validation_error");
+        assert_eq!(e.field.as_deref(), Some("signature"));
+        assert!(e.detail.contains("signature"), "{}", e.detail);
+    }
+}

@@ -1,0 +1,252 @@
+//! The sandbox: a strict local emulation of the Solaris device-management API (see
+//! `API.md`), for phones, test rigs, load runs and demos.
+//!
+//! - [`router`] builds the axum router from a [`SandboxState`]; [`spawn`] serves it on
+//!   `127.0.0.1:0` and returns a [`SandboxHandle`].
+//! - Without a config file the sandbox has one partner: client id **`vphone-demo`**, secret
+//!   **`vphone-demo-secret`** ([`config::DEFAULT_CLIENT_ID`], [`config::DEFAULT_CLIENT_SECRET`]).
+//! - Every OTP goes to the receiving number's SMS outbox, read with
+//!   `GET /sandbox/sms?number=...&after=<seq>&wait_ms=<ms>` or [`SandboxState::subscribe_sms`].
+//!   The test number `+15550101` always gets `212212`; `static_otp` makes every OTP `212212`.
+//! - Every refusal answers in the `errors` shape with a specific `code`. A refused request
+//!   changes nothing, except that a wrong answer to a challenge counts as a failed attempt.
+//! - State lives in sharded maps with one small lock per entity; signatures are verified with
+//!   aws-lc-rs against keys parsed once when registered.
+
+pub mod attempts;
+mod auth;
+mod challenges;
+mod change_requests;
+pub mod cli;
+pub mod clock;
+pub mod config;
+mod devices;
+pub mod error;
+mod outbox;
+mod persons;
+pub mod sms;
+mod state;
+pub mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigError, PartnerConfig, SandboxConfig};
+pub use error::ApiError;
+pub use state::{SandboxState, SandboxStats};
+
+use crate::api::SmsMessage;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::sync::{broadcast, oneshot};
+
+/// The sandbox's routes: the token endpoints, every `/v1` call of `API.md`, and `/sandbox/*`.
+pub fn router(state: SandboxState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/persons", post(persons::create))
+        .route(
+            "/v1/persons/{person_id}",
+            get(persons::get).patch(persons::update),
+        )
+        .route(
+            "/v1/persons/{person_id}/mobile_number",
+            post(persons::add_mobile)
+                .get(persons::get_mobile)
+                .delete(persons::delete_mobile),
+        )
+        .route(
+            "/v1/persons/{person_id}/mobile_number/authorize",
+            post(persons::authorize_mobile),
+        )
+        .route(
+            "/v1/persons/{person_id}/mobile_number/confirm",
+            post(persons::confirm_mobile),
+        )
+        .route("/v1/mfa/devices", post(devices::create).get(devices::list))
+        .route(
+            "/v1/mfa/devices/{device_id}",
+            get(devices::get).delete(devices::delete),
+        )
+        .route(
+            "/v1/mfa/devices/{device_id}/keys",
+            post(devices::add_key).get(devices::list_keys),
+        )
+        .route(
+            "/v1/mfa/devices/{device_id}/keys/{key_id}",
+            get(devices::get_key),
+        )
+        .route(
+            "/v1/mfa/challenges/signatures/{challenge_id}",
+            get(devices::get_signature_challenge).put(devices::answer_signature_challenge),
+        )
+        .route(
+            "/v1/mfa/challenges/devices",
+            post(challenges::create_device),
+        )
+        .route(
+            "/v1/mfa/challenges/devices/{challenge_id}",
+            get(challenges::get_device).put(challenges::answer_device),
+        )
+        .route("/v1/mfa/challenges/sms", post(challenges::create_sms))
+        .route(
+            "/v1/mfa/challenges/sms/{challenge_id}",
+            get(challenges::get_sms).put(challenges::answer_sms),
+        )
+        .route(
+            "/v1/change_requests/{change_request_id}",
+            get(change_requests::get),
+        )
+        .route(
+            "/v1/change_requests/{change_request_id}/authorize",
+            post(change_requests::authorize),
+        )
+        .route(
+            "/v1/change_requests/{change_request_id}/confirm",
+            post(change_requests::confirm),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            inject_latency,
+        ));
+    Router::new()
+        .merge(v1)
+        .route("/oauth2/token", post(auth::token))
+        .route("/oauth/token", post(auth::token))
+        .route("/sandbox/sms", get(outbox::sms))
+        .route("/sandbox/health", get(outbox::health))
+        .route("/sandbox/stats", get(outbox::stats))
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
+        .with_state(state)
+}
+
+/// Fault injection: delays every `/v1` response by the configured latency.
+async fn inject_latency(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(latency) = state.0.config.latency {
+        tokio::time::sleep(latency).await;
+    }
+    response
+}
+
+/// One log line per request: id, method, route template, status, code, latency. Never bodies,
+/// headers or query strings, so OTPs, keys and tokens stay out of the log.
+async fn log_request(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    state.0.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", |m| m.as_str())
+        .to_owned();
+    let mut response = next.run(req).await;
+    let status = response.status();
+    let code = response
+        .extensions()
+        .get::<error::ErrorCode>()
+        .map_or("", |c| c.0);
+    let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status.is_server_error() {
+        tracing::error!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
+    } else {
+        tracing::info!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// A running sandbox server.
+#[derive(Debug)]
+pub struct SandboxHandle {
+    addr: SocketAddr,
+    state: SandboxState,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SandboxHandle {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, the base URL for clients.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its state (SMS outbox, counters, clock).
+    pub fn state(&self) -> &SandboxState {
+        &self.state
+    }
+
+    /// Every SMS delivered from now on.
+    pub fn subscribe_sms(&self) -> broadcast::Receiver<SmsMessage> {
+        self.state.subscribe_sms()
+    }
+
+    /// Stops accepting, lets open requests finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Open long-polls may take up to a minute to end on their own; do not wait for them.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sandbox server task failed"),
+            Err(_) => self.task.abort(),
+        }
+    }
+}
+
+/// Serves a fresh sandbox with `config` on `127.0.0.1:0`.
+pub async fn spawn(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
+    spawn_with(
+        SandboxState::new(config),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+}
+
+/// Serves `state` on `addr` in a background task.
+pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(SandboxHandle {
+        addr,
+        state,
+        stop: Some(stop),
+        task,
+    })
+}

@@ -1,0 +1,303 @@
+//! The sandbox's state: one sharded map per entity, each entry behind its own small lock, so
+//! requests about different persons, devices or challenges never wait for each other.
+//!
+//! Lock order (never taken the other way round): a challenge's or change request's lock, then
+//! a person's, then a `bound_keys` shard, then a device's. A device's lock is never held while
+//! a person's is taken.
+
+use super::attempts::Attempts;
+use super::change_requests::ChangeRequestEntry;
+use super::clock::{Clock, SystemClock};
+use super::config::{PartnerConfig, SandboxConfig};
+use super::error::ApiError;
+use super::sms::SmsCenter;
+use super::verify::VerifyingKey;
+use crate::api::{
+    ChallengeId, ChangeRequestId, DeviceId, KeyId, KeyPurpose, MobileNumberId, Otp, Person,
+    PersonId, PhoneNumber, SmsMessage, Timestamp,
+};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::broadcast;
+
+/// Index of a partner in the configuration.
+pub(crate) type PartnerIdx = u16;
+
+/// A map entry owned by one partner, its data behind its own lock.
+pub(crate) struct Owned<T> {
+    pub partner: PartnerIdx,
+    pub data: Mutex<T>,
+}
+
+pub(crate) type Table<K, T> = DashMap<K, Arc<Owned<T>>>;
+
+/// A person and what hangs off it.
+pub(crate) struct PersonEntry {
+    pub person: Person,
+    pub mobile: Option<MobileEntry>,
+    /// Every device that was ever bound, in binding order (deleted ones included).
+    pub devices: Vec<DeviceId>,
+    /// Bound and not deleted devices; the device-limit rule is checked against this.
+    pub bound: usize,
+}
+
+/// A person's mobile number.
+pub(crate) struct MobileEntry {
+    pub id: MobileNumberId,
+    pub number: PhoneNumber,
+    pub verified: bool,
+    pub otp: Option<(Otp, Attempts)>,
+}
+
+/// One public key of a device.
+pub(crate) struct KeyEntry {
+    pub id: KeyId,
+    pub purpose: KeyPurpose,
+    pub key: VerifyingKey,
+    pub created_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+/// A device, bound once its binding challenge is answered.
+pub(crate) struct DeviceEntry {
+    pub id: DeviceId,
+    pub person_id: PersonId,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+    pub verified: bool,
+    pub keys: Vec<KeyEntry>,
+    pub device_data: Option<String>,
+}
+
+impl DeviceEntry {
+    /// The key of a purpose, if the device has one.
+    pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.purpose == purpose)
+    }
+}
+
+/// What a challenge asks for.
+pub(crate) enum ChallengeWhat {
+    /// Binding: the new device signs the OTP sent by SMS.
+    Binding { device_id: DeviceId, otp: Otp },
+    /// Device signing: the device signs `string_to_sign` with the key of `purpose`.
+    Device {
+        device_id: DeviceId,
+        purpose: KeyPurpose,
+        string_to_sign: String,
+    },
+    /// SMS: the person types the OTP.
+    Sms { otp: Otp },
+}
+
+/// A challenge of any kind.
+pub(crate) struct ChallengeEntry {
+    pub what: ChallengeWhat,
+    pub attempts: Attempts,
+}
+
+/// Counters of the sandbox's work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SandboxStats {
+    /// HTTP requests served (all routes).
+    pub requests: u64,
+    /// ECDSA verifications performed.
+    pub verifications: u64,
+    /// Time spent inside those verifications, in nanoseconds (wall time of the verify call on
+    /// its worker thread; the call does no I/O, so this is its CPU time).
+    pub verify_nanos: u64,
+    /// Devices that became bound.
+    pub bindings: u64,
+    /// SMS delivered.
+    pub sms_sent: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub requests: AtomicU64,
+    pub verifications: AtomicU64,
+    pub verify_nanos: AtomicU64,
+    pub bindings: AtomicU64,
+    pub sms_sent: AtomicU64,
+}
+
+pub(crate) struct TokenEntry {
+    pub partner: PartnerIdx,
+    pub expires_at: Timestamp,
+}
+
+pub(crate) struct Inner {
+    pub config: SandboxConfig,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: DashMap<String, TokenEntry>,
+    pub persons: Table<PersonId, PersonEntry>,
+    pub devices: Table<DeviceId, DeviceEntry>,
+    pub challenges: Table<ChallengeId, ChallengeEntry>,
+    pub change_requests: Table<ChangeRequestId, ChangeRequestEntry>,
+    /// Public keys of bound, not deleted devices, per partner.
+    pub bound_keys: DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
+    pub sms: SmsCenter,
+    pub counters: Counters,
+}
+
+/// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct SandboxState(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for SandboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxState")
+            .field("partners", &self.0.config.partners.len())
+            .field("persons", &self.0.persons.len())
+            .field("devices", &self.0.devices.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxState {
+    /// A sandbox on the system clock.
+    pub fn new(config: SandboxConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A sandbox on the given clock (use a `ManualClock` to expire challenges in tests).
+    pub fn with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        SandboxState(Arc::new(Inner {
+            config,
+            clock,
+            tokens: DashMap::new(),
+            persons: DashMap::new(),
+            devices: DashMap::new(),
+            challenges: DashMap::new(),
+            change_requests: DashMap::new(),
+            bound_keys: DashMap::new(),
+            sms: SmsCenter::new(),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.0.config
+    }
+
+    /// Now, by the sandbox's clock.
+    pub fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
+    /// Every SMS delivered from now on.
+    pub fn subscribe_sms(&self) -> broadcast::Receiver<SmsMessage> {
+        self.0.sms.subscribe()
+    }
+
+    /// The SMS delivered to `number` with `seq > after_seq`, oldest first.
+    pub fn sms_since(&self, number: &PhoneNumber, after_seq: u64) -> Vec<SmsMessage> {
+        self.0.sms.since(number, after_seq)
+    }
+
+    /// Like [`SandboxState::sms_since`], waiting up to `wait` (at most a minute) for one.
+    pub async fn wait_sms(
+        &self,
+        number: &PhoneNumber,
+        after_seq: u64,
+        wait: std::time::Duration,
+    ) -> Vec<SmsMessage> {
+        self.0.sms.wait_since(number, after_seq, wait).await
+    }
+
+    /// The work counters so far.
+    pub fn stats(&self) -> SandboxStats {
+        let c = &self.0.counters;
+        SandboxStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            verifications: c.verifications.load(Ordering::Relaxed),
+            verify_nanos: c.verify_nanos.load(Ordering::Relaxed),
+            bindings: c.bindings.load(Ordering::Relaxed),
+            sms_sent: c.sms_sent.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The partners it serves.
+    pub fn partners(&self) -> &[PartnerConfig] {
+        &self.0.config.partners
+    }
+}
+
+impl Inner {
+    /// Finds an entry the calling partner owns; anything else is `not_found`.
+    pub fn owned<K, T>(
+        &self,
+        table: &Table<K, T>,
+        partner: PartnerIdx,
+        id: &K,
+        what: &str,
+    ) -> Result<Arc<Owned<T>>, ApiError>
+    where
+        K: std::hash::Hash + Eq + std::fmt::Display,
+    {
+        match table.get(id) {
+            Some(entry) if entry.partner == partner => Ok(entry.clone()),
+            _ => Err(ApiError::not_found(format!(
+                "there is no {what} {id} for this partner; check the id"
+            ))),
+        }
+    }
+
+    /// Inserts a fresh entry.
+    pub fn insert<K: std::hash::Hash + Eq, T>(
+        table: &Table<K, T>,
+        partner: PartnerIdx,
+        id: K,
+        data: T,
+    ) {
+        table.insert(
+            id,
+            Arc::new(Owned {
+                partner,
+                data: Mutex::new(data),
+            }),
+        );
+    }
+
+    /// Verifies a signature, counting the work.
+    pub fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
+        let start = std::time::Instant::now();
+        let ok = key.verify(message, der);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.verifications.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .verify_nanos
+            .fetch_add(nanos, Ordering::Relaxed);
+        ok
+    }
+
+    /// Sends an OTP to a number by SMS.
+    pub fn send_otp(
+        &self,
+        number: &PhoneNumber,
+        language: Option<crate::api::Language>,
+        app_signature: Option<&str>,
+    ) -> Otp {
+        let otp = super::sms::new_otp(number, self.config.static_otp);
+        let language = language.unwrap_or(crate::api::Language::En);
+        let text = super::sms::sms_text(
+            &otp,
+            language,
+            self.config.challenge_lifetime,
+            app_signature,
+        );
+        self.sms.deliver(number, text, language, self.clock.now());
+        self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
+        otp
+    }
+
+    /// A new, open attempt budget starting now.
+    pub fn new_attempts(&self) -> Attempts {
+        Attempts::new(self.clock.now(), self.config.challenge_lifetime)
+    }
+}

@@ -1,0 +1,242 @@
+//! Signature verification exactly as API.md says: ECDSA P-256 with SHA-256, the public key an
+//! uncompressed SEC1 point, the signature strict ASN.1 DER. Uses aws-lc-rs with the key parsed
+//! once at registration, so a verification costs only the ECDSA check itself.
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ParsedPublicKey};
+use std::fmt;
+use std::sync::Arc;
+
+/// Length of an uncompressed P-256 point: `04 || X || Y`.
+pub const UNCOMPRESSED_P256_LEN: usize = 65;
+
+/// A validated P-256 public key, ready to verify. Cheap to clone.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    parsed: Arc<ParsedPublicKey>,
+    point: Arc<[u8]>,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerifyingKey(P-256)")
+    }
+}
+
+/// Why bytes are not an acceptable public key. Messages never repeat the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not 65 bytes.
+    #[error(
+        "the key has {0} bytes; a P-256 key is the 65-byte uncompressed SEC1 point 04||X||Y (130 hex characters), not DER, PEM or compressed"
+    )]
+    Length(usize),
+    /// Does not start with `04`.
+    #[error(
+        "the key does not start with 04; send the uncompressed SEC1 point 04||X||Y, not a compressed one"
+    )]
+    NotUncompressed,
+    /// Not a point on the curve.
+    #[error("the key is not a point on the P-256 curve")]
+    NotOnCurve,
+}
+
+impl VerifyingKey {
+    /// Validates an uncompressed P-256 point.
+    pub fn from_uncompressed(point: &[u8]) -> Result<Self, KeyError> {
+        if point.len() != UNCOMPRESSED_P256_LEN {
+            return Err(KeyError::Length(point.len()));
+        }
+        if point[0] != 0x04 {
+            return Err(KeyError::NotUncompressed);
+        }
+        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+            .map_err(|_| KeyError::NotOnCurve)?;
+        Ok(VerifyingKey {
+            parsed: Arc::new(parsed),
+            point: point.into(),
+        })
+    }
+
+    /// The 65 point bytes.
+    pub fn point(&self) -> &[u8] {
+        &self.point
+    }
+
+    /// Verifies a signature that already passed [`check_der_signature`].
+    pub fn verify(&self, message: &[u8], der_signature: &[u8]) -> bool {
+        self.parsed.verify_sig(message, der_signature).is_ok()
+    }
+}
+
+/// Why a signature's encoding is refused. Checked before any verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the signature is not strict ASN.1 DER SEQUENCE {{ INTEGER r, INTEGER s }}: {0}; sign with SHA256withECDSA and send the DER bytes as lowercase hex (not raw r||s)"
+)]
+pub struct SignatureEncodingError(pub &'static str);
+
+/// P-256 group order n, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Reads one minimal DER INTEGER holding a value in 1..n; returns the rest.
+fn der_integer(input: &[u8]) -> Result<&[u8], SignatureEncodingError> {
+    let err = SignatureEncodingError;
+    let (&tag, rest) = input.split_first().ok_or(err("an INTEGER is missing"))?;
+    if tag != 0x02 {
+        return Err(err("expected an INTEGER (tag 02)"));
+    }
+    let (&len, rest) = rest
+        .split_first()
+        .ok_or(err("an INTEGER length is missing"))?;
+    let len = usize::from(len);
+    // Short-form lengths only: an r or s of P-256 is at most 33 bytes.
+    if len == 0 || len > 33 {
+        return Err(err("an INTEGER has an impossible length for P-256"));
+    }
+    if rest.len() < len {
+        return Err(err("an INTEGER is truncated"));
+    }
+    let (value, rest) = rest.split_at(len);
+    if value[0] & 0x80 != 0 {
+        return Err(err("an INTEGER is negative"));
+    }
+    if value[0] == 0 && (len == 1 || value[1] & 0x80 == 0) {
+        return Err(err(
+            "an INTEGER has a superfluous leading zero byte or is zero",
+        ));
+    }
+    let magnitude = if value[0] == 0 { &value[1..] } else { value };
+    if magnitude.len() > 32 || (magnitude.len() == 32 && magnitude >= &P256_ORDER[..]) {
+        return Err(err("an INTEGER is not below the P-256 group order"));
+    }
+    Ok(rest)
+}
+
+/// Checks that `sig` is exactly one strict DER `SEQUENCE { INTEGER r, INTEGER s }` with
+/// minimal lengths, positive values in range, and nothing after it.
+pub fn check_der_signature(sig: &[u8]) -> Result<(), SignatureEncodingError> {
+    let err = SignatureEncodingError;
+    let (&tag, rest) = sig.split_first().ok_or(err("it is empty"))?;
+    if tag != 0x30 {
+        return Err(err("it does not start with SEQUENCE (tag 30)"));
+    }
+    let (&len, body) = rest
+        .split_first()
+        .ok_or(err("the SEQUENCE length is missing"))?;
+    if len & 0x80 != 0 {
+        // At most 2 + 2*(2+33) = 72 bytes: the short form is the only minimal encoding.
+        return Err(err("the SEQUENCE length is not in minimal short form"));
+    }
+    let len = usize::from(len);
+    if body.len() < len {
+        return Err(err("it is truncated"));
+    }
+    if body.len() > len {
+        return Err(err("there are bytes after the SEQUENCE"));
+    }
+    let rest = der_integer(body)?;
+    let rest = der_integer(rest)?;
+    if !rest.is_empty() {
+        return Err(err("the SEQUENCE holds more than r and s"));
+    }
+    Ok(())
+}
+
+/// The outcome of checking a signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It verifies.
+    Valid,
+    /// Well-formed, but not a signature of this message by this key.
+    Mismatch,
+    /// Not strict DER; nothing was verified.
+    Malformed(SignatureEncodingError),
+}
+
+/// Strict DER check, then ECDSA verification. The function the sandbox and its bench use.
+pub fn verify_signature(key: &VerifyingKey, message: &[u8], der_signature: &[u8]) -> Verdict {
+    if let Err(e) = check_der_signature(der_signature) {
+        return Verdict::Malformed(e);
+    }
+    if key.verify(message, der_signature) {
+        Verdict::Valid
+    } else {
+        Verdict::Mismatch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+
+    fn key_pair() -> EcdsaKeyPair {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn a_der_signature_verifies_and_variants_do_not() {
+        let kp = key_pair();
+        let key = VerifyingKey::from_uncompressed(kp.public_key().as_ref()).unwrap();
+        let sig = kp.sign(&SystemRandom::new(), b"212212").unwrap();
+        let sig = sig.as_ref();
+        assert_eq!(verify_signature(&key, b"212212", sig), Verdict::Valid);
+        assert_eq!(verify_signature(&key, b"212213", sig), Verdict::Mismatch);
+        let mut trailing = sig.to_vec();
+        trailing.push(0);
+        assert!(matches!(
+            verify_signature(&key, b"212212", &trailing),
+            Verdict::Malformed(_)
+        ));
+        assert!(matches!(
+            verify_signature(&key, b"212212", &sig[..sig.len() - 1]),
+            Verdict::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn non_minimal_integers_are_refused() {
+        // r = 1 with a superfluous leading zero.
+        assert!(
+            check_der_signature(&[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01]).is_err()
+        );
+        assert!(check_der_signature(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]).is_ok());
+        // Negative s.
+        assert!(check_der_signature(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x81]).is_err());
+        // Zero r.
+        assert!(check_der_signature(&[0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01]).is_err());
+        // Long-form length.
+        assert!(
+            check_der_signature(&[0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]).is_err()
+        );
+    }
+
+    #[test]
+    fn keys_must_be_uncompressed_points_on_the_curve() {
+        let kp = key_pair();
+        let point = kp.public_key().as_ref();
+        assert!(VerifyingKey::from_uncompressed(point).is_ok());
+        assert_eq!(
+            VerifyingKey::from_uncompressed(&point[..33]).unwrap_err(),
+            KeyError::Length(33)
+        );
+        let mut compressed = point.to_vec();
+        compressed[0] = 0x02;
+        assert_eq!(
+            VerifyingKey::from_uncompressed(&compressed).unwrap_err(),
+            KeyError::NotUncompressed
+        );
+        let mut off_curve = point.to_vec();
+        off_curve[64] ^= 1;
+        assert_eq!(
+            VerifyingKey::from_uncompressed(&off_curve).unwrap_err(),
+            KeyError::NotOnCurve
+        );
+    }
+}
