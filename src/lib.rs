@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod client;
+pub mod demo;
 pub mod phone;
 pub mod sandbox;

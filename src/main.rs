@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Walk one phone through every flow against an in-process sandbox (or --api URL).
+    Demo(vphone::demo::DemoArgs),
     /// Act as a virtual phone: create, bind, sign, approve, confirm changes.
     Phone(vphone::phone::cli::PhoneArgs),
     /// Serve the strict local sandbox of the bank's API until Ctrl-C.
@@ -24,6 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => finish(vphone::demo::run(args)),
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
         Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
