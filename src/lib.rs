@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod demo;
 pub mod fleet;
 pub mod phone;
 pub mod sandbox;

@@ -2,11 +2,12 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use vphone::phone::cli::{CliError, EXIT_CODES};
 
 /// A software stand-in for a bank customer's phone, with a strict local sandbox of the
 /// Solaris device-management API.
 #[derive(Parser)]
-#[command(name = "vphone", version, about, long_about = None)]
+#[command(name = "vphone", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Walk one phone through every flow against an in-process sandbox (or --api URL).
+    Demo(vphone::demo::DemoArgs),
+    /// Act as a virtual phone: create, bind, sign, approve, confirm changes.
+    Phone(vphone::phone::cli::PhoneArgs),
     /// Serve the strict local sandbox of the bank's API until Ctrl-C.
     Sandbox(vphone::sandbox::cli::SandboxArgs),
     /// Run a fleet of simulated phones (load test), or merge load reports.
@@ -22,18 +27,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Load(args) = cli.command {
-        return vphone::fleet::cli::main(*args);
+    match cli.command {
+        Command::Demo(args) => finish(vphone::demo::run(args)),
+        Command::Phone(args) => finish(vphone::phone::cli::run(args)),
+        Command::Load(args) => vphone::fleet::cli::main(*args),
+        Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
-    let result: anyhow::Result<()> = match cli.command {
-        Command::Sandbox(args) => vphone::sandbox::cli::run(args).map_err(Into::into),
-        Command::Load(_) => Ok(()),
-    };
+}
+
+/// Prints the error and turns it into the documented exit code.
+fn finish(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

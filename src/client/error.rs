@@ -4,7 +4,7 @@
 use crate::api::RemoteError;
 use std::time::Duration;
 
-use super::credentials::{CLIENT_ID_ENV, CLIENT_SECRET_ENV, CredentialsError};
+use super::credentials::CredentialsError;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -107,42 +107,58 @@ fn hint_suffix(remote: &RemoteError) -> String {
 pub fn hint(remote: &RemoteError) -> Option<String> {
     let code = remote.code.as_str();
     let text = format!("{} {} {}", code, remote.title, remote.detail).to_ascii_lowercase();
-    let h = match remote.status {
-        401 => format!(
-            "check {CLIENT_ID_ENV}/{CLIENT_SECRET_ENV} or the --credentials file, and the token URL"
-        ),
-        403 if text.contains("expired") => {
-            "the challenge expired (challenges live 5 minutes); start a new one".to_owned()
+    let h = match (remote.status, code) {
+        (_, "device_limit_reached") => {
+            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
         }
-        403 if text.contains("otp") || text.contains("tan") => {
-            "the code was wrong; after 3 wrong answers the challenge is spent, so request a new one"
-                .to_owned()
+        (_, "challenge_expired") => {
+            "the challenge expired (challenges live 5 minutes); start a new one"
         }
-        403 if text.contains("signature") => {
-            "the signature did not verify: the phone's key does not match the device, or the challenge is spent; bind again or start a new challenge".to_owned()
+        (_, "challenge_already_used") => "the challenge was already answered; start a new one",
+        (_, "challenge_failed") => "the challenge is spent after 3 wrong answers; start a new one",
+        (_, "invalid_otp") => {
+            "the code was wrong; after 3 wrong answers the challenge is spent, so check the SMS and retry or start a new challenge"
         }
-        403 if text.contains("deleted") => {
-            "the device was deleted; bind the phone again with `vphone phone bind NAME`".to_owned()
+        (_, "device_deleted") => {
+            "the device was deleted; bind the phone again with `vphone phone bind NAME`"
         }
-        404 => "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
-            .to_owned(),
-        409 if text.contains("limit") || text.contains("maximum") || text.contains("5 ") => {
-            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME` and bind again".to_owned()
-        }
-        409 if text.contains("purpose") => {
+        (_, "key_purpose_taken") => {
             "the device already has a key of this purpose; list them with `vphone phone keys NAME`"
-                .to_owned()
         }
-        409 => "it conflicts with existing state; list what exists and retry".to_owned(),
-        400 if text.contains("telephone_number") || text.contains("mobile") => {
-            "the person has no verified mobile number; create the phone with `vphone phone create NAME --number +15550101`".to_owned()
+        (_, "key_already_bound") => {
+            "this public key is already bound; delete that device first or use a new phone"
         }
-        429 => "rate limited; wait and retry".to_owned(),
-        s if s >= 500 => "the server failed; retry later".to_owned(),
-        _ if code.is_empty() => return None,
+        (_, "restricted_key_required") => {
+            "add a restricted key first with `vphone phone add-key NAME --purpose restricted`"
+        }
+        (_, "telephone_number_not_found") => {
+            "the person has no verified mobile number; create the phone with `vphone phone create NAME --number +15550101`"
+        }
+        (_, "mobile_number_exists") => "the person already has a mobile number",
+        (401, _) => {
+            "check VPHONE_CLIENT_ID/VPHONE_CLIENT_SECRET or the --credentials file, and the token URL"
+        }
+        (403, _) if text.contains("expired") => {
+            "the challenge expired (challenges live 5 minutes); start a new one"
+        }
+        (403, _) if text.contains("otp") || text.contains("tan") => {
+            "the code was wrong; after 3 wrong answers the challenge is spent, so start a new one"
+        }
+        (403, _) if text.contains("signature") => {
+            "the signature did not verify: a wrong OTP, a key the device does not have, or a spent challenge; start a new challenge or bind again"
+        }
+        (404, _) => {
+            "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
+        }
+        (409, _) if text.contains("limit") || text.contains("maximum") => {
+            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
+        }
+        (409, _) => "it conflicts with existing state; list what exists and retry",
+        (429, _) => "rate limited; wait and retry",
+        (s, _) if s >= 500 => "the server failed; retry later",
         _ => return None,
     };
-    Some(h)
+    Some(h.to_owned())
 }
 
 #[cfg(test)]
@@ -173,7 +189,7 @@ mod tests {
         let e = api(409, "device_limit_reached", "person has 5 devices").to_string();
         assert!(e.contains("delete-device"), "{e}");
         let e = api(403, "invalid_otp", "wrong code").to_string();
-        assert!(e.contains("request a new one"), "{e}");
+        assert!(e.contains("3 wrong answers"), "{e}");
         let e = api(403, "challenge_expired", "").to_string();
         assert!(e.contains("5 minutes"), "{e}");
     }

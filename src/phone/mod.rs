@@ -153,6 +153,17 @@ impl Phone {
         self
     }
 
+    /// The same phone reading its codes from `source`.
+    pub fn with_otp_source(mut self, source: OtpSource) -> Phone {
+        self.inbox = self
+            .profile
+            .number
+            .clone()
+            .map(|n| Inbox::new(n, source.clone()));
+        self.source = source;
+        self
+    }
+
     /// The same phone waiting up to `timeout` for each SMS.
     pub fn with_otp_timeout(mut self, timeout: Duration) -> Phone {
         self.otp_timeout = timeout;

@@ -1,0 +1,111 @@
+//! Shared helpers: a real sandbox on 127.0.0.1:0 and phones talking to it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use rand::Rng;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use vphone::api::{PersonId, PhoneNumber};
+use vphone::client::{ApiClient, ClientConfig, Credentials};
+use vphone::phone::{OtpSource, Phone, PhoneName, person_named};
+use vphone::sandbox::{self, SandboxConfig, SandboxHandle, SandboxState};
+
+/// Every test finishes within this, or fails.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `f`, failing the test if it takes longer than [`TEST_LIMIT`].
+pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_LIMIT, f)
+        .await
+        .expect("the test took longer than its time limit")
+}
+
+/// A sandbox and a client of it.
+pub struct Rig {
+    pub sandbox: SandboxHandle,
+    pub client: ApiClient,
+}
+
+impl Rig {
+    pub async fn start() -> Rig {
+        Rig::with_state(SandboxState::new(SandboxConfig::default())).await
+    }
+
+    pub async fn with_state(state: SandboxState) -> Rig {
+        let sandbox = sandbox::spawn_with(state, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
+        Rig { sandbox, client }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.sandbox.base_url()
+    }
+
+    /// A phone reading its SMS from the sandbox's outbox over HTTP.
+    pub fn phone(&self, name: &str) -> Phone {
+        Phone::new(
+            PhoneName::parse(name).unwrap(),
+            self.client.clone(),
+            OtpSource::SandboxHttp(self.client.clone()),
+        )
+        .with_otp_timeout(Duration::from_secs(10))
+    }
+
+    /// A phone whose person exists and whose (fresh) number is verified.
+    pub async fn registered(&self, name: &str) -> Phone {
+        let mut phone = self.phone(name);
+        phone
+            .register(person_named("Test", name), unique_number())
+            .await
+            .unwrap();
+        phone
+    }
+
+    /// A registered and bound phone.
+    pub async fn bound(&self, name: &str) -> Phone {
+        let mut phone = self.registered(name).await;
+        phone.bind().await.unwrap();
+        phone
+    }
+
+    /// A second phone of the same person as `first`.
+    pub fn sibling(&self, first: &Phone, name: &str) -> Phone {
+        let mut phone = self.phone(name);
+        let p = first.profile();
+        phone
+            .adopt(p.person_id.clone().unwrap(), p.number.clone().unwrap())
+            .unwrap();
+        phone
+    }
+}
+
+pub fn client_for(base: &str, credentials: Credentials) -> ApiClient {
+    let config = ClientConfig::local(base.parse().unwrap(), credentials)
+        .with_timeout(Duration::from_secs(10));
+    ApiClient::new(config).unwrap()
+}
+
+/// A random number, so each test's SMS are its own.
+pub fn unique_number() -> PhoneNumber {
+    let n: u64 = rand::thread_rng().gen_range(0..10_000_000_000);
+    PhoneNumber::parse(&format!("+4917{n:010}")).unwrap()
+}
+
+pub fn person_of(phone: &Phone) -> PersonId {
+    phone.profile().person_id.clone().unwrap()
+}
+
+/// The in-process sandbox as an SMS feed.
+pub fn feed(rig: &Rig) -> OtpSource {
+    OtpSource::InProcess(Arc::new(rig.sandbox.state().clone()))
+}
+
+/// A port nothing listens on.
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}

@@ -1,0 +1,50 @@
+//! `vphone demo` runs every flow against an in-process sandbox and exits 0.
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+use assert_cmd::Command;
+use predicates::str::contains;
+use std::time::Duration;
+
+#[test]
+fn vphone_demo_walks_every_flow_and_exits_0() {
+    Command::cargo_bin("vphone")
+        .unwrap()
+        .arg("demo")
+        .timeout(Duration::from_secs(90))
+        .assert()
+        .success()
+        .stdout(contains("summary: 16/16 steps ok"))
+        .stdout(contains("deleted device is refused"));
+}
+
+#[test]
+fn vphone_demo_json_reports_every_step() {
+    let out = Command::cargo_bin("vphone")
+        .unwrap()
+        .args(["demo", "--json"])
+        .timeout(Duration::from_secs(90))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["passed"], 16);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 16);
+}
+
+#[test]
+fn vphone_demo_against_a_server_that_is_down_exits_3() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    Command::cargo_bin("vphone")
+        .unwrap()
+        .args(["demo", "--api", &url])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(3)
+        .stdout(contains("is the server running?"));
+}

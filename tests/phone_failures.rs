@@ -1,0 +1,223 @@
+//! The failures a user meets, each with a message naming the cause and the next step.
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+mod common;
+
+use common::{Rig, bounded, client_for, closed_port_url, unique_number};
+use std::sync::Arc;
+use std::time::Duration;
+use vphone::api::{CreateDeviceChallenge, KeyPurpose, Otp, now_utc};
+use vphone::client::Credentials;
+use vphone::phone::{OtpSource, Phone, PhoneError, PhoneName, person_named};
+use vphone::sandbox::{ManualClock, SandboxConfig, SandboxState};
+
+#[tokio::test]
+async fn a_wrong_otp_fails_binding_and_says_why() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let mut phone = rig.registered("wrong").await;
+        let mut liar = Phone::new(
+            PhoneName::parse("liar").unwrap(),
+            rig.client.clone(),
+            OtpSource::Static(Otp::parse("000000").unwrap()),
+        );
+        let p = phone.profile().clone();
+        liar.adopt(p.person_id.unwrap(), p.number.unwrap()).unwrap();
+        let err = liar.bind().await.unwrap_err();
+        assert_eq!(err.status(), Some(403), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("bind: answer binding challenge"), "{text}");
+        assert!(text.contains("the code was wrong"), "{text}");
+        assert_eq!(err.exit_code(), 1);
+        assert!(!liar.profile().bound);
+        // The honest phone of the same person still binds.
+        phone.bind().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_sms_code_is_refused_with_the_attempt_limit() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.registered("typo").await;
+        let typo = phone.with_otp_source(OtpSource::Static(Otp::parse("000000").unwrap()));
+        let err = typo.sms_challenge().await.unwrap_err();
+        assert_eq!(err.status(), Some(403));
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid_otp") && text.contains("3 wrong answers"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_challenge_is_refused_by_the_bank_with_the_next_step() {
+    bounded(async {
+        let clock = Arc::new(ManualClock::new());
+        let state = SandboxState::with_clock(SandboxConfig::default(), clock.clone());
+        let rig = Rig::with_state(state).await;
+        let phone = rig.bound("late").await;
+        let device = phone.profile().device_id.clone().unwrap();
+        let create = CreateDeviceChallenge {
+            device_id: device,
+            key_purpose: None,
+            device_data: None,
+        };
+        // The bank's clock moves past the 5 minutes; the phone's does not know.
+        let challenge = rig.client.create_device_challenge(&create).await.unwrap();
+        clock.advance(Duration::from_secs(301));
+        let err = phone.sign_challenge(&challenge.id).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("challenge_expired") && text.contains("start a new one"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_challenge_already_expired_on_the_phones_clock_is_not_signed() {
+    bounded(async {
+        // The bank's clock runs two hours behind: its challenges are stale on arrival.
+        let clock = Arc::new(ManualClock::at(now_utc().plus_seconds(-2 * 3600)));
+        let state = SandboxState::with_clock(SandboxConfig::default(), clock);
+        let rig = Rig::with_state(state).await;
+        let phone = rig.bound("stale").await;
+        let create = CreateDeviceChallenge {
+            device_id: phone.profile().device_id.clone().unwrap(),
+            key_purpose: None,
+            device_data: None,
+        };
+        let stale = rig.client.create_device_challenge(&create).await.unwrap();
+        let err = phone.sign_challenge(&stale.id).await.unwrap_err();
+        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(err.to_string().contains("start a new one"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_device_is_refused_with_the_next_step() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.bound("gone").await;
+        // Someone else (another app, the bank's back office) deletes the device.
+        let device = phone.profile().device_id.clone().unwrap();
+        rig.client.delete_device(&device).await.unwrap();
+        let err = phone.approve(None).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err.status(), Some(403 | 404)), "{text}");
+        assert!(text.contains("bind"), "{text}");
+        assert_eq!(err.exit_code(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_sixth_device_of_a_person_is_refused_naming_the_limit() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let first = rig.bound("one").await;
+        let mut phones = vec![first];
+        for i in 2..=5 {
+            let mut p = rig.sibling(&phones[0], &format!("p{i}"));
+            p.bind().await.unwrap();
+            phones.push(p);
+        }
+        assert_eq!(phones[0].devices(false).await.unwrap().len(), 5);
+        let mut sixth = rig.sibling(&phones[0], "six");
+        let err = sixth.bind().await.unwrap_err();
+        assert_eq!(err.status(), Some(409));
+        let text = err.to_string();
+        assert!(text.contains("device_limit_reached"), "{text}");
+        assert!(
+            text.contains("at most 5") && text.contains("delete-device"),
+            "{text}"
+        );
+        // Following the advice works.
+        phones[4].delete_device().await.unwrap();
+        sixth.bind().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_reported_as_unreachable() {
+    bounded(async {
+        let client = client_for(&closed_port_url(), Credentials::sandbox_default());
+        let mut phone = Phone::new(
+            PhoneName::parse("offline").unwrap(),
+            client.clone(),
+            OtpSource::SandboxHttp(client),
+        );
+        let err = phone
+            .register(person_named("No", "Server"), unique_number())
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot reach") && text.contains("vphone sandbox"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_naming_what_to_check() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let client = client_for(
+            &rig.base_url(),
+            Credentials::new("vphone-demo", "not-the-secret"),
+        );
+        let mut phone = Phone::new(
+            PhoneName::parse("intruder").unwrap(),
+            client.clone(),
+            OtpSource::SandboxHttp(client),
+        );
+        let err = phone
+            .register(person_named("Bad", "Creds"), unique_number())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(401));
+        let text = err.to_string();
+        assert!(text.contains("VPHONE_CLIENT_ID"), "{text}");
+        assert!(!text.contains("not-the-secret"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn flows_that_need_setup_say_which_command_to_run() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let mut phone = rig.phone("fresh");
+        let err = phone.bind().await.unwrap_err();
+        assert!(
+            err.to_string().contains("vphone phone create fresh"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 4);
+        let mut phone = rig.registered("half").await;
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("vphone phone bind half"), "{err}");
+        phone.bind().await.unwrap();
+        let err = phone.bind().await.unwrap_err();
+        assert!(err.to_string().contains("delete-device"), "{err}");
+        let err = phone
+            .add_key(Some(KeyPurpose::Unrestricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyExists { .. }), "{err:?}");
+    })
+    .await;
+}

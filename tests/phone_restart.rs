@@ -1,0 +1,180 @@
+//! A phone survives a restart: bound in one process, it signs in another from its profile.
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+mod common;
+
+use assert_cmd::Command;
+use common::{Rig, bounded, unique_number};
+use vphone::api::{CreateDeviceChallenge, KeyPurpose};
+use vphone::phone::{Home, OtpSource, Phone, PhoneName, person_named};
+
+#[tokio::test]
+async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let name = PhoneName::parse("saved").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let device = {
+            let mut phone = Phone::create(
+                &home,
+                name.clone(),
+                rig.client.clone(),
+                source.clone(),
+                None,
+            )
+            .unwrap();
+            phone
+                .register(person_named("Saved", "Phone"), unique_number())
+                .await
+                .unwrap();
+            let bound = phone.bind().await.unwrap();
+            phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+            bound.device_id
+        };
+        // A fresh client too: nothing survives but the file.
+        let client = common::client_for(
+            &rig.base_url(),
+            vphone::client::Credentials::sandbox_default(),
+        );
+        let phone = Phone::open(&home, name, client.clone(), source, None).unwrap();
+        assert!(phone.profile().bound);
+        assert_eq!(phone.profile().device_id.as_ref(), Some(&device));
+        let challenge = client
+            .create_device_challenge(&CreateDeviceChallenge {
+                device_id: device,
+                key_purpose: Some(KeyPurpose::Restricted),
+                device_data: None,
+            })
+            .await
+            .unwrap();
+        phone.sign_challenge(&challenge.id).await.unwrap();
+    })
+    .await;
+}
+
+fn vphone(home: &std::path::Path, api: &str) -> Command {
+    let mut cmd = Command::cargo_bin("vphone").unwrap();
+    cmd.env_remove("VPHONE_CLIENT_ID")
+        .env_remove("VPHONE_CLIENT_SECRET")
+        .env_remove("VPHONE_CREDENTIALS")
+        .env_remove("VPHONE_PASSPHRASE")
+        .env_remove("VPHONE_PASSPHRASE_FILE")
+        .env("VPHONE_HOME", home)
+        .timeout(std::time::Duration::from_secs(60))
+        .args(["phone", "--api", api]);
+    cmd
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    let client = rig.client.clone();
+    // The CLI blocks; run it off the runtime that serves the sandbox.
+    tokio::task::spawn_blocking(move || {
+        let sealed = |cmd: &mut Command| {
+            cmd.env("VPHONE_PASSPHRASE", "correct horse battery staple");
+        };
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        json(
+            &c.args(["--json", "create", "kim", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        let bound = json(&c.args(["--json", "bind", "kim"]).output().unwrap());
+        let device = bound["device_id"].as_str().unwrap().to_owned();
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        json(
+            &c.args(["--json", "add-key", "kim", "--purpose", "restricted"])
+                .output()
+                .unwrap(),
+        );
+
+        // The profile is sealed: nothing readable on disk, and no passphrase, no phone.
+        let file = std::fs::read_to_string(home.join("phones/kim.toml")).unwrap();
+        assert!(
+            !file.contains(&device),
+            "the sealed file shows the device id"
+        );
+        vphone(&home, &base)
+            .args(["bind", "kim"])
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains("VPHONE_PASSPHRASE"));
+
+        let challenge = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            client
+                .create_device_challenge(&CreateDeviceChallenge {
+                    device_id: vphone::api::DeviceId::parse(&device).unwrap(),
+                    key_purpose: Some(KeyPurpose::Restricted),
+                    device_data: None,
+                })
+                .await
+                .unwrap()
+        });
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        let signed = json(
+            &c.args([
+                "--json",
+                "sign",
+                "kim",
+                "--challenge",
+                challenge.id.as_str(),
+            ])
+            .output()
+            .unwrap(),
+        );
+        assert_eq!(signed["key_purpose"], "restricted");
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        let keys = json(&c.args(["--json", "keys", "kim"]).output().unwrap());
+        assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        let list = json(&c.args(["--json", "list"]).output().unwrap());
+        assert_eq!(list, serde_json::json!(["kim"]));
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn cli_errors_map_to_exit_codes_and_name_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = common::closed_port_url();
+    vphone(dir.path(), &down)
+        .args(["bind", "nobody"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains("vphone phone create nobody"));
+    vphone(dir.path(), &down)
+        .args(["create", "x", "--number", "+4917012345678"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("is the server running?"));
+    vphone(dir.path(), &down)
+        .args(["create", "bad/name"])
+        .assert()
+        .code(2);
+    vphone(dir.path(), &down).args(["approve"]).assert().code(2);
+}
