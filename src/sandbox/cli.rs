@@ -48,6 +48,17 @@ pub enum CliError {
     },
 }
 
+impl CliError {
+    /// The process exit code, following `vphone --help`: 4 for a bad config (local state),
+    /// 3 when the address cannot be served (network).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 4,
+            CliError::Serve { .. } => 3,
+        }
+    }
+}
+
 impl SandboxArgs {
     /// The configuration these arguments describe.
     pub fn config(&self) -> Result<SandboxConfig, super::config::ConfigError> {
