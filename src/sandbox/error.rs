@@ -188,11 +188,12 @@ pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
         })
 }
 
-/// Parses JSON text into `T`, naming the failing field.
+/// Parses JSON text into `T`, naming the failing field. The body must be exactly one JSON
+/// value (nothing after it).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    result.map_err(|e| {
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
+    let value = result.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -237,7 +238,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             error.field(path)
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::invalid_json(format!(
+            "the body is not valid JSON ({e}); send exactly one JSON object and nothing after it"
+        ))
+    })?;
+    Ok(value)
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {

@@ -1,0 +1,67 @@
+//! Review findings on the sandbox: each test pins one gap that was found and fixed (or one
+//! behaviour that was checked and is right, so it stays that way).
+#![allow(clippy::unwrap_used)]
+
+mod sandbox_common;
+
+use sandbox_common::{Bank, assert_refused};
+use serde_json::{Value, json};
+
+/// Sends a raw body with a content type; returns the status and the body as JSON (or as a
+/// JSON string when it is not JSON).
+async fn raw(
+    bank: &Bank,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = bank
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", bank.base),
+        )
+        .bearer_auth(&bank.token);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let r = req.body(body.to_owned()).send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+const JSON: Option<&str> = Some("application/json");
+
+#[tokio::test]
+async fn a_body_is_one_json_value_with_nothing_after_it() {
+    let bank = Bank::start().await;
+    let person = bank.person().await;
+    let mobile = format!("/v1/persons/{person}/mobile_number");
+    for body in [
+        r#"{"number":"+15550101"} trailing"#,
+        r#"{"number":"+15550101"}{}"#,
+        r#"{"number":"+15550101"},"#,
+    ] {
+        assert_refused(
+            &raw(&bank, "POST", &mobile, JSON, body).await,
+            400,
+            "invalid_json",
+        );
+    }
+    assert_refused(&bank.call("GET", &mobile, None).await, 404, "not_found");
+    // Whitespace after the value is fine.
+    let (s, b) = raw(
+        &bank,
+        "POST",
+        &mobile,
+        JSON,
+        "{\"number\":\"+15550101\"}\n ",
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+}
