@@ -65,3 +65,29 @@ async fn a_body_is_one_json_value_with_nothing_after_it() {
     .await;
     assert_eq!(s, 201, "{b}");
 }
+
+#[tokio::test]
+async fn a_key_sent_twice_is_refused_even_among_kept_person_fields() {
+    let bank = Bank::start().await;
+    for body in [
+        r#"{"first_name":"A","last_name":"B","nationality":"DE","nationality":"FR"}"#,
+        r#"{"first_name":"A","last_name":"B","address":{"city":"X","city":"Y"}}"#,
+        r#"{"first_name":"A","last_name":"B","list":[{"k":1,"k":2}]}"#,
+    ] {
+        let got = raw(&bank, "POST", "/v1/persons", JSON, body).await;
+        assert_refused(&got, 400, "validation_error");
+        let detail = got.1["errors"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains("twice"), "{detail}");
+    }
+    // Distinct keys, also the same key in different objects, are fine.
+    let (s, p) = raw(
+        &bank,
+        "POST",
+        "/v1/persons",
+        JSON,
+        r#"{"first_name":"A","last_name":"B","a":{"k":1},"b":{"k":1}}"#,
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["b"]["k"], 1);
+}
