@@ -91,3 +91,56 @@ async fn a_key_sent_twice_is_refused_even_among_kept_person_fields() {
     assert_eq!(s, 201, "{p}");
     assert_eq!(p["b"]["k"], 1);
 }
+
+#[tokio::test]
+async fn refusals_never_echo_an_otp_sent_as_a_number() {
+    let bank = Bank::start().await;
+    let (person, number) = bank.verified_person().await;
+    let (_, sc) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+        .await;
+    let answer = format!("/v1/mfa/challenges/sms/{}", sc["id"].as_str().unwrap());
+    let otp = bank.last_otp(&number).await;
+    for body in [
+        format!(r#"{{"code": {otp}}}"#),
+        format!(r#"{{"code": {otp}.0}}"#),
+        format!(r#"{{"code": [{otp}]}}"#),
+    ] {
+        let got = raw(&bank, "PUT", &answer, JSON, &body).await;
+        assert_refused(&got, 400, "validation_error");
+        let text = got.1.to_string();
+        assert!(!text.contains(&otp), "the OTP is echoed: {text}");
+        assert_eq!(got.1["errors"][0]["source"]["field"], "code", "{text}");
+    }
+    let (_, cr) = bank
+        .call(
+            "PATCH",
+            &format!("/v1/persons/{person}"),
+            Some(json!({"first_name": "X"})),
+        )
+        .await;
+    let id = cr["id"].as_str().unwrap();
+    bank.call(
+        "POST",
+        &format!("/v1/change_requests/{id}/authorize"),
+        Some(json!({"delivery_method": "static", "person_id": person})),
+    )
+    .await;
+    let got = raw(
+        &bank,
+        "POST",
+        &format!("/v1/change_requests/{id}/confirm"),
+        JSON,
+        &format!(r#"{{"person_id":"{person}","tan":212212}}"#),
+    )
+    .await;
+    assert_refused(&got, 400, "validation_error");
+    assert!(!got.1.to_string().contains("212212"), "{}", got.1);
+    // None of these counted as an answer: the right code still completes the challenge.
+    let (s, b) = bank.call("PUT", &answer, Some(json!({"code": otp}))).await;
+    assert_eq!(s, 204, "{b}");
+}

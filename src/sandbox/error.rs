@@ -201,13 +201,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "the body is not valid JSON ({inner}); send one JSON object"
             ));
         }
-        // serde_json appends " at line L column C"; the field path says more.
+        // serde_json appends " at line L column C"; the field path says more. The value
+        // itself is never repeated: it may be an OTP or TAN sent as a number.
         let message = inner.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = redact_value(message.split(" at line ").next().unwrap_or(&message));
         let last = path.rsplit('.').next().unwrap_or("");
         let error = match last {
             "signature" if !message.starts_with("missing") => {
@@ -253,6 +250,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )));
     }
     Ok(value)
+}
+
+/// Drops the echoed value from serde's "invalid type: integer `212212`, expected ..." and
+/// "invalid value: ..." messages, keeping what kind of value it was.
+pub(crate) fn redact_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (unexpected, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            let kind = unexpected
+                .split(['`', '"'])
+                .next()
+                .unwrap_or(unexpected)
+                .trim_end();
+            let expected = if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expected{expected}")
+            };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    message.to_owned()
 }
 
 /// Any JSON value, refused if an object in it has a key twice.
