@@ -144,3 +144,17 @@ async fn refusals_never_echo_an_otp_sent_as_a_number() {
     let (s, b) = bank.call("PUT", &answer, Some(json!({"code": otp}))).await;
     assert_eq!(s, 204, "{b}");
 }
+
+#[tokio::test]
+async fn unreadable_path_segments_answer_in_the_errors_shape() {
+    let bank = Bank::start().await;
+    for path in [
+        "/v1/persons/%FF%FE",
+        "/v1/persons/%C3/mobile_number",
+        "/v1/mfa/devices/%FF/keys/%FE",
+        "/v1/mfa/challenges/sms/%80",
+        "/v1/change_requests/%FF",
+    ] {
+        assert_refused(&raw(&bank, "GET", path, None, "").await, 404, "not_found");
+    }
+}

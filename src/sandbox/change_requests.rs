@@ -4,7 +4,7 @@
 
 use super::attempts::Attempts;
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson, path_id};
+use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::apply;
 use super::sms::STATIC_OTP;
 use super::state::{Inner, PartnerIdx, SandboxState};
@@ -15,7 +15,7 @@ use crate::api::{
     UpdatePerson,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rand::RngCore;
@@ -120,7 +120,7 @@ pub(crate) fn default_purpose(keys: &[super::state::KeyEntry]) -> KeyPurpose {
 pub async fn get(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = state
@@ -134,7 +134,7 @@ pub async fn get(
 pub async fn authorize(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AuthorizeChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
@@ -238,7 +238,7 @@ pub async fn authorize(
 pub async fn confirm(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConfirmChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;

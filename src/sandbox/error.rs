@@ -376,6 +376,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters; a segment that cannot be read (e.g. percent-encoded bytes that are not
+/// UTF-8) cannot name anything, so it is `not_found`, in the errors shape.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| {
+                ApiError::not_found(format!(
+                    "there is nothing at this path ({}); ids are letters, digits, '-' or '_'",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
 /// Parses an id from the path; a malformed one cannot exist, so it is `not_found`.
 pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| {
