@@ -158,3 +158,48 @@ async fn unreadable_path_segments_answer_in_the_errors_shape() {
         assert_refused(&raw(&bank, "GET", path, None, "").await, 404, "not_found");
     }
 }
+
+#[tokio::test]
+async fn an_older_mobile_number_deletion_does_not_delete_a_newer_number() {
+    let bank = Bank::start().await;
+    let (person, _) = bank.verified_person().await;
+    let mobile = format!("/v1/persons/{person}/mobile_number");
+    let (_, older) = bank.call("DELETE", &mobile, None).await;
+    let (_, newer) = bank.call("DELETE", &mobile, None).await;
+    let confirm_static = |id: String| {
+        let bank = &bank;
+        let person = person.clone();
+        async move {
+            let (s, b) = bank
+                .call(
+                    "POST",
+                    &format!("/v1/change_requests/{id}/authorize"),
+                    Some(json!({"delivery_method": "static", "person_id": person})),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+            let (s, b) = bank
+                .call(
+                    "POST",
+                    &format!("/v1/change_requests/{id}/confirm"),
+                    Some(json!({"person_id": person, "tan": "212212"})),
+                )
+                .await;
+            assert_eq!(s, 201, "{b}");
+            b
+        }
+    };
+    let done = confirm_static(newer["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(done["response_code"], 200);
+    assert_refused(&bank.call("GET", &mobile, None).await, 404, "not_found");
+    let (s, b) = bank
+        .call("POST", &mobile, Some(json!({"number": "+15550101"})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let done = confirm_static(older["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["response_code"], 404, "{done}");
+    let (s, now) = bank.call("GET", &mobile, None).await;
+    assert_eq!(s, 200, "the newer number is kept: {now}");
+    assert_eq!(now["number"], "+15550101");
+}

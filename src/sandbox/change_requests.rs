@@ -11,8 +11,8 @@ use super::state::{Inner, PartnerIdx, SandboxState};
 use super::verify::{VerifyingKey, check_der_signature};
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
-    ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, Otp, PersonId, Timestamp,
-    UpdatePerson,
+    ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, MobileNumberId, Otp, PersonId,
+    Timestamp, UpdatePerson,
 };
 use axum::Json;
 use axum::extract::State;
@@ -25,8 +25,9 @@ use rand::RngCore;
 pub(crate) enum HeldChange {
     /// `PATCH /v1/persons/{id}`.
     UpdatePerson(UpdatePerson),
-    /// `DELETE /v1/persons/{id}/mobile_number`.
-    DeleteMobileNumber,
+    /// `DELETE /v1/persons/{id}/mobile_number`, of the number that was there when it was asked
+    /// for: a number added later is not deleted by an older change request.
+    DeleteMobileNumber(MobileNumberId),
 }
 
 enum Proof {

@@ -237,10 +237,15 @@ pub async fn delete_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    if entry.data.lock().mobile.is_none() {
+    let Some(mobile_id) = entry.data.lock().mobile.as_ref().map(|m| m.id.clone()) else {
         return Err(no_number());
-    }
-    let request = hold_change(&state.0, caller.0, id, HeldChange::DeleteMobileNumber);
+    };
+    let request = hold_change(
+        &state.0,
+        caller.0,
+        id,
+        HeldChange::DeleteMobileNumber(mobile_id),
+    );
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
@@ -260,15 +265,23 @@ pub(crate) fn apply(entry: &mut PersonEntry, change: &HeldChange) -> (u16, serde
             }
             (200, serde_json::to_value(&*person).unwrap_or_default())
         }
-        HeldChange::DeleteMobileNumber => match entry.mobile.take() {
-            Some(m) => (
-                200,
-                serde_json::to_value(mobile_view(&m)).unwrap_or_default(),
-            ),
-            None => (
-                404,
-                serde_json::to_value(no_number().body()).unwrap_or_default(),
-            ),
-        },
+        HeldChange::DeleteMobileNumber(id) => {
+            match entry.mobile.take_if(|m| m.id == *id) {
+                Some(m) => (
+                    200,
+                    serde_json::to_value(mobile_view(&m)).unwrap_or_default(),
+                ),
+                None => (
+                    404,
+                    serde_json::to_value(
+                        ApiError::not_found(
+                            "the mobile number this change request was made for is gone; the person's current number is kept",
+                        )
+                        .body(),
+                    )
+                    .unwrap_or_default(),
+                ),
+            }
+        }
     }
 }
