@@ -203,3 +203,50 @@ async fn an_older_mobile_number_deletion_does_not_delete_a_newer_number() {
     assert_eq!(s, 200, "the newer number is kept: {now}");
     assert_eq!(now["number"], "+15550101");
 }
+
+#[tokio::test]
+async fn unknown_query_parameters_are_refused() {
+    let bank = Bank::start().await;
+    let (person, number) = bank.verified_person().await;
+    let phone = bank.bind(&person, &number).await;
+    bank.call(
+        "DELETE",
+        &format!("/v1/mfa/devices/{}", phone.device_id),
+        None,
+    )
+    .await;
+    // A misspelt filter must not quietly answer as if it were absent.
+    let got = bank
+        .call(
+            "GET",
+            &format!("/v1/mfa/devices?filter[person_id]={person}&filter[include_delete]=true"),
+            None,
+        )
+        .await;
+    assert_refused(&got, 400, "validation_error");
+    assert_eq!(
+        got.1["errors"][0]["source"]["field"], "filter[include_delete]",
+        "{}",
+        got.1
+    );
+    let (s, all) = bank
+        .call(
+            "GET",
+            &format!("/v1/mfa/devices?filter[person_id]={person}&filter[include_deleted]=true"),
+            None,
+        )
+        .await;
+    assert_eq!((s.as_u16(), all.as_array().unwrap().len()), (200, 1));
+    let r = bank
+        .http
+        .get(format!(
+            "{}/sandbox/sms?number=%2B15550101&wait=5000",
+            bank.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let got = (r.status(), r.json::<Value>().await.unwrap());
+    assert_refused(&got, 400, "validation_error");
+}
+

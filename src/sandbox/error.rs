@@ -370,8 +370,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(ApiQuery)
             .map_err(|e| {
                 let path = e.path().to_string();
-                ApiError::validation_error(format!("query parameter: {}", e.into_inner()))
-                    .field(path)
+                let message = redact_value(&e.into_inner().to_string());
+                // "unknown field `x`" and "duplicate field `x`" name the parameter only in the
+                // message.
+                let field = if path == "." || path.is_empty() {
+                    message
+                        .split('`')
+                        .nth(1)
+                        .map_or_else(String::new, str::to_owned)
+                } else {
+                    path
+                };
+                let error = ApiError::validation_error(format!("query parameter: {message}"));
+                if field.is_empty() {
+                    error
+                } else {
+                    error.field(field)
+                }
             })
     }
 }
