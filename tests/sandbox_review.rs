@@ -250,3 +250,37 @@ async fn unknown_query_parameters_are_refused() {
     assert_refused(&got, 400, "validation_error");
 }
 
+
+/// Checked and right; pinned so it stays that way.
+#[tokio::test]
+async fn charset_parameters_are_accepted_and_other_methods_get_the_errors_shape() {
+    let bank = Bank::start().await;
+    for ct in [
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "Application/JSON",
+    ] {
+        let (s, b) = raw(
+            &bank,
+            "POST",
+            "/v1/persons",
+            Some(ct),
+            r#"{"first_name":"A","last_name":"B"}"#,
+        )
+        .await;
+        assert_eq!(s, 201, "{ct}: {b}");
+    }
+    assert_refused(
+        &raw(&bank, "OPTIONS", "/v1/persons", None, "").await,
+        405,
+        "method_not_allowed",
+    );
+    let r = bank
+        .http
+        .head(format!("{}/v1/mfa/challenges/sms", bank.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+}
