@@ -250,7 +250,6 @@ async fn unknown_query_parameters_are_refused() {
     assert_refused(&got, 400, "validation_error");
 }
 
-
 /// Checked and right; pinned so it stays that way.
 #[tokio::test]
 async fn charset_parameters_are_accepted_and_other_methods_get_the_errors_shape() {
