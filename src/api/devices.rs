@@ -97,6 +97,7 @@ pub struct Device {
 
 /// `GET /v1/mfa/devices` query.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceListQuery {
     /// Only this person's devices.
     #[serde(

@@ -53,6 +53,7 @@ impl fmt::Debug for SmsMessage {
 /// `GET /sandbox/sms` query: messages to `number` with `seq > after`, waiting up to
 /// `wait_ms` for the first one when none is there yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SmsQuery {
     /// The receiving number.
     pub number: PhoneNumber,

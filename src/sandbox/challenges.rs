@@ -3,14 +3,14 @@
 use super::auth::Caller;
 use super::change_requests::{default_purpose, purpose_word};
 use super::devices::der_of;
-use super::error::{ApiError, ApiJson, path_id};
+use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
 use crate::api::{
     AnswerDeviceChallenge, AnswerSmsChallenge, ChallengeId, ChallengeKind, CreateDeviceChallenge,
     CreateSmsChallenge, DeviceChallenge, KeyPurpose, SmsChallenge,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rand::RngCore;
@@ -98,7 +98,7 @@ pub async fn create_device(
 pub async fn get_device(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeviceChallenge>, ApiError> {
     let id: ChallengeId = path_id(&id, "device challenge")?;
     let entry = state
@@ -112,7 +112,7 @@ pub async fn get_device(
 pub async fn answer_device(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerDeviceChallenge>,
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
@@ -223,7 +223,7 @@ pub async fn create_sms(
 pub async fn get_sms(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SmsChallenge>, ApiError> {
     let id: ChallengeId = path_id(&id, "SMS challenge")?;
     let entry = state
@@ -237,7 +237,7 @@ pub async fn get_sms(
 pub async fn answer_sms(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerSmsChallenge>,
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;

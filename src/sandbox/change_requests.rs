@@ -4,18 +4,18 @@
 
 use super::attempts::Attempts;
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson, path_id};
+use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::apply;
 use super::sms::STATIC_OTP;
 use super::state::{Inner, PartnerIdx, SandboxState};
 use super::verify::{VerifyingKey, check_der_signature};
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
-    ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, Otp, PersonId, Timestamp,
-    UpdatePerson,
+    ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, MobileNumberId, Otp, PersonId,
+    Timestamp, UpdatePerson,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use rand::RngCore;
@@ -25,8 +25,9 @@ use rand::RngCore;
 pub(crate) enum HeldChange {
     /// `PATCH /v1/persons/{id}`.
     UpdatePerson(UpdatePerson),
-    /// `DELETE /v1/persons/{id}/mobile_number`.
-    DeleteMobileNumber,
+    /// `DELETE /v1/persons/{id}/mobile_number`, of the number that was there when it was asked
+    /// for: a number added later is not deleted by an older change request.
+    DeleteMobileNumber(MobileNumberId),
 }
 
 enum Proof {
@@ -120,7 +121,7 @@ pub(crate) fn default_purpose(keys: &[super::state::KeyEntry]) -> KeyPurpose {
 pub async fn get(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ChangeRequest>, ApiError> {
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = state
@@ -134,7 +135,7 @@ pub async fn get(
 pub async fn authorize(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AuthorizeChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
@@ -238,7 +239,7 @@ pub async fn authorize(
 pub async fn confirm(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConfirmChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;

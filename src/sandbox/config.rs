@@ -90,12 +90,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML of the expected shape.
-    #[error("sandbox config {path} is malformed: {source}")]
+    #[error("sandbox config {path} is malformed: {message}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Where and why.
-        source: Box<toml::de::Error>,
+        /// Where and why, without quoting the file: it holds client secrets.
+        message: String,
     },
     /// A value is out of range or inconsistent.
     #[error("sandbox config is invalid: {0}")]
@@ -128,6 +128,22 @@ fn duration(field: &str, text: Option<String>) -> Result<Option<Duration>, Confi
     .transpose()
 }
 
+/// A TOML error as "line L, column C: what", never quoting the file. `toml`'s own `Display`
+/// shows the offending line and its `Debug` carries the whole text, and a config file holds
+/// client secrets.
+fn toml_error_message(text: &str, e: &toml::de::Error) -> String {
+    let what = super::error::redact_value(e.message().trim_end());
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl SandboxConfig {
     /// Reads a TOML file (see `sandbox.example.toml`). Omitted fields keep their defaults;
     /// with no `[[partners]]` the demo partner is used.
@@ -137,9 +153,9 @@ impl SandboxConfig {
             source,
         })?;
         Self::from_toml_str(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
-                source,
+                message,
             },
             other => other,
         })
@@ -149,7 +165,7 @@ impl SandboxConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
-            source: Box::new(e),
+            message: toml_error_message(text, &e),
         })?;
         let defaults = SandboxConfig::default();
         let config = SandboxConfig {
@@ -240,5 +256,21 @@ mod tests {
         assert!(e.to_string().contains("challenge_lifetime"), "{e}");
         assert!(SandboxConfig::from_toml_str("max_failed_attempts = 0").is_err());
         assert!(SandboxConfig::from_toml_str("colour = 1").is_err());
+    }
+
+    #[test]
+    fn parse_errors_never_quote_a_client_secret() {
+        for text in [
+            "[[partners]]\nclient_id = \"a\"\nclient_secret = s3cr3t-value\n",
+            "[[partners]]\nclient_id = \"a\"\nclient_secret = 987654321\n",
+            "[[partners]]\nclient_id = \"a\"\nclient_secret = \"s3cr3t-value\"\ncolour = 1\n",
+        ] {
+            let e = SandboxConfig::from_toml_str(text).unwrap_err();
+            for shown in [e.to_string(), format!("{e:?}")] {
+                assert!(!shown.contains("s3cr3t"), "{shown}");
+                assert!(!shown.contains("987654321"), "{shown}");
+                assert!(shown.contains("line "), "{shown}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::auth::Caller;
 use super::change_requests::purpose_word;
-use super::error::{ApiError, ApiJson, ApiQuery, path_id};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{ChallengeEntry, ChallengeWhat, DeviceEntry, Inner, KeyEntry, SandboxState};
 use super::verify::{KeyError, VerifyingKey, check_der_signature};
@@ -20,7 +20,7 @@ use crate::api::{
     SignatureHex,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::sync::atomic::Ordering;
@@ -186,7 +186,7 @@ pub async fn create(
 pub async fn get_signature_challenge(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SignatureChallenge>, ApiError> {
     let id: ChallengeId = path_id(&id, "signature challenge")?;
     let entry = state
@@ -210,7 +210,7 @@ pub async fn get_signature_challenge(
 pub async fn answer_signature_challenge(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerSignatureChallenge>,
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
@@ -316,7 +316,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Device>, ApiError> {
     let id: DeviceId = path_id(&id, "device")?;
     let entry = bound_device(&state.0, caller, &id)?;
@@ -328,7 +328,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
     let id: DeviceId = path_id(&id, "device")?;
@@ -359,7 +359,7 @@ pub async fn delete(
 pub async fn add_key(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
@@ -428,7 +428,7 @@ pub async fn add_key(
 pub async fn list_keys(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeviceKeys>, ApiError> {
     let id: DeviceId = path_id(&id, "device")?;
     let entry = bound_device(&state.0, caller, &id)?;
@@ -455,7 +455,7 @@ pub async fn list_keys(
 pub async fn get_key(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path((id, key_id)): Path<(String, String)>,
+    ApiPath((id, key_id)): ApiPath<(String, String)>,
 ) -> Result<Json<KeyDetail>, ApiError> {
     let id: DeviceId = path_id(&id, "device")?;
     let key_id: KeyId = path_id(&key_id, "key")?;

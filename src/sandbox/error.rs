@@ -188,11 +188,12 @@ pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
         })
 }
 
-/// Parses JSON text into `T`, naming the failing field.
+/// Parses JSON text into `T`, naming the failing field. The body must be exactly one JSON
+/// value (nothing after it) with no key twice in any object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    result.map_err(|e| {
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
+    let value = result.map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -200,13 +201,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "the body is not valid JSON ({inner}); send one JSON object"
             ));
         }
-        // serde_json appends " at line L column C"; the field path says more.
+        // serde_json appends " at line L column C"; the field path says more. The value
+        // itself is never repeated: it may be an OTP or TAN sent as a number.
         let message = inner.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = redact_value(message.split(" at line ").next().unwrap_or(&message));
         let last = path.rsplit('.').next().unwrap_or("");
         let error = match last {
             "signature" if !message.starts_with("missing") => {
@@ -237,7 +235,111 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             error.field(path)
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::invalid_json(format!(
+            "the body is not valid JSON ({e}); send exactly one JSON object and nothing after it"
+        ))
+    })?;
+    // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
+    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        return Err(ApiError::validation_error(format!(
+            "the body is refused: {message}; send every key once"
+        )));
+    }
+    Ok(value)
+}
+
+/// Drops the echoed value from serde's "invalid type: integer `212212`, expected ..." and
+/// "invalid value: ..." messages, keeping what kind of value it was.
+pub(crate) fn redact_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (unexpected, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            let kind = unexpected
+                .split(['`', '"'])
+                .next()
+                .unwrap_or(unexpected)
+                .trim_end();
+            let expected = if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", expected{expected}")
+            };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    message.to_owned()
+}
+
+/// Any JSON value, refused if an object in it has a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{key}` appears twice"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+            seen.insert(key);
+        }
+        Ok(NoDuplicateKeys)
+    }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -268,8 +370,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map(ApiQuery)
             .map_err(|e| {
                 let path = e.path().to_string();
-                ApiError::validation_error(format!("query parameter: {}", e.into_inner()))
-                    .field(path)
+                let message = redact_value(&e.into_inner().to_string());
+                // "unknown field `x`" and "duplicate field `x`" name the parameter only in the
+                // message.
+                let field = if path == "." || path.is_empty() {
+                    message
+                        .split('`')
+                        .nth(1)
+                        .map_or_else(String::new, str::to_owned)
+                } else {
+                    path
+                };
+                let error = ApiError::validation_error(format!("query parameter: {message}"));
+                if field.is_empty() {
+                    error
+                } else {
+                    error.field(field)
+                }
+            })
+    }
+}
+
+/// Path parameters; a segment that cannot be read (e.g. percent-encoded bytes that are not
+/// UTF-8) cannot name anything, so it is `not_found`, in the errors shape.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| {
+                ApiError::not_found(format!(
+                    "there is nothing at this path ({}); ids are letters, digits, '-' or '_'",
+                    e.body_text()
+                ))
             })
     }
 }

@@ -2,14 +2,14 @@
 
 use super::auth::Caller;
 use super::change_requests::{HeldChange, hold_change};
-use super::error::{ApiError, ApiJson, path_id};
+use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{Inner, MobileEntry, PersonEntry, SandboxState};
 use crate::api::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberId, MobileNumberRequest, Person,
     PersonId, UpdatePerson,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
@@ -70,7 +70,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Person>, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
@@ -82,7 +82,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdatePerson>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
@@ -120,7 +120,7 @@ fn no_number() -> ApiError {
 pub async fn add_mobile(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MobileNumberRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
@@ -146,7 +146,7 @@ pub async fn add_mobile(
 pub async fn get_mobile(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MobileNumber>, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
@@ -162,7 +162,7 @@ pub async fn get_mobile(
 pub async fn authorize_mobile(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MobileNumberRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
@@ -190,7 +190,7 @@ pub async fn authorize_mobile(
 pub async fn confirm_mobile(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConfirmMobileNumber>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
@@ -233,14 +233,19 @@ pub async fn confirm_mobile(
 pub async fn delete_mobile(
     State(state): State<SandboxState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    if entry.data.lock().mobile.is_none() {
+    let Some(mobile_id) = entry.data.lock().mobile.as_ref().map(|m| m.id.clone()) else {
         return Err(no_number());
-    }
-    let request = hold_change(&state.0, caller.0, id, HeldChange::DeleteMobileNumber);
+    };
+    let request = hold_change(
+        &state.0,
+        caller.0,
+        id,
+        HeldChange::DeleteMobileNumber(mobile_id),
+    );
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
@@ -260,15 +265,23 @@ pub(crate) fn apply(entry: &mut PersonEntry, change: &HeldChange) -> (u16, serde
             }
             (200, serde_json::to_value(&*person).unwrap_or_default())
         }
-        HeldChange::DeleteMobileNumber => match entry.mobile.take() {
-            Some(m) => (
-                200,
-                serde_json::to_value(mobile_view(&m)).unwrap_or_default(),
-            ),
-            None => (
-                404,
-                serde_json::to_value(no_number().body()).unwrap_or_default(),
-            ),
-        },
+        HeldChange::DeleteMobileNumber(id) => {
+            match entry.mobile.take_if(|m| m.id == *id) {
+                Some(m) => (
+                    200,
+                    serde_json::to_value(mobile_view(&m)).unwrap_or_default(),
+                ),
+                None => (
+                    404,
+                    serde_json::to_value(
+                        ApiError::not_found(
+                            "the mobile number this change request was made for is gone; the person's current number is kept",
+                        )
+                        .body(),
+                    )
+                    .unwrap_or_default(),
+                ),
+            }
+        }
     }
 }

@@ -148,19 +148,31 @@ impl SmsCenter {
     ) -> Vec<SmsMessage> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         let outbox = self.outbox(number);
-        loop {
+        let found = loop {
             let notified = outbox.arrived.notified();
             tokio::pin!(notified);
             // Registered before looking, so a message delivered in between still wakes us.
             notified.as_mut().enable();
             let found = self.since(number, after);
             if !found.is_empty() || tokio::time::Instant::now() >= deadline {
-                return found;
+                break found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.since(number, after);
+                break self.since(number, after);
             }
-        }
+        };
+        // The route is open to anyone: an outbox made only to wait in goes again when nobody
+        // else holds it and nothing was delivered to it, so polling made-up numbers costs nothing.
+        drop(outbox);
+        self.outboxes.remove_if(number, |_, o| {
+            Arc::strong_count(o) == 1 && o.messages.lock().is_empty()
+        });
+        found
+    }
+
+    /// How many numbers have an outbox.
+    pub fn outbox_count(&self) -> usize {
+        self.outboxes.len()
     }
 
     /// Every future message, in-process.
@@ -242,5 +254,28 @@ mod tests {
         let got = waiter.await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].seq, last + 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_on_a_number_that_gets_nothing_leaves_no_outbox() {
+        let center = SmsCenter::new();
+        let n = PhoneNumber::test_number();
+        for i in 0..50u64 {
+            let nobody = PhoneNumber::parse(&format!("+49151{i:08}")).unwrap();
+            let got = center
+                .wait_since(&nobody, 0, Duration::from_millis(1))
+                .await;
+            assert!(got.is_empty());
+        }
+        assert_eq!(center.outbox_count(), 0);
+        center.deliver(&n, "m".into(), Language::En, crate::api::now_utc());
+        assert_eq!(
+            center
+                .wait_since(&n, 0, Duration::from_millis(1))
+                .await
+                .len(),
+            1
+        );
+        assert_eq!(center.outbox_count(), 1, "a used outbox stays");
     }
 }
