@@ -199,15 +199,7 @@ pub async fn create_sms(
     let number = person
         .data
         .lock()
-        .mobile
-        .as_ref()
-        .filter(|m| m.verified)
-        .map(|m| m.number.clone())
-        .ok_or_else(|| {
-            ApiError::telephone_number_not_found(
-                "the person has no verified mobile number to send the OTP to; add and confirm one first",
-            )
-        })?;
+        .verified_number("OTP", "add and confirm one first")?;
     let otp = inner.send_otp(&number, body.language, None);
     let id = ChallengeId::generate();
     let entry = ChallengeEntry {

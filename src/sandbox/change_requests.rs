@@ -174,16 +174,7 @@ pub async fn authorize(
             } else {
                 let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
                 let person = person.data.lock();
-                let number = person
-                    .mobile
-                    .as_ref()
-                    .filter(|m| m.verified)
-                    .map(|m| m.number.clone())
-                    .ok_or_else(|| {
-                        ApiError::telephone_number_not_found(
-                            "the person has no verified mobile number to send the TAN to; use another delivery method",
-                        )
-                    })?;
+                let number = person.verified_number("TAN", "use another delivery method")?;
                 drop(person);
                 inner.send_otp(&number, None, None)
             };

@@ -107,16 +107,7 @@ pub async fn create(
     }
     let person = inner.owned(&inner.persons, caller.0, &body.person_id, "person")?;
     let person = person.data.lock();
-    let number = person
-        .mobile
-        .as_ref()
-        .filter(|m| m.verified)
-        .map(|m| m.number.clone())
-        .ok_or_else(|| {
-            ApiError::telephone_number_not_found(
-                "the person has no verified mobile number to send the OTP to; add and confirm one first",
-            )
-        })?;
+    let number = person.verified_number("OTP", "add and confirm one first")?;
     let max = inner.config.max_devices_per_person;
     if person.bound >= max {
         return Err(ApiError::device_limit_reached(format!(

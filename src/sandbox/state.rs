@@ -73,6 +73,26 @@ pub(crate) struct DeviceEntry {
     pub device_data: Option<String>,
 }
 
+impl PersonEntry {
+    /// The person's verified number, where an OTP or TAN `for_what` can be sent; else the
+    /// bank's `telephone_number_not_found` refusal ending in `next_step`.
+    pub fn verified_number(
+        &self,
+        for_what: &str,
+        next_step: &str,
+    ) -> Result<PhoneNumber, ApiError> {
+        self.mobile
+            .as_ref()
+            .filter(|m| m.verified)
+            .map(|m| m.number.clone())
+            .ok_or_else(|| {
+                ApiError::telephone_number_not_found(format!(
+                    "the person has no verified mobile number to send the {for_what} to; {next_step}"
+                ))
+            })
+    }
+}
+
 impl DeviceEntry {
     /// The key of a purpose, if the device has one.
     pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
