@@ -122,6 +122,21 @@ async fn a_closed_port_is_reported_as_unreachable_with_the_next_step() {
 }
 
 #[tokio::test]
+async fn an_unreachable_server_is_reported_with_the_operating_systems_reason() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = client(&format!("http://{addr}"), "good")
+        .get_person(&person_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    // "error sending request" alone does not tell a refused port from a DNS failure.
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("good"), "{err}");
+}
+
+#[tokio::test]
 async fn a_silent_server_times_out_with_a_clear_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
