@@ -200,3 +200,25 @@ async fn any_2xx_with_or_without_a_body_is_success_and_plain_text_errors_are_rea
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_malformed_token_answer_is_reported_without_quoting_the_token_or_the_token_urls_query() {
+    let app = Router::new().route(
+        "/oauth2/token",
+        post(|| async { r#"{"access_token":987654321,"token_type":"bearer"}"# }),
+    );
+    let base = serve(app).await;
+    let mut config = ClientConfig::local(base.parse().unwrap(), Credentials::new("p", "good"));
+    config.token_url = format!("{base}/oauth2/token?api_key=s3cr3t-query")
+        .parse()
+        .unwrap();
+    let api = ApiClient::new(config).unwrap();
+    assert!(!format!("{api:?}").contains("s3cr3t"), "{api:?}");
+    let err = api.get_person(&person_id()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("987654321"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("/oauth2/token"), "{shown}");
+    }
+}

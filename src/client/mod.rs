@@ -142,7 +142,7 @@ impl fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiClient")
             .field("base", &self.inner.base)
-            .field("token_url", &self.inner.token.url())
+            .field("token_url", &strip_query(self.inner.token.url()))
             .finish_non_exhaustive()
     }
 }
@@ -333,7 +333,7 @@ impl ApiClient {
     }
 }
 
-fn strip_query(path: &str) -> &str {
+pub(crate) fn strip_query(path: &str) -> &str {
     path.split_once('?').map_or(path, |(p, _)| p)
 }
 
