@@ -55,6 +55,13 @@ async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
 }
 
 fn vphone(home: &std::path::Path, api: &str) -> Command {
+    let mut cmd = vphone_bare(home);
+    cmd.args(["--api", api]);
+    cmd
+}
+
+/// `vphone phone` with a clean environment and no server named.
+fn vphone_bare(home: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("vphone").unwrap();
     cmd.env_remove("VPHONE_CLIENT_ID")
         .env_remove("VPHONE_CLIENT_SECRET")
@@ -63,7 +70,7 @@ fn vphone(home: &std::path::Path, api: &str) -> Command {
         .env_remove("VPHONE_PASSPHRASE_FILE")
         .env("VPHONE_HOME", home)
         .timeout(std::time::Duration::from_secs(60))
-        .args(["phone", "--api", api]);
+        .arg("phone");
     cmd
 }
 
@@ -177,4 +184,43 @@ fn cli_errors_map_to_exit_codes_and_name_the_next_step() {
         .assert()
         .code(2);
     vphone(dir.path(), &down).args(["approve"]).assert().code(2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_remembers_its_server_so_later_commands_need_no_api_flag() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "ada", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        // No --api: the phone goes back to the server it was created against, not to
+        // the default 127.0.0.1:8080.
+        let bound = json(
+            &vphone_bare(&home)
+                .args(["--json", "bind", "ada"])
+                .output()
+                .unwrap(),
+        );
+        assert!(bound["device_id"].is_string(), "{bound}");
+        json(
+            &vphone_bare(&home)
+                .args(["--json", "approve", "ada"])
+                .output()
+                .unwrap(),
+        );
+        // An explicit --api still wins.
+        vphone(&home, &common::closed_port_url())
+            .args(["approve", "ada"])
+            .assert()
+            .code(3);
+    })
+    .await
+    .unwrap();
 }

@@ -8,9 +8,9 @@ mod sign;
 
 pub use options::{ConnectArgs, DEFAULT_LOCAL_API, OtpArg, PhoneOptions, PresenceArg, TargetArg};
 
-use super::{Home, OtpSource, Phone, PhoneError, PhoneName};
+use super::{Home, Phone, PhoneError, PhoneName, SavedPhone};
 use crate::api::{ChallengeId, ChangeRequestId, KeyPurpose, PersonId, PhoneNumber, UpdatePerson};
-use crate::client::{ApiClient, ClientError, Target};
+use crate::client::{ClientError, Target};
 use clap::{Args, Subcommand, ValueEnum};
 use options::otp_source;
 use serde::Serialize;
@@ -236,15 +236,11 @@ pub async fn execute(args: PhoneArgs) -> Result<(), CliError> {
     let passphrase = Passphrase::from_env()
         .map_err(|e| CliError::Local(e.to_string()))?
         .map(Arc::new);
-    let target = o.connect.target();
-    let client = o.connect.client(&target)?;
     let ctx = Ctx {
         json: o.json,
         presence: o.presence.presence(),
         home,
         passphrase,
-        target,
-        client,
         options: o,
     };
     match args.command {
@@ -295,30 +291,38 @@ pub(super) struct Ctx<'a> {
     json: bool,
     home: Home,
     passphrase: Option<Arc<Passphrase>>,
-    target: Target,
-    client: ApiClient,
     presence: Arc<dyn UserPresence>,
     options: &'a PhoneOptions,
 }
 
 impl Ctx<'_> {
-    /// Opens saved phone `name` with the options' OTP source, prompt and timeout.
+    /// The server named by --api or --target, else `saved` (the server a phone was set up
+    /// against), else the local sandbox.
+    fn target(&self, saved: Option<&str>) -> Target {
+        let connect = &self.options.connect;
+        if connect.api.is_none()
+            && connect.target.is_none()
+            && let Some(target) = saved.and_then(|s| Target::from_base_url(s).ok())
+        {
+            return target;
+        }
+        connect.target()
+    }
+
+    /// Opens saved phone `name`, connected to the server it was set up against unless
+    /// --api or --target says otherwise, with the options' OTP source, prompt and timeout.
     fn open(&self, name: &PhoneName) -> Result<Phone, CliError> {
-        let phone = Phone::open(
-            &self.home,
-            name.clone(),
-            self.client.clone(),
-            OtpSource::Terminal,
-            self.passphrase.clone(),
-        )?;
+        let saved = SavedPhone::load(&self.home, name.clone(), self.passphrase.clone())?;
+        let target = self.target(saved.profile().api_base.as_deref());
+        let client = self.options.connect.client(&target)?;
         let source = otp_source(
             self.options.otp,
-            &self.target,
-            &self.client,
-            phone.profile().number.as_ref(),
+            &target,
+            &client,
+            saved.profile().number.as_ref(),
         );
-        Ok(phone
-            .with_otp_source(source)
+        Ok(saved
+            .into_phone(client, source)
             .with_presence(self.presence.clone())
             .with_otp_timeout(self.options.otp_timeout))
     }

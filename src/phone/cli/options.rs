@@ -16,7 +16,9 @@ use super::ViaArg;
 /// Which server to talk to and how; shared by `phone` and `demo`.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// API base URL of a local or other server (token URL: <URL>/oauth2/token).
+    /// API base URL of a local or other server (token URL: <URL>/oauth2/token). Without
+    /// --api or --target, a phone command talks to the server the phone was created
+    /// against, else http://127.0.0.1:8080.
     #[arg(long, global = true, value_name = "URL", conflicts_with = "target")]
     pub api: Option<Url>,
     /// A well-known server instead of --api.

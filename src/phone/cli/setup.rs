@@ -27,11 +27,13 @@ pub(super) async fn create(
     last_name: &str,
     person_id: Option<PersonId>,
 ) -> Result<(), CliError> {
-    let source = otp_source(ctx.options.otp, &ctx.target, &ctx.client, Some(&number));
+    let target = ctx.target(None);
+    let client = ctx.options.connect.client(&target)?;
+    let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
     let mut phone = Phone::create(
         &ctx.home,
         name.clone(),
-        ctx.client.clone(),
+        client,
         source,
         ctx.passphrase.clone(),
     )?
