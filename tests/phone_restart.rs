@@ -224,3 +224,63 @@ async fn a_phone_remembers_its_server_so_later_commands_need_no_api_flag() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        // The server is down: nothing reaches the bank, and the message says how to go on.
+        vphone(&home, &common::closed_port_url())
+            .args(["create", "eve", "--number", &number])
+            .assert()
+            .code(3)
+            .stderr(predicates::str::contains("vphone phone create eve"));
+        // The person is created but the code is wrong (a fresh number gets a random OTP).
+        vphone(&home, &base)
+            .args(["--otp", "static", "create", "eve", "--number", &number])
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("invalid_otp"));
+        let half = json(
+            &vphone(&home, &base)
+                .args(["--json", "show", "eve"])
+                .output()
+                .unwrap(),
+        );
+        let person = half["profile"]["person_id"].as_str().unwrap().to_owned();
+        assert_eq!(half["profile"]["number_verified"], false, "{half}");
+        // Another number would orphan the first: refused, naming the one to use.
+        vphone(&home, &base)
+            .args(["create", "eve", "--number", "+4917099999999"])
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains(format!("--number {number}")));
+        // Again, right: the same person is finished, not a second one created.
+        let done = json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "eve", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(done["person"]["id"], person.as_str(), "{done}");
+        assert_eq!(done["mobile_number"]["verified"], true, "{done}");
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "bind", "eve"])
+                .output()
+                .unwrap(),
+        );
+        // Finished phones are not created twice.
+        vphone(&home, &base)
+            .args(["create", "eve", "--number", &number])
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains("already exists"));
+    })
+    .await
+    .unwrap();
+}

@@ -107,6 +107,7 @@ impl Phone {
     pub fn adopt(&mut self, person_id: PersonId, number: PhoneNumber) -> Result<(), PhoneError> {
         self.profile.person_id = Some(person_id);
         self.set_number(number);
+        self.profile.number_verified = true;
         self.save()
     }
 
@@ -134,6 +135,7 @@ impl Phone {
             .await
             .step("add mobile number")?;
         self.set_number(number);
+        self.profile.number_verified = created.verified;
         self.save()?;
         Ok(created)
     }
@@ -163,23 +165,61 @@ impl Phone {
             .await
             .step("verify number: confirm OTP")?;
         clock.lap("confirm OTP");
+        self.profile.number_verified = true;
+        self.save()?;
         Ok(VerifyOutcome {
             mobile_number,
             timings: clock.finish(),
         })
     }
 
-    /// Creates a person, adds `number` and verifies it by SMS.
+    /// Creates a person, adds `number` and verifies it by SMS. Resumable: a phone whose
+    /// setup stopped half-way (person created, number not yet added or verified) continues
+    /// from where it stopped instead of creating a second person.
     pub async fn register(
         &mut self,
         person: CreatePerson,
         number: PhoneNumber,
     ) -> Result<RegisterOutcome, PhoneError> {
+        let name = self.name().to_string();
+        if let Some(person) = self.profile.person_id.as_ref()
+            && self.profile.is_registered()
+        {
+            return Err(PhoneError::AlreadyRegistered {
+                name,
+                person: person.to_string(),
+            });
+        }
+        if let Some(saved) = &self.profile.number
+            && saved != &number
+        {
+            return Err(PhoneError::NumberMismatch {
+                name,
+                saved: saved.to_string(),
+                given: number.to_string(),
+            });
+        }
         let mut clock = Stopwatch::start();
-        let person = self.create_person(&person).await?;
-        clock.lap("create person");
-        self.add_number(number).await?;
-        clock.lap("add number");
+        let person = match self.profile.person_id.clone() {
+            None => {
+                let p = self.create_person(&person).await?;
+                clock.lap("create person");
+                p
+            }
+            Some(id) => {
+                let p = self
+                    .client
+                    .get_person(&id)
+                    .await
+                    .step("register: read person")?;
+                clock.lap("read person");
+                p
+            }
+        };
+        if self.profile.number.is_none() {
+            self.add_number(number).await?;
+            clock.lap("add number");
+        }
         let verified = self.verify_number().await?;
         let mut timings = clock.finish();
         timings.steps.extend(verified.timings.steps);

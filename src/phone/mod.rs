@@ -237,6 +237,12 @@ impl Phone {
         self.profile.number = Some(number);
     }
 
+    /// Records the client's server as the one this phone is set up against (saved with the
+    /// next change).
+    pub fn set_api_base(&mut self) {
+        self.profile.api_base = Some(self.client.base_url().to_owned());
+    }
+
     /// Writes the profile and keys, if this phone is saved.
     pub fn save(&mut self) -> Result<(), PhoneError> {
         self.profile.write(&mut self.vault);

@@ -165,6 +165,16 @@ pub enum CliError {
     /// A flow failed.
     #[error(transparent)]
     Phone(#[from] PhoneError),
+    /// `create` stopped half-way; the phone is saved and the same command finishes it.
+    #[error(
+        "{source}\nphone {name} is saved with what the bank has so far; run `vphone phone create {name}` again (with the same --number) to finish setting it up"
+    )]
+    Unfinished {
+        /// The phone.
+        name: PhoneName,
+        /// Why setup stopped.
+        source: PhoneError,
+    },
     /// The client could not be built.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -190,7 +200,7 @@ impl CliError {
     /// The process exit code (see [`EXIT_CODES`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Phone(e) => e.exit_code(),
+            CliError::Phone(e) | CliError::Unfinished { source: e, .. } => e.exit_code(),
             CliError::Client(e) if e.is_unavailable() => 3,
             CliError::Client(ClientError::Config(_) | ClientError::Credentials(_)) => 4,
             CliError::Client(_) => 1,

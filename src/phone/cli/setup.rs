@@ -2,7 +2,7 @@
 
 use super::{CliError, Ctx, emit, ms, otp_source};
 use crate::api::{PersonId, PhoneNumber};
-use crate::phone::{Home, Phone, PhoneError, PhoneName, person_named};
+use crate::phone::{Home, Phone, PhoneError, PhoneName, ProfileError, SavedPhone, person_named};
 
 /// `vphone phone list`
 pub(super) fn list(home: &Home, json: bool) -> Result<(), CliError> {
@@ -27,16 +27,38 @@ pub(super) async fn create(
     last_name: &str,
     person_id: Option<PersonId>,
 ) -> Result<(), CliError> {
-    let target = ctx.target(None);
-    let client = ctx.options.connect.client(&target)?;
-    let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
-    let mut phone = Phone::create(
-        &ctx.home,
-        name.clone(),
-        client,
-        source,
-        ctx.passphrase.clone(),
-    )?
+    let mut phone = if ctx.home.exists(&name) {
+        // A phone whose setup stopped half-way (server down, SMS late) is finished by
+        // running the same command again, instead of being stuck as "already exists".
+        let saved = SavedPhone::load(&ctx.home, name.clone(), ctx.passphrase.clone())?;
+        let p = saved.profile();
+        if p.is_registered() || (person_id.is_some() && p.person_id.is_some()) {
+            return Err(PhoneError::from(ProfileError::Exists {
+                name: name.to_string(),
+                path: ctx.home.path_of(&name),
+            })
+            .into());
+        }
+        // Until the bank knows the person, the phone may move to another server.
+        let saved_api = p.person_id.as_ref().and(p.api_base.clone());
+        let target = ctx.target(saved_api.as_deref());
+        let client = ctx.options.connect.client(&target)?;
+        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        let mut phone = saved.into_phone(client, source);
+        phone.set_api_base();
+        phone
+    } else {
+        let target = ctx.target(None);
+        let client = ctx.options.connect.client(&target)?;
+        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        Phone::create(
+            &ctx.home,
+            name.clone(),
+            client,
+            source,
+            ctx.passphrase.clone(),
+        )?
+    }
     .with_presence(ctx.presence.clone())
     .with_otp_timeout(ctx.options.otp_timeout);
     match person_id {
@@ -61,7 +83,11 @@ pub(super) async fn create(
         None => {
             let out = phone
                 .register(person_named(first_name, last_name), number)
-                .await?;
+                .await
+                .map_err(|source| CliError::Unfinished {
+                    name: name.clone(),
+                    source,
+                })?;
             ctx.emit(&out, || {
                 format!(
                     "phone {name}: person {} created, number {} verified ({})",
@@ -98,8 +124,13 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
                 p.person_id.as_ref().map_or("-", PersonId::as_str)
             ),
             format!(
-                "number    {}",
-                p.number.as_ref().map_or("-", PhoneNumber::as_str)
+                "number    {}{}",
+                p.number.as_ref().map_or("-", PhoneNumber::as_str),
+                if p.number.is_some() && !p.number_verified {
+                    " (not verified: run `vphone phone create NAME` again)"
+                } else {
+                    ""
+                }
             ),
             format!(
                 "device    {}{}",
