@@ -284,3 +284,71 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
     .await
     .unwrap();
 }
+
+#[test]
+fn with_json_a_failure_prints_a_json_error_on_stdout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = common::closed_port_url();
+    let out = vphone(dir.path(), &down)
+        .args(["--json", "create", "j", "--number", "+4917012345678"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 3, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is the server running?"),
+        "{doc}"
+    );
+    // The human message still goes to stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: "));
+    let out = vphone(dir.path(), &down)
+        .args(["--json", "bind", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 4, "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_json_a_refusal_carries_the_banks_status_and_code() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "r", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "bind", "r"])
+                .output()
+                .unwrap(),
+        );
+        let out = vphone(&home, &base)
+            .args([
+                "--json",
+                "sign",
+                "r",
+                "--challenge",
+                "0123456789abcdef0123456789abcdef",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["status"], 404, "{doc}");
+        assert_eq!(doc["error"]["exit_code"], 1, "{doc}");
+    })
+    .await
+    .unwrap();
+}

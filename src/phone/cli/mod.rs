@@ -197,6 +197,28 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The error as `{"error": {"message", "exit_code", "status"?, "code"?}}`, for `--json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let remote = match self {
+            CliError::Phone(e) | CliError::Unfinished { source: e, .. } => {
+                e.client_error().and_then(ClientError::remote)
+            }
+            CliError::Client(e) => e.remote(),
+            _ => None,
+        };
+        let mut error = serde_json::json!({
+            "message": self.to_string(),
+            "exit_code": self.exit_code(),
+        });
+        if let Some(r) = remote {
+            error["status"] = r.status.into();
+            if !r.code.is_empty() {
+                error["code"] = r.code.clone().into();
+            }
+        }
+        serde_json::json!({ "error": error })
+    }
+
     /// The process exit code (see [`EXIT_CODES`]).
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -228,12 +250,19 @@ fn ms(d: Duration) -> String {
 }
 
 /// Runs one `vphone phone` command on a fresh runtime.
+/// With `--json`, a failure also prints `{"error": {...}}` on stdout, so a script always
+/// reads one JSON document there; the human message still goes to stderr.
 pub fn run(args: PhoneArgs) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let json = args.options.json;
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(execute(args))
+        .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(execute(args)));
+    if json && let Err(e) = &result {
+        emit(true, &e.to_json(), String::new);
+    }
+    result
 }
 
 /// Runs one `vphone phone` command.
