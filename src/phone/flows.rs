@@ -482,6 +482,7 @@ impl Phone {
             .await
             .step("approve: create challenge")?;
         clock.lap("create challenge");
+        logic::check_requested_purpose(&challenge, purpose)?;
         self.answer(challenge, clock).await
     }
 
@@ -614,6 +615,7 @@ impl Phone {
                     got: "no string_to_sign".to_owned(),
                     expected: "a string_to_sign for device signing",
                 })?;
+                logic::check_string_to_sign(id.as_str(), &to_sign)?;
                 let purpose = logic::change_request_key(&self.key_purposes()).ok_or(
                     PhoneError::NotBound {
                         name: self.name().to_string(),
