@@ -222,3 +222,31 @@ async fn a_malformed_token_answer_is_reported_without_quoting_the_token_or_the_t
         assert!(shown.contains("/oauth2/token"), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn a_server_without_an_sms_outbox_says_to_pick_another_otp_source() {
+    use vphone::phone::{Inbox, InboxError, OtpSource, PhoneError};
+    let app = Router::new().route(
+        "/oauth2/token",
+        post(|| async { r#"{"access_token":"t","token_type":"bearer"}"# }),
+    );
+    let api = client(&serve(app).await, "any");
+    let inbox = Inbox::new(
+        vphone::api::PhoneNumber::test_number(),
+        OtpSource::SandboxHttp(api),
+    );
+    let err = inbox.marker().await.unwrap_err();
+    assert!(
+        matches!(err, InboxError::NoOutbox { status: 404, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("--otp prompt"), "{text}");
+    // Not the 404 hint about device ids, which would send the user the wrong way.
+    assert!(!text.contains("list devices"), "{text}");
+    let err = PhoneError::Inbox {
+        step: "bind: read inbox",
+        source: err,
+    };
+    assert_eq!(err.exit_code(), 4);
+}

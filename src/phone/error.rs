@@ -150,7 +150,8 @@ impl PhoneError {
     }
 
     /// The command-line exit code: 1 refused (by the bank or the user), 3 unreachable or
-    /// timed out, 4 local state (profile, vault, missing setup).
+    /// timed out, 4 local state (profile, vault, missing setup, an OTP source the server
+    /// does not offer).
     pub fn exit_code(&self) -> u8 {
         match self {
             PhoneError::Bank { source, .. } if source.is_unavailable() => 3,
@@ -159,6 +160,7 @@ impl PhoneError {
                 _ => 1,
             },
             PhoneError::Inbox { source, .. } => match source {
+                InboxError::NoOutbox { .. } => 4,
                 InboxError::Outbox(c) if !c.is_unavailable() => 1,
                 _ => 3,
             },
