@@ -312,3 +312,59 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
     })
     .await;
 }
+
+/// The sandbox, but the answers to binding and adding a key arrive after the client gave
+/// up: the bank acted, only its answer was lost.
+async fn slow_answering_sandbox() -> String {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    async fn late(req: Request, next: Next) -> axum::response::Response {
+        let path = req.uri().path().to_owned();
+        let writes = req.method() != axum::http::Method::GET;
+        let response = next.run(req).await;
+        if writes && (path.starts_with("/v1/mfa/challenges/signatures/") || path.ends_with("/keys"))
+        {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        response
+    }
+    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
+        .layer(middleware::from_fn(late));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_failure() {
+    bounded(async {
+        let base = slow_answering_sandbox().await;
+        let config = vphone::client::ClientConfig::local(
+            base.parse().unwrap(),
+            Credentials::sandbox_default(),
+        )
+        .with_timeout(Duration::from_millis(500));
+        let client = vphone::client::ApiClient::new(config).unwrap();
+        let mut phone = Phone::new(
+            PhoneName::parse("patient").unwrap(),
+            client.clone(),
+            OtpSource::SandboxHttp(client),
+        );
+        phone
+            .register(person_named("Pat", "Ient"), unique_number())
+            .await
+            .unwrap();
+        // Each answer times out on the client, but the bank did bind and did add the key.
+        phone.bind().await.unwrap();
+        assert!(phone.profile().bound);
+        let added = phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+        assert_eq!(
+            phone.profile().restricted_key_id.as_ref(),
+            Some(&added.key_id)
+        );
+        // The phone kept the key the bank knows, so it signs with it.
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}

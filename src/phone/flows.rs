@@ -14,9 +14,9 @@ use crate::api::{
     AuthorizeChangeRequest, BindingChallengeType, ChallengeId, ChangeRequest, ChangeRequestId,
     ChangeRequestStatus, ConfirmChangeRequest, ConfirmMobileNumber, CreateDeviceChallenge,
     CreateDeviceRequest, CreatePerson, CreateSmsChallenge, DeliveryMethod, Device, DeviceChallenge,
-    DeviceId, DeviceKeys, DeviceListQuery, DeviceSignature, KeyPurpose, KeyType, MobileNumber,
-    MobileNumberRequest, Otp, Person, PersonId, PhoneNumber, PublicKeyHex, SignatureHex,
-    UpdatePerson, now_utc,
+    DeviceId, DeviceKeys, DeviceListQuery, DeviceSignature, KeyId, KeyPurpose, KeyType,
+    MobileNumber, MobileNumberRequest, Otp, Person, PersonId, PhoneNumber, PublicKeyHex,
+    SignatureHex, UpdatePerson, now_utc,
 };
 use std::collections::BTreeMap;
 
@@ -297,10 +297,22 @@ impl Phone {
             signature,
             device_data: None,
         };
-        self.client
+        if let Err(source) = self
+            .client
             .answer_signature_challenge(&created.challenge.id, &answer)
             .await
-            .step("bind: answer binding challenge")?;
+        {
+            // A timeout may have lost only the bank's answer: the device lists once
+            // verified, so ask before telling the user that binding failed.
+            let verified =
+                source.is_unavailable() && self.client.get_device(&created.id).await.is_ok();
+            if !verified {
+                return Err(PhoneError::Bank {
+                    step: "bind: answer binding challenge",
+                    source,
+                });
+            }
+        }
         clock.lap("answer challenge");
         self.profile.bound = true;
         self.save()?;
@@ -371,7 +383,15 @@ impl Phone {
             },
         };
         let added = match self.client.add_key(&device, &req).await {
-            Ok(a) => a,
+            Ok(a) => a.id,
+            // A timeout may have lost only the bank's answer: if the device now lists a key
+            // of this purpose, it is the one just sent (a purpose is unique per device).
+            Err(source)
+                if source.is_unavailable()
+                    && let Some(id) = self.listed_key(&device, purpose).await =>
+            {
+                id
+            }
             Err(source) => {
                 // The bank does not know the key: forget it, so the vault matches the bank.
                 self.vault.remove(purpose);
@@ -382,14 +402,23 @@ impl Phone {
             }
         };
         clock.lap("add key");
-        self.profile.set_key_id(purpose, Some(added.id.clone()));
+        self.profile.set_key_id(purpose, Some(added.clone()));
         self.save()?;
         Ok(AddKeyOutcome {
-            key_id: added.id,
+            key_id: added,
             key_purpose: purpose,
             signed_with: signer,
             timings: clock.finish(),
         })
+    }
+
+    /// The bank's id of the device's key of `purpose`, if it lists one (and answers).
+    async fn listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
+        let keys = self.client.list_keys(device).await.ok()?;
+        keys.keys
+            .into_iter()
+            .find(|k| k.key_purpose == purpose)
+            .map(|k| k.key_id)
     }
 
     /// The person's bound devices (`GET /v1/mfa/devices?filter[person_id]=...`).
