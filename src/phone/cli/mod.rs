@@ -50,7 +50,8 @@ pub enum ViaArg {
 #[derive(Debug, Subcommand)]
 pub enum PhoneCommand {
     /// Create a phone: a new person at the bank with NUMBER verified by SMS (or, with
-    /// --person-id, an existing person whose NUMBER is already verified).
+    /// --person-id, an existing person whose NUMBER is already verified). If setup stops
+    /// half-way (server down, no SMS), run the same command again to finish it.
     Create {
         /// The phone's name.
         name: PhoneName,
