@@ -179,12 +179,25 @@ fn random_number() -> PhoneNumber {
 }
 
 /// Runs `vphone demo` on a fresh runtime.
+/// With `--json`, stdout holds one JSON document whatever happens: the report, or
+/// `{"error": {...}}` when the walk could not start.
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let json = args.json;
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(execute(args))
+        .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(execute(args)));
+    match &result {
+        // A failed walk already printed its report.
+        Err(CliError::DemoFailed { .. }) | Ok(()) => {}
+        Err(e) if json => match serde_json::to_string_pretty(&e.to_json()) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot print JSON: {e}"),
+        },
+        Err(_) => {}
+    }
+    result
 }
 
 /// Runs the walk; `Ok` only if every step passed.

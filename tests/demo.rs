@@ -48,3 +48,26 @@ fn vphone_demo_against_a_server_that_is_down_exits_3() {
         .code(3)
         .stdout(contains("is the server running?"));
 }
+
+#[test]
+fn vphone_demo_json_prints_a_json_error_when_it_cannot_start() {
+    // The real Solaris sandbox needs credentials; none are set, so the walk cannot start.
+    let out = Command::cargo_bin("vphone")
+        .unwrap()
+        .env_remove("VPHONE_CLIENT_ID")
+        .env_remove("VPHONE_CLIENT_SECRET")
+        .env_remove("VPHONE_CREDENTIALS")
+        .args(["demo", "--json", "--target", "solaris-sandbox"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("VPHONE_CLIENT_ID"),
+        "{doc}"
+    );
+}

@@ -122,6 +122,21 @@ async fn a_closed_port_is_reported_as_unreachable_with_the_next_step() {
 }
 
 #[tokio::test]
+async fn an_unreachable_server_is_reported_with_the_operating_systems_reason() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = client(&format!("http://{addr}"), "good")
+        .get_person(&person_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    // "error sending request" alone does not tell a refused port from a DNS failure.
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("good"), "{err}");
+}
+
+#[tokio::test]
 async fn a_silent_server_times_out_with_a_clear_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -184,4 +199,54 @@ async fn any_2xx_with_or_without_a_body_is_success_and_plain_text_errors_are_rea
         text.contains("HTTP 502: upstream down") && text.contains("retry later"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_malformed_token_answer_is_reported_without_quoting_the_token_or_the_token_urls_query() {
+    let app = Router::new().route(
+        "/oauth2/token",
+        post(|| async { r#"{"access_token":987654321,"token_type":"bearer"}"# }),
+    );
+    let base = serve(app).await;
+    let mut config = ClientConfig::local(base.parse().unwrap(), Credentials::new("p", "good"));
+    config.token_url = format!("{base}/oauth2/token?api_key=s3cr3t-query")
+        .parse()
+        .unwrap();
+    let api = ApiClient::new(config).unwrap();
+    assert!(!format!("{api:?}").contains("s3cr3t"), "{api:?}");
+    let err = api.get_person(&person_id()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("987654321"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("/oauth2/token"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_an_sms_outbox_says_to_pick_another_otp_source() {
+    use vphone::phone::{Inbox, InboxError, OtpSource, PhoneError};
+    let app = Router::new().route(
+        "/oauth2/token",
+        post(|| async { r#"{"access_token":"t","token_type":"bearer"}"# }),
+    );
+    let api = client(&serve(app).await, "any");
+    let inbox = Inbox::new(
+        vphone::api::PhoneNumber::test_number(),
+        OtpSource::SandboxHttp(api),
+    );
+    let err = inbox.marker().await.unwrap_err();
+    assert!(
+        matches!(err, InboxError::NoOutbox { status: 404, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("--otp prompt"), "{text}");
+    // Not the 404 hint about device ids, which would send the user the wrong way.
+    assert!(!text.contains("list devices"), "{text}");
+    let err = PhoneError::Inbox {
+        step: "bind: read inbox",
+        source: err,
+    };
+    assert_eq!(err.exit_code(), 4);
 }

@@ -221,3 +221,150 @@ async fn flows_that_need_setup_say_which_command_to_run() {
     })
     .await;
 }
+
+/// A bank that offers challenges the phone must not sign: an unrestricted challenge when
+/// the restricted key was asked for, and an empty `string_to_sign`. Counts answers.
+async fn dubious_bank(answers: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use axum::routing::{get, post};
+    let challenge = |string_to_sign: &str| {
+        let created = now_utc();
+        serde_json::json!({
+            "id": "0123456789abcdef0123456789abcdef",
+            "type": "device",
+            "string_to_sign": string_to_sign,
+            "key_purpose": "unrestricted",
+            "created_at": created.to_string(),
+            "expires_at": created.plus_seconds(300).to_string(),
+        })
+        .to_string()
+    };
+    let (a, b) = (challenge("pay 10 EUR"), challenge(""));
+    let app = axum::Router::new()
+        .route(
+            "/oauth2/token",
+            post(|| async { r#"{"access_token":"t","token_type":"bearer","expires_in":3599}"# }),
+        )
+        .route(
+            "/v1/mfa/challenges/devices",
+            post(move || async move { (axum::http::StatusCode::CREATED, a) }),
+        )
+        .route(
+            "/v1/mfa/challenges/devices/{id}",
+            get(move || async move { b }).put(move || async move {
+                answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothing() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("careful").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Care", "Ful"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+        let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let fake = client_for(
+            &dubious_bank(answers.clone()).await,
+            Credentials::sandbox_default(),
+        );
+        let phone = Phone::open(&home, name, fake, source, None).unwrap();
+
+        let err = phone
+            .approve(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("restricted key was requested"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 1);
+
+        let id = vphone::api::ChallengeId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let err = phone.sign_challenge(&id).await.unwrap_err();
+        assert!(err.to_string().contains("empty string_to_sign"), "{err}");
+        assert_eq!(
+            answers.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing may be signed and sent"
+        );
+    })
+    .await;
+}
+
+/// The sandbox, but the answers to binding and adding a key arrive after the client gave
+/// up: the bank acted, only its answer was lost.
+async fn slow_answering_sandbox() -> String {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+    async fn late(req: Request, next: Next) -> axum::response::Response {
+        let path = req.uri().path().to_owned();
+        let writes = req.method() != axum::http::Method::GET;
+        let response = next.run(req).await;
+        if writes && (path.starts_with("/v1/mfa/challenges/signatures/") || path.ends_with("/keys"))
+        {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        response
+    }
+    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
+        .layer(middleware::from_fn(late));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_failure() {
+    bounded(async {
+        let base = slow_answering_sandbox().await;
+        let config = vphone::client::ClientConfig::local(
+            base.parse().unwrap(),
+            Credentials::sandbox_default(),
+        )
+        .with_timeout(Duration::from_millis(500));
+        let client = vphone::client::ApiClient::new(config).unwrap();
+        let mut phone = Phone::new(
+            PhoneName::parse("patient").unwrap(),
+            client.clone(),
+            OtpSource::SandboxHttp(client),
+        );
+        phone
+            .register(person_named("Pat", "Ient"), unique_number())
+            .await
+            .unwrap();
+        // Each answer times out on the client, but the bank did bind and did add the key.
+        phone.bind().await.unwrap();
+        assert!(phone.profile().bound);
+        let added = phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+        assert_eq!(
+            phone.profile().restricted_key_id.as_ref(),
+            Some(&added.key_id)
+        );
+        // The phone kept the key the bank knows, so it signs with it.
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}

@@ -55,6 +55,13 @@ async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
 }
 
 fn vphone(home: &std::path::Path, api: &str) -> Command {
+    let mut cmd = vphone_bare(home);
+    cmd.args(["--api", api]);
+    cmd
+}
+
+/// `vphone phone` with a clean environment and no server named.
+fn vphone_bare(home: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("vphone").unwrap();
     cmd.env_remove("VPHONE_CLIENT_ID")
         .env_remove("VPHONE_CLIENT_SECRET")
@@ -63,7 +70,7 @@ fn vphone(home: &std::path::Path, api: &str) -> Command {
         .env_remove("VPHONE_PASSPHRASE_FILE")
         .env("VPHONE_HOME", home)
         .timeout(std::time::Duration::from_secs(60))
-        .args(["phone", "--api", api]);
+        .arg("phone");
     cmd
 }
 
@@ -177,4 +184,171 @@ fn cli_errors_map_to_exit_codes_and_name_the_next_step() {
         .assert()
         .code(2);
     vphone(dir.path(), &down).args(["approve"]).assert().code(2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_remembers_its_server_so_later_commands_need_no_api_flag() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "ada", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        // No --api: the phone goes back to the server it was created against, not to
+        // the default 127.0.0.1:8080.
+        let bound = json(
+            &vphone_bare(&home)
+                .args(["--json", "bind", "ada"])
+                .output()
+                .unwrap(),
+        );
+        assert!(bound["device_id"].is_string(), "{bound}");
+        json(
+            &vphone_bare(&home)
+                .args(["--json", "approve", "ada"])
+                .output()
+                .unwrap(),
+        );
+        // An explicit --api still wins.
+        vphone(&home, &common::closed_port_url())
+            .args(["approve", "ada"])
+            .assert()
+            .code(3);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        // The server is down: nothing reaches the bank, and the message says how to go on.
+        vphone(&home, &common::closed_port_url())
+            .args(["create", "eve", "--number", &number])
+            .assert()
+            .code(3)
+            .stderr(predicates::str::contains("vphone phone create eve"));
+        // The person is created but the code is wrong (a fresh number gets a random OTP).
+        vphone(&home, &base)
+            .args(["--otp", "static", "create", "eve", "--number", &number])
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("invalid_otp"));
+        let half = json(
+            &vphone(&home, &base)
+                .args(["--json", "show", "eve"])
+                .output()
+                .unwrap(),
+        );
+        let person = half["profile"]["person_id"].as_str().unwrap().to_owned();
+        assert_eq!(half["profile"]["number_verified"], false, "{half}");
+        // Another number would orphan the first: refused, naming the one to use.
+        vphone(&home, &base)
+            .args(["create", "eve", "--number", "+4917099999999"])
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains(format!("--number {number}")));
+        // Again, right: the same person is finished, not a second one created.
+        let done = json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "eve", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(done["person"]["id"], person.as_str(), "{done}");
+        assert_eq!(done["mobile_number"]["verified"], true, "{done}");
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "bind", "eve"])
+                .output()
+                .unwrap(),
+        );
+        // Finished phones are not created twice.
+        vphone(&home, &base)
+            .args(["create", "eve", "--number", &number])
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains("already exists"));
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn with_json_a_failure_prints_a_json_error_on_stdout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = common::closed_port_url();
+    let out = vphone(dir.path(), &down)
+        .args(["--json", "create", "j", "--number", "+4917012345678"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 3, "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is the server running?"),
+        "{doc}"
+    );
+    // The human message still goes to stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: "));
+    let out = vphone(dir.path(), &down)
+        .args(["--json", "bind", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 4, "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_json_a_refusal_carries_the_banks_status_and_code() {
+    let rig = Rig::start().await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    tokio::task::spawn_blocking(move || {
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "create", "r", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        json(
+            &vphone(&home, &base)
+                .args(["--json", "bind", "r"])
+                .output()
+                .unwrap(),
+        );
+        let out = vphone(&home, &base)
+            .args([
+                "--json",
+                "sign",
+                "r",
+                "--challenge",
+                "0123456789abcdef0123456789abcdef",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["error"]["status"], 404, "{doc}");
+        assert_eq!(doc["error"]["exit_code"], 1, "{doc}");
+    })
+    .await
+    .unwrap();
 }

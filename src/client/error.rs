@@ -19,7 +19,8 @@ pub enum ClientError {
     },
     /// The server could not be reached at all.
     #[error(
-        "cannot reach {url}: {source}; is the server running? start one with `vphone sandbox`, or point --api at a running server"
+        "cannot reach {url}: {}; is the server running? start one with `vphone sandbox`, or point --api at a running server",
+        root_cause(source)
     )]
     Unreachable {
         /// The address tried (no credentials in it).
@@ -40,7 +41,10 @@ pub enum ClientError {
         after: Duration,
     },
     /// The connection failed after it was established (reset, protocol error).
-    #[error("talking to {url} failed: {source}")]
+    #[error(
+        "talking to {url} failed: {}; retry, and check that the URL is the API's base",
+        root_cause(source)
+    )]
     Transport {
         /// The address tried.
         url: String,
@@ -93,6 +97,21 @@ impl ClientError {
                 | ClientError::Timeout { .. }
                 | ClientError::Transport { .. }
         )
+    }
+}
+
+/// The innermost cause of a transport error ("Connection refused (os error 111)", "dns
+/// error: ..."), which says more than reqwest's "error sending request". The chain is built
+/// from errors stripped of their URL, so no credentials or query strings appear in it.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    if std::ptr::addr_eq(last, e) {
+        e.to_string()
+    } else {
+        format!("{e}: {last}")
     }
 }
 

@@ -59,6 +59,18 @@ impl Target {
         }
     }
 
+    /// The target whose API base URL is `base` (a well-known host, else a local server), e.g.
+    /// to reconnect a saved phone to the server it was set up against.
+    pub fn from_base_url(base: &str) -> Result<Target, url::ParseError> {
+        let url = Url::parse(base)?;
+        for known in [Target::SolarisSandbox, Target::SolarisProduction] {
+            if known.base_url() == url {
+                return Ok(known);
+            }
+        }
+        Ok(Target::Local(url))
+    }
+
     /// Whether this is a local server (which may use the sandbox's default credentials).
     pub fn is_local(&self) -> bool {
         matches!(self, Target::Local(_))
@@ -142,7 +154,7 @@ impl fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiClient")
             .field("base", &self.inner.base)
-            .field("token_url", &self.inner.token.url())
+            .field("token_url", &strip_query(self.inner.token.url()))
             .finish_non_exhaustive()
     }
 }
@@ -333,7 +345,7 @@ impl ApiClient {
     }
 }
 
-fn strip_query(path: &str) -> &str {
+pub(crate) fn strip_query(path: &str) -> &str {
     path.split_once('?').map_or(path, |(p, _)| p)
 }
 
@@ -378,6 +390,17 @@ mod tests {
         assert_eq!(
             local.token_url().as_str(),
             "http://127.0.0.1:9/prefix/oauth2/token"
+        );
+    }
+
+    #[test]
+    fn a_saved_base_url_maps_back_to_its_target() {
+        let t = Target::from_base_url("https://api.solaris-sandbox.de").unwrap();
+        assert_eq!(t, Target::SolarisSandbox);
+        assert_eq!(t.token_url().host_str(), Some("auth.solaris-sandbox.de"));
+        assert_eq!(
+            Target::from_base_url("http://127.0.0.1:18181").unwrap(),
+            Target::Local(Url::parse("http://127.0.0.1:18181").unwrap())
         );
     }
 

@@ -33,6 +33,20 @@ impl Token {
     }
 }
 
+/// Why a token answer did not parse, without quoting it: serde's "invalid type: integer
+/// `123`" or "unknown variant" messages repeat the offending value, which may be the token.
+fn token_decode_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") {
+        return text;
+    }
+    format!(
+        "not the documented token JSON {{\"access_token\": \"...\", \"token_type\": \"bearer\", \"expires_in\": N}} (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
 pub(crate) struct TokenCache {
     url: Url,
     credentials: Credentials,
@@ -116,7 +130,8 @@ impl TokenCache {
             .bytes()
             .await
             .map_err(|e| transport_error(e, url, timeout))?;
-        let request = || format!("POST {url} (token)");
+        // A token URL may carry a query (some gateways take keys there): never show it.
+        let request = || format!("POST {} (token)", super::strip_query(url));
         if !status.is_success() {
             return Err(ClientError::Api {
                 request: request(),
@@ -127,8 +142,7 @@ impl TokenCache {
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
                 request: request(),
                 status: status.as_u16(),
-                // serde's message names the field, never the token's value.
-                reason: e.to_string(),
+                reason: token_decode_reason(&e),
             })?;
         if !parsed.token_type.eq_ignore_ascii_case("bearer") {
             return Err(ClientError::Decode {

@@ -64,6 +64,28 @@ pub enum PhoneError {
         /// The phone.
         name: String,
     },
+    /// Setup already finished: the phone has a person and a verified number.
+    #[error(
+        "phone {name:?} already belongs to person {person} with a verified number; pick another name for a new phone"
+    )]
+    AlreadyRegistered {
+        /// The phone.
+        name: String,
+        /// Its person.
+        person: String,
+    },
+    /// Setup is being resumed with another number than the one it started with.
+    #[error(
+        "phone {name:?} was being set up with number {saved}, not {given}; finish with `vphone phone create {name} --number {saved}`, or delete its file to start over"
+    )]
+    NumberMismatch {
+        /// The phone.
+        name: String,
+        /// The number in its profile.
+        saved: String,
+        /// The number given now.
+        given: String,
+    },
     /// The flow needs a bound device.
     #[error("phone {name:?} is not bound to a device; bind it with `vphone phone bind {name}`")]
     NotBound {
@@ -128,7 +150,8 @@ impl PhoneError {
     }
 
     /// The command-line exit code: 1 refused (by the bank or the user), 3 unreachable or
-    /// timed out, 4 local state (profile, vault, missing setup).
+    /// timed out, 4 local state (profile, vault, missing setup, an OTP source the server
+    /// does not offer).
     pub fn exit_code(&self) -> u8 {
         match self {
             PhoneError::Bank { source, .. } if source.is_unavailable() => 3,
@@ -137,6 +160,7 @@ impl PhoneError {
                 _ => 1,
             },
             PhoneError::Inbox { source, .. } => match source {
+                InboxError::NoOutbox { .. } => 4,
                 InboxError::Outbox(c) if !c.is_unavailable() => 1,
                 _ => 3,
             },
@@ -148,6 +172,8 @@ impl PhoneError {
             | PhoneError::Keystore(_)
             | PhoneError::NoPerson { .. }
             | PhoneError::NoNumber { .. }
+            | PhoneError::AlreadyRegistered { .. }
+            | PhoneError::NumberMismatch { .. }
             | PhoneError::NotBound { .. }
             | PhoneError::AlreadyBound { .. }
             | PhoneError::KeyExists { .. } => 4,

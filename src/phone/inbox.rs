@@ -64,6 +64,16 @@ pub enum InboxError {
         /// How long it waited.
         waited: Duration,
     },
+    /// The server has no vphone SMS outbox (it is not a vphone sandbox).
+    #[error(
+        "{server} has no vphone SMS outbox (GET /sandbox/sms answered HTTP {status}), so the phone cannot read its SMS there; use --otp prompt to type codes in, or --otp static for the test number +15550101"
+    )]
+    NoOutbox {
+        /// The server's base URL.
+        server: String,
+        /// What it answered.
+        status: u16,
+    },
     /// Reading the sandbox's SMS outbox failed.
     #[error("reading the SMS outbox failed: {0}")]
     Outbox(#[from] ClientError),
@@ -128,7 +138,7 @@ impl Inbox {
                     after,
                     wait_ms: 0,
                 };
-                let messages = client.sandbox_sms(&query).await?;
+                let messages = outbox(client, &query).await?;
                 self.note(&messages);
             }
             OtpSource::InProcess(feed) => {
@@ -159,7 +169,7 @@ impl Inbox {
                         after: cursor,
                         wait_ms: u64::try_from(left.min(MAX_POLL).as_millis()).unwrap_or(0),
                     };
-                    let messages = client.sandbox_sms(&query).await?;
+                    let messages = outbox(client, &query).await?;
                     self.note(&messages);
                     if let Some(otp) = first_code(&messages, &self.number, cursor) {
                         return Ok(otp);
@@ -220,6 +230,21 @@ impl Inbox {
             }
         }
     }
+}
+
+/// Reads the sandbox's outbox; a server without one (404, 405) gets its own error, since
+/// the next step is another `--otp`, not a retry.
+async fn outbox(client: &ApiClient, query: &SmsQuery) -> Result<Vec<SmsMessage>, InboxError> {
+    client
+        .sandbox_sms(query)
+        .await
+        .map_err(|e| match e.status() {
+            Some(status @ (404 | 405)) => InboxError::NoOutbox {
+                server: client.base_url().to_owned(),
+                status,
+            },
+            _ => InboxError::Outbox(e),
+        })
 }
 
 /// The code of the first SMS to `number` after `after` that carries one.

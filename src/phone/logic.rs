@@ -30,6 +30,52 @@ pub enum ChallengeProblem {
         /// What the phone has.
         held: String,
     },
+    /// The bank chose another key than the one the user asked for.
+    #[error(
+        "challenge {id} asks for the {got} key, but the {asked} key was requested; not signed (the bank may not support choosing the key: retry without --purpose)"
+    )]
+    PurposeMismatch {
+        /// The challenge.
+        id: String,
+        /// What the user asked for.
+        asked: KeyPurpose,
+        /// What the bank's challenge names.
+        got: KeyPurpose,
+    },
+    /// The challenge has nothing to sign.
+    #[error(
+        "challenge {id} has an empty string_to_sign, so there is nothing to approve; not signed (ask the bank for a new challenge)"
+    )]
+    NothingToSign {
+        /// The challenge or change request.
+        id: String,
+    },
+}
+
+/// Refuses a challenge whose bank-chosen key differs from the one the user asked for: a
+/// restricted request answered with an unrestricted challenge would skip the biometric prompt.
+pub fn check_requested_purpose(
+    challenge: &DeviceChallenge,
+    requested: Option<KeyPurpose>,
+) -> Result<(), ChallengeProblem> {
+    match requested {
+        Some(asked) if asked != challenge.key_purpose => Err(ChallengeProblem::PurposeMismatch {
+            id: challenge.id.to_string(),
+            asked,
+            got: challenge.key_purpose,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an empty `string_to_sign`: a signature over nothing approves nothing the user
+/// could have seen, and a real phone shows the text before signing.
+pub fn check_string_to_sign(id: &str, string_to_sign: &str) -> Result<(), ChallengeProblem> {
+    if string_to_sign.is_empty() {
+        Err(ChallengeProblem::NothingToSign { id: id.to_owned() })
+    } else {
+        Ok(())
+    }
 }
 
 /// The bytes signed to complete binding: the ASCII digits of the SMS OTP.
@@ -95,6 +141,7 @@ pub fn plan_device_answer(
     now: Timestamp,
 ) -> Result<KeyPurpose, ChallengeProblem> {
     check_not_expired(challenge.id.as_str(), challenge.expires_at, now)?;
+    check_string_to_sign(challenge.id.as_str(), &challenge.string_to_sign)?;
     key_for_challenge(challenge, held)
 }
 
@@ -152,6 +199,34 @@ mod tests {
         let err = plan_device_answer(&c, &[KeyPurpose::Unrestricted], at_expiry).unwrap_err();
         assert!(matches!(err, ChallengeProblem::Expired { .. }));
         assert!(err.to_string().contains("5 minutes"));
+    }
+
+    #[test]
+    fn a_challenge_for_another_key_than_requested_is_refused() {
+        let c = challenge(KeyPurpose::Unrestricted, 1_800_000_000);
+        let err = check_requested_purpose(&c, Some(KeyPurpose::Restricted)).unwrap_err();
+        assert!(matches!(err, ChallengeProblem::PurposeMismatch { .. }));
+        assert!(
+            err.to_string().contains("restricted key was requested"),
+            "{err}"
+        );
+        assert_eq!(check_requested_purpose(&c, None), Ok(()));
+        assert_eq!(
+            check_requested_purpose(&c, Some(KeyPurpose::Unrestricted)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_empty_string_to_sign_is_refused() {
+        let mut c = challenge(KeyPurpose::Unrestricted, 1_800_000_000);
+        c.string_to_sign.clear();
+        let now = c.created_at.plus_seconds(1);
+        let err = plan_device_answer(&c, &[KeyPurpose::Unrestricted], now).unwrap_err();
+        assert!(
+            matches!(err, ChallengeProblem::NothingToSign { .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,6 +42,51 @@ use vphone_keystore::{AlwaysApprove, Passphrase, UserPresence, Vault};
 /// How long a flow waits for an SMS by default.
 pub const DEFAULT_OTP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A saved phone read from its file but not yet connected to a bank, so a caller can pick
+/// the server from the profile (`api_base`) before building a client.
+#[derive(Debug)]
+pub struct SavedPhone {
+    profile: Profile,
+    vault: Vault,
+    store: ProfileStore,
+}
+
+impl SavedPhone {
+    /// Reads saved phone `name` from `home`.
+    pub fn load(
+        home: &Home,
+        name: PhoneName,
+        passphrase: Option<Arc<Passphrase>>,
+    ) -> Result<SavedPhone, PhoneError> {
+        let path = home.path_of(&name);
+        if !path.is_file() {
+            return Err(ProfileError::NotFound {
+                name: name.to_string(),
+                home: home.root().to_owned(),
+            }
+            .into());
+        }
+        let store = ProfileStore { path, passphrase };
+        let vault = store.load()?;
+        let profile = Profile::read(name, &vault)?;
+        Ok(SavedPhone {
+            profile,
+            vault,
+            store,
+        })
+    }
+
+    /// The saved state.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The phone, talking through `client` and reading codes from `source`.
+    pub fn into_phone(self, client: ApiClient, source: OtpSource) -> Phone {
+        Phone::from_parts(self.profile, self.vault, client, source, Some(self.store))
+    }
+}
+
 /// One virtual phone.
 pub struct Phone {
     profile: Profile,
@@ -127,24 +172,7 @@ impl Phone {
         source: OtpSource,
         passphrase: Option<Arc<Passphrase>>,
     ) -> Result<Phone, PhoneError> {
-        let path = home.path_of(&name);
-        if !path.is_file() {
-            return Err(ProfileError::NotFound {
-                name: name.to_string(),
-                home: home.root().to_owned(),
-            }
-            .into());
-        }
-        let store = ProfileStore { path, passphrase };
-        let vault = store.load()?;
-        let profile = Profile::read(name, &vault)?;
-        Ok(Phone::from_parts(
-            profile,
-            vault,
-            client,
-            source,
-            Some(store),
-        ))
+        Ok(SavedPhone::load(home, name, passphrase)?.into_phone(client, source))
     }
 
     /// The same phone asking `presence` before each use of its restricted key.
@@ -207,6 +235,12 @@ impl Phone {
     fn set_number(&mut self, number: PhoneNumber) {
         self.inbox = Some(Inbox::new(number.clone(), self.source.clone()));
         self.profile.number = Some(number);
+    }
+
+    /// Records the client's server as the one this phone is set up against (saved with the
+    /// next change).
+    pub fn set_api_base(&mut self) {
+        self.profile.api_base = Some(self.client.base_url().to_owned());
     }
 
     /// Writes the profile and keys, if this phone is saved.

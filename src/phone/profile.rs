@@ -218,6 +218,8 @@ pub struct Profile {
     pub person_id: Option<PersonId>,
     /// The phone's mobile number.
     pub number: Option<PhoneNumber>,
+    /// Whether the bank confirmed the number by SMS (or it was adopted as verified).
+    pub number_verified: bool,
     /// The bank's id of this device, once binding started.
     pub device_id: Option<DeviceId>,
     /// Whether binding completed (and the device was not deleted since).
@@ -238,6 +240,7 @@ impl serde::Serialize for PhoneName {
 
 const PERSON: &str = "person_id";
 const NUMBER: &str = "number";
+const NUMBER_VERIFIED: &str = "number_verified";
 const DEVICE: &str = "device_id";
 const BOUND: &str = "bound";
 const API: &str = "api_base";
@@ -251,12 +254,18 @@ impl Profile {
             name,
             person_id: None,
             number: None,
+            number_verified: false,
             device_id: None,
             bound: false,
             api_base: None,
             unrestricted_key_id: None,
             restricted_key_id: None,
         }
+    }
+
+    /// Whether setup finished: the phone belongs to a person whose number is verified.
+    pub fn is_registered(&self) -> bool {
+        self.person_id.is_some() && self.number.is_some() && self.number_verified
     }
 
     /// The bank's key id for `purpose`.
@@ -298,6 +307,11 @@ impl Profile {
         Ok(Profile {
             person_id: field(&name, vault, PERSON, PersonId::parse)?,
             number: field(&name, vault, NUMBER, PhoneNumber::parse)?,
+            // Profiles written before this label existed kept a number only once verified.
+            number_verified: match vault.meta(NUMBER_VERIFIED) {
+                Some(v) => v == "true",
+                None => vault.meta(NUMBER).is_some_and(|n| !n.is_empty()),
+            },
             device_id: field(&name, vault, DEVICE, DeviceId::parse)?,
             bound: vault.meta(BOUND) == Some("true"),
             api_base: vault.meta(API).map(str::to_owned),
@@ -318,6 +332,14 @@ impl Profile {
         set("name", Some(self.name.as_str()));
         set(PERSON, self.person_id.as_ref().map(PersonId::as_str));
         set(NUMBER, self.number.as_ref().map(PhoneNumber::as_str));
+        set(
+            NUMBER_VERIFIED,
+            Some(if self.number_verified {
+                "true"
+            } else {
+                "false"
+            }),
+        );
         set(DEVICE, self.device_id.as_ref().map(DeviceId::as_str));
         set(BOUND, Some(if self.bound { "true" } else { "false" }));
         set(API, self.api_base.as_deref());
@@ -352,6 +374,7 @@ mod tests {
         let mut profile = Profile::new(name.clone());
         profile.person_id = Some(PersonId::generate());
         profile.number = Some(PhoneNumber::test_number());
+        profile.number_verified = true;
         profile.device_id = Some(DeviceId::generate());
         profile.bound = true;
         profile.restricted_key_id = Some(KeyId::generate());

@@ -1,0 +1,148 @@
+//! `create`, `list` and `show`: a phone's life in its home directory.
+
+use super::{CliError, Ctx, emit, ms, otp_source};
+use crate::api::{PersonId, PhoneNumber};
+use crate::phone::{Home, Phone, PhoneError, PhoneName, ProfileError, SavedPhone, person_named};
+
+/// `vphone phone list`
+pub(super) fn list(home: &Home, json: bool) -> Result<(), CliError> {
+    let names = home.list().map_err(PhoneError::from)?;
+    let list: Vec<&str> = names.iter().map(PhoneName::as_str).collect();
+    emit(json, &list, || {
+        if list.is_empty() {
+            format!("no phones in {}", home.root().display())
+        } else {
+            list.join("\n")
+        }
+    });
+    Ok(())
+}
+
+/// `vphone phone create`
+pub(super) async fn create(
+    ctx: &Ctx<'_>,
+    name: PhoneName,
+    number: PhoneNumber,
+    first_name: &str,
+    last_name: &str,
+    person_id: Option<PersonId>,
+) -> Result<(), CliError> {
+    let mut phone = if ctx.home.exists(&name) {
+        // A phone whose setup stopped half-way (server down, SMS late) is finished by
+        // running the same command again, instead of being stuck as "already exists".
+        let saved = SavedPhone::load(&ctx.home, name.clone(), ctx.passphrase.clone())?;
+        let p = saved.profile();
+        if p.is_registered() || (person_id.is_some() && p.person_id.is_some()) {
+            return Err(PhoneError::from(ProfileError::Exists {
+                name: name.to_string(),
+                path: ctx.home.path_of(&name),
+            })
+            .into());
+        }
+        // Until the bank knows the person, the phone may move to another server.
+        let saved_api = p.person_id.as_ref().and(p.api_base.clone());
+        let target = ctx.target(saved_api.as_deref());
+        let client = ctx.options.connect.client(&target)?;
+        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        let mut phone = saved.into_phone(client, source);
+        phone.set_api_base();
+        phone
+    } else {
+        let target = ctx.target(None);
+        let client = ctx.options.connect.client(&target)?;
+        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        Phone::create(
+            &ctx.home,
+            name.clone(),
+            client,
+            source,
+            ctx.passphrase.clone(),
+        )?
+    }
+    .with_presence(ctx.presence.clone())
+    .with_otp_timeout(ctx.options.otp_timeout);
+    match person_id {
+        Some(person) => {
+            phone.adopt(person, number)?;
+            ctx.emit(phone.profile(), || {
+                format!(
+                    "phone {name}: joined person {} with number {}",
+                    phone
+                        .profile()
+                        .person_id
+                        .as_ref()
+                        .map_or("", PersonId::as_str),
+                    phone
+                        .profile()
+                        .number
+                        .as_ref()
+                        .map_or("", PhoneNumber::as_str)
+                )
+            });
+        }
+        None => {
+            let out = phone
+                .register(person_named(first_name, last_name), number)
+                .await
+                .map_err(|source| CliError::Unfinished {
+                    name: name.clone(),
+                    source,
+                })?;
+            ctx.emit(&out, || {
+                format!(
+                    "phone {name}: person {} created, number {} verified ({})",
+                    out.person.id,
+                    out.mobile_number.number,
+                    ms(out.timings.total())
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `vphone phone show`
+pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Result<(), CliError> {
+    let phone = ctx.open(name)?;
+    let p = phone.profile();
+    let device = if p.bound && !offline {
+        Some(phone.device().await?)
+    } else {
+        None
+    };
+    let keys: Vec<_> = phone
+        .vault()
+        .keys()
+        .map(|k| serde_json::json!({"purpose": k.purpose().to_string(), "fingerprint": k.fingerprint()}))
+        .collect();
+    let value = serde_json::json!({"profile": p, "keys": keys, "device": device});
+    ctx.emit(&value, || {
+        let mut lines = vec![
+            format!("phone     {}", p.name),
+            format!(
+                "person    {}",
+                p.person_id.as_ref().map_or("-", PersonId::as_str)
+            ),
+            format!(
+                "number    {}{}",
+                p.number.as_ref().map_or("-", PhoneNumber::as_str),
+                if p.number.is_some() && !p.number_verified {
+                    " (not verified: run `vphone phone create NAME` again)"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "device    {}{}",
+                p.device_id.as_ref().map_or("-", |d| d.as_str()),
+                if p.bound { " (bound)" } else { "" }
+            ),
+            format!("api       {}", p.api_base.as_deref().unwrap_or("-")),
+        ];
+        for k in phone.vault().keys() {
+            lines.push(format!("key       {} {}", k.purpose(), k.fingerprint()));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}

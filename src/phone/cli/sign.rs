@@ -1,0 +1,102 @@
+//! `sign`, `approve`, `sms-challenge`, `change` and `confirm`: answering the bank.
+
+use super::{CliError, Ctx, ViaArg, ms, options::confirmation};
+use crate::api::{ChallengeId, ChangeRequestId, KeyPurpose, UpdatePerson};
+use crate::phone::{ChangeOutcome, PhoneName};
+
+/// `vphone phone sign`
+pub(super) async fn sign(
+    ctx: &Ctx<'_>,
+    name: &PhoneName,
+    challenge: &ChallengeId,
+) -> Result<(), CliError> {
+    let phone = ctx.open(name)?;
+    let out = phone.sign_challenge(challenge).await?;
+    ctx.emit(&out, || {
+        format!(
+            "phone {name}: challenge {} signed with the {} key ({})",
+            out.challenge_id,
+            out.key_purpose,
+            ms(out.timings.total())
+        )
+    });
+    Ok(())
+}
+
+/// `vphone phone approve`
+pub(super) async fn approve(
+    ctx: &Ctx<'_>,
+    name: &PhoneName,
+    purpose: Option<KeyPurpose>,
+) -> Result<(), CliError> {
+    let phone = ctx.open(name)?;
+    let out = phone.approve(purpose).await?;
+    ctx.emit(&out, || {
+        format!(
+            "phone {name}: challenge {} approved with the {} key ({})",
+            out.challenge_id,
+            out.key_purpose,
+            ms(out.timings.total())
+        )
+    });
+    Ok(())
+}
+
+/// `vphone phone sms-challenge`
+pub(super) async fn sms_challenge(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
+    let phone = ctx.open(name)?;
+    let out = phone.sms_challenge().await?;
+    ctx.emit(&out, || {
+        format!(
+            "phone {name}: SMS challenge {} answered ({})",
+            out.challenge_id,
+            ms(out.timings.total())
+        )
+    });
+    Ok(())
+}
+
+/// `vphone phone change`
+pub(super) async fn change(
+    ctx: &Ctx<'_>,
+    name: &PhoneName,
+    update: &UpdatePerson,
+    via: ViaArg,
+) -> Result<(), CliError> {
+    if update.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to change: give --first-name, --last-name or --email".to_owned(),
+        ));
+    }
+    let phone = ctx.open(name)?;
+    let out = phone.change_person(update, &confirmation(via)).await?;
+    print_change(ctx, name, &out);
+    Ok(())
+}
+
+/// `vphone phone confirm`
+pub(super) async fn confirm(
+    ctx: &Ctx<'_>,
+    name: &PhoneName,
+    change_request: &ChangeRequestId,
+    via: ViaArg,
+) -> Result<(), CliError> {
+    let phone = ctx.open(name)?;
+    let out = phone
+        .confirm_change(change_request, &confirmation(via))
+        .await?;
+    print_change(ctx, name, &out);
+    Ok(())
+}
+
+fn print_change(ctx: &Ctx<'_>, name: &PhoneName, out: &ChangeOutcome) {
+    ctx.emit(out, || {
+        format!(
+            "phone {name}: change request {} {} via {} ({})",
+            out.change_request_id,
+            out.status,
+            out.delivery_method,
+            ms(out.timings.total())
+        )
+    });
+}

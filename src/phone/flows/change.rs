@@ -1,0 +1,185 @@
+//! Change requests, confirmed by device signing, SMS TAN or static TAN.
+
+use crate::api::{
+    AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
+    ConfirmChangeRequest, DeliveryMethod, Otp, UpdatePerson,
+};
+use crate::phone::error::StepContext;
+use crate::phone::logic;
+use crate::phone::outcome::{ChangeOutcome, StepTime, Stopwatch};
+use crate::phone::{Phone, PhoneError};
+
+/// How a change request is confirmed.
+#[derive(Debug, Clone)]
+pub enum Confirmation {
+    /// Sign `string_to_sign` with the bound device.
+    DeviceSigning,
+    /// A TAN sent by SMS to the person's verified number.
+    Sms,
+    /// A static TAN (the Solaris sandbox accepts `212212`).
+    Static(Otp),
+}
+
+impl Confirmation {
+    /// The wire word for this method.
+    pub fn delivery_method(&self) -> DeliveryMethod {
+        match self {
+            Confirmation::DeviceSigning => DeliveryMethod::DeviceSigning,
+            Confirmation::Sms => DeliveryMethod::MobileNumber,
+            Confirmation::Static(_) => DeliveryMethod::Static,
+        }
+    }
+}
+
+impl Phone {
+    /// Changes the person (`PATCH /v1/persons/{id}`) and confirms the change request.
+    pub async fn change_person(
+        &self,
+        update: &UpdatePerson,
+        via: &Confirmation,
+    ) -> Result<ChangeOutcome, PhoneError> {
+        let person_id = self.person_id()?;
+        let started = std::time::Instant::now();
+        let cr = self
+            .client
+            .update_person(&person_id, update)
+            .await
+            .step("change person")?;
+        let mut outcome = self.confirm_change(&cr.id, via).await?;
+        outcome
+            .timings
+            .steps
+            .insert(0, StepTime::new("request change", started.elapsed()));
+        Ok(outcome)
+    }
+
+    /// Deletes the person's mobile number and confirms the change request.
+    pub async fn delete_number(&mut self, via: &Confirmation) -> Result<ChangeOutcome, PhoneError> {
+        let person_id = self.person_id()?;
+        let started = std::time::Instant::now();
+        let cr = self
+            .client
+            .delete_mobile_number(&person_id)
+            .await
+            .step("delete mobile number")?;
+        let mut outcome = self.confirm_change(&cr.id, via).await?;
+        outcome
+            .timings
+            .steps
+            .insert(0, StepTime::new("request change", started.elapsed()));
+        Ok(outcome)
+    }
+
+    /// Authorizes change request `id` by `via` and confirms it.
+    pub async fn confirm_change(
+        &self,
+        id: &ChangeRequestId,
+        via: &Confirmation,
+    ) -> Result<ChangeOutcome, PhoneError> {
+        let mut clock = Stopwatch::start();
+        let method = via.delivery_method();
+        let mut authorize = AuthorizeChangeRequest {
+            delivery_method: method,
+            person_id: None,
+            device_id: None,
+            device_data: None,
+        };
+        let confirm = match via {
+            Confirmation::DeviceSigning => {
+                let device_id = self.bound_device()?;
+                authorize.device_id = Some(device_id.clone());
+                let cr = self
+                    .client
+                    .authorize_change_request(id, &authorize)
+                    .await
+                    .step("change request: authorize")?;
+                clock.lap("authorize");
+                let to_sign = cr.string_to_sign.ok_or(PhoneError::Unexpected {
+                    step: "change request: authorize",
+                    got: "no string_to_sign".to_owned(),
+                    expected: "a string_to_sign for device signing",
+                })?;
+                logic::check_string_to_sign(id.as_str(), &to_sign)?;
+                let purpose = logic::change_request_key(&self.key_purposes()).ok_or(
+                    PhoneError::NotBound {
+                        name: self.name().to_string(),
+                    },
+                )?;
+                let reason = format!("confirm change request {id}");
+                let signature = self.sign(
+                    purpose,
+                    logic::challenge_message(&to_sign),
+                    &reason,
+                    "change request: sign",
+                )?;
+                clock.lap("sign");
+                ConfirmChangeRequest {
+                    person_id: None,
+                    tan: None,
+                    device_id: Some(device_id),
+                    signature: Some(signature),
+                    device_data: None,
+                }
+            }
+            Confirmation::Sms => {
+                let person_id = self.person_id()?;
+                authorize.person_id = Some(person_id.clone());
+                let inbox = self.inbox_ref()?;
+                let mark = inbox.marker().await.step("change request: read inbox")?;
+                self.client
+                    .authorize_change_request(id, &authorize)
+                    .await
+                    .step("change request: authorize")?;
+                clock.lap("authorize");
+                let tan = inbox
+                    .wait_for_otp(mark, self.otp_timeout)
+                    .await
+                    .step("change request: wait for SMS")?;
+                clock.lap("wait for SMS");
+                ConfirmChangeRequest {
+                    person_id: Some(person_id),
+                    tan: Some(tan),
+                    device_id: None,
+                    signature: None,
+                    device_data: None,
+                }
+            }
+            Confirmation::Static(tan) => {
+                let person_id = self.person_id()?;
+                authorize.person_id = Some(person_id.clone());
+                self.client
+                    .authorize_change_request(id, &authorize)
+                    .await
+                    .step("change request: authorize")?;
+                clock.lap("authorize");
+                ConfirmChangeRequest {
+                    person_id: Some(person_id),
+                    tan: Some(tan.clone()),
+                    device_id: None,
+                    signature: None,
+                    device_data: None,
+                }
+            }
+        };
+        let done: ChangeRequest = self
+            .client
+            .confirm_change_request(id, &confirm)
+            .await
+            .step("change request: confirm")?;
+        clock.lap("confirm");
+        if done.status != ChangeRequestStatus::Completed {
+            return Err(PhoneError::Unexpected {
+                step: "change request: confirm",
+                got: done.status.to_string(),
+                expected: "COMPLETED",
+            });
+        }
+        Ok(ChangeOutcome {
+            change_request_id: done.id,
+            status: done.status,
+            delivery_method: method,
+            response_code: done.response_code,
+            timings: clock.finish(),
+        })
+    }
+}

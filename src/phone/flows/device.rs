@@ -1,0 +1,264 @@
+//! The device at the bank: binding, adding a key, listing, deleting.
+
+use crate::api::{
+    AddKeyRequest, AnswerSignatureChallenge, BindingChallengeType, CreateDeviceRequest, Device,
+    DeviceId, DeviceKeys, DeviceListQuery, DeviceSignature, KeyId, KeyPurpose, KeyType,
+    PublicKeyHex,
+};
+use crate::phone::error::StepContext;
+use crate::phone::logic;
+use crate::phone::outcome::{AddKeyOutcome, BindOutcome, DeleteOutcome, Stopwatch};
+use crate::phone::{Phone, PhoneError};
+
+impl Phone {
+    /// Binds this phone: generates an unrestricted key if it has none, creates the device,
+    /// reads the SMS OTP, signs it and answers the binding challenge.
+    pub async fn bind(&mut self) -> Result<BindOutcome, PhoneError> {
+        let mut clock = Stopwatch::start();
+        if let (Some(device), true) = (&self.profile.device_id, self.profile.bound) {
+            return Err(PhoneError::AlreadyBound {
+                name: self.name().to_string(),
+                device: device.to_string(),
+            });
+        }
+        let person_id = self.person_id()?;
+        self.inbox_ref()?;
+        let purpose = KeyPurpose::Unrestricted;
+        if self.vault.key(purpose).is_none() {
+            self.vault.generate_key(purpose)?;
+            // Saved before the bank hears of it, so a crash cannot lose a key the bank knows.
+            self.save()?;
+        }
+        let key = self.vault.key(purpose).ok_or(PhoneError::Keystore(
+            vphone_keystore::KeystoreError::NoKey(purpose),
+        ))?;
+        let public =
+            PublicKeyHex::parse(&key.public_key_hex()).map_err(|source| PhoneError::Value {
+                step: "bind: public key",
+                source,
+            })?;
+        let fingerprint = key.fingerprint();
+        let req = CreateDeviceRequest {
+            person_id,
+            key_type: KeyType::EcdsaP256,
+            key: public,
+            key_purpose: Some(purpose),
+            name: self.name().to_string(),
+            challenge_type: Some(BindingChallengeType::Sms),
+            language: None,
+            sms_challenge: None,
+            device_data: None,
+        };
+        let inbox = self.inbox_ref()?;
+        let mark = inbox.marker().await.step("bind: read inbox")?;
+        let created = self
+            .client
+            .create_device(&req)
+            .await
+            .step("bind: create device")?;
+        clock.lap("create device");
+        self.profile.device_id = Some(created.id.clone());
+        self.profile.bound = false;
+        self.profile.set_key_id(purpose, None);
+        self.save()?;
+        let otp = self
+            .inbox_ref()?
+            .wait_for_otp(mark, self.otp_timeout)
+            .await
+            .step("bind: wait for SMS")?;
+        clock.lap("wait for SMS");
+        let signature = self.sign(
+            purpose,
+            logic::binding_message(&otp),
+            "bind this phone",
+            "bind: sign OTP",
+        )?;
+        clock.lap("sign OTP");
+        let answer = AnswerSignatureChallenge {
+            signature,
+            device_data: None,
+        };
+        if let Err(source) = self
+            .client
+            .answer_signature_challenge(&created.challenge.id, &answer)
+            .await
+        {
+            // A timeout may have lost only the bank's answer: the device lists once
+            // verified, so ask before telling the user that binding failed.
+            let verified =
+                source.is_unavailable() && self.client.get_device(&created.id).await.is_ok();
+            if !verified {
+                return Err(PhoneError::Bank {
+                    step: "bind: answer binding challenge",
+                    source,
+                });
+            }
+        }
+        clock.lap("answer challenge");
+        self.profile.bound = true;
+        self.save()?;
+        Ok(BindOutcome {
+            device_id: created.id,
+            challenge_id: created.challenge.id,
+            key_id: None,
+            key_purpose: purpose,
+            fingerprint,
+            timings: clock.finish(),
+        })
+    }
+
+    /// Adds a key of `purpose` (default: the one the phone lacks), vouched for by a
+    /// signature of an existing key over the new key's hex.
+    pub async fn add_key(
+        &mut self,
+        purpose: Option<KeyPurpose>,
+    ) -> Result<AddKeyOutcome, PhoneError> {
+        let mut clock = Stopwatch::start();
+        let device = self.bound_device()?;
+        let held = self.key_purposes();
+        let purpose = match purpose.or_else(|| logic::missing_purpose(&held)) {
+            Some(p) if !held.contains(&p) => p,
+            other => {
+                return Err(PhoneError::KeyExists {
+                    name: self.name().to_string(),
+                    purpose: other.unwrap_or(KeyPurpose::Restricted),
+                });
+            }
+        };
+        let signer =
+            *held
+                .first()
+                .ok_or(PhoneError::Keystore(vphone_keystore::KeystoreError::NoKey(
+                    KeyPurpose::Unrestricted,
+                )))?;
+        let new_key = self.vault.generate_key(purpose)?;
+        let public = match PublicKeyHex::parse(&new_key.public_key_hex()) {
+            Ok(p) => p,
+            Err(source) => {
+                self.vault.remove(purpose);
+                return Err(PhoneError::Value {
+                    step: "add key: public key",
+                    source,
+                });
+            }
+        };
+        let signature = match self.sign(
+            signer,
+            logic::add_key_message(&public),
+            "add a key to this phone",
+            "add key: sign",
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                self.vault.remove(purpose);
+                return Err(e);
+            }
+        };
+        let req = AddKeyRequest {
+            key: public,
+            key_type: KeyType::EcdsaP256,
+            key_purpose: purpose,
+            device_signature: DeviceSignature {
+                signature_key_purpose: signer,
+                signature,
+            },
+        };
+        let added = match self.client.add_key(&device, &req).await {
+            Ok(a) => a.id,
+            // A timeout may have lost only the bank's answer: if the device now lists a key
+            // of this purpose, it is the one just sent (a purpose is unique per device).
+            Err(source)
+                if source.is_unavailable()
+                    && let Some(id) = self.listed_key(&device, purpose).await =>
+            {
+                id
+            }
+            Err(source) => {
+                // The bank does not know the key: forget it, so the vault matches the bank.
+                self.vault.remove(purpose);
+                return Err(PhoneError::Bank {
+                    step: "add key",
+                    source,
+                });
+            }
+        };
+        clock.lap("add key");
+        self.profile.set_key_id(purpose, Some(added.clone()));
+        self.save()?;
+        Ok(AddKeyOutcome {
+            key_id: added,
+            key_purpose: purpose,
+            signed_with: signer,
+            timings: clock.finish(),
+        })
+    }
+
+    /// The bank's id of the device's key of `purpose`, if it lists one (and answers).
+    async fn listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
+        let keys = self.client.list_keys(device).await.ok()?;
+        keys.keys
+            .into_iter()
+            .find(|k| k.key_purpose == purpose)
+            .map(|k| k.key_id)
+    }
+
+    /// The person's bound devices (`GET /v1/mfa/devices?filter[person_id]=...`).
+    pub async fn devices(&self, include_deleted: bool) -> Result<Vec<Device>, PhoneError> {
+        let query = DeviceListQuery {
+            person_id: Some(self.person_id()?),
+            include_deleted: include_deleted.then_some(true),
+            page_size: None,
+            page_number: None,
+        };
+        self.client.list_devices(&query).await.step("list devices")
+    }
+
+    /// This phone's device as the bank sees it.
+    pub async fn device(&self) -> Result<Device, PhoneError> {
+        let device = self.bound_device()?;
+        self.client.get_device(&device).await.step("show device")
+    }
+
+    /// The device's keys as the bank sees them; records the bank's key ids.
+    pub async fn keys(&mut self) -> Result<DeviceKeys, PhoneError> {
+        let device = self.bound_device()?;
+        let keys = self.client.list_keys(&device).await.step("list keys")?;
+        let before = self.profile.clone();
+        for k in &keys.keys {
+            self.profile
+                .set_key_id(k.key_purpose, Some(k.key_id.clone()));
+        }
+        if self.profile != before {
+            self.save()?;
+        }
+        Ok(keys)
+    }
+
+    /// Deletes this phone's device at the bank and forgets its keys.
+    pub async fn delete_device(&mut self) -> Result<DeleteOutcome, PhoneError> {
+        let mut clock = Stopwatch::start();
+        let device = self
+            .profile
+            .device_id
+            .clone()
+            .ok_or_else(|| PhoneError::NotBound {
+                name: self.name().to_string(),
+            })?;
+        self.client
+            .delete_device(&device)
+            .await
+            .step("delete device")?;
+        clock.lap("delete device");
+        self.profile.device_id = None;
+        self.profile.bound = false;
+        for purpose in [KeyPurpose::Unrestricted, KeyPurpose::Restricted] {
+            self.vault.remove(purpose);
+            self.profile.set_key_id(purpose, None);
+        }
+        self.save()?;
+        Ok(DeleteOutcome {
+            device_id: device,
+            timings: clock.finish(),
+        })
+    }
+}

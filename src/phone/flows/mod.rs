@@ -1,0 +1,76 @@
+//! The flows of API.md as methods of [`Phone`], one file per area. Each takes its inbox
+//! marker before the call that sends an SMS, checks challenges before signing, and saves
+//! the profile when the bank's state changed.
+
+mod change;
+mod device;
+mod setup;
+mod sign;
+
+pub use change::Confirmation;
+
+use super::{Inbox, Phone, PhoneError};
+use crate::api::{CreatePerson, DeviceId, KeyPurpose, PersonId, PhoneNumber, SignatureHex};
+use std::collections::BTreeMap;
+
+/// A person with just a first and last name.
+pub fn person_named(first_name: &str, last_name: &str) -> CreatePerson {
+    CreatePerson {
+        first_name: first_name.to_owned(),
+        last_name: last_name.to_owned(),
+        email: None,
+        salutation: None,
+        birth_date: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+impl Phone {
+    fn person_id(&self) -> Result<PersonId, PhoneError> {
+        self.profile
+            .person_id
+            .clone()
+            .ok_or_else(|| PhoneError::NoPerson {
+                name: self.name().to_string(),
+            })
+    }
+
+    fn number_and_inbox(&self) -> Result<(PhoneNumber, &Inbox), PhoneError> {
+        match (&self.profile.number, &self.inbox) {
+            (Some(n), Some(i)) => Ok((n.clone(), i)),
+            _ => Err(PhoneError::NoNumber {
+                name: self.name().to_string(),
+            }),
+        }
+    }
+
+    fn inbox_ref(&self) -> Result<&Inbox, PhoneError> {
+        self.number_and_inbox().map(|(_, i)| i)
+    }
+
+    fn bound_device(&self) -> Result<DeviceId, PhoneError> {
+        match (&self.profile.device_id, self.profile.bound) {
+            (Some(d), true) => Ok(d.clone()),
+            _ => Err(PhoneError::NotBound {
+                name: self.name().to_string(),
+            }),
+        }
+    }
+
+    fn sign(
+        &self,
+        purpose: KeyPurpose,
+        message: &[u8],
+        reason: &str,
+        step: &'static str,
+    ) -> Result<SignatureHex, PhoneError> {
+        let hex = self
+            .vault
+            .sign(purpose, message, &*self.presence, reason)
+            .map_err(|e| match PhoneError::from(e) {
+                PhoneError::Presence { source, .. } => PhoneError::Presence { purpose, source },
+                other => other,
+            })?;
+        SignatureHex::parse(&hex).map_err(|source| PhoneError::Value { step, source })
+    }
+}
