@@ -153,6 +153,22 @@ async fn shards_bind_disjoint_slices_that_cover_the_fleet_and_their_reports_merg
     assert_eq!(merged.ok("bind"), total);
     assert_eq!(merged.ops["bind"].latency_us.len(), total);
     assert_eq!(merged.shards.len(), 3);
+    assert_eq!(merged.devices, total);
+    // The same shard's report again is refused: it would count its phones twice.
+    let again = merged.clone();
+    assert!(merged.clone().merge(&again).is_err());
+
+    // More shards than phones: an empty slice still reports which shard it was.
+    let shard = Shard::new(1, 4).unwrap();
+    let empty = Arc::new(Fleet::new("13", 2, shard.slice(2)).unwrap());
+    let options = RunOptions {
+        shard,
+        ..RunOptions::new(Scenario::Single(Step::Bind), closed(4, None))
+    };
+    let report = run(&client, empty, options).await.unwrap();
+    assert_eq!((report.iterations, report.devices), (0, 2));
+    assert_eq!(report.shards.len(), 1);
+    assert_eq!(report.shards[0].shard, "1/4");
     sb.shutdown().await;
 }
 

@@ -147,6 +147,8 @@ pub struct Report {
     pub pacing: String,
     /// The fleet seed, as given, so a report names the phones it measured.
     pub seed: String,
+    /// Phones in the whole fleet (every shard's slice is part of it); 0 when unknown.
+    pub devices: u64,
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
     /// Wall time from the first start to the last end, seconds.
@@ -192,6 +194,8 @@ struct ReportFile {
     scenario: String,
     pacing: String,
     seed: String,
+    #[serde(default)]
+    devices: u64,
     started_unix_ms: u64,
     elapsed_secs: f64,
     iterations: u64,
@@ -210,6 +214,7 @@ impl Report {
             scenario: scenario.to_owned(),
             pacing: pacing.to_owned(),
             seed: seed.to_owned(),
+            devices: 0,
             started_unix_ms,
             elapsed_secs: 0.0,
             iterations: 0,
@@ -249,12 +254,68 @@ impl Report {
         self.errors.values().sum()
     }
 
-    /// Adds another report: counts add, histograms merge exactly, the wall time becomes the
-    /// span from the earliest start to the latest end. Nothing is averaged.
+    /// Whether `other` measured another part of the same run: the same scenario, pacing,
+    /// seed and fleet size, cut into the same number of shards, none of them run twice.
+    /// Anything else would not be one fleet's report, so it is refused with the reason.
+    pub fn check_mergeable(&self, other: &Report) -> Result<(), FleetError> {
+        for (what, mine, theirs) in [
+            ("scenario", &self.scenario, &other.scenario),
+            ("pacing", &self.pacing, &other.pacing),
+            ("seed", &self.seed, &other.seed),
+        ] {
+            if mine != theirs {
+                return Err(FleetError::Mismatch(format!(
+                    "cannot merge reports of different runs: {what} {mine:?} vs {theirs:?} \
+                     (merge only the shards of one run: same --scenario, pacing flags, --seed \
+                     and --devices)"
+                )));
+            }
+        }
+        if self.devices != other.devices {
+            return Err(FleetError::Mismatch(format!(
+                "cannot merge reports of different runs: a fleet of {} phones vs one of {}",
+                self.devices, other.devices
+            )));
+        }
+        let count = |s: &ShardRun| s.shard.split_once('/').map(|(_, n)| n.to_owned());
+        for mine in &self.shards {
+            for theirs in &other.shards {
+                if count(mine) != count(theirs) {
+                    return Err(FleetError::Mismatch(format!(
+                        "cannot merge shard {} with shard {}: the fleet was cut into a \
+                         different number of shards",
+                        mine.shard, theirs.shard
+                    )));
+                }
+                let overlap = mine.first_device.max(theirs.first_device)
+                    < mine.end_device.min(theirs.end_device);
+                if mine.shard == theirs.shard || overlap {
+                    return Err(FleetError::Mismatch(format!(
+                        "shard {} (phones {}..{}) and shard {} (phones {}..{}) overlap: a \
+                         report was given twice, or two runs drove the same phones",
+                        mine.shard,
+                        mine.first_device,
+                        mine.end_device,
+                        theirs.shard,
+                        theirs.first_device,
+                        theirs.end_device
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another shard's report of the same run (see [`Report::check_mergeable`]; a
+    /// mismatch is refused and leaves `self` untouched): counts add, histograms merge
+    /// exactly, the wall time becomes the span from the earliest start to the latest end.
+    /// Nothing is averaged.
     pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
+        self.check_mergeable(other)?;
+        // Merge the histograms into copies first, so a failure leaves `self` as it was.
+        let mut ops = self.ops.clone();
         for (name, stats) in &other.ops {
-            self.ops
-                .entry(name.clone())
+            ops.entry(name.clone())
                 .or_default()
                 .merge(stats)
                 .map_err(|detail| FleetError::Histogram {
@@ -262,6 +323,7 @@ impl Report {
                     detail,
                 })?;
         }
+        self.ops = ops;
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
@@ -271,16 +333,6 @@ impl Report {
         self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
         self.iterations += other.iterations;
         self.missed += other.missed;
-        for (mine, theirs) in [
-            (&mut self.scenario, &other.scenario),
-            (&mut self.pacing, &other.pacing),
-            (&mut self.seed, &other.seed),
-        ] {
-            if !mine.split(" | ").any(|part| part == theirs) {
-                mine.push_str(" | ");
-                mine.push_str(theirs);
-            }
-        }
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
     }
@@ -320,6 +372,7 @@ impl Report {
             scenario: self.scenario.clone(),
             pacing: self.pacing.clone(),
             seed: self.seed.clone(),
+            devices: self.devices,
             started_unix_ms: self.started_unix_ms,
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
@@ -381,6 +434,7 @@ impl Report {
             scenario: file.scenario,
             pacing: file.pacing,
             seed: file.seed,
+            devices: file.devices,
             started_unix_ms: file.started_unix_ms,
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,

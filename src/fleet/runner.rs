@@ -183,7 +183,20 @@ pub async fn run(
         fleet.seed_text(),
         started_unix_ms,
     );
+    report.devices = fleet.total();
+    let range = fleet.range();
+    let mut shard_run = ShardRun {
+        shard: options.shard.to_string(),
+        first_device: range.start,
+        end_device: range.end,
+        peak_memory_bytes: 0,
+        elapsed_secs: 0.0,
+    };
     if fleet.is_empty() {
+        // An empty slice (more shards than phones) still names itself, so a merge sees
+        // every shard of the run.
+        shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
+        report.shards.push(shard_run);
         return Ok(report);
     }
     // Without a token no iteration can succeed; each will record the failure itself.
@@ -216,14 +229,9 @@ pub async fn run(
     shared.recorder.fill(&mut report)?;
     report.elapsed_secs = elapsed.as_secs_f64();
     report.missed = shared.missed.load(Ordering::Relaxed);
-    let range = fleet.range();
-    report.shards.push(ShardRun {
-        shard: shared.options.shard.to_string(),
-        first_device: range.start,
-        end_device: range.end,
-        peak_memory_bytes: peak_rss_bytes().unwrap_or(0),
-        elapsed_secs: report.elapsed_secs,
-    });
+    shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
+    shard_run.elapsed_secs = report.elapsed_secs;
+    report.shards.push(shard_run);
     Ok(report)
 }
 
