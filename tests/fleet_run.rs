@@ -219,3 +219,36 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duration_stops_the_run_in_time_even_with_requests_in_flight() {
+    // Every request takes 400 ms, so one onboarding (4 requests) takes 1.6 s: far longer
+    // than the 300 ms duration plus 200 ms drain.
+    let (sb, client) = sandbox(Some(Duration::from_millis(400))).await;
+    let fleet = Arc::new(Fleet::new("15", 4, 0..4).unwrap());
+    let pacing = Pacing {
+        duration: Some(Duration::from_millis(300)),
+        ..closed(2, None)
+    };
+    let options = RunOptions {
+        drain: Duration::from_millis(200),
+        ..RunOptions::new(Scenario::Single(Step::Onboard), pacing)
+    };
+    let started = std::time::Instant::now();
+    let report = run(&client, fleet, options).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1200),
+        "the run took {took:?}\n{}",
+        report.render_table()
+    );
+    assert!(report.elapsed_secs < 0.9, "{}", report.render_table());
+    assert_eq!(
+        (report.iterations, report.unfinished),
+        (0, 2),
+        "both workers' iterations were cut and counted\n{}",
+        report.render_table()
+    );
+    assert!(report.render_table().contains("unfinished: 2"));
+    sb.shutdown().await;
+}

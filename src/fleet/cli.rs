@@ -80,9 +80,13 @@ pub struct RunArgs {
     /// Spread worker starts (closed) or grow the rate linearly (open) over this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub ramp_up: Duration,
-    /// Stop starting iterations after this time.
+    /// Stop starting iterations after this time; iterations still running get --drain
+    /// more to finish, then are cancelled and reported as unfinished.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// With --duration: how long running iterations may still finish after it ends.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub drain: Duration,
     /// Stop after this many iterations (default: one per phone unless --duration is given).
     #[arg(long)]
     pub iterations: Option<u64>,
@@ -286,6 +290,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         number,
         otp,
         shard,
+        drain: args.drain,
         ..RunOptions::new(scenario, pacing)
     };
     let report = super::run(&client, fleet.clone(), options).await?;

@@ -158,6 +158,9 @@ pub struct Report {
     /// Open model: iterations due before the end that no worker could start in time (not
     /// run; a sign that `--concurrency` bounds in-flight work below what the rate needs).
     pub missed: u64,
+    /// Iterations still running when the duration and its drain time were over: cancelled,
+    /// their unanswered requests counted nowhere else.
+    pub unfinished: u64,
     /// Per-operation stats by operation name.
     pub ops: BTreeMap<String, OpStats>,
     /// Failure counts.
@@ -201,6 +204,8 @@ struct ReportFile {
     iterations: u64,
     #[serde(default)]
     missed: u64,
+    #[serde(default)]
+    unfinished: u64,
     peak_memory_bytes: u64,
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
@@ -219,6 +224,7 @@ impl Report {
             elapsed_secs: 0.0,
             iterations: 0,
             missed: 0,
+            unfinished: 0,
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
@@ -333,6 +339,7 @@ impl Report {
         self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
         self.iterations += other.iterations;
         self.missed += other.missed;
+        self.unfinished += other.unfinished;
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
     }
@@ -377,6 +384,7 @@ impl Report {
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
             missed: self.missed,
+            unfinished: self.unfinished,
             peak_memory_bytes: self.peak_memory_bytes(),
             ops,
             errors: self
@@ -439,6 +447,7 @@ impl Report {
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,
             missed: file.missed,
+            unfinished: file.unfinished,
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
@@ -500,6 +509,14 @@ impl Report {
                 out,
                 "missed: {} iterations were due but found no free worker before the end",
                 self.missed
+            );
+        }
+        if self.unfinished > 0 {
+            let _ = writeln!(
+                out,
+                "unfinished: {} iterations were still running when the duration and its drain \
+                 time ended, and were cancelled",
+                self.unfinished
             );
         }
         if self.errors.is_empty() {
