@@ -17,6 +17,24 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// The report format's version, written into every report file.
 pub const REPORT_VERSION: u32 = 1;
 
+/// `d` in seconds at microsecond resolution. Such a value is a whole number of
+/// microseconds divided by 10^6, which JSON writes as a short decimal that every parser,
+/// serde_json's fast default one included, reads back as exactly the same `f64`: report
+/// times round-trip exactly (an arbitrary `f64` may come back one unit in the last place
+/// off).
+pub fn secs(d: std::time::Duration) -> f64 {
+    micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn micros_to_secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn secs_to_micros(secs: f64) -> u64 {
+    // Saturating float-to-int conversion; report times are never negative.
+    (secs * 1e6).round() as u64
+}
+
 /// A fresh latency histogram: microseconds, 3 significant digits, growing as values need.
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant digits is a constant the library always accepts.
@@ -134,7 +152,7 @@ pub struct ShardRun {
     pub end_device: u64,
     /// Peak resident memory of the process, bytes (0 when unknown).
     pub peak_memory_bytes: u64,
-    /// Wall time of the process's run, seconds.
+    /// Wall time of the process's run, seconds at microsecond resolution (see [`secs`]).
     pub elapsed_secs: f64,
 }
 
@@ -151,7 +169,8 @@ pub struct Report {
     pub devices: u64,
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
-    /// Wall time from the first start to the last end, seconds.
+    /// Wall time from the first start to the last end, seconds at microsecond resolution
+    /// (see [`secs`]).
     pub elapsed_secs: f64,
     /// Iterations (scenario runs) completed, successful or not.
     pub iterations: u64,
@@ -333,10 +352,16 @@ impl Report {
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
-        let end = (self.started_unix_ms as f64 / 1e3 + self.elapsed_secs)
-            .max(other.started_unix_ms as f64 / 1e3 + other.elapsed_secs);
+        // In whole microseconds, so the merged time is as exact as the parts' (see [`secs`]).
+        let end_us = |r: &Report| {
+            r.started_unix_ms
+                .saturating_mul(1000)
+                .saturating_add(secs_to_micros(r.elapsed_secs))
+        };
+        let end = end_us(self).max(end_us(other));
         self.started_unix_ms = self.started_unix_ms.min(other.started_unix_ms);
-        self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
+        self.elapsed_secs =
+            micros_to_secs(end.saturating_sub(self.started_unix_ms.saturating_mul(1000)));
         self.iterations += other.iterations;
         self.missed += other.missed;
         self.unfinished += other.unfinished;
@@ -604,5 +629,43 @@ mod tests {
     fn a_foreign_or_newer_file_is_refused_with_the_reason() {
         let err = Report::from_json("{\"x\":1}", Path::new("a.json")).unwrap_err();
         assert!(err.to_string().contains("a.json"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn every_field_of_a_report_survives_json_exactly() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..2_000 {
+            let started = rng.gen_range(1_600_000_000_000..2_000_000_000_000);
+            let mut r = Report::new("sign", "closed concurrency=2", "9", started);
+            r.devices = rng.gen_range(1..1 << 40);
+            // As a run sets it: a Duration at microsecond resolution.
+            r.elapsed_secs = secs(std::time::Duration::from_nanos(rng.gen_range(0..1 << 47)));
+            r.iterations = rng.gen_range(0..1 << 40);
+            r.shards.push(ShardRun {
+                shard: "1/1".into(),
+                first_device: 0,
+                end_device: r.devices,
+                peak_memory_bytes: rng.gen_range(0..1 << 40),
+                elapsed_secs: secs(std::time::Duration::from_micros(rng.gen_range(0..1 << 40))),
+            });
+            let back = Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+            assert_eq!(back, r);
+            // A merged report's span is as exact.
+            let mut other = r.clone();
+            other.started_unix_ms = r.started_unix_ms.saturating_sub(rng.gen_range(0..10_000));
+            other.shards[0].shard = "2/2".into();
+            other.shards[0].first_device = r.devices;
+            let mut merged = r.clone();
+            merged.shards[0].shard = "1/2".into();
+            merged.merge(&other).unwrap();
+            let back = Report::from_json(&merged.to_json().unwrap(), Path::new("-")).unwrap();
+            assert_eq!(back, merged);
+        }
     }
 }

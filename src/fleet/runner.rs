@@ -258,7 +258,7 @@ pub async fn run(
     display.finish(&shared.recorder, elapsed);
 
     shared.recorder.fill(&mut report)?;
-    report.elapsed_secs = elapsed.as_secs_f64();
+    report.elapsed_secs = super::report::secs(elapsed);
     report.missed = shared.missed.load(Ordering::Relaxed);
     report.unfinished = shared.in_flight.load(Ordering::Relaxed);
     shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
