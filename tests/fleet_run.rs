@@ -252,3 +252,25 @@ async fn a_duration_stops_the_run_in_time_even_with_requests_in_flight() {
     assert!(report.render_table().contains("unfinished: 2"));
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_prerequisite_counts_as_a_failure_of_the_step() {
+    let (sb, client) = sandbox(None).await;
+    let fleet = Arc::new(Fleet::new("16", 3, 0..3).unwrap());
+    // The wrong OTP: every onboarding fails at confirm_mobile_number, so no phone can sign.
+    let options = RunOptions {
+        otp: vphone::api::Otp::parse("000000").unwrap(),
+        ..RunOptions::new(Scenario::Single(Step::Sign), closed(1, Some(3)))
+    };
+    let report = run(&client, fleet, options).await.unwrap();
+    let table = report.render_table();
+    assert_eq!(report.iterations, 3, "{table}");
+    assert_eq!(report.ops["confirm_mobile_number"].failed, 3, "{table}");
+    assert_eq!(report.ops["onboard"].failed, 3, "{table}");
+    assert_eq!(
+        (report.ok("sign"), report.ops["sign"].failed),
+        (0, 3),
+        "every failed iteration shows in its step's row\n{table}"
+    );
+    sb.shutdown().await;
+}
