@@ -202,6 +202,10 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
         starved.render_table()
     );
     assert!(starved.missed > 0, "{}", starved.render_table());
+    assert!(
+        starved.render_table().contains("not in the latencies above"),
+        "missed iterations are reported as excluded from the percentiles"
+    );
     assert_eq!(starved.ok("sign") + starved.missed, 100);
 
     // With enough workers the same arrivals do not queue: latency is the service time.
@@ -271,6 +275,11 @@ async fn a_failed_prerequisite_counts_as_a_failure_of_the_step() {
         (report.ok("sign"), report.ops["sign"].failed),
         (0, 3),
         "every failed iteration shows in its step's row\n{table}"
+    );
+    // The table does not pass the steps' repeats off as more failed requests.
+    assert!(
+        table.contains("errors (3 failed requests; 6 failed scenario steps"),
+        "{table}"
     );
     sb.shutdown().await;
 }

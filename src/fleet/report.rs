@@ -532,7 +532,9 @@ impl Report {
         if self.missed > 0 {
             let _ = writeln!(
                 out,
-                "missed: {} iterations were due but found no free worker before the end",
+                "missed: {} iterations were due before the end but no worker was free to start \
+                 them; they are not in the latencies above (each would have waited at least \
+                 until the end): raise --concurrency or lower --rate",
                 self.missed
             );
         }
@@ -547,7 +549,21 @@ impl Report {
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");
         } else {
-            let _ = writeln!(out, "errors ({} in all):", self.total_errors());
+            let steps: u64 = self
+                .errors
+                .iter()
+                .filter(|(k, _)| {
+                    super::Op::ALL
+                        .iter()
+                        .any(|op| op.is_step() && op.name() == k.op)
+                })
+                .map(|(_, n)| n)
+                .sum();
+            let _ = writeln!(
+                out,
+                "errors ({} failed requests; {steps} failed scenario steps, which repeat them):",
+                self.total_errors() - steps
+            );
             for (k, n) in &self.errors {
                 let status = if k.status == 0 {
                     "-".to_owned()

@@ -236,9 +236,7 @@ pub async fn run(
         tasks.spawn(worker(shared.clone(), w));
     }
     let cutoff = shared.deadline.map(|d| d + shared.options.drain);
-    let all_done = async {
-        while tasks.join_next().await.is_some() {}
-    };
+    let all_done = async { while tasks.join_next().await.is_some() {} };
     let drained = match cutoff {
         Some(cutoff) => tokio::time::timeout_at(cutoff.into(), all_done)
             .await
