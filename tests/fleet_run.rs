@@ -203,7 +203,9 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
     );
     assert!(starved.missed > 0, "{}", starved.render_table());
     assert!(
-        starved.render_table().contains("not in the latencies above"),
+        starved
+            .render_table()
+            .contains("not in the latencies above"),
         "missed iterations are reported as excluded from the percentiles"
     );
     assert_eq!(starved.ok("sign") + starved.missed, 100);
