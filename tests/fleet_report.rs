@@ -125,3 +125,65 @@ fn shards_are_disjoint_and_cover_the_fleet() {
         }
     }
 }
+
+fn shard_report(seed: &str, shard: &str, first: u64, end: u64) -> Report {
+    let mut r = record(|i| i % 2 == 0);
+    r.seed = seed.into();
+    r.devices = 100;
+    r.shards.push(vphone::fleet::ShardRun {
+        shard: shard.into(),
+        first_device: first,
+        end_device: end,
+        peak_memory_bytes: 1,
+        elapsed_secs: 1.0,
+    });
+    r
+}
+
+#[test]
+fn merge_refuses_reports_of_other_runs_and_overlapping_shards() {
+    let first = shard_report("1", "1/2", 0, 50);
+    let second = shard_report("1", "2/2", 50, 100);
+    let mut ok = first.clone();
+    ok.merge(&second).unwrap();
+    assert_eq!(ok.shards.len(), 2);
+    assert_eq!(ok.seed, "1");
+
+    let refused = |other: &Report, needle: &str| {
+        let mut m = first.clone();
+        let err = m.merge(other).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(m, first, "a refused merge leaves the report as it was");
+    };
+    refused(&shard_report("2", "2/2", 50, 100), "seed");
+    let mut scenario = second.clone();
+    scenario.scenario = "sign".into();
+    refused(&scenario, "scenario");
+    let mut pacing = second.clone();
+    pacing.pacing = "open rate=10/s".into();
+    refused(&pacing, "pacing");
+    let mut size = second.clone();
+    size.devices = 200;
+    refused(&size, "fleet of");
+    refused(&first, "overlap");
+    refused(&shard_report("1", "2/3", 33, 66), "number of shards");
+    refused(&shard_report("1", "2/2", 40, 100), "overlap");
+}
+
+#[test]
+fn vphone_load_merge_refuses_the_same_shard_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    shard_report("1", "1/2", 0, 50).write_file(&a).unwrap();
+    let out = Command::cargo_bin("vphone")
+        .unwrap()
+        .args(["load", "merge"])
+        .arg(&a)
+        .arg(&a)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("overlap"), "{stderr}");
+}

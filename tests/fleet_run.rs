@@ -153,6 +153,22 @@ async fn shards_bind_disjoint_slices_that_cover_the_fleet_and_their_reports_merg
     assert_eq!(merged.ok("bind"), total);
     assert_eq!(merged.ops["bind"].latency_us.len(), total);
     assert_eq!(merged.shards.len(), 3);
+    assert_eq!(merged.devices, total);
+    // The same shard's report again is refused: it would count its phones twice.
+    let again = merged.clone();
+    assert!(merged.clone().merge(&again).is_err());
+
+    // More shards than phones: an empty slice still reports which shard it was.
+    let shard = Shard::new(1, 4).unwrap();
+    let empty = Arc::new(Fleet::new("13", 2, shard.slice(2)).unwrap());
+    let options = RunOptions {
+        shard,
+        ..RunOptions::new(Scenario::Single(Step::Bind), closed(4, None))
+    };
+    let report = run(&client, empty, options).await.unwrap();
+    assert_eq!((report.iterations, report.devices), (0, 2));
+    assert_eq!(report.shards.len(), 1);
+    assert_eq!(report.shards[0].shard, "1/4");
     sb.shutdown().await;
 }
 
@@ -186,6 +202,12 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
         starved.render_table()
     );
     assert!(starved.missed > 0, "{}", starved.render_table());
+    assert!(
+        starved
+            .render_table()
+            .contains("not in the latencies above"),
+        "missed iterations are reported as excluded from the percentiles"
+    );
     assert_eq!(starved.ok("sign") + starved.missed, 100);
 
     // With enough workers the same arrivals do not queue: latency is the service time.
@@ -200,6 +222,66 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
         served.ops["sign"].quantile_us(0.99) < 200_000,
         "{}",
         served.render_table()
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duration_stops_the_run_in_time_even_with_requests_in_flight() {
+    // Every request takes 400 ms, so one onboarding (4 requests) takes 1.6 s: far longer
+    // than the 300 ms duration plus 200 ms drain.
+    let (sb, client) = sandbox(Some(Duration::from_millis(400))).await;
+    let fleet = Arc::new(Fleet::new("15", 4, 0..4).unwrap());
+    let pacing = Pacing {
+        duration: Some(Duration::from_millis(300)),
+        ..closed(2, None)
+    };
+    let options = RunOptions {
+        drain: Duration::from_millis(200),
+        ..RunOptions::new(Scenario::Single(Step::Onboard), pacing)
+    };
+    let started = std::time::Instant::now();
+    let report = run(&client, fleet, options).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1200),
+        "the run took {took:?}\n{}",
+        report.render_table()
+    );
+    assert!(report.elapsed_secs < 0.9, "{}", report.render_table());
+    assert_eq!(
+        (report.iterations, report.unfinished),
+        (0, 2),
+        "both workers' iterations were cut and counted\n{}",
+        report.render_table()
+    );
+    assert!(report.render_table().contains("unfinished: 2"));
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_prerequisite_counts_as_a_failure_of_the_step() {
+    let (sb, client) = sandbox(None).await;
+    let fleet = Arc::new(Fleet::new("16", 3, 0..3).unwrap());
+    // The wrong OTP: every onboarding fails at confirm_mobile_number, so no phone can sign.
+    let options = RunOptions {
+        otp: vphone::api::Otp::parse("000000").unwrap(),
+        ..RunOptions::new(Scenario::Single(Step::Sign), closed(1, Some(3)))
+    };
+    let report = run(&client, fleet, options).await.unwrap();
+    let table = report.render_table();
+    assert_eq!(report.iterations, 3, "{table}");
+    assert_eq!(report.ops["confirm_mobile_number"].failed, 3, "{table}");
+    assert_eq!(report.ops["onboard"].failed, 3, "{table}");
+    assert_eq!(
+        (report.ok("sign"), report.ops["sign"].failed),
+        (0, 3),
+        "every failed iteration shows in its step's row\n{table}"
+    );
+    // The table does not pass the steps' repeats off as more failed requests.
+    assert!(
+        table.contains("errors (3 failed requests; 6 failed scenario steps"),
+        "{table}"
     );
     sb.shutdown().await;
 }

@@ -63,26 +63,33 @@ pub struct RunArgs {
     /// Without it, a sandbox is started in-process on 127.0.0.1.
     #[arg(long, value_name = "URL")]
     pub api: Option<url::Url>,
-    /// Phones in the whole fleet (a shard runs its slice of them).
-    #[arg(long, default_value_t = 100)]
-    pub devices: u64,
+    /// Phones in the whole fleet (a shard runs its slice of them) [default: the --fleet
+    /// file's size, else 100].
+    #[arg(long)]
+    pub devices: Option<u64>,
     /// `onboard`, `bind`, `add_key`, `sign`, `sms`, `change`, or a weighted mix such as
     /// `mix:bind=1,sign=8,sms=1`.
     #[arg(long, default_value = "bind")]
     pub scenario: String,
-    /// Closed model: concurrent workers. Open model: the most iterations in flight.
+    /// Closed model: concurrent workers (default 32). Open model: the most iterations in
+    /// flight (default 1024); arrivals finding all busy start late, timed from when they
+    /// were due.
     #[arg(long, short = 'c')]
     pub concurrency: Option<usize>,
     /// Open model: iterations started per second, whatever the latency; latencies count
-    /// from each iteration's intended start.
+    /// from each iteration's intended start. Needs --duration or --iterations.
     #[arg(long, value_name = "PER_SECOND")]
     pub rate: Option<f64>,
     /// Spread worker starts (closed) or grow the rate linearly (open) over this time.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub ramp_up: Duration,
-    /// Stop starting iterations after this time.
+    /// Stop starting iterations after this time; iterations still running get --drain
+    /// more to finish, then are cancelled and reported as unfinished.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// With --duration: how long running iterations may still finish after it ends.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub drain: Duration,
     /// Stop after this many iterations (default: one per phone unless --duration is given).
     #[arg(long)]
     pub iterations: Option<u64>,
@@ -122,8 +129,30 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The pacing these arguments ask for.
+    /// The pacing these arguments ask for; refuses combinations that make no run.
     pub fn pacing(&self) -> Result<Pacing, FleetError> {
+        let usage = |text: &str| Err(FleetError::Usage(text.to_owned()));
+        if self.devices == Some(0) {
+            return usage("--devices 0: a fleet needs at least one phone");
+        }
+        if self.iterations == Some(0) {
+            return usage("--iterations 0: give at least 1 (or leave it out)");
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return usage("--duration 0s: give a positive time such as 30s (or leave it out)");
+        }
+        if self.rate.is_some() && self.duration.is_none() && self.iterations.is_none() {
+            return usage(
+                "--rate needs --duration or --iterations: an open-model run must say when \
+                 it ends (e.g. --rate 200 --duration 60s)",
+            );
+        }
+        if self.api.is_some() && self.sandbox_latency.is_some() {
+            return usage(
+                "--sandbox-latency only applies to the in-process sandbox; leave out --api \
+                 to use it",
+            );
+        }
         let model = match self.rate {
             Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
                 return Err(FleetError::Usage(format!(
@@ -227,9 +256,11 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         (None, Some((seed, _))) => seed.clone(),
         (None, None) => hex::encode(rand::random::<[u8; 32]>()),
     };
-    let total = match &first_file {
-        Some((_, total)) if args.devices == 100 => *total,
-        _ => args.devices,
+    // A --devices that disagrees with the fleet file is refused when the file is loaded.
+    let total = match (args.devices, &first_file) {
+        (Some(devices), _) => devices,
+        (None, Some((_, total))) => *total,
+        (None, None) => 100,
     };
     let fleet = Arc::new(Fleet::new(&seed, total, shard.slice(total))?);
     for path in &args.fleet {
@@ -286,6 +317,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         number,
         otp,
         shard,
+        drain: args.drain,
         ..RunOptions::new(scenario, pacing)
     };
     let report = super::run(&client, fleet.clone(), options).await?;

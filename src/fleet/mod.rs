@@ -29,6 +29,6 @@ pub use report::{
     ErrorKey, MAX_LATENCY_US, OpStats, REPORT_VERSION, Report, ShardRun, decode_histogram,
     encode_histogram, new_histogram, record_us, same_values,
 };
-pub use runner::{ProgressMode, RunOptions, run};
+pub use runner::{DEFAULT_DRAIN, ProgressMode, RunOptions, run};
 pub use scenario::{Aborted, Scenario, Step, Steps, failure_of};
 pub use shard::{COUNT_ENV, INDEX_ENV, Shard};

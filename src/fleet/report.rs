@@ -17,6 +17,24 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// The report format's version, written into every report file.
 pub const REPORT_VERSION: u32 = 1;
 
+/// `d` in seconds at microsecond resolution. Such a value is a whole number of
+/// microseconds divided by 10^6, which JSON writes as a short decimal that every parser,
+/// serde_json's fast default one included, reads back as exactly the same `f64`: report
+/// times round-trip exactly (an arbitrary `f64` may come back one unit in the last place
+/// off).
+pub fn secs(d: std::time::Duration) -> f64 {
+    micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn micros_to_secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn secs_to_micros(secs: f64) -> u64 {
+    // Saturating float-to-int conversion; report times are never negative.
+    (secs * 1e6).round() as u64
+}
+
 /// A fresh latency histogram: microseconds, 3 significant digits, growing as values need.
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant digits is a constant the library always accepts.
@@ -134,7 +152,7 @@ pub struct ShardRun {
     pub end_device: u64,
     /// Peak resident memory of the process, bytes (0 when unknown).
     pub peak_memory_bytes: u64,
-    /// Wall time of the process's run, seconds.
+    /// Wall time of the process's run, seconds at microsecond resolution (see [`secs`]).
     pub elapsed_secs: f64,
 }
 
@@ -147,15 +165,21 @@ pub struct Report {
     pub pacing: String,
     /// The fleet seed, as given, so a report names the phones it measured.
     pub seed: String,
+    /// Phones in the whole fleet (every shard's slice is part of it); 0 when unknown.
+    pub devices: u64,
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
-    /// Wall time from the first start to the last end, seconds.
+    /// Wall time from the first start to the last end, seconds at microsecond resolution
+    /// (see [`secs`]).
     pub elapsed_secs: f64,
     /// Iterations (scenario runs) completed, successful or not.
     pub iterations: u64,
     /// Open model: iterations due before the end that no worker could start in time (not
     /// run; a sign that `--concurrency` bounds in-flight work below what the rate needs).
     pub missed: u64,
+    /// Iterations still running when the duration and its drain time were over: cancelled,
+    /// their unanswered requests counted nowhere else.
+    pub unfinished: u64,
     /// Per-operation stats by operation name.
     pub ops: BTreeMap<String, OpStats>,
     /// Failure counts.
@@ -192,11 +216,15 @@ struct ReportFile {
     scenario: String,
     pacing: String,
     seed: String,
+    #[serde(default)]
+    devices: u64,
     started_unix_ms: u64,
     elapsed_secs: f64,
     iterations: u64,
     #[serde(default)]
     missed: u64,
+    #[serde(default)]
+    unfinished: u64,
     peak_memory_bytes: u64,
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
@@ -210,10 +238,12 @@ impl Report {
             scenario: scenario.to_owned(),
             pacing: pacing.to_owned(),
             seed: seed.to_owned(),
+            devices: 0,
             started_unix_ms,
             elapsed_secs: 0.0,
             iterations: 0,
             missed: 0,
+            unfinished: 0,
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
@@ -249,12 +279,68 @@ impl Report {
         self.errors.values().sum()
     }
 
-    /// Adds another report: counts add, histograms merge exactly, the wall time becomes the
-    /// span from the earliest start to the latest end. Nothing is averaged.
+    /// Whether `other` measured another part of the same run: the same scenario, pacing,
+    /// seed and fleet size, cut into the same number of shards, none of them run twice.
+    /// Anything else would not be one fleet's report, so it is refused with the reason.
+    pub fn check_mergeable(&self, other: &Report) -> Result<(), FleetError> {
+        for (what, mine, theirs) in [
+            ("scenario", &self.scenario, &other.scenario),
+            ("pacing", &self.pacing, &other.pacing),
+            ("seed", &self.seed, &other.seed),
+        ] {
+            if mine != theirs {
+                return Err(FleetError::Mismatch(format!(
+                    "cannot merge reports of different runs: {what} {mine:?} vs {theirs:?} \
+                     (merge only the shards of one run: same --scenario, pacing flags, --seed \
+                     and --devices)"
+                )));
+            }
+        }
+        if self.devices != other.devices {
+            return Err(FleetError::Mismatch(format!(
+                "cannot merge reports of different runs: a fleet of {} phones vs one of {}",
+                self.devices, other.devices
+            )));
+        }
+        let count = |s: &ShardRun| s.shard.split_once('/').map(|(_, n)| n.to_owned());
+        for mine in &self.shards {
+            for theirs in &other.shards {
+                if count(mine) != count(theirs) {
+                    return Err(FleetError::Mismatch(format!(
+                        "cannot merge shard {} with shard {}: the fleet was cut into a \
+                         different number of shards",
+                        mine.shard, theirs.shard
+                    )));
+                }
+                let overlap = mine.first_device.max(theirs.first_device)
+                    < mine.end_device.min(theirs.end_device);
+                if mine.shard == theirs.shard || overlap {
+                    return Err(FleetError::Mismatch(format!(
+                        "shard {} (phones {}..{}) and shard {} (phones {}..{}) overlap: a \
+                         report was given twice, or two runs drove the same phones",
+                        mine.shard,
+                        mine.first_device,
+                        mine.end_device,
+                        theirs.shard,
+                        theirs.first_device,
+                        theirs.end_device
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds another shard's report of the same run (see [`Report::check_mergeable`]; a
+    /// mismatch is refused and leaves `self` untouched): counts add, histograms merge
+    /// exactly, the wall time becomes the span from the earliest start to the latest end.
+    /// Nothing is averaged.
     pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
+        self.check_mergeable(other)?;
+        // Merge the histograms into copies first, so a failure leaves `self` as it was.
+        let mut ops = self.ops.clone();
         for (name, stats) in &other.ops {
-            self.ops
-                .entry(name.clone())
+            ops.entry(name.clone())
                 .or_default()
                 .merge(stats)
                 .map_err(|detail| FleetError::Histogram {
@@ -262,25 +348,23 @@ impl Report {
                     detail,
                 })?;
         }
+        self.ops = ops;
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
-        let end = (self.started_unix_ms as f64 / 1e3 + self.elapsed_secs)
-            .max(other.started_unix_ms as f64 / 1e3 + other.elapsed_secs);
+        // In whole microseconds, so the merged time is as exact as the parts' (see [`secs`]).
+        let end_us = |r: &Report| {
+            r.started_unix_ms
+                .saturating_mul(1000)
+                .saturating_add(secs_to_micros(r.elapsed_secs))
+        };
+        let end = end_us(self).max(end_us(other));
         self.started_unix_ms = self.started_unix_ms.min(other.started_unix_ms);
-        self.elapsed_secs = end - self.started_unix_ms as f64 / 1e3;
+        self.elapsed_secs =
+            micros_to_secs(end.saturating_sub(self.started_unix_ms.saturating_mul(1000)));
         self.iterations += other.iterations;
         self.missed += other.missed;
-        for (mine, theirs) in [
-            (&mut self.scenario, &other.scenario),
-            (&mut self.pacing, &other.pacing),
-            (&mut self.seed, &other.seed),
-        ] {
-            if !mine.split(" | ").any(|part| part == theirs) {
-                mine.push_str(" | ");
-                mine.push_str(theirs);
-            }
-        }
+        self.unfinished += other.unfinished;
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
     }
@@ -320,10 +404,12 @@ impl Report {
             scenario: self.scenario.clone(),
             pacing: self.pacing.clone(),
             seed: self.seed.clone(),
+            devices: self.devices,
             started_unix_ms: self.started_unix_ms,
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
             missed: self.missed,
+            unfinished: self.unfinished,
             peak_memory_bytes: self.peak_memory_bytes(),
             ops,
             errors: self
@@ -381,10 +467,12 @@ impl Report {
             scenario: file.scenario,
             pacing: file.pacing,
             seed: file.seed,
+            devices: file.devices,
             started_unix_ms: file.started_unix_ms,
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,
             missed: file.missed,
+            unfinished: file.unfinished,
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
@@ -444,14 +532,38 @@ impl Report {
         if self.missed > 0 {
             let _ = writeln!(
                 out,
-                "missed: {} iterations were due but found no free worker before the end",
+                "missed: {} iterations were due before the end but no worker was free to start \
+                 them; they are not in the latencies above (each would have waited at least \
+                 until the end): raise --concurrency or lower --rate",
                 self.missed
+            );
+        }
+        if self.unfinished > 0 {
+            let _ = writeln!(
+                out,
+                "unfinished: {} iterations were still running when the duration and its drain \
+                 time ended, and were cancelled",
+                self.unfinished
             );
         }
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");
         } else {
-            let _ = writeln!(out, "errors ({} in all):", self.total_errors());
+            let steps: u64 = self
+                .errors
+                .iter()
+                .filter(|(k, _)| {
+                    super::Op::ALL
+                        .iter()
+                        .any(|op| op.is_step() && op.name() == k.op)
+                })
+                .map(|(_, n)| n)
+                .sum();
+            let _ = writeln!(
+                out,
+                "errors ({} failed requests; {steps} failed scenario steps, which repeat them):",
+                self.total_errors() - steps
+            );
             for (k, n) in &self.errors {
                 let status = if k.status == 0 {
                     "-".to_owned()
@@ -533,5 +645,43 @@ mod tests {
     fn a_foreign_or_newer_file_is_refused_with_the_reason() {
         let err = Report::from_json("{\"x\":1}", Path::new("a.json")).unwrap_err();
         assert!(err.to_string().contains("a.json"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn every_field_of_a_report_survives_json_exactly() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..2_000 {
+            let started = rng.gen_range(1_600_000_000_000..2_000_000_000_000);
+            let mut r = Report::new("sign", "closed concurrency=2", "9", started);
+            r.devices = rng.gen_range(1..1 << 40);
+            // As a run sets it: a Duration at microsecond resolution.
+            r.elapsed_secs = secs(std::time::Duration::from_nanos(rng.gen_range(0..1 << 47)));
+            r.iterations = rng.gen_range(0..1 << 40);
+            r.shards.push(ShardRun {
+                shard: "1/1".into(),
+                first_device: 0,
+                end_device: r.devices,
+                peak_memory_bytes: rng.gen_range(0..1 << 40),
+                elapsed_secs: secs(std::time::Duration::from_micros(rng.gen_range(0..1 << 40))),
+            });
+            let back = Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+            assert_eq!(back, r);
+            // A merged report's span is as exact.
+            let mut other = r.clone();
+            other.started_unix_ms = r.started_unix_ms.saturating_sub(rng.gen_range(0..10_000));
+            other.shards[0].shard = "2/2".into();
+            other.shards[0].first_device = r.devices;
+            let mut merged = r.clone();
+            merged.shards[0].shard = "1/2".into();
+            merged.merge(&other).unwrap();
+            let back = Report::from_json(&merged.to_json().unwrap(), Path::new("-")).unwrap();
+            assert_eq!(back, merged);
+        }
     }
 }

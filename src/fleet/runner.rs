@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long in-flight iterations may finish after `--duration` ends (see [`RunOptions::drain`]).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
 /// How progress is shown while a run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -38,6 +41,10 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// Which slice of the fleet this is (for the report).
     pub shard: Shard,
+    /// With a duration: how long iterations still running at its end may take to finish.
+    /// Whatever still runs after that is cancelled and counted as unfinished, so a run
+    /// never outlasts `duration + drain` however slow the target is.
+    pub drain: Duration,
 }
 
 impl RunOptions {
@@ -51,6 +58,7 @@ impl RunOptions {
             otp: Otp::parse("212212").expect("212212 is a valid OTP"),
             progress: ProgressMode::Off,
             shard: Shard::WHOLE,
+            drain: DEFAULT_DRAIN,
         }
     }
 
@@ -77,6 +85,7 @@ struct Shared {
     options: RunOptions,
     next: AtomicU64,
     missed: AtomicU64,
+    in_flight: AtomicU64,
     cursors: [AtomicUsize; 3],
     limit: u64,
     t0: Instant,
@@ -119,9 +128,12 @@ impl Shared {
             number: &self.options.number,
             otp: &self.options.otp,
         };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         // A failed iteration is already recorded; the run goes on.
         let _ = steps.run(step, phone, since).await;
         self.recorder.iteration_done();
+        // Not reached by an iteration cancelled at the end of the drain: it stays counted.
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -183,7 +195,20 @@ pub async fn run(
         fleet.seed_text(),
         started_unix_ms,
     );
+    report.devices = fleet.total();
+    let range = fleet.range();
+    let mut shard_run = ShardRun {
+        shard: options.shard.to_string(),
+        first_device: range.start,
+        end_device: range.end,
+        peak_memory_bytes: 0,
+        elapsed_secs: 0.0,
+    };
     if fleet.is_empty() {
+        // An empty slice (more shards than phones) still names itself, so a merge sees
+        // every shard of the run.
+        shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
+        report.shards.push(shard_run);
         return Ok(report);
     }
     // Without a token no iteration can succeed; each will record the failure itself.
@@ -200,6 +225,7 @@ pub async fn run(
         options,
         next: AtomicU64::new(0),
         missed: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
         cursors: Default::default(),
         limit,
         t0,
@@ -209,21 +235,33 @@ pub async fn run(
     for w in 0..workers {
         tasks.spawn(worker(shared.clone(), w));
     }
-    while tasks.join_next().await.is_some() {}
+    let cutoff = shared.deadline.map(|d| d + shared.options.drain);
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    let drained = match cutoff {
+        Some(cutoff) => tokio::time::timeout_at(cutoff.into(), all_done)
+            .await
+            .is_ok(),
+        None => {
+            all_done.await;
+            true
+        }
+    };
+    if !drained {
+        // The duration and its drain are over: cancel what still runs (dropping a task
+        // drops its requests and releases its phone).
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     let elapsed = t0.elapsed();
     display.finish(&shared.recorder, elapsed);
 
     shared.recorder.fill(&mut report)?;
-    report.elapsed_secs = elapsed.as_secs_f64();
+    report.elapsed_secs = super::report::secs(elapsed);
     report.missed = shared.missed.load(Ordering::Relaxed);
-    let range = fleet.range();
-    report.shards.push(ShardRun {
-        shard: shared.options.shard.to_string(),
-        first_device: range.start,
-        end_device: range.end,
-        peak_memory_bytes: peak_rss_bytes().unwrap_or(0),
-        elapsed_secs: report.elapsed_secs,
-    });
+    report.unfinished = shared.in_flight.load(Ordering::Relaxed);
+    shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
+    shard_run.elapsed_secs = report.elapsed_secs;
+    report.shards.push(shard_run);
     Ok(report)
 }
 

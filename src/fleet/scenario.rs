@@ -270,7 +270,13 @@ impl Steps<'_> {
         for &need in needs {
             if !need.done(&state) {
                 let started = Instant::now();
-                self.once(need, i, &mut state).await?;
+                if self.once(need, i, &mut state).await.is_err() {
+                    // The failed request is recorded; the prerequisite and the step it was
+                    // for failed too, so their rows count every attempt.
+                    self.step_failed(need);
+                    self.step_failed(step);
+                    return Err(Aborted);
+                }
                 self.recorder.ok(self.worker, need.op(), started.elapsed());
             }
         }

@@ -52,7 +52,13 @@ impl Shard {
         };
         let index = read(INDEX_ENV)?;
         let count = read(COUNT_ENV)?;
-        Shard::new(index.saturating_add(1), count)
+        if index >= count {
+            return Err(FleetError::Usage(format!(
+                "--shard auto: {INDEX_ENV}={index} is 0-based, so it must be below \
+                 {COUNT_ENV}={count}; set the Job's completions to {COUNT_ENV}"
+            )));
+        }
+        Shard::new(index + 1, count)
     }
 
     /// 1-based shard number.
@@ -129,6 +135,16 @@ mod tests {
         assert_eq!(Shard::from_env(env).unwrap(), Shard::new(1, 4).unwrap());
         let missing = Shard::from_env(|_| None).unwrap_err().to_string();
         assert!(missing.contains(INDEX_ENV), "{missing}");
+        let last = |index: &'static str| {
+            move |name: &str| match name {
+                INDEX_ENV => Some(index.to_owned()),
+                COUNT_ENV => Some("4".to_owned()),
+                _ => None,
+            }
+        };
+        assert_eq!(Shard::from_env(last("3")).unwrap().to_string(), "4/4");
+        let beyond = Shard::from_env(last("4")).unwrap_err().to_string();
+        assert!(beyond.contains("0-based"), "{beyond}");
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! `vphone load` on the command line: help, and clear refusals of flag combinations that
+//! make no run (each refused before any sandbox starts or any request is sent).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
+use assert_cmd::Command;
+
+fn load(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("vphone").unwrap();
+    cmd.arg("load")
+        .args(args)
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("VPHONE_SHARD_COUNT");
+    cmd
+}
+
+fn refused(args: &[&str], needle: &str) {
+    let out = load(args).assert().code(2).get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} ran something");
+}
+
+#[test]
+fn bad_flag_combinations_are_refused_with_the_reason() {
+    refused(&["--devices", "0"], "at least one phone");
+    refused(&["--rate", "50"], "--rate needs --duration or --iterations");
+    refused(&["--rate", "0", "--duration", "1s"], "positive number");
+    refused(&["--shard", "0/2"], "1 <= K <= N");
+    refused(&["--shard", "3/2"], "1 <= K <= N");
+    refused(&["--shard", "two"], "K/N");
+    refused(&["--iterations", "0"], "--iterations 0");
+    refused(&["--duration", "0s"], "--duration 0s");
+    refused(&["--concurrency", "0"], "at least 1");
+    refused(&["--scenario", "fly"], "unknown scenario step");
+    refused(&["--shard", "auto"], "JOB_COMPLETION_INDEX");
+    refused(
+        &[
+            "--api",
+            "http://127.0.0.1:9",
+            "--sandbox-latency",
+            "10ms",
+            "--iterations",
+            "1",
+        ],
+        "--sandbox-latency",
+    );
+    let out = load(&["--shard", "auto"])
+        .env("JOB_COMPLETION_INDEX", "2")
+        .env("VPHONE_SHARD_COUNT", "2")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("0-based"), "{stderr}");
+}
+
+#[test]
+fn help_explains_every_knob() {
+    let out = load(&["--help"]).assert().success().get_output().clone();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--api",
+        "--devices",
+        "--scenario",
+        "--concurrency",
+        "--rate",
+        "--ramp-up",
+        "--duration",
+        "--drain",
+        "--iterations",
+        "--seed",
+        "--shard",
+        "JOB_COMPLETION_INDEX",
+        "--fleet",
+        "--save-fleet",
+        "--json",
+        "--sandbox-latency",
+        "merge",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+}
+
+#[test]
+fn an_open_model_run_on_the_command_line_reports_its_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    load(&[
+        "--devices",
+        "3",
+        "--rate",
+        "100",
+        "--iterations",
+        "3",
+        "--seed",
+        "5",
+        "--progress",
+        "off",
+        "--fail-on-error",
+    ])
+    .arg("--json")
+    .arg(&json)
+    .assert()
+    .success();
+    let report = vphone::fleet::Report::read_file(&json).unwrap();
+    assert_eq!((report.devices, report.ok("bind")), (3, 3));
+    assert_eq!(report.seed, "5");
+}
