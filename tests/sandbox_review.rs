@@ -111,10 +111,15 @@ async fn refusals_never_echo_an_otp_sent_as_a_number() {
         format!(r#"{{"code": [{otp}]}}"#),
     ] {
         let got = raw(&bank, "PUT", &answer, JSON, &body).await;
-        assert_refused(&got, 400, "validation_error");
         let text = got.1.to_string();
         assert!(!text.contains(&otp), "the OTP is echoed: {text}");
-        assert_eq!(got.1["errors"][0]["source"]["field"], "code", "{text}");
+        // A random OTP may start with 0, and JSON numbers may not: that body is not JSON.
+        if otp.starts_with('0') {
+            assert_refused(&got, 400, "invalid_json");
+        } else {
+            assert_refused(&got, 400, "validation_error");
+            assert_eq!(got.1["errors"][0]["source"]["field"], "code", "{text}");
+        }
     }
     let (_, cr) = bank
         .call(
