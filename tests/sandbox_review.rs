@@ -4,7 +4,7 @@
 
 mod sandbox_common;
 
-use sandbox_common::{Bank, assert_refused};
+use sandbox_common::{Bank, Key, assert_refused};
 use serde_json::{Value, json};
 
 /// Sends a raw body with a content type; returns the status and the body as JSON (or as a
@@ -282,4 +282,216 @@ async fn charset_parameters_are_accepted_and_other_methods_get_the_errors_shape(
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
+}
+
+/// Authorizes a change request with the static TAN and confirms it.
+async fn confirm_with_static_tan(bank: &Bank, id: &str, person: &str) -> Value {
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{id}/authorize"),
+            Some(json!({"delivery_method": "static", "person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{id}/confirm"),
+            Some(json!({"person_id": person, "tan": "212212"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b
+}
+
+/// A PATCH of the person's first name; returns the change request's id.
+async fn held_update(bank: &Bank, person: &str) -> String {
+    let (s, cr) = bank
+        .call(
+            "PATCH",
+            &format!("/v1/persons/{person}"),
+            Some(json!({"first_name": "Grace"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{cr}");
+    cr["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn finished_challenges_and_change_requests_are_forgotten_after_the_retention_window() {
+    let bank = Bank::start_with_clock().await;
+    let retention = bank.state().config().retention.as_secs();
+    assert_eq!(retention, 15 * 60, "the default");
+    let (person, number) = bank.verified_person().await;
+    let before = bank.state().stats();
+
+    // Bindings nobody answers: each leaves an unverified device and a challenge behind.
+    let mut unanswered = Vec::new();
+    for _ in 0..20 {
+        unanswered.push(bank.start_binding(&person, &Key::new()).await);
+    }
+    // A binding that completes: its device stays, its challenge goes.
+    let phone = bank.bind(&person, &number).await;
+    // An SMS challenge spent by wrong answers.
+    let (s, sms) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 201, "{sms}");
+    let sms = format!("/v1/mfa/challenges/sms/{}", sms["id"].as_str().unwrap());
+    for _ in 0..3 {
+        let (s, _) = bank
+            .call("PUT", &sms, Some(json!({"code": "000000"})))
+            .await;
+        assert_eq!(s, 403);
+    }
+    // A device challenge left open, a change request never authorized, one completed.
+    let (s, dc) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/devices",
+            Some(json!({"device_id": phone.device_id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{dc}");
+    let device_challenge = format!("/v1/mfa/challenges/devices/{}", dc["id"].as_str().unwrap());
+    let idle_cr = held_update(&bank, &person).await;
+    let done_cr = held_update(&bank, &person).await;
+    confirm_with_static_tan(&bank, &done_cr, &person).await;
+
+    let held = bank.state().stats();
+    assert_eq!(held.live_devices - before.live_devices, 21);
+    assert_eq!(held.live_challenges - before.live_challenges, 23);
+    assert_eq!(held.live_change_requests - before.live_change_requests, 2);
+
+    // Expired, but within the retention window: nothing is forgotten, answers are unchanged.
+    bank.advance(301);
+    assert_eq!(bank.state().sweep(), swept(0, 0, 0));
+    let (device, challenge) = &unanswered[0];
+    let answer = format!("/v1/mfa/challenges/signatures/{challenge}");
+    let signed = json!({"signature": Key::new().sign(b"212212")});
+    assert_refused(
+        &bank.call("PUT", &answer, Some(signed.clone())).await,
+        403,
+        "challenge_expired",
+    );
+    assert_refused(
+        &bank
+            .call("PUT", &sms, Some(json!({"code": "000000"})))
+            .await,
+        403,
+        "challenge_failed",
+    );
+    let (s, b) = bank
+        .call("GET", &format!("/v1/change_requests/{done_cr}"), None)
+        .await;
+    assert_eq!((s.as_u16(), b["status"].as_str()), (200, Some("COMPLETED")));
+
+    // Finished for longer than the retention window: forgotten, and 404 from now on.
+    bank.advance(retention);
+    assert_eq!(bank.state().sweep(), swept(23, 20, 2));
+    let after = bank.state().stats();
+    assert_eq!(after.live_challenges, before.live_challenges);
+    assert_eq!(after.live_change_requests, before.live_change_requests);
+    assert_eq!(
+        after.live_devices,
+        before.live_devices + 1,
+        "only the bound one"
+    );
+    assert_eq!(after.swept, 45);
+    let got = bank.call("PUT", &answer, Some(signed)).await;
+    assert_refused(&got, 404, "not_found");
+    let detail = got.1["errors"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("forgotten 15m"), "{detail}");
+    assert_refused(&bank.call("GET", &answer, None).await, 404, "not_found");
+    assert_refused(&bank.call("GET", &sms, None).await, 404, "not_found");
+    assert_refused(
+        &bank.call("GET", &device_challenge, None).await,
+        404,
+        "not_found",
+    );
+    for cr in [&idle_cr, &done_cr] {
+        assert_refused(
+            &bank
+                .call("GET", &format!("/v1/change_requests/{cr}"), None)
+                .await,
+            404,
+            "not_found",
+        );
+    }
+    assert_refused(
+        &bank
+            .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+            .await,
+        404,
+        "not_found",
+    );
+    let (s, b) = bank
+        .call("GET", &format!("/v1/mfa/devices/{}", phone.device_id), None)
+        .await;
+    assert_eq!(s, 200, "the bound device is kept: {b}");
+
+    // Something finished just now is kept until its own window is over.
+    let (_, fresh) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+        .await;
+    let fresh = format!("/v1/mfa/challenges/sms/{}", fresh["id"].as_str().unwrap());
+    let otp = bank.last_otp(&number).await;
+    let (s, _) = bank.call("PUT", &fresh, Some(json!({"code": otp}))).await;
+    assert_eq!(s, 204);
+    bank.advance(retention);
+    assert_eq!(bank.state().sweep(), swept(0, 0, 0));
+    assert_refused(
+        &bank.call("PUT", &fresh, Some(json!({"code": otp}))).await,
+        403,
+        "challenge_already_used",
+    );
+    bank.advance(1);
+    assert_eq!(bank.state().sweep(), swept(1, 0, 0));
+}
+
+fn swept(challenges: usize, devices: usize, change_requests: usize) -> vphone::sandbox::Swept {
+    vphone::sandbox::Swept {
+        challenges,
+        devices,
+        change_requests,
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_runs_in_the_background_of_a_spawned_sandbox() {
+    let mut config = sandbox_common::two_partner_config();
+    config.retention = std::time::Duration::ZERO;
+    let bank = Bank::start_with(config, true).await;
+    let (person, _) = bank.verified_person().await;
+    let (_, challenge) = bank.start_binding(&person, &Key::new()).await;
+    bank.advance(301);
+    let forgotten = async {
+        while bank.state().stats().live_challenges > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), forgotten)
+        .await
+        .expect("the background sweep forgets the expired binding within a few seconds");
+    assert_eq!(bank.state().stats().live_devices, 0);
+    assert_refused(
+        &bank
+            .call(
+                "GET",
+                &format!("/v1/mfa/challenges/signatures/{challenge}"),
+                None,
+            )
+            .await,
+        404,
+        "not_found",
+    );
 }

@@ -59,6 +59,36 @@ pub(crate) struct ChangeRequestEntry {
 }
 
 impl ChangeRequestEntry {
+    /// When it finished, if it has by `now`: completed or failed (its last update); its
+    /// confirmation expired unanswered; or, not yet authorized, left alone for a challenge
+    /// `lifetime` since its last update. Until forgotten, a merely expired one can still be
+    /// authorized again.
+    fn finished_by(&self, now: Timestamp, lifetime: std::time::Duration) -> Option<Timestamp> {
+        match (self.status, &self.confirmation) {
+            (ChangeRequestStatus::Completed | ChangeRequestStatus::Failed, _) => {
+                Some(self.updated_at)
+            }
+            (ChangeRequestStatus::ConfirmationRequired, Some(c)) => c.attempts.finished_by(now),
+            _ => {
+                let idle_until = self
+                    .updated_at
+                    .plus_seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2));
+                (now >= idle_until).then_some(idle_until)
+            }
+        }
+    }
+
+    /// Whether it has been finished for longer than `retention` at `now`.
+    pub(crate) fn forgettable(
+        &self,
+        now: Timestamp,
+        lifetime: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> bool {
+        self.finished_by(now, lifetime)
+            .is_some_and(|at| super::attempts::finished_longer_than(at, now, retention))
+    }
+
     fn view(&self) -> ChangeRequest {
         let string_to_sign = match (&self.status, &self.confirmation) {
             (
@@ -126,7 +156,7 @@ pub async fn get(
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = state
         .0
-        .owned(&state.0.change_requests, caller.0, &id, "change request")?;
+        .answerable(&state.0.change_requests, caller.0, &id, "change request")?;
     let view = entry.data.lock().view();
     Ok(Json(view))
 }
@@ -140,7 +170,7 @@ pub async fn authorize(
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
-    let entry = inner.owned(&inner.change_requests, caller.0, &id, "change request")?;
+    let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
     if !matches!(
         cr.status,
@@ -235,7 +265,7 @@ pub async fn confirm(
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
-    let entry = inner.owned(&inner.change_requests, caller.0, &id, "change request")?;
+    let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let now = inner.clock.now();
     let max = inner.config.max_failed_attempts;
     let mut guard = entry.data.lock();
@@ -323,7 +353,7 @@ pub async fn confirm(
         }
     };
     if !ok {
-        let left = confirmation.attempts.record_failure(max);
+        let left = confirmation.attempts.record_failure(max, now);
         if confirmation.attempts.status == super::attempts::Status::Failed {
             cr.status = ChangeRequestStatus::Failed;
             cr.updated_at = now;
@@ -340,7 +370,7 @@ pub async fn confirm(
             .field("signature"),
         });
     }
-    confirmation.attempts.complete();
+    confirmation.attempts.complete(now);
     let person = inner.owned(&inner.persons, caller.0, &cr.person_id, "person");
     cr.response = Some(match person {
         Ok(person) => apply(&mut person.data.lock(), &cr.change),

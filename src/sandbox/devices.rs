@@ -182,7 +182,7 @@ pub async fn get_signature_challenge(
     let id: ChallengeId = path_id(&id, "signature challenge")?;
     let entry = state
         .0
-        .owned(&state.0.challenges, caller.0, &id, "signature challenge")?;
+        .answerable(&state.0.challenges, caller.0, &id, "signature challenge")?;
     let c = entry.data.lock();
     if !matches!(c.what, ChallengeWhat::Binding { .. }) {
         return Err(ApiError::not_found(format!(
@@ -206,7 +206,7 @@ pub async fn answer_signature_challenge(
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "signature challenge")?;
-    let entry = inner.owned(&inner.challenges, caller.0, &id, "signature challenge")?;
+    let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
     let now = inner.clock.now();
     let mut challenge = entry.data.lock();
     let ChallengeWhat::Binding { device_id, otp } = &challenge.what else {
@@ -228,7 +228,7 @@ pub async fn answer_signature_challenge(
     if !inner.verify(&key, otp.expose().as_bytes(), &der) {
         let left = challenge
             .attempts
-            .record_failure(inner.config.max_failed_attempts);
+            .record_failure(inner.config.max_failed_attempts, now);
         return Err(ApiError::invalid_signature(format!(
             "the signature does not verify over the SMS OTP's ASCII digits with the key being bound; {left}"
         ))
@@ -263,7 +263,7 @@ pub async fn answer_signature_challenge(
             d.device_data = Some(data);
         }
     }
-    challenge.attempts.complete();
+    challenge.attempts.complete(now);
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }

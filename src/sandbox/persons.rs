@@ -220,10 +220,10 @@ pub async fn confirm_mobile(
     };
     attempts.check_open(now, "mobile number OTP")?;
     if !otp.matches(&body.token) {
-        let left = attempts.record_failure(max);
+        let left = attempts.record_failure(max, now);
         return Err(ApiError::invalid_otp(format!("the OTP is wrong; {left}")).field("token"));
     }
-    attempts.complete();
+    attempts.complete(now);
     mobile.verified = true;
     let view = mobile_view(mobile);
     Ok((StatusCode::CREATED, Json(view)))

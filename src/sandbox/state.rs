@@ -120,6 +120,17 @@ pub(crate) struct ChallengeEntry {
     pub attempts: Attempts,
 }
 
+/// What one [`SandboxState::sweep`] forgot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Challenges (any kind) finished for longer than the retention window.
+    pub challenges: usize,
+    /// Unverified devices whose binding challenge was forgotten.
+    pub devices: usize,
+    /// Change requests finished for longer than the retention window.
+    pub change_requests: usize,
+}
+
 /// Counters of the sandbox's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SandboxStats {
@@ -134,6 +145,16 @@ pub struct SandboxStats {
     pub bindings: u64,
     /// SMS delivered.
     pub sms_sent: u64,
+    /// Persons held now.
+    pub live_persons: u64,
+    /// Devices held now (bound, deleted, and unverified ones waiting for their binding).
+    pub live_devices: u64,
+    /// Challenges of every kind held now (open ones, and finished ones within retention).
+    pub live_challenges: u64,
+    /// Change requests held now (open ones, and finished ones within retention).
+    pub live_change_requests: u64,
+    /// Entries forgotten by sweeps so far (challenges, devices and change requests).
+    pub swept: u64,
 }
 
 #[derive(Default)]
@@ -143,6 +164,7 @@ pub(crate) struct Counters {
     pub verify_nanos: AtomicU64,
     pub bindings: AtomicU64,
     pub sms_sent: AtomicU64,
+    pub swept: AtomicU64,
 }
 
 pub(crate) struct TokenEntry {
@@ -239,7 +261,96 @@ impl SandboxState {
             verify_nanos: c.verify_nanos.load(Ordering::Relaxed),
             bindings: c.bindings.load(Ordering::Relaxed),
             sms_sent: c.sms_sent.load(Ordering::Relaxed),
+            live_persons: self.0.persons.len() as u64,
+            live_devices: self.0.devices.len() as u64,
+            live_challenges: self.0.challenges.len() as u64,
+            live_change_requests: self.0.change_requests.len() as u64,
+            swept: c.swept.load(Ordering::Relaxed),
         }
+    }
+
+    /// Forgets every challenge and change request that has been finished (completed, spent or
+    /// expired) for longer than [`SandboxConfig::retention`], and the unverified device of
+    /// every forgotten binding challenge; their ids answer 404 from now on.
+    ///
+    /// Takes no global lock: each map is walked one shard at a time, and an entry whose own
+    /// lock is busy (a request is answering it right now) is skipped until the next sweep, so
+    /// the sweep never waits for a request. [`spawn`](super::spawn) and
+    /// [`spawn_with`](super::spawn_with) run it every [`SandboxConfig::sweep_interval`]; a
+    /// test on a `ManualClock` can call it directly.
+    pub fn sweep(&self) -> Swept {
+        let inner = &*self.0;
+        let now = inner.clock.now();
+        let retention = inner.config.retention;
+        let lifetime = inner.config.challenge_lifetime;
+        let mut swept = Swept::default();
+        let mut orphans = Vec::new();
+        inner.challenges.retain(|_, entry| {
+            let Some(c) = entry.data.try_lock() else {
+                return true;
+            };
+            if !c.attempts.forgettable(now, retention) {
+                return true;
+            }
+            if let ChallengeWhat::Binding { device_id, .. } = &c.what {
+                orphans.push(device_id.clone());
+            }
+            swept.challenges += 1;
+            false
+        });
+        for id in orphans {
+            // Only a finished binding's challenge could verify the device, so an unverified
+            // device here stays unverified; its lock is only ever held briefly.
+            if inner
+                .devices
+                .remove_if(&id, |_, d| !d.data.lock().verified)
+                .is_some()
+            {
+                swept.devices += 1;
+            }
+        }
+        inner.change_requests.retain(|_, entry| {
+            let Some(cr) = entry.data.try_lock() else {
+                return true;
+            };
+            let forget = cr.forgettable(now, lifetime, retention);
+            swept.change_requests += usize::from(forget);
+            !forget
+        });
+        let total = swept.challenges + swept.devices + swept.change_requests;
+        inner
+            .counters
+            .swept
+            .fetch_add(total as u64, Ordering::Relaxed);
+        swept
+    }
+
+    /// Runs [`SandboxState::sweep`] every [`SandboxConfig::sweep_interval`] on the blocking
+    /// pool until the sandbox is dropped or the returned task is aborted. [`spawn`](super::spawn)
+    /// and [`spawn_with`](super::spawn_with) start one; call this when serving
+    /// [`router`](super::router) yourself.
+    pub fn start_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.0);
+        let every = self.0.config.sweep_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let state = SandboxState(inner);
+                match tokio::task::spawn_blocking(move || state.sweep()).await {
+                    Ok(swept) if swept != Swept::default() => {
+                        tracing::debug!(?swept, "sandbox sweep");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sandbox sweep failed"),
+                }
+            }
+        })
     }
 
     /// The partners it serves.
@@ -266,6 +377,26 @@ impl Inner {
                 "there is no {what} {id} for this partner; check the id"
             ))),
         }
+    }
+
+    /// Like [`Inner::owned`] for challenges and change requests, whose 404 also says that
+    /// finished ones are forgotten after the retention window.
+    pub fn answerable<K, T>(
+        &self,
+        table: &Table<K, T>,
+        partner: PartnerIdx,
+        id: &K,
+        what: &str,
+    ) -> Result<Arc<Owned<T>>, ApiError>
+    where
+        K: std::hash::Hash + Eq + std::fmt::Display,
+    {
+        self.owned(table, partner, id, what).map_err(|_| {
+            ApiError::not_found(format!(
+                "there is no {what} {id} for this partner; check the id (a {what} is forgotten {} after it was completed, spent or expired)",
+                humantime::format_duration(self.config.retention)
+            ))
+        })
     }
 
     /// Inserts a fresh entry.
