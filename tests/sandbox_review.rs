@@ -495,3 +495,117 @@ async fn the_sweep_runs_in_the_background_of_a_spawned_sandbox() {
         "not_found",
     );
 }
+
+#[tokio::test]
+async fn an_otp_or_tan_sent_to_a_number_since_deleted_is_refused() {
+    let bank = Bank::start().await;
+    let (person, old_number) = bank.verified_person().await;
+    // A binding, an SMS challenge and an SMS-TAN change request, all sent to the old number.
+    let key = Key::new();
+    let (device, binding) = bank.start_binding(&person, &key).await;
+    let binding_otp = bank.last_otp(&old_number).await;
+    let (s, sms) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 201, "{sms}");
+    let sms = format!("/v1/mfa/challenges/sms/{}", sms["id"].as_str().unwrap());
+    let sms_otp = bank.last_otp(&old_number).await;
+    let update = held_update(&bank, &person).await;
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{update}/authorize"),
+            Some(json!({"delivery_method": "mobile_number", "person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let tan = bank.last_otp(&old_number).await;
+
+    // The number is deleted (confirmed with the static TAN).
+    let mobile = format!("/v1/persons/{person}/mobile_number");
+    let (s, deletion) = bank.call("DELETE", &mobile, None).await;
+    assert_eq!(s, 202, "{deletion}");
+    confirm_with_static_tan(&bank, deletion["id"].as_str().unwrap(), &person).await;
+
+    let answers = |new_number: bool| {
+        let (bank, person) = (&bank, person.clone());
+        let (binding, sms, update) = (binding.clone(), sms.clone(), update.clone());
+        let (binding_otp, sms_otp, tan) = (binding_otp.clone(), sms_otp.clone(), tan.clone());
+        let key = &key;
+        async move {
+            let what = if new_number {
+                "after a new number was verified"
+            } else {
+                "with no number"
+            };
+            for got in [
+                bank.call(
+                    "PUT",
+                    &format!("/v1/mfa/challenges/signatures/{binding}"),
+                    Some(json!({"signature": key.sign(binding_otp.as_bytes())})),
+                )
+                .await,
+                bank.call("PUT", &sms, Some(json!({"code": sms_otp}))).await,
+                bank.call(
+                    "POST",
+                    &format!("/v1/change_requests/{update}/confirm"),
+                    Some(json!({"person_id": person, "tan": tan})),
+                )
+                .await,
+            ] {
+                assert_refused(&got, 403, "mobile_number_changed");
+                let detail = got.1["errors"][0]["detail"].as_str().unwrap().to_owned();
+                assert!(
+                    detail.contains("new") || detail.contains("again"),
+                    "{what}: {detail}"
+                );
+            }
+        }
+    };
+    answers(false).await;
+    // A new verified number does not revive what was sent to the old one.
+    let new_number = sandbox_common::random_number();
+    for (path, body) in [
+        ("", json!({"number": new_number})),
+        ("/authorize", json!({"number": new_number})),
+    ] {
+        let (s, b) = bank
+            .call("POST", &format!("{mobile}{path}"), Some(body))
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let otp = bank.last_otp(&new_number).await;
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("{mobile}/confirm"),
+            Some(json!({"number": new_number, "token": otp})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    answers(true).await;
+
+    // Nothing happened: no device bound, the person unchanged, the change request still open.
+    assert_refused(
+        &bank
+            .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_eq!(bank.state().stats().bindings, 0);
+    let (_, p) = bank
+        .call("GET", &format!("/v1/persons/{person}"), None)
+        .await;
+    assert_eq!(p["first_name"], "Ada");
+    let (_, cr) = bank
+        .call("GET", &format!("/v1/change_requests/{update}"), None)
+        .await;
+    assert_eq!(cr["status"], "CONFIRMATION_REQUIRED");
+    // Starting again sends to the new number and works.
+    bank.bind(&person, &new_number).await;
+}

@@ -203,7 +203,11 @@ pub async fn create_sms(
     let otp = inner.send_otp(&number, body.language, None);
     let id = ChallengeId::generate();
     let entry = ChallengeEntry {
-        what: ChallengeWhat::Sms { otp },
+        what: ChallengeWhat::Sms {
+            person_id: body.person_id,
+            otp,
+            sent_to: number,
+        },
         attempts: inner.new_attempts(),
     };
     let view = sms_view(&id, &entry);
@@ -238,10 +242,20 @@ pub async fn answer_sms(
     let now = inner.clock.now();
     let mut guard = entry.data.lock();
     let challenge = &mut *guard;
-    let ChallengeWhat::Sms { otp } = &challenge.what else {
+    let ChallengeWhat::Sms {
+        person_id,
+        otp,
+        sent_to,
+    } = &challenge.what
+    else {
         return Err(wrong_kind(&id, "SMS"));
     };
     challenge.attempts.check_open(now, "SMS challenge")?;
+    inner
+        .owned(&inner.persons, caller.0, person_id, "person")?
+        .data
+        .lock()
+        .check_still_verified(sent_to, "OTP", "start a new SMS challenge")?;
     if !otp.matches(&body.code) {
         let left = challenge
             .attempts

@@ -12,7 +12,7 @@ use super::verify::{VerifyingKey, check_der_signature};
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
     ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, MobileNumberId, Otp, PersonId,
-    Timestamp, UpdatePerson,
+    PhoneNumber, Timestamp, UpdatePerson,
 };
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +34,9 @@ enum Proof {
     Tan {
         person_id: PersonId,
         tan: Otp,
+        /// The number an SMS TAN went to (`None` for the static TAN); it must still be the
+        /// person's verified number when the TAN is confirmed.
+        sent_to: Option<PhoneNumber>,
     },
     Signature {
         device_id: DeviceId,
@@ -134,6 +137,9 @@ pub(crate) fn hold_change(
     view
 }
 
+const TAN_START_AGAIN: &str =
+    "authorize the change request again (POST /v1/change_requests/{id}/authorize) for a new TAN";
+
 fn missing(field: &str, method: &str) -> ApiError {
     ApiError::validation_error(format!("`{field}` is required for {method}")).field(field)
 }
@@ -199,16 +205,21 @@ pub async fn authorize(
                 )
                 .field("person_id"));
             }
-            let tan = if method == DeliveryMethod::Static {
-                Otp::parse(STATIC_OTP).expect("the static TAN is six digits")
+            let (tan, sent_to) = if method == DeliveryMethod::Static {
+                let tan = Otp::parse(STATIC_OTP).expect("the static TAN is six digits");
+                (tan, None)
             } else {
                 let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
                 let person = person.data.lock();
                 let number = person.verified_number("TAN", "use another delivery method")?;
                 drop(person);
-                inner.send_otp(&number, None, None)
+                (inner.send_otp(&number, None, None), Some(number))
             };
-            Proof::Tan { person_id, tan }
+            Proof::Tan {
+                person_id,
+                tan,
+                sent_to,
+            }
         }
         DeliveryMethod::DeviceSigning => {
             let device_id = body
@@ -297,7 +308,11 @@ pub async fn confirm(
         .attempts
         .check_open(now, "change request confirmation")?;
     let ok = match &confirmation.proof {
-        Proof::Tan { person_id, tan } => {
+        Proof::Tan {
+            person_id,
+            tan,
+            sent_to,
+        } => {
             let given_person = body
                 .person_id
                 .as_ref()
@@ -311,6 +326,13 @@ pub async fn confirm(
                     "person_id is not the person this change request is for",
                 )
                 .field("person_id"));
+            }
+            if let Some(sent_to) = sent_to {
+                inner
+                    .owned(&inner.persons, caller.0, person_id, "person")?
+                    .data
+                    .lock()
+                    .check_still_verified(sent_to, "TAN", TAN_START_AGAIN)?;
             }
             tan.matches(given_tan)
         }
@@ -370,12 +392,24 @@ pub async fn confirm(
             .field("signature"),
         });
     }
-    confirmation.attempts.complete(now);
     let person = inner.owned(&inner.persons, caller.0, &cr.person_id, "person");
-    cr.response = Some(match person {
-        Ok(person) => apply(&mut person.data.lock(), &cr.change),
+    let response = match person {
+        Ok(person) => {
+            let mut person = person.data.lock();
+            // Again under the lock the change is made under: the number may have gone meanwhile.
+            if let Proof::Tan {
+                sent_to: Some(sent_to),
+                ..
+            } = &confirmation.proof
+            {
+                person.check_still_verified(sent_to, "TAN", TAN_START_AGAIN)?;
+            }
+            apply(&mut person, &cr.change)
+        }
         Err(e) => (404, serde_json::to_value(e.body()).unwrap_or_default()),
-    });
+    };
+    confirmation.attempts.complete(now);
+    cr.response = Some(response);
     cr.status = ChangeRequestStatus::Completed;
     cr.updated_at = now;
     Ok((StatusCode::CREATED, Json(cr.view())))

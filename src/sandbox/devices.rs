@@ -160,6 +160,7 @@ pub async fn create(
             what: ChallengeWhat::Binding {
                 device_id: device_id.clone(),
                 otp,
+                sent_to: number,
             },
             attempts,
         },
@@ -209,12 +210,18 @@ pub async fn answer_signature_challenge(
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
     let now = inner.clock.now();
     let mut challenge = entry.data.lock();
-    let ChallengeWhat::Binding { device_id, otp } = &challenge.what else {
+    let ChallengeWhat::Binding {
+        device_id,
+        otp,
+        sent_to,
+    } = &challenge.what
+    else {
         return Err(ApiError::not_found(format!(
             "there is no signature challenge {id}; it is another kind of challenge"
         )));
     };
-    let (device_id, otp) = (device_id.clone(), otp.clone());
+    let (device_id, otp, sent_to) = (device_id.clone(), otp.clone(), sent_to.clone());
+    const START_AGAIN: &str = "start a new binding with POST /v1/mfa/devices";
     challenge.attempts.check_open(now, "signature challenge")?;
     let der = der_of(&body.signature, "signature")?;
     let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
@@ -225,6 +232,11 @@ pub async fn answer_signature_challenge(
         })?;
         (key, d.person_id.clone())
     };
+    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+    person
+        .data
+        .lock()
+        .check_still_verified(&sent_to, "OTP", START_AGAIN)?;
     if !inner.verify(&key, otp.expose().as_bytes(), &der) {
         let left = challenge
             .attempts
@@ -234,9 +246,10 @@ pub async fn answer_signature_challenge(
         ))
         .field("signature"));
     }
-    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     {
         let mut person = person.data.lock();
+        // Again under the lock the binding is made under: the number may have gone meanwhile.
+        person.check_still_verified(&sent_to, "OTP", START_AGAIN)?;
         let max = inner.config.max_devices_per_person;
         if person.bound >= max {
             return Err(ApiError::device_limit_reached(format!(

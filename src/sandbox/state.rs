@@ -93,6 +93,25 @@ impl PersonEntry {
     }
 }
 
+impl PersonEntry {
+    /// Refuses with 403 `mobile_number_changed` unless the person's verified number is still
+    /// `sent_to`, the number the `what` (an OTP or TAN) was sent to; `start_again` says what
+    /// to start anew.
+    pub fn check_still_verified(
+        &self,
+        sent_to: &PhoneNumber,
+        what: &str,
+        start_again: &str,
+    ) -> Result<(), ApiError> {
+        match &self.mobile {
+            Some(m) if m.verified && m.number == *sent_to => Ok(()),
+            _ => Err(ApiError::mobile_number_changed(format!(
+                "the {what} was sent to a mobile number that is no longer the person's verified number; {start_again}"
+            ))),
+        }
+    }
+}
+
 impl DeviceEntry {
     /// The key of a purpose, if the device has one.
     pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
@@ -102,16 +121,26 @@ impl DeviceEntry {
 
 /// What a challenge asks for.
 pub(crate) enum ChallengeWhat {
-    /// Binding: the new device signs the OTP sent by SMS.
-    Binding { device_id: DeviceId, otp: Otp },
+    /// Binding: the new device signs the OTP sent by SMS to `sent_to`, which must still be
+    /// the person's verified number when it is answered.
+    Binding {
+        device_id: DeviceId,
+        otp: Otp,
+        sent_to: PhoneNumber,
+    },
     /// Device signing: the device signs `string_to_sign` with the key of `purpose`.
     Device {
         device_id: DeviceId,
         purpose: KeyPurpose,
         string_to_sign: String,
     },
-    /// SMS: the person types the OTP.
-    Sms { otp: Otp },
+    /// SMS: the person types the OTP sent to `sent_to`, which must still be their verified
+    /// number when it is answered.
+    Sms {
+        person_id: PersonId,
+        otp: Otp,
+        sent_to: PhoneNumber,
+    },
 }
 
 /// A challenge of any kind.
