@@ -609,3 +609,90 @@ async fn an_otp_or_tan_sent_to_a_number_since_deleted_is_refused() {
     // Starting again sends to the new number and works.
     bank.bind(&person, &new_number).await;
 }
+
+#[tokio::test]
+async fn a_confirmation_carrying_the_other_methods_fields_is_refused() {
+    let bank = Bank::start().await;
+    let (person, number) = bank.verified_person().await;
+    let phone = bank.bind(&person, &number).await;
+    let someone = "0123456789abcdef0123456789abcdef";
+    let refused_for = |got: (reqwest::StatusCode, Value), field: &str| {
+        assert_refused(&got, 400, "validation_error");
+        assert_eq!(got.1["errors"][0]["source"]["field"], field, "{}", got.1);
+    };
+
+    // Authorized for a TAN: a signature or device id alongside is refused, not ignored.
+    let by_tan = held_update(&bank, &person).await;
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{by_tan}/authorize"),
+            Some(json!({"delivery_method": "static", "person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let confirm = format!("/v1/change_requests/{by_tan}/confirm");
+    let signature = phone.key.sign(b"anything");
+    for (extra, value) in [
+        ("signature", json!(signature)),
+        ("device_id", json!(someone)),
+    ] {
+        let mut body = json!({"person_id": person, "tan": "212212"});
+        body[extra] = value;
+        refused_for(bank.call("POST", &confirm, Some(body)).await, extra);
+    }
+    let (_, cr) = bank
+        .call("GET", &format!("/v1/change_requests/{by_tan}"), None)
+        .await;
+    assert_eq!(cr["status"], "CONFIRMATION_REQUIRED", "nothing changed");
+    let (_, p) = bank
+        .call("GET", &format!("/v1/persons/{person}"), None)
+        .await;
+    assert_eq!(p["first_name"], "Ada");
+
+    // Authorized for device signing: a TAN or person id alongside is refused.
+    let by_device = held_update(&bank, &person).await;
+    let (s, auth) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{by_device}/authorize"),
+            Some(json!({"delivery_method": "device_signing", "device_id": phone.device_id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{auth}");
+    let string_to_sign = auth["string_to_sign"].as_str().unwrap();
+    let signature = phone.key.sign(string_to_sign.as_bytes());
+    let confirm = format!("/v1/change_requests/{by_device}/confirm");
+    for (extra, value) in [("tan", json!("212212")), ("person_id", json!(person))] {
+        let mut body = json!({"device_id": phone.device_id, "signature": signature});
+        body[extra] = value;
+        refused_for(bank.call("POST", &confirm, Some(body)).await, extra);
+    }
+    assert_eq!(bank.state().stats().verifications, 1, "only the binding's");
+
+    // Each with only its own fields goes through, first try: no attempt was spent.
+    let (s, b) = bank
+        .call(
+            "POST",
+            &confirm,
+            Some(json!({"device_id": phone.device_id, "signature": signature})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), &b["status"]),
+        (201, &json!("COMPLETED")),
+        "{b}"
+    );
+    let (s, b) = bank
+        .call(
+            "POST",
+            &format!("/v1/change_requests/{by_tan}/confirm"),
+            Some(json!({"person_id": person, "tan": "212212"})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), &b["status"]),
+        (201, &json!("COMPLETED")),
+        "{b}"
+    );
+}

@@ -304,6 +304,30 @@ pub async fn confirm(
             "authorize the change request first",
         ));
     };
+    // The proof must be the one the change request was authorized for, and only that one:
+    // a field of the other method is refused rather than ignored.
+    let (extras, authorized_for): (&[(&str, bool)], &str) = match &confirmation.proof {
+        Proof::Tan { .. } => (
+            &[
+                ("device_id", body.device_id.is_some()),
+                ("signature", body.signature.is_some()),
+            ],
+            "a TAN (mobile_number or static); send person_id and tan only",
+        ),
+        Proof::Signature { .. } => (
+            &[
+                ("person_id", body.person_id.is_some()),
+                ("tan", body.tan.is_some()),
+            ],
+            "device_signing; send device_id and signature only",
+        ),
+    };
+    if let Some((field, _)) = extras.iter().find(|(_, sent)| *sent) {
+        return Err(ApiError::validation_error(format!(
+            "`{field}` does not belong to this confirmation: the change request was authorized for {authorized_for}"
+        ))
+        .field(*field));
+    }
     confirmation
         .attempts
         .check_open(now, "change request confirmation")?;
