@@ -696,3 +696,73 @@ async fn a_confirmation_carrying_the_other_methods_fields_is_refused() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn emails_and_names_are_checked_on_create_and_patch_and_a_refusal_changes_nothing() {
+    let bank = Bank::start().await;
+    let person = bank.person().await;
+    let path = format!("/v1/persons/{person}");
+    let (_, original) = bank.call("GET", &path, None).await;
+    let before = bank.state().stats();
+    let long = format!("{}@example.com", "a".repeat(250));
+    let bad_emails = [
+        "",
+        "   ",
+        "ada",
+        "@example.com",
+        "ada@",
+        "ada@@example.com",
+        "a@b@c",
+        "ada @example.com",
+        "ada@example.com\n",
+        long.as_str(),
+    ];
+    let refused = |got: (reqwest::StatusCode, Value), field: &str| {
+        assert_refused(&got, 400, "validation_error");
+        assert_eq!(got.1["errors"][0]["source"]["field"], field, "{}", got.1);
+    };
+    for email in bad_emails {
+        refused(
+            bank.call("PATCH", &path, Some(json!({"email": email})))
+                .await,
+            "email",
+        );
+        refused(
+            bank.call(
+                "POST",
+                "/v1/persons",
+                Some(json!({"first_name": "A", "last_name": "B", "email": email})),
+            )
+            .await,
+            "email",
+        );
+    }
+    for field in ["first_name", "last_name"] {
+        for blank in ["", " ", "\t\n", "\u{3000}"] {
+            refused(
+                bank.call("PATCH", &path, Some(json!({ field: blank })))
+                    .await,
+                field,
+            );
+            let mut create = json!({"first_name": "A", "last_name": "B"});
+            create[field] = json!(blank);
+            refused(bank.call("POST", "/v1/persons", Some(create)).await, field);
+        }
+    }
+    // Nothing was held and nothing was created; the person is as it was.
+    let after = bank.state().stats();
+    assert_eq!(after.live_change_requests, before.live_change_requests);
+    assert_eq!(after.live_persons, before.live_persons);
+    assert_eq!(bank.call("GET", &path, None).await.1, original);
+
+    // A plausible address is held and applied.
+    let (s, cr) = bank
+        .call("PATCH", &path, Some(json!({"email": "ada@example.com"})))
+        .await;
+    assert_eq!(s, 202, "{cr}");
+    confirm_with_static_tan(&bank, cr["id"].as_str().unwrap(), &person).await;
+    assert_eq!(
+        bank.call("GET", &path, None).await.1["email"],
+        "ada@example.com"
+    );
+}
