@@ -247,6 +247,8 @@ pub async fn answer_signature_challenge(
         .field("signature"));
     }
     {
+        // Lock order (see `state`): challenge, person, device, bound_keys. The limit check,
+        // the key's registration and the device's verification happen as one step.
         let mut person = person.data.lock();
         // Again under the lock the binding is made under: the number may have gone meanwhile.
         person.check_still_verified(&sent_to, "OTP", START_AGAIN)?;
@@ -256,6 +258,7 @@ pub async fn answer_signature_challenge(
                 "the person already has {max} bound devices; delete one, then answer again"
             )));
         }
+        let mut d = device.data.lock();
         match inner.bound_keys.entry((caller.0, Box::from(key.point()))) {
             dashmap::Entry::Occupied(_) => {
                 return Err(ApiError::key_already_bound(
@@ -266,15 +269,12 @@ pub async fn answer_signature_challenge(
                 v.insert(device_id.clone());
             }
         }
-        person.bound += 1;
-        person.devices.push(device_id.clone());
-    }
-    {
-        let mut d = device.data.lock();
         d.verified = true;
         if let Some(data) = body.device_data {
             d.device_data = Some(data);
         }
+        person.bound += 1;
+        person.devices.push(device_id.clone());
     }
     challenge.attempts.complete(now);
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
@@ -337,25 +337,25 @@ pub async fn delete(
     let inner = &state.0;
     let id: DeviceId = path_id(&id, "device")?;
     let entry = bound_device(inner, caller, &id)?;
-    let person_id = {
-        let mut d = entry.data.lock();
-        if d.deleted_at.is_some() {
-            return Err(ApiError::not_found(format!(
-                "device {id} was already deleted"
-            )));
-        }
-        d.deleted_at = Some(inner.clock.now());
-        for key in d.keys.drain(..) {
-            inner
-                .bound_keys
-                .remove(&(caller.0, Box::from(key.key.point())));
-        }
-        d.person_id.clone()
-    };
-    if let Ok(person) = inner.owned(&inner.persons, caller.0, &person_id, "person") {
-        let mut person = person.data.lock();
-        person.bound = person.bound.saturating_sub(1);
+    // A device's person never changes; read it first so the person's lock can be taken
+    // before the device's (lock order, see `state`: person, device, bound_keys). The
+    // deletion, its keys' release and the person's count then change as one step.
+    let person_id = entry.data.lock().person_id.clone();
+    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+    let mut person = person.data.lock();
+    let mut d = entry.data.lock();
+    if d.deleted_at.is_some() {
+        return Err(ApiError::not_found(format!(
+            "device {id} was already deleted"
+        )));
     }
+    d.deleted_at = Some(inner.clock.now());
+    for key in d.keys.drain(..) {
+        inner
+            .bound_keys
+            .remove(&(caller.0, Box::from(key.key.point())));
+    }
+    person.bound = person.bound.saturating_sub(1);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,9 +1,22 @@
 //! The sandbox's state: one sharded map per entity, each entry behind its own small lock, so
 //! requests about different persons, devices or challenges never wait for each other.
 //!
-//! Lock order (never taken the other way round): a challenge's or change request's lock, then
-//! a person's, then a `bound_keys` shard, then a device's. A device's lock is never held while
-//! a person's is taken.
+//! Lock order. Entity locks are taken only in this order, each level optional, never the
+//! other way round:
+//!
+//! 1. a challenge's or a change request's lock (one at most);
+//! 2. a person's lock (one at most);
+//! 3. a device's lock (one at most);
+//! 4. a `bound_keys` shard, innermost: nothing is locked while it is held.
+//!
+//! For example, binding (answering the signature challenge) takes challenge, person, device,
+//! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
+//! device, `bound_keys`; a change request's confirmation takes the change request, then the
+//! device (to read its key) and later the person (to apply the change), one after the other.
+//!
+//! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
+//! are held only for a lookup, insert or removal, never while waiting for an entity lock;
+//! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
 
 use super::attempts::Attempts;
 use super::change_requests::ChangeRequestEntry;
@@ -211,6 +224,8 @@ pub(crate) struct Inner {
     pub change_requests: Table<ChangeRequestId, ChangeRequestEntry>,
     /// Public keys of bound, not deleted devices, per partner.
     pub bound_keys: DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
+    /// Unverified devices of forgotten bindings that were busy when last swept.
+    pub orphans: Mutex<Vec<DeviceId>>,
     pub sms: SmsCenter,
     pub counters: Counters,
 }
@@ -246,6 +261,7 @@ impl SandboxState {
             challenges: DashMap::new(),
             change_requests: DashMap::new(),
             bound_keys: DashMap::new(),
+            orphans: Mutex::new(Vec::new()),
             sms: SmsCenter::new(),
             counters: Counters::default(),
         }))
@@ -327,17 +343,32 @@ impl SandboxState {
             swept.challenges += 1;
             false
         });
+        // Only a finished binding's challenge could verify the device, so an unverified
+        // device here stays unverified. One whose lock is busy is tried again next sweep.
+        orphans.append(&mut inner.orphans.lock());
+        let mut busy = Vec::new();
         for id in orphans {
-            // Only a finished binding's challenge could verify the device, so an unverified
-            // device here stays unverified; its lock is only ever held briefly.
-            if inner
+            let mut gone = false;
+            let mut unlocked = true;
+            inner
                 .devices
-                .remove_if(&id, |_, d| !d.data.lock().verified)
-                .is_some()
-            {
+                .remove_if(&id, |_, d| match d.data.try_lock() {
+                    Some(d) => {
+                        gone = !d.verified;
+                        gone
+                    }
+                    None => {
+                        unlocked = false;
+                        false
+                    }
+                });
+            if gone {
                 swept.devices += 1;
+            } else if !unlocked {
+                busy.push(id);
             }
         }
+        inner.orphans.lock().append(&mut busy);
         inner.change_requests.retain(|_, entry| {
             let Some(cr) = entry.data.try_lock() else {
                 return true;
