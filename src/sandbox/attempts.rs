@@ -1,6 +1,10 @@
 //! The life of anything answerable (a challenge, a mobile-number OTP, a change request's
 //! confirmation): open until completed, spent by failed answers, or expired. Plain data and
 //! functions; the caller passes the time in.
+//!
+//! Once finished (completed, spent or expired) it keeps answering as it did for the
+//! configured retention window; after that the sandbox forgets it (see
+//! `SandboxState::sweep`) and its id answers 404.
 
 use super::error::ApiError;
 use crate::api::Timestamp;
@@ -28,6 +32,8 @@ pub struct Attempts {
     pub failed: u32,
     /// Where it stands.
     pub status: Status,
+    /// When it was completed or spent (`None` while open).
+    pub finished_at: Option<Timestamp>,
 }
 
 impl Attempts {
@@ -39,6 +45,7 @@ impl Attempts {
             expires_at: now.plus_seconds(seconds),
             failed: 0,
             status: Status::Open,
+            finished_at: None,
         }
     }
 
@@ -60,11 +67,12 @@ impl Attempts {
         }
     }
 
-    /// Counts a wrong answer; returns a sentence on how many answers remain.
-    pub fn record_failure(&mut self, max_failed: u32) -> String {
+    /// Counts a wrong answer at `now`; returns a sentence on how many answers remain.
+    pub fn record_failure(&mut self, max_failed: u32, now: Timestamp) -> String {
         self.failed += 1;
         if self.failed >= max_failed {
             self.status = Status::Failed;
+            self.finished_at = Some(now);
             "no attempts are left: it is now spent, start a new one".to_owned()
         } else {
             let left = max_failed - self.failed;
@@ -75,10 +83,33 @@ impl Attempts {
         }
     }
 
-    /// Marks it answered.
-    pub fn complete(&mut self) {
+    /// Marks it answered at `now`.
+    pub fn complete(&mut self, now: Timestamp) {
         self.status = Status::Completed;
+        self.finished_at = Some(now);
     }
+
+    /// When it finished (was completed, was spent, or expired), if it has by `now`.
+    pub fn finished_by(&self, now: Timestamp) -> Option<Timestamp> {
+        match self.status {
+            Status::Completed | Status::Failed => self.finished_at,
+            Status::Open => (now >= self.expires_at).then_some(self.expires_at),
+        }
+    }
+
+    /// Whether it has been finished for longer than `retention` at `now`, so it may be
+    /// forgotten.
+    pub fn forgettable(&self, now: Timestamp, retention: Duration) -> bool {
+        self.finished_by(now)
+            .is_some_and(|at| finished_longer_than(at, now, retention))
+    }
+}
+
+/// Whether something that finished `at` has been finished for longer than `retention` at
+/// `now` (timestamps are whole seconds).
+pub fn finished_longer_than(at: Timestamp, now: Timestamp, retention: Duration) -> bool {
+    u64::try_from(now.unix().saturating_sub(at.unix()))
+        .is_ok_and(|elapsed| Duration::from_secs(elapsed) > retention)
 }
 
 #[cfg(test)]
@@ -96,13 +127,39 @@ mod tests {
                 .code,
             "challenge_expired"
         );
-        a.record_failure(3);
-        a.record_failure(3);
+        a.record_failure(3, t0);
+        a.record_failure(3, t0);
         assert!(a.check_open(t0, "challenge").is_ok());
-        assert!(a.record_failure(3).contains("spent"));
+        assert!(a.record_failure(3, t0).contains("spent"));
         assert_eq!(
             a.check_open(t0, "challenge").unwrap_err().code,
             "challenge_failed"
         );
+    }
+
+    #[test]
+    fn it_is_forgettable_only_after_finishing_plus_retention() {
+        let t0 = crate::api::now_utc();
+        let lifetime = Duration::from_secs(300);
+        let retention = Duration::from_secs(900);
+        // Open: finished when it expires.
+        let open = Attempts::new(t0, lifetime);
+        assert_eq!(open.finished_by(t0.plus_seconds(299)), None);
+        assert_eq!(
+            open.finished_by(t0.plus_seconds(300)),
+            Some(t0.plus_seconds(300))
+        );
+        assert!(!open.forgettable(t0.plus_seconds(1200), retention));
+        assert!(open.forgettable(t0.plus_seconds(1201), retention));
+        // Completed early: the window starts when it was completed.
+        let mut done = Attempts::new(t0, lifetime);
+        done.complete(t0.plus_seconds(10));
+        assert!(!done.forgettable(t0.plus_seconds(910), retention));
+        assert!(done.forgettable(t0.plus_seconds(911), retention));
+        // Spent: the window starts at the last failed answer.
+        let mut spent = Attempts::new(t0, lifetime);
+        spent.record_failure(1, t0.plus_seconds(20));
+        assert!(!spent.forgettable(t0.plus_seconds(920), retention));
+        assert!(spent.forgettable(t0.plus_seconds(921), retention));
     }
 }

@@ -103,7 +103,7 @@ pub async fn get_device(
     let id: ChallengeId = path_id(&id, "device challenge")?;
     let entry = state
         .0
-        .owned(&state.0.challenges, caller.0, &id, "device challenge")?;
+        .answerable(&state.0.challenges, caller.0, &id, "device challenge")?;
     let view = device_view(&id, &entry.data.lock());
     view.map(Json).ok_or_else(|| wrong_kind(&id, "device"))
 }
@@ -117,7 +117,7 @@ pub async fn answer_device(
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "device challenge")?;
-    let entry = inner.owned(&inner.challenges, caller.0, &id, "device challenge")?;
+    let entry = inner.answerable(&inner.challenges, caller.0, &id, "device challenge")?;
     let now = inner.clock.now();
     let mut guard = entry.data.lock();
     let challenge = &mut *guard;
@@ -153,7 +153,7 @@ pub async fn answer_device(
         let used_unrestricted = other_key.is_some_and(|k| inner.verify(&k, message, &der));
         let left = challenge
             .attempts
-            .record_failure(inner.config.max_failed_attempts);
+            .record_failure(inner.config.max_failed_attempts, now);
         return Err(if used_unrestricted {
             ApiError::restricted_key_required(format!(
                 "this challenge needs the restricted key, but it was signed with the unrestricted key; {left}"
@@ -167,7 +167,7 @@ pub async fn answer_device(
         .field("signature"));
     }
     let purpose = *purpose;
-    challenge.attempts.complete();
+    challenge.attempts.complete(now);
     drop(guard);
     let mut d = device.data.lock();
     if let Some(k) = d.keys.iter_mut().find(|k| k.purpose == purpose) {
@@ -203,7 +203,11 @@ pub async fn create_sms(
     let otp = inner.send_otp(&number, body.language, None);
     let id = ChallengeId::generate();
     let entry = ChallengeEntry {
-        what: ChallengeWhat::Sms { otp },
+        what: ChallengeWhat::Sms {
+            person_id: body.person_id,
+            otp,
+            sent_to: number,
+        },
         attempts: inner.new_attempts(),
     };
     let view = sms_view(&id, &entry);
@@ -220,7 +224,7 @@ pub async fn get_sms(
     let id: ChallengeId = path_id(&id, "SMS challenge")?;
     let entry = state
         .0
-        .owned(&state.0.challenges, caller.0, &id, "SMS challenge")?;
+        .answerable(&state.0.challenges, caller.0, &id, "SMS challenge")?;
     let view = sms_view(&id, &entry.data.lock());
     view.map(Json).ok_or_else(|| wrong_kind(&id, "SMS"))
 }
@@ -234,20 +238,30 @@ pub async fn answer_sms(
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "SMS challenge")?;
-    let entry = inner.owned(&inner.challenges, caller.0, &id, "SMS challenge")?;
+    let entry = inner.answerable(&inner.challenges, caller.0, &id, "SMS challenge")?;
     let now = inner.clock.now();
     let mut guard = entry.data.lock();
     let challenge = &mut *guard;
-    let ChallengeWhat::Sms { otp } = &challenge.what else {
+    let ChallengeWhat::Sms {
+        person_id,
+        otp,
+        sent_to,
+    } = &challenge.what
+    else {
         return Err(wrong_kind(&id, "SMS"));
     };
     challenge.attempts.check_open(now, "SMS challenge")?;
+    inner
+        .owned(&inner.persons, caller.0, person_id, "person")?
+        .data
+        .lock()
+        .check_still_verified(sent_to, "OTP", "start a new SMS challenge")?;
     if !otp.matches(&body.code) {
         let left = challenge
             .attempts
-            .record_failure(inner.config.max_failed_attempts);
+            .record_failure(inner.config.max_failed_attempts, now);
         return Err(ApiError::invalid_otp(format!("the code is wrong; {left}")).field("code"));
     }
-    challenge.attempts.complete();
+    challenge.attempts.complete(now);
     Ok(StatusCode::NO_CONTENT)
 }

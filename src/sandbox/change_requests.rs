@@ -12,7 +12,7 @@ use super::verify::{VerifyingKey, check_der_signature};
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
     ConfirmChangeRequest, DeliveryMethod, DeviceId, KeyPurpose, MobileNumberId, Otp, PersonId,
-    Timestamp, UpdatePerson,
+    PhoneNumber, Timestamp, UpdatePerson,
 };
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +34,9 @@ enum Proof {
     Tan {
         person_id: PersonId,
         tan: Otp,
+        /// The number an SMS TAN went to (`None` for the static TAN); it must still be the
+        /// person's verified number when the TAN is confirmed.
+        sent_to: Option<PhoneNumber>,
     },
     Signature {
         device_id: DeviceId,
@@ -59,6 +62,36 @@ pub(crate) struct ChangeRequestEntry {
 }
 
 impl ChangeRequestEntry {
+    /// When it finished, if it has by `now`: completed or failed (its last update); its
+    /// confirmation expired unanswered; or, not yet authorized, left alone for a challenge
+    /// `lifetime` since its last update. Until forgotten, a merely expired one can still be
+    /// authorized again.
+    fn finished_by(&self, now: Timestamp, lifetime: std::time::Duration) -> Option<Timestamp> {
+        match (self.status, &self.confirmation) {
+            (ChangeRequestStatus::Completed | ChangeRequestStatus::Failed, _) => {
+                Some(self.updated_at)
+            }
+            (ChangeRequestStatus::ConfirmationRequired, Some(c)) => c.attempts.finished_by(now),
+            _ => {
+                let idle_until = self
+                    .updated_at
+                    .plus_seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2));
+                (now >= idle_until).then_some(idle_until)
+            }
+        }
+    }
+
+    /// Whether it has been finished for longer than `retention` at `now`.
+    pub(crate) fn forgettable(
+        &self,
+        now: Timestamp,
+        lifetime: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> bool {
+        self.finished_by(now, lifetime)
+            .is_some_and(|at| super::attempts::finished_longer_than(at, now, retention))
+    }
+
     fn view(&self) -> ChangeRequest {
         let string_to_sign = match (&self.status, &self.confirmation) {
             (
@@ -104,6 +137,9 @@ pub(crate) fn hold_change(
     view
 }
 
+const TAN_START_AGAIN: &str =
+    "authorize the change request again (POST /v1/change_requests/{id}/authorize) for a new TAN";
+
 fn missing(field: &str, method: &str) -> ApiError {
     ApiError::validation_error(format!("`{field}` is required for {method}")).field(field)
 }
@@ -126,7 +162,7 @@ pub async fn get(
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = state
         .0
-        .owned(&state.0.change_requests, caller.0, &id, "change request")?;
+        .answerable(&state.0.change_requests, caller.0, &id, "change request")?;
     let view = entry.data.lock().view();
     Ok(Json(view))
 }
@@ -140,7 +176,7 @@ pub async fn authorize(
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
-    let entry = inner.owned(&inner.change_requests, caller.0, &id, "change request")?;
+    let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
     if !matches!(
         cr.status,
@@ -169,16 +205,21 @@ pub async fn authorize(
                 )
                 .field("person_id"));
             }
-            let tan = if method == DeliveryMethod::Static {
-                Otp::parse(STATIC_OTP).expect("the static TAN is six digits")
+            let (tan, sent_to) = if method == DeliveryMethod::Static {
+                let tan = Otp::parse(STATIC_OTP).expect("the static TAN is six digits");
+                (tan, None)
             } else {
                 let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
                 let person = person.data.lock();
                 let number = person.verified_number("TAN", "use another delivery method")?;
                 drop(person);
-                inner.send_otp(&number, None, None)
+                (inner.send_otp(&number, None, None), Some(number))
             };
-            Proof::Tan { person_id, tan }
+            Proof::Tan {
+                person_id,
+                tan,
+                sent_to,
+            }
         }
         DeliveryMethod::DeviceSigning => {
             let device_id = body
@@ -235,7 +276,7 @@ pub async fn confirm(
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
-    let entry = inner.owned(&inner.change_requests, caller.0, &id, "change request")?;
+    let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let now = inner.clock.now();
     let max = inner.config.max_failed_attempts;
     let mut guard = entry.data.lock();
@@ -263,11 +304,39 @@ pub async fn confirm(
             "authorize the change request first",
         ));
     };
+    // The proof must be the one the change request was authorized for, and only that one:
+    // a field of the other method is refused rather than ignored.
+    let (extras, authorized_for): (&[(&str, bool)], &str) = match &confirmation.proof {
+        Proof::Tan { .. } => (
+            &[
+                ("device_id", body.device_id.is_some()),
+                ("signature", body.signature.is_some()),
+            ],
+            "a TAN (mobile_number or static); send person_id and tan only",
+        ),
+        Proof::Signature { .. } => (
+            &[
+                ("person_id", body.person_id.is_some()),
+                ("tan", body.tan.is_some()),
+            ],
+            "device_signing; send device_id and signature only",
+        ),
+    };
+    if let Some((field, _)) = extras.iter().find(|(_, sent)| *sent) {
+        return Err(ApiError::validation_error(format!(
+            "`{field}` does not belong to this confirmation: the change request was authorized for {authorized_for}"
+        ))
+        .field(*field));
+    }
     confirmation
         .attempts
         .check_open(now, "change request confirmation")?;
     let ok = match &confirmation.proof {
-        Proof::Tan { person_id, tan } => {
+        Proof::Tan {
+            person_id,
+            tan,
+            sent_to,
+        } => {
             let given_person = body
                 .person_id
                 .as_ref()
@@ -281,6 +350,13 @@ pub async fn confirm(
                     "person_id is not the person this change request is for",
                 )
                 .field("person_id"));
+            }
+            if let Some(sent_to) = sent_to {
+                inner
+                    .owned(&inner.persons, caller.0, person_id, "person")?
+                    .data
+                    .lock()
+                    .check_still_verified(sent_to, "TAN", TAN_START_AGAIN)?;
             }
             tan.matches(given_tan)
         }
@@ -323,7 +399,7 @@ pub async fn confirm(
         }
     };
     if !ok {
-        let left = confirmation.attempts.record_failure(max);
+        let left = confirmation.attempts.record_failure(max, now);
         if confirmation.attempts.status == super::attempts::Status::Failed {
             cr.status = ChangeRequestStatus::Failed;
             cr.updated_at = now;
@@ -340,12 +416,24 @@ pub async fn confirm(
             .field("signature"),
         });
     }
-    confirmation.attempts.complete();
     let person = inner.owned(&inner.persons, caller.0, &cr.person_id, "person");
-    cr.response = Some(match person {
-        Ok(person) => apply(&mut person.data.lock(), &cr.change),
+    let response = match person {
+        Ok(person) => {
+            let mut person = person.data.lock();
+            // Again under the lock the change is made under: the number may have gone meanwhile.
+            if let Proof::Tan {
+                sent_to: Some(sent_to),
+                ..
+            } = &confirmation.proof
+            {
+                person.check_still_verified(sent_to, "TAN", TAN_START_AGAIN)?;
+            }
+            apply(&mut person, &cr.change)
+        }
         Err(e) => (404, serde_json::to_value(e.body()).unwrap_or_default()),
-    });
+    };
+    confirmation.attempts.complete(now);
+    cr.response = Some(response);
     cr.status = ChangeRequestStatus::Completed;
     cr.updated_at = now;
     Ok((StatusCode::CREATED, Json(cr.view())))

@@ -30,6 +30,10 @@ pub struct SandboxArgs {
     /// Delay every /v1 response by this much (fault injection), e.g. `50ms`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub latency: Option<Duration>,
+    /// How long finished challenges and change requests are kept before they are forgotten
+    /// (then their ids answer 404), e.g. `15m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
 }
 
 /// Why `vphone sandbox` stopped.
@@ -78,6 +82,9 @@ impl SandboxArgs {
         }
         if let Some(v) = self.latency {
             config.latency = (!v.is_zero()).then_some(v);
+        }
+        if let Some(v) = self.retention {
+            config.retention = v;
         }
         config.validate()?;
         Ok(config)

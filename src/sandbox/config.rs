@@ -10,6 +10,9 @@ pub const DEFAULT_CLIENT_ID: &str = "vphone-demo";
 /// The documented default partner's secret. Public on purpose: it only opens a local sandbox.
 pub const DEFAULT_CLIENT_SECRET: &str = "vphone-demo-secret";
 
+/// How long finished challenges and change requests are kept by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
+
 /// How the sandbox behaves.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -27,6 +30,10 @@ pub struct SandboxConfig {
     pub latency: Option<Duration>,
     /// How long an access token is accepted (one hour).
     pub token_lifetime: Duration,
+    /// How long a finished challenge or change request (completed, spent or expired) is kept
+    /// before it is forgotten, with the unverified device of a forgotten binding (15 minutes).
+    /// Until then it answers as before (403 `challenge_expired`, ...); after, 404 `not_found`.
+    pub retention: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -40,6 +47,7 @@ impl Default for SandboxConfig {
             max_devices_per_person: 5,
             latency: None,
             token_lifetime: Duration::from_secs(3600),
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -115,6 +123,7 @@ struct ConfigFile {
     max_devices_per_person: Option<usize>,
     latency: Option<String>,
     token_lifetime: Option<String>,
+    retention: Option<String>,
 }
 
 fn duration(field: &str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
@@ -186,9 +195,16 @@ impl SandboxConfig {
             latency: duration("latency", file.latency)?.filter(|d| !d.is_zero()),
             token_lifetime: duration("token_lifetime", file.token_lifetime)?
                 .unwrap_or(defaults.token_lifetime),
+            retention: duration("retention", file.retention)?.unwrap_or(defaults.retention),
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// How often the background sweep forgets what outlived [`SandboxConfig::retention`]: a
+    /// quarter of it, between 1 s and 60 s.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     /// Checks ranges and that client ids are unique and non-empty.
@@ -202,6 +218,9 @@ impl SandboxConfig {
         }
         if self.token_lifetime < Duration::from_secs(1) {
             return bad("token_lifetime must be at least 1s");
+        }
+        if self.retention > Duration::from_secs(366 * 24 * 3600) {
+            return bad("retention must be at most a year");
         }
         if self.max_failed_attempts == 0 {
             return bad("max_failed_attempts must be at least 1");
@@ -241,6 +260,19 @@ mod tests {
         assert_eq!(c.partners, vec![PartnerConfig::demo()]);
         assert_eq!(c.challenge_lifetime, Duration::from_secs(300));
         assert_eq!((c.max_failed_attempts, c.max_devices_per_person), (3, 5));
+        assert_eq!(c.retention, Duration::from_secs(900));
+        assert_eq!(c.sweep_interval(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retention_is_read_from_the_file() {
+        let c = SandboxConfig::from_toml_str("retention = \"2m\"").unwrap();
+        assert_eq!(c.retention, Duration::from_secs(120));
+        assert_eq!(c.sweep_interval(), Duration::from_secs(30));
+        let c = SandboxConfig::from_toml_str("retention = \"0s\"").unwrap();
+        assert_eq!(c.sweep_interval(), Duration::from_secs(1));
+        let e = SandboxConfig::from_toml_str("retention = \"later\"").unwrap_err();
+        assert!(e.to_string().contains("retention"), "{e}");
     }
 
     #[test]

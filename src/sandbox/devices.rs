@@ -160,6 +160,7 @@ pub async fn create(
             what: ChallengeWhat::Binding {
                 device_id: device_id.clone(),
                 otp,
+                sent_to: number,
             },
             attempts,
         },
@@ -182,7 +183,7 @@ pub async fn get_signature_challenge(
     let id: ChallengeId = path_id(&id, "signature challenge")?;
     let entry = state
         .0
-        .owned(&state.0.challenges, caller.0, &id, "signature challenge")?;
+        .answerable(&state.0.challenges, caller.0, &id, "signature challenge")?;
     let c = entry.data.lock();
     if !matches!(c.what, ChallengeWhat::Binding { .. }) {
         return Err(ApiError::not_found(format!(
@@ -206,15 +207,21 @@ pub async fn answer_signature_challenge(
 ) -> Result<StatusCode, ApiError> {
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "signature challenge")?;
-    let entry = inner.owned(&inner.challenges, caller.0, &id, "signature challenge")?;
+    let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
     let now = inner.clock.now();
     let mut challenge = entry.data.lock();
-    let ChallengeWhat::Binding { device_id, otp } = &challenge.what else {
+    let ChallengeWhat::Binding {
+        device_id,
+        otp,
+        sent_to,
+    } = &challenge.what
+    else {
         return Err(ApiError::not_found(format!(
             "there is no signature challenge {id}; it is another kind of challenge"
         )));
     };
-    let (device_id, otp) = (device_id.clone(), otp.clone());
+    let (device_id, otp, sent_to) = (device_id.clone(), otp.clone(), sent_to.clone());
+    const START_AGAIN: &str = "start a new binding with POST /v1/mfa/devices";
     challenge.attempts.check_open(now, "signature challenge")?;
     let der = der_of(&body.signature, "signature")?;
     let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
@@ -225,24 +232,33 @@ pub async fn answer_signature_challenge(
         })?;
         (key, d.person_id.clone())
     };
+    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+    person
+        .data
+        .lock()
+        .check_still_verified(&sent_to, "OTP", START_AGAIN)?;
     if !inner.verify(&key, otp.expose().as_bytes(), &der) {
         let left = challenge
             .attempts
-            .record_failure(inner.config.max_failed_attempts);
+            .record_failure(inner.config.max_failed_attempts, now);
         return Err(ApiError::invalid_signature(format!(
             "the signature does not verify over the SMS OTP's ASCII digits with the key being bound; {left}"
         ))
         .field("signature"));
     }
-    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     {
+        // Lock order (see `state`): challenge, person, device, bound_keys. The limit check,
+        // the key's registration and the device's verification happen as one step.
         let mut person = person.data.lock();
+        // Again under the lock the binding is made under: the number may have gone meanwhile.
+        person.check_still_verified(&sent_to, "OTP", START_AGAIN)?;
         let max = inner.config.max_devices_per_person;
         if person.bound >= max {
             return Err(ApiError::device_limit_reached(format!(
                 "the person already has {max} bound devices; delete one, then answer again"
             )));
         }
+        let mut d = device.data.lock();
         match inner.bound_keys.entry((caller.0, Box::from(key.point()))) {
             dashmap::Entry::Occupied(_) => {
                 return Err(ApiError::key_already_bound(
@@ -253,17 +269,14 @@ pub async fn answer_signature_challenge(
                 v.insert(device_id.clone());
             }
         }
-        person.bound += 1;
-        person.devices.push(device_id.clone());
-    }
-    {
-        let mut d = device.data.lock();
         d.verified = true;
         if let Some(data) = body.device_data {
             d.device_data = Some(data);
         }
+        person.bound += 1;
+        person.devices.push(device_id.clone());
     }
-    challenge.attempts.complete();
+    challenge.attempts.complete(now);
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -324,25 +337,25 @@ pub async fn delete(
     let inner = &state.0;
     let id: DeviceId = path_id(&id, "device")?;
     let entry = bound_device(inner, caller, &id)?;
-    let person_id = {
-        let mut d = entry.data.lock();
-        if d.deleted_at.is_some() {
-            return Err(ApiError::not_found(format!(
-                "device {id} was already deleted"
-            )));
-        }
-        d.deleted_at = Some(inner.clock.now());
-        for key in d.keys.drain(..) {
-            inner
-                .bound_keys
-                .remove(&(caller.0, Box::from(key.key.point())));
-        }
-        d.person_id.clone()
-    };
-    if let Ok(person) = inner.owned(&inner.persons, caller.0, &person_id, "person") {
-        let mut person = person.data.lock();
-        person.bound = person.bound.saturating_sub(1);
+    // A device's person never changes; read it first so the person's lock can be taken
+    // before the device's (lock order, see `state`: person, device, bound_keys). The
+    // deletion, its keys' release and the person's count then change as one step.
+    let person_id = entry.data.lock().person_id.clone();
+    let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+    let mut person = person.data.lock();
+    let mut d = entry.data.lock();
+    if d.deleted_at.is_some() {
+        return Err(ApiError::not_found(format!(
+            "device {id} was already deleted"
+        )));
     }
+    d.deleted_at = Some(inner.clock.now());
+    for key in d.keys.drain(..) {
+        inner
+            .bound_keys
+            .remove(&(caller.0, Box::from(key.key.point())));
+    }
+    person.bound = person.bound.saturating_sub(1);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -97,6 +97,8 @@ constructors! {
     change_request_state => CONFLICT, "invalid_change_request_state", "Invalid Change Request State";
     /// 400: the number in the request is not the person's number.
     mobile_number_mismatch => BAD_REQUEST, "mobile_number_mismatch", "Mobile Number Mismatch";
+    /// 403: the OTP or TAN went to a number that is no longer the person's verified number.
+    mobile_number_changed => FORBIDDEN, "mobile_number_changed", "Mobile Number Changed";
     /// 409: the mobile number is already verified.
     mobile_number_already_verified => CONFLICT, "mobile_number_already_verified", "Mobile Number Already Verified";
 }

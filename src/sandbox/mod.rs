@@ -10,6 +10,10 @@
 //!   The test number `+15550101` always gets `212212`; `static_otp` makes every OTP `212212`.
 //! - Every refusal answers in the `errors` shape with a specific `code`. A refused request
 //!   changes nothing, except that a wrong answer to a challenge counts as a failed attempt.
+//! - Finished challenges and change requests (completed, spent or expired) answer as before
+//!   for [`SandboxConfig::retention`] (15 minutes), then a background sweep forgets them, with
+//!   the unverified device of a forgotten binding; their ids answer 404 `not_found` from then
+//!   on. Long load runs stay within bounded memory; [`SandboxStats`] counts what is held.
 //! - State lives in sharded maps with one small lock per entity; signatures are verified with
 //!   aws-lc-rs against keys parsed once when registered.
 
@@ -31,7 +35,7 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PartnerConfig, SandboxConfig};
 pub use error::ApiError;
-pub use state::{SandboxState, SandboxStats};
+pub use state::{SandboxState, SandboxStats, Swept};
 
 use crate::api::SmsMessage;
 use axum::Router;
@@ -183,6 +187,7 @@ pub struct SandboxHandle {
     state: SandboxState,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl SandboxHandle {
@@ -208,6 +213,7 @@ impl SandboxHandle {
 
     /// Stops accepting, lets open requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) {
+        self.sweeper.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -230,7 +236,8 @@ pub async fn spawn(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
     .await
 }
 
-/// Serves `state` on `addr` in a background task.
+/// Serves `state` on `addr` in a background task, with a background sweep that forgets what
+/// outlived the retention window ([`SandboxState::start_sweeper`]).
 pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -243,10 +250,12 @@ pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Resul
             })
             .await
     });
+    let sweeper = state.start_sweeper();
     Ok(SandboxHandle {
         addr,
         state,
         stop: Some(stop),
         task,
+        sweeper,
     })
 }

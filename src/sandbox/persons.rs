@@ -25,6 +25,25 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+const MAX_EMAIL: usize = 254;
+
+/// A minimal e-mail check: 1-254 characters, no whitespace, exactly one `@` with text on
+/// both sides. Deliverability is not the sandbox's business.
+fn check_email(value: &str) -> Result<(), ApiError> {
+    let well_formed = value.chars().count() <= MAX_EMAIL
+        && !value.chars().any(char::is_whitespace)
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if !well_formed {
+        return Err(ApiError::validation_error(format!(
+            "`email` must be an address like name@example.com: at most {MAX_EMAIL} characters, no spaces, one @ with text on both sides"
+        ))
+        .field("email"));
+    }
+    Ok(())
+}
+
 /// `POST /v1/persons`.
 pub async fn create(
     State(state): State<SandboxState>,
@@ -33,6 +52,9 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     check_name("first_name", &body.first_name)?;
     check_name("last_name", &body.last_name)?;
+    if let Some(email) = &body.email {
+        check_email(email)?;
+    }
     for reserved in ["id", "created_at"] {
         if body.extra.contains_key(reserved) {
             return Err(ApiError::validation_error(format!(
@@ -97,6 +119,9 @@ pub async fn update(
     }
     if let Some(v) = &body.last_name {
         check_name("last_name", v)?;
+    }
+    if let Some(v) = &body.email {
+        check_email(v)?;
     }
     let request = hold_change(&state.0, caller.0, id, HeldChange::UpdatePerson(body));
     Ok((StatusCode::ACCEPTED, Json(request)))
@@ -220,10 +245,10 @@ pub async fn confirm_mobile(
     };
     attempts.check_open(now, "mobile number OTP")?;
     if !otp.matches(&body.token) {
-        let left = attempts.record_failure(max);
+        let left = attempts.record_failure(max, now);
         return Err(ApiError::invalid_otp(format!("the OTP is wrong; {left}")).field("token"));
     }
-    attempts.complete();
+    attempts.complete(now);
     mobile.verified = true;
     let view = mobile_view(mobile);
     Ok((StatusCode::CREATED, Json(view)))
@@ -282,6 +307,42 @@ pub(crate) fn apply(entry: &mut PersonEntry, change: &HeldChange) -> (u16, serde
                     .unwrap_or_default(),
                 ),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_needs_one_at_with_text_around_it_and_no_spaces() {
+        for good in [
+            "a@b",
+            "ada.lovelace+x@example.com",
+            &format!("{}@b.c", "a".repeat(250)),
+        ] {
+            assert!(check_email(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            " ",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a@b@c",
+            "ada @example.com",
+            "ada@example.com ",
+            "ada@exa\tmple.com",
+            "ada@exa\u{a0}mple.com",
+            &format!("{}@b.cd", "a".repeat(250)),
+        ] {
+            let e = check_email(bad).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("validation_error", Some("email")),
+                "{bad:?}"
+            );
         }
     }
 }

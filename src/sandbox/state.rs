@@ -1,9 +1,22 @@
 //! The sandbox's state: one sharded map per entity, each entry behind its own small lock, so
 //! requests about different persons, devices or challenges never wait for each other.
 //!
-//! Lock order (never taken the other way round): a challenge's or change request's lock, then
-//! a person's, then a `bound_keys` shard, then a device's. A device's lock is never held while
-//! a person's is taken.
+//! Lock order. Entity locks are taken only in this order, each level optional, never the
+//! other way round:
+//!
+//! 1. a challenge's or a change request's lock (one at most);
+//! 2. a person's lock (one at most);
+//! 3. a device's lock (one at most);
+//! 4. a `bound_keys` shard, innermost: nothing is locked while it is held.
+//!
+//! For example, binding (answering the signature challenge) takes challenge, person, device,
+//! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
+//! device, `bound_keys`; a change request's confirmation takes the change request, then the
+//! device (to read its key) and later the person (to apply the change), one after the other.
+//!
+//! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
+//! are held only for a lookup, insert or removal, never while waiting for an entity lock;
+//! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
 
 use super::attempts::Attempts;
 use super::change_requests::ChangeRequestEntry;
@@ -93,6 +106,25 @@ impl PersonEntry {
     }
 }
 
+impl PersonEntry {
+    /// Refuses with 403 `mobile_number_changed` unless the person's verified number is still
+    /// `sent_to`, the number the `what` (an OTP or TAN) was sent to; `start_again` says what
+    /// to start anew.
+    pub fn check_still_verified(
+        &self,
+        sent_to: &PhoneNumber,
+        what: &str,
+        start_again: &str,
+    ) -> Result<(), ApiError> {
+        match &self.mobile {
+            Some(m) if m.verified && m.number == *sent_to => Ok(()),
+            _ => Err(ApiError::mobile_number_changed(format!(
+                "the {what} was sent to a mobile number that is no longer the person's verified number; {start_again}"
+            ))),
+        }
+    }
+}
+
 impl DeviceEntry {
     /// The key of a purpose, if the device has one.
     pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
@@ -102,22 +134,43 @@ impl DeviceEntry {
 
 /// What a challenge asks for.
 pub(crate) enum ChallengeWhat {
-    /// Binding: the new device signs the OTP sent by SMS.
-    Binding { device_id: DeviceId, otp: Otp },
+    /// Binding: the new device signs the OTP sent by SMS to `sent_to`, which must still be
+    /// the person's verified number when it is answered.
+    Binding {
+        device_id: DeviceId,
+        otp: Otp,
+        sent_to: PhoneNumber,
+    },
     /// Device signing: the device signs `string_to_sign` with the key of `purpose`.
     Device {
         device_id: DeviceId,
         purpose: KeyPurpose,
         string_to_sign: String,
     },
-    /// SMS: the person types the OTP.
-    Sms { otp: Otp },
+    /// SMS: the person types the OTP sent to `sent_to`, which must still be their verified
+    /// number when it is answered.
+    Sms {
+        person_id: PersonId,
+        otp: Otp,
+        sent_to: PhoneNumber,
+    },
 }
 
 /// A challenge of any kind.
 pub(crate) struct ChallengeEntry {
     pub what: ChallengeWhat,
     pub attempts: Attempts,
+}
+
+/// What one [`SandboxState::sweep`] forgot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Challenges (any kind) finished for longer than the retention window.
+    pub challenges: usize,
+    /// Unverified devices whose binding challenge was forgotten.
+    pub devices: usize,
+    /// Change requests finished for longer than the retention window.
+    pub change_requests: usize,
 }
 
 /// Counters of the sandbox's work.
@@ -134,6 +187,16 @@ pub struct SandboxStats {
     pub bindings: u64,
     /// SMS delivered.
     pub sms_sent: u64,
+    /// Persons held now.
+    pub live_persons: u64,
+    /// Devices held now (bound, deleted, and unverified ones waiting for their binding).
+    pub live_devices: u64,
+    /// Challenges of every kind held now (open ones, and finished ones within retention).
+    pub live_challenges: u64,
+    /// Change requests held now (open ones, and finished ones within retention).
+    pub live_change_requests: u64,
+    /// Entries forgotten by sweeps so far (challenges, devices and change requests).
+    pub swept: u64,
 }
 
 #[derive(Default)]
@@ -143,6 +206,7 @@ pub(crate) struct Counters {
     pub verify_nanos: AtomicU64,
     pub bindings: AtomicU64,
     pub sms_sent: AtomicU64,
+    pub swept: AtomicU64,
 }
 
 pub(crate) struct TokenEntry {
@@ -160,6 +224,8 @@ pub(crate) struct Inner {
     pub change_requests: Table<ChangeRequestId, ChangeRequestEntry>,
     /// Public keys of bound, not deleted devices, per partner.
     pub bound_keys: DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
+    /// Unverified devices of forgotten bindings that were busy when last swept.
+    pub orphans: Mutex<Vec<DeviceId>>,
     pub sms: SmsCenter,
     pub counters: Counters,
 }
@@ -195,6 +261,7 @@ impl SandboxState {
             challenges: DashMap::new(),
             change_requests: DashMap::new(),
             bound_keys: DashMap::new(),
+            orphans: Mutex::new(Vec::new()),
             sms: SmsCenter::new(),
             counters: Counters::default(),
         }))
@@ -239,7 +306,111 @@ impl SandboxState {
             verify_nanos: c.verify_nanos.load(Ordering::Relaxed),
             bindings: c.bindings.load(Ordering::Relaxed),
             sms_sent: c.sms_sent.load(Ordering::Relaxed),
+            live_persons: self.0.persons.len() as u64,
+            live_devices: self.0.devices.len() as u64,
+            live_challenges: self.0.challenges.len() as u64,
+            live_change_requests: self.0.change_requests.len() as u64,
+            swept: c.swept.load(Ordering::Relaxed),
         }
+    }
+
+    /// Forgets every challenge and change request that has been finished (completed, spent or
+    /// expired) for longer than [`SandboxConfig::retention`], and the unverified device of
+    /// every forgotten binding challenge; their ids answer 404 from now on.
+    ///
+    /// Takes no global lock: each map is walked one shard at a time, and an entry whose own
+    /// lock is busy (a request is answering it right now) is skipped until the next sweep, so
+    /// the sweep never waits for a request. [`spawn`](super::spawn) and
+    /// [`spawn_with`](super::spawn_with) run it every [`SandboxConfig::sweep_interval`]; a
+    /// test on a `ManualClock` can call it directly.
+    pub fn sweep(&self) -> Swept {
+        let inner = &*self.0;
+        let now = inner.clock.now();
+        let retention = inner.config.retention;
+        let lifetime = inner.config.challenge_lifetime;
+        let mut swept = Swept::default();
+        let mut orphans = Vec::new();
+        inner.challenges.retain(|_, entry| {
+            let Some(c) = entry.data.try_lock() else {
+                return true;
+            };
+            if !c.attempts.forgettable(now, retention) {
+                return true;
+            }
+            if let ChallengeWhat::Binding { device_id, .. } = &c.what {
+                orphans.push(device_id.clone());
+            }
+            swept.challenges += 1;
+            false
+        });
+        // Only a finished binding's challenge could verify the device, so an unverified
+        // device here stays unverified. One whose lock is busy is tried again next sweep.
+        orphans.append(&mut inner.orphans.lock());
+        let mut busy = Vec::new();
+        for id in orphans {
+            let mut gone = false;
+            let mut unlocked = true;
+            inner
+                .devices
+                .remove_if(&id, |_, d| match d.data.try_lock() {
+                    Some(d) => {
+                        gone = !d.verified;
+                        gone
+                    }
+                    None => {
+                        unlocked = false;
+                        false
+                    }
+                });
+            if gone {
+                swept.devices += 1;
+            } else if !unlocked {
+                busy.push(id);
+            }
+        }
+        inner.orphans.lock().append(&mut busy);
+        inner.change_requests.retain(|_, entry| {
+            let Some(cr) = entry.data.try_lock() else {
+                return true;
+            };
+            let forget = cr.forgettable(now, lifetime, retention);
+            swept.change_requests += usize::from(forget);
+            !forget
+        });
+        let total = swept.challenges + swept.devices + swept.change_requests;
+        inner
+            .counters
+            .swept
+            .fetch_add(total as u64, Ordering::Relaxed);
+        swept
+    }
+
+    /// Runs [`SandboxState::sweep`] every [`SandboxConfig::sweep_interval`] on the blocking
+    /// pool until the sandbox is dropped or the returned task is aborted. [`spawn`](super::spawn)
+    /// and [`spawn_with`](super::spawn_with) start one; call this when serving
+    /// [`router`](super::router) yourself.
+    pub fn start_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.0);
+        let every = self.0.config.sweep_interval();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let state = SandboxState(inner);
+                match tokio::task::spawn_blocking(move || state.sweep()).await {
+                    Ok(swept) if swept != Swept::default() => {
+                        tracing::debug!(?swept, "sandbox sweep");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sandbox sweep failed"),
+                }
+            }
+        })
     }
 
     /// The partners it serves.
@@ -266,6 +437,26 @@ impl Inner {
                 "there is no {what} {id} for this partner; check the id"
             ))),
         }
+    }
+
+    /// Like [`Inner::owned`] for challenges and change requests, whose 404 also says that
+    /// finished ones are forgotten after the retention window.
+    pub fn answerable<K, T>(
+        &self,
+        table: &Table<K, T>,
+        partner: PartnerIdx,
+        id: &K,
+        what: &str,
+    ) -> Result<Arc<Owned<T>>, ApiError>
+    where
+        K: std::hash::Hash + Eq + std::fmt::Display,
+    {
+        self.owned(table, partner, id, what).map_err(|_| {
+            ApiError::not_found(format!(
+                "there is no {what} {id} for this partner; check the id (a {what} is forgotten {} after it was completed, spent or expired)",
+                humantime::format_duration(self.config.retention)
+            ))
+        })
     }
 
     /// Inserts a fresh entry.
