@@ -148,6 +148,21 @@ impl Credentials {
         Credentials::from_env()
     }
 
+    /// The credentials for `target`: from `file`, `$VPHONE_CREDENTIALS` or the environment;
+    /// a local server without any falls back to the sandbox's default partner.
+    pub fn for_target(
+        file: Option<&Path>,
+        target: &super::Target,
+    ) -> Result<Credentials, CredentialsError> {
+        match Credentials::discover(file)? {
+            Some(credentials) => Ok(credentials),
+            None if target.is_local() => Ok(Credentials::sandbox_default()),
+            None => Err(CredentialsError::Missing {
+                target: target.to_string(),
+            }),
+        }
+    }
+
     /// The client id (not secret).
     pub fn client_id(&self) -> &str {
         &self.client_id

@@ -4,7 +4,7 @@
 use super::runner::{ProgressMode, RunOptions};
 use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, Credentials};
+use crate::client::{ApiClient, ClientConfig, Credentials, Target};
 use crate::sandbox::{SandboxConfig, spawn};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -59,10 +59,15 @@ pub enum ProgressArg {
 /// The settings of one load run.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target API base URL (credentials from VPHONE_CLIENT_ID / VPHONE_CLIENT_SECRET).
+    /// Target API base URL (credentials from --credentials FILE, $VPHONE_CREDENTIALS or
+    /// VPHONE_CLIENT_ID / VPHONE_CLIENT_SECRET; without any, the sandbox's default partner).
     /// Without it, a sandbox is started in-process on 127.0.0.1.
     #[arg(long, value_name = "URL")]
     pub api: Option<url::Url>,
+    /// A TOML file with `client_id` and `client_secret` for --api (never the secret itself
+    /// as an argument).
+    #[arg(long, value_name = "FILE", requires = "api")]
+    pub credentials: Option<PathBuf>,
     /// Phones in the whole fleet (a shard runs its slice of them) [default: the --fleet
     /// file's size, else 100].
     #[arg(long)]
@@ -275,14 +280,10 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
 
     let (client, sandbox) = match &args.api {
         Some(url) => {
-            let credentials = Credentials::discover(None)
-                .map_err(|e| FleetError::Client(e.to_string()))?
-                .ok_or_else(|| {
-                    FleetError::Client(
-                        "set VPHONE_CLIENT_ID and VPHONE_CLIENT_SECRET for --api".into(),
-                    )
-                })?;
-            let config = ClientConfig::local(url.clone(), credentials).with_timeout(args.timeout);
+            let target = Target::Local(url.clone());
+            let credentials = Credentials::for_target(args.credentials.as_deref(), &target)
+                .map_err(|e| FleetError::Client(e.to_string()))?;
+            let config = ClientConfig::new(&target, credentials).with_timeout(args.timeout);
             (client_for(config)?, None)
         }
         None => {

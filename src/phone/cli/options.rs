@@ -2,7 +2,7 @@
 //! biometric prompt and where SMS codes come from.
 
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, ClientError, Credentials, CredentialsError, Target};
+use crate::client::{ApiClient, ClientConfig, ClientError, Credentials, Target};
 use crate::phone::{Confirmation, OtpSource};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -64,16 +64,7 @@ impl ConnectArgs {
 
     /// A client for the target, with credentials from the file or environment.
     pub fn client(&self, target: &Target) -> Result<ApiClient, ClientError> {
-        let credentials = match Credentials::discover(self.credentials.as_deref())? {
-            Some(c) => c,
-            None if target.is_local() => Credentials::sandbox_default(),
-            None => {
-                return Err(CredentialsError::Missing {
-                    target: target.to_string(),
-                }
-                .into());
-            }
-        };
+        let credentials = Credentials::for_target(self.credentials.as_deref(), target)?;
         ApiClient::new(ClientConfig::new(target, credentials).with_timeout(self.timeout))
     }
 }
