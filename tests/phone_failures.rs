@@ -368,3 +368,208 @@ async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_
     })
     .await;
 }
+
+/// The sandbox, with the key calls of one device under the test's control: once `slow` is
+/// set, adding a key answers only after the client gave up, and so does every key list
+/// asked for after that. When the add-key request reaches the bank, it records whether the
+/// phone's saved file (`phone_file`) already held the new key as pending.
+#[derive(Default)]
+struct KeysWire {
+    slow: std::sync::atomic::AtomicBool,
+    posted: std::sync::atomic::AtomicBool,
+    phone_file: std::sync::Mutex<Option<(std::path::PathBuf, PhoneName)>>,
+    saved_at_post: std::sync::Mutex<Option<(Option<KeyPurpose>, Vec<KeyPurpose>)>>,
+}
+
+async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> String {
+    use axum::extract::{Request, State};
+    use axum::middleware::{self, Next};
+    use std::sync::atomic::Ordering::SeqCst;
+    async fn gate(
+        State(wire): State<Arc<KeysWire>>,
+        req: Request,
+        next: Next,
+    ) -> axum::response::Response {
+        let keys = req.uri().path().ends_with("/keys");
+        let post = req.method() == axum::http::Method::POST;
+        if keys && post {
+            let file = wire.phone_file.lock().unwrap().clone();
+            if let Some((home, name)) = file {
+                let saved =
+                    vphone::phone::SavedPhone::load(&vphone::phone::Home::new(home), name, None)
+                        .unwrap();
+                let held = saved.vault().keys().map(|k| k.purpose()).collect();
+                *wire.saved_at_post.lock().unwrap() = Some((saved.profile().pending_key, held));
+            }
+        }
+        let slow = keys && wire.slow.load(SeqCst) && (post || wire.posted.load(SeqCst));
+        if keys && post {
+            wire.posted.store(true, SeqCst);
+        }
+        let response = next.run(req).await;
+        if slow {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        response
+    }
+    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
+        .layer(middleware::from_fn_with_state(wire, gate));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn impatient_client(base: &str) -> vphone::client::ApiClient {
+    let config =
+        vphone::client::ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
+            .with_timeout(Duration::from_millis(500));
+    vphone::client::ApiClient::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_bank_is_asked() {
+    bounded(async {
+        use std::sync::atomic::Ordering::SeqCst;
+        let wire = Arc::new(KeysWire::default());
+        let base = keys_wire_sandbox(wire.clone()).await;
+        let client = impatient_client(&base);
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("durable").unwrap();
+        let source = OtpSource::SandboxHttp(client.clone());
+        let mut phone =
+            Phone::create(&home, name.clone(), client.clone(), source.clone(), None).unwrap();
+        phone
+            .register(person_named("Dura", "Ble"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        *wire.phone_file.lock().unwrap() = Some((dir.path().to_owned(), name.clone()));
+        wire.slow.store(true, SeqCst);
+
+        // Both the add and the follow-up list time out: the outcome is unknown.
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyPending { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 3);
+        let text = err.to_string();
+        assert!(
+            text.contains("pending") && text.contains("vphone phone keys durable"),
+            "{text}"
+        );
+        // The key was on disk, pending, before the bank heard of it: a crash loses nothing.
+        let (pending, held) = wire.saved_at_post.lock().unwrap().clone().unwrap();
+        assert_eq!(pending, Some(KeyPurpose::Restricted));
+        assert!(held.contains(&KeyPurpose::Restricted), "{held:?}");
+        drop(phone);
+
+        // A later run (a new process, say) settles it with the bank, which did add it.
+        wire.slow.store(false, SeqCst);
+        let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
+        assert_eq!(phone.profile().pending_key, Some(KeyPurpose::Restricted));
+        let keys = phone.keys().await.unwrap();
+        let bank_id = keys
+            .keys
+            .iter()
+            .find(|k| k.key_purpose == KeyPurpose::Restricted)
+            .unwrap()
+            .key_id
+            .clone();
+        assert_eq!(phone.profile().pending_key, None);
+        assert_eq!(phone.profile().restricted_key_id.as_ref(), Some(&bank_id));
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_key_the_bank_never_added_is_forgotten_and_add_key_starts_afresh() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("unsent").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Un", "Sent"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        drop(phone);
+        // The phone saved a pending key, then crashed before its request left: edit the
+        // saved file into that state.
+        let path = home.path_of(&name);
+        let mut vault = vphone_keystore::Vault::load(&path, None).unwrap();
+        vault.generate_key(KeyPurpose::Restricted).unwrap();
+        vault.set_meta("key_pending", "restricted");
+        vault.save(&path, None).unwrap();
+
+        let mut phone = Phone::open(&home, name, rig.client.clone(), source, None).unwrap();
+        let stale = phone
+            .vault()
+            .key(KeyPurpose::Restricted)
+            .unwrap()
+            .fingerprint();
+        let added = phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+        assert_eq!(phone.profile().pending_key, None);
+        assert_eq!(
+            phone.profile().restricted_key_id.as_ref(),
+            Some(&added.key_id)
+        );
+        let fresh = phone
+            .vault()
+            .key(KeyPurpose::Restricted)
+            .unwrap()
+            .fingerprint();
+        assert_ne!(stale, fresh, "the key the bank never saw is replaced");
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_add_key_forgets_the_key_on_disk_too() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("refused").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Re", "Fused"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        // The device is deleted behind the phone's back: the bank refuses the key.
+        let device = phone.profile().device_id.clone().unwrap();
+        rig.client.delete_device(&device).await.unwrap();
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::Bank { .. }), "{err:?}");
+        let saved = vphone::phone::SavedPhone::load(&home, name, None).unwrap();
+        assert_eq!(saved.profile().pending_key, None);
+        assert!(saved.vault().key(KeyPurpose::Restricted).is_none());
+    })
+    .await;
+}

@@ -110,6 +110,20 @@ pub enum PhoneError {
         /// The purpose.
         purpose: KeyPurpose,
     },
+    /// The answer to adding a key was lost: the bank may or may not have the key. The
+    /// phone keeps it, marked pending, until a later command asks the bank.
+    #[error(
+        "add key: {source}\nthe bank's answer was lost, so it is not known whether it added the {purpose} key; phone {name:?} keeps the key as pending. Once the server answers, run `vphone phone keys {name}` (or `vphone phone add-key {name}`): it asks the bank, keeps the key if the bank has it and forgets it otherwise"
+    )]
+    KeyPending {
+        /// The phone.
+        name: String,
+        /// The purpose of the pending key.
+        purpose: KeyPurpose,
+        /// Why the outcome is not known.
+        #[source]
+        source: ClientError,
+    },
     /// The bank answered success but not in the documented state.
     #[error("{step}: the bank answered {got}, expected {expected}")]
     Unexpected {
@@ -135,7 +149,7 @@ impl PhoneError {
     /// The bank's refusal or transport failure, if that is what this is.
     pub fn client_error(&self) -> Option<&ClientError> {
         match self {
-            PhoneError::Bank { source, .. } => Some(source),
+            PhoneError::Bank { source, .. } | PhoneError::KeyPending { source, .. } => Some(source),
             PhoneError::Inbox {
                 source: InboxError::Outbox(source),
                 ..
@@ -159,6 +173,7 @@ impl PhoneError {
                 ClientError::Config(_) | ClientError::Credentials(_) => 4,
                 _ => 1,
             },
+            PhoneError::KeyPending { .. } => 3,
             PhoneError::Inbox { source, .. } => match source {
                 InboxError::NoOutbox { .. } => 4,
                 InboxError::Outbox(c) if !c.is_unavailable() => 1,

@@ -230,6 +230,9 @@ pub struct Profile {
     pub unrestricted_key_id: Option<KeyId>,
     /// The bank's id of the restricted key, when known.
     pub restricted_key_id: Option<KeyId>,
+    /// A key sent to the bank whose answer was lost: the vault holds it, but whether the
+    /// bank added it is not known yet (settled by the next `keys` or `add-key`).
+    pub pending_key: Option<KeyPurpose>,
 }
 
 impl serde::Serialize for PhoneName {
@@ -246,6 +249,7 @@ const BOUND: &str = "bound";
 const API: &str = "api_base";
 const KEY_UNRESTRICTED: &str = "key_id.unrestricted";
 const KEY_RESTRICTED: &str = "key_id.restricted";
+const KEY_PENDING: &str = "key_pending";
 
 impl Profile {
     /// A fresh profile with nothing set.
@@ -260,6 +264,7 @@ impl Profile {
             api_base: None,
             unrestricted_key_id: None,
             restricted_key_id: None,
+            pending_key: None,
         }
     }
 
@@ -317,6 +322,7 @@ impl Profile {
             api_base: vault.meta(API).map(str::to_owned),
             unrestricted_key_id: field(&name, vault, KEY_UNRESTRICTED, KeyId::parse)?,
             restricted_key_id: field(&name, vault, KEY_RESTRICTED, KeyId::parse)?,
+            pending_key: field(&name, vault, KEY_PENDING, str::parse::<KeyPurpose>)?,
             name,
         })
     }
@@ -351,6 +357,8 @@ impl Profile {
             KEY_RESTRICTED,
             self.restricted_key_id.as_ref().map(KeyId::as_str),
         );
+        let pending = self.pending_key.map(|p| p.to_string());
+        set(KEY_PENDING, pending.as_deref());
     }
 }
 
@@ -378,6 +386,7 @@ mod tests {
         profile.device_id = Some(DeviceId::generate());
         profile.bound = true;
         profile.restricted_key_id = Some(KeyId::generate());
+        profile.pending_key = Some(KeyPurpose::Restricted);
         let mut vault = Vault::new();
         profile.write(&mut vault);
         let store = ProfileStore {

@@ -140,7 +140,16 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
             format!("api       {}", p.api_base.as_deref().unwrap_or("-")),
         ];
         for k in phone.vault().keys() {
-            lines.push(format!("key       {} {}", k.purpose(), k.fingerprint()));
+            lines.push(format!(
+                "key       {} {}{}",
+                k.purpose(),
+                k.fingerprint(),
+                if p.pending_key == Some(k.purpose()) {
+                    format!(" (pending: run `vphone phone keys {}` to settle)", p.name)
+                } else {
+                    String::new()
+                }
+            ));
         }
         lines.join("\n")
     });

@@ -5,6 +5,7 @@ use crate::api::{
     DeviceId, DeviceKeys, DeviceListQuery, DeviceSignature, KeyId, KeyPurpose, KeyType,
     PublicKeyHex,
 };
+use crate::client::ClientError;
 use crate::phone::error::StepContext;
 use crate::phone::logic;
 use crate::phone::outcome::{AddKeyOutcome, BindOutcome, DeleteOutcome, Stopwatch};
@@ -109,12 +110,26 @@ impl Phone {
 
     /// Adds a key of `purpose` (default: the one the phone lacks), vouched for by a
     /// signature of an existing key over the new key's hex.
+    ///
+    /// Durable like [`Phone::bind`]: the new key is saved, marked pending, before the bank
+    /// hears of it. A success records it, a refusal forgets it, and a lost answer keeps it
+    /// pending ([`PhoneError::KeyPending`]) until a later `add_key` or [`Phone::keys`] asks
+    /// the bank.
     pub async fn add_key(
         &mut self,
         purpose: Option<KeyPurpose>,
     ) -> Result<AddKeyOutcome, PhoneError> {
         let mut clock = Stopwatch::start();
         let device = self.bound_device()?;
+        if self.profile.pending_key.is_some() {
+            let listed = self
+                .client
+                .list_keys(&device)
+                .await
+                .step("add key: settle the pending key")?;
+            self.settle_pending_key(&listed)?;
+            clock.lap("settle pending key");
+        }
         let held = self.key_purposes();
         let purpose = match purpose.or_else(|| logic::missing_purpose(&held)) {
             Some(p) if !held.contains(&p) => p,
@@ -154,6 +169,13 @@ impl Phone {
                 return Err(e);
             }
         };
+        // Saved before the bank hears of it, so a crash cannot lose a key the bank knows.
+        self.profile.pending_key = Some(purpose);
+        if let Err(e) = self.save() {
+            self.vault.remove(purpose);
+            self.profile.pending_key = None;
+            return Err(e);
+        }
         let req = AddKeyRequest {
             key: public,
             key_type: KeyType::EcdsaP256,
@@ -165,17 +187,26 @@ impl Phone {
         };
         let added = match self.client.add_key(&device, &req).await {
             Ok(a) => a.id,
-            // A timeout may have lost only the bank's answer: if the device now lists a key
-            // of this purpose, it is the one just sent (a purpose is unique per device).
-            Err(source)
-                if source.is_unavailable()
-                    && let Some(id) = self.listed_key(&device, purpose).await =>
-            {
-                id
+            // The bank may have acted and only its answer was lost: ask it.
+            Err(source) if outcome_unknown(&source) => {
+                match self.listed_key(&device, purpose).await {
+                    Some(id) => id,
+                    None => {
+                        // Not listed (yet), or the list did not answer either: neither is a
+                        // refusal, so the key stays pending for a later command to settle.
+                        return Err(PhoneError::KeyPending {
+                            name: self.name().to_string(),
+                            purpose,
+                            source,
+                        });
+                    }
+                }
             }
             Err(source) => {
-                // The bank does not know the key: forget it, so the vault matches the bank.
+                // The bank refused the key: forget it, so the vault matches the bank.
                 self.vault.remove(purpose);
+                self.profile.pending_key = None;
+                self.save()?;
                 return Err(PhoneError::Bank {
                     step: "add key",
                     source,
@@ -183,6 +214,7 @@ impl Phone {
             }
         };
         clock.lap("add key");
+        self.profile.pending_key = None;
         self.profile.set_key_id(purpose, Some(added.clone()));
         self.save()?;
         Ok(AddKeyOutcome {
@@ -202,6 +234,23 @@ impl Phone {
             .map(|k| k.key_id)
     }
 
+    /// Settles a pending key against the bank's list: kept and recorded if the bank lists
+    /// it, forgotten otherwise. Saves when something changed.
+    fn settle_pending_key(&mut self, listed: &DeviceKeys) -> Result<(), PhoneError> {
+        let Some(purpose) = self.profile.pending_key else {
+            return Ok(());
+        };
+        match listed.keys.iter().find(|k| k.key_purpose == purpose) {
+            Some(k) => self.profile.set_key_id(purpose, Some(k.key_id.clone())),
+            None => {
+                self.vault.remove(purpose);
+                self.profile.set_key_id(purpose, None);
+            }
+        }
+        self.profile.pending_key = None;
+        self.save()
+    }
+
     /// The person's bound devices (`GET /v1/mfa/devices?filter[person_id]=...`).
     pub async fn devices(&self, include_deleted: bool) -> Result<Vec<Device>, PhoneError> {
         let query = DeviceListQuery {
@@ -219,10 +268,12 @@ impl Phone {
         self.client.get_device(&device).await.step("show device")
     }
 
-    /// The device's keys as the bank sees them; records the bank's key ids.
+    /// The device's keys as the bank sees them; records the bank's key ids and settles a
+    /// pending key (see [`Phone::add_key`]).
     pub async fn keys(&mut self) -> Result<DeviceKeys, PhoneError> {
         let device = self.bound_device()?;
         let keys = self.client.list_keys(&device).await.step("list keys")?;
+        self.settle_pending_key(&keys)?;
         let before = self.profile.clone();
         for k in &keys.keys {
             self.profile
@@ -251,6 +302,7 @@ impl Phone {
         clock.lap("delete device");
         self.profile.device_id = None;
         self.profile.bound = false;
+        self.profile.pending_key = None;
         for purpose in [KeyPurpose::Unrestricted, KeyPurpose::Restricted] {
             self.vault.remove(purpose);
             self.profile.set_key_id(purpose, None);
@@ -261,4 +313,10 @@ impl Phone {
             timings: clock.finish(),
         })
     }
+}
+
+/// Whether a failed call may still have been carried out: no answer in time, a broken
+/// connection, or a success status whose body did not parse.
+fn outcome_unknown(e: &ClientError) -> bool {
+    e.is_unavailable() || matches!(e, ClientError::Decode { .. })
 }
