@@ -369,13 +369,14 @@ async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_
     .await;
 }
 
-/// The sandbox, with the key calls of one device under the test's control: once `slow` is
-/// set, adding a key answers only after the client gave up, and so does every key list
-/// asked for after that. When the add-key request reaches the bank, it records whether the
+/// The sandbox, with the key calls under the test's control: with `slow_posts`, adding a
+/// key answers only after the client gave up; with `slow_lists_after_post`, so does every
+/// key list asked for after such a request. When the add-key request reaches the bank, it records whether the
 /// phone's saved file (`phone_file`) already held the new key as pending.
 #[derive(Default)]
 struct KeysWire {
-    slow: std::sync::atomic::AtomicBool,
+    slow_posts: std::sync::atomic::AtomicBool,
+    slow_lists_after_post: std::sync::atomic::AtomicBool,
     posted: std::sync::atomic::AtomicBool,
     phone_file: std::sync::Mutex<Option<(std::path::PathBuf, PhoneName)>>,
     saved_at_post: std::sync::Mutex<Option<(Option<KeyPurpose>, Vec<KeyPurpose>)>>,
@@ -402,7 +403,12 @@ async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> String {
                 *wire.saved_at_post.lock().unwrap() = Some((saved.profile().pending_key, held));
             }
         }
-        let slow = keys && wire.slow.load(SeqCst) && (post || wire.posted.load(SeqCst));
+        let slow = keys
+            && if post {
+                wire.slow_posts.load(SeqCst)
+            } else {
+                wire.slow_lists_after_post.load(SeqCst) && wire.posted.load(SeqCst)
+            };
         if keys && post {
             wire.posted.store(true, SeqCst);
         }
@@ -446,7 +452,8 @@ async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_ban
             .unwrap();
         phone.bind().await.unwrap();
         *wire.phone_file.lock().unwrap() = Some((dir.path().to_owned(), name.clone()));
-        wire.slow.store(true, SeqCst);
+        wire.slow_posts.store(true, SeqCst);
+        wire.slow_lists_after_post.store(true, SeqCst);
 
         // Both the add and the follow-up list time out: the outcome is unknown.
         let err = phone
@@ -467,7 +474,8 @@ async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_ban
         drop(phone);
 
         // A later run (a new process, say) settles it with the bank, which did add it.
-        wire.slow.store(false, SeqCst);
+        wire.slow_posts.store(false, SeqCst);
+        wire.slow_lists_after_post.store(false, SeqCst);
         let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
         assert_eq!(phone.profile().pending_key, Some(KeyPurpose::Restricted));
         let keys = phone.keys().await.unwrap();
@@ -570,6 +578,59 @@ async fn a_refused_add_key_forgets_the_key_on_disk_too() {
         let saved = vphone::phone::SavedPhone::load(&home, name, None).unwrap();
         assert_eq!(saved.profile().pending_key, None);
         assert!(saved.vault().key(KeyPurpose::Restricted).is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_add_key_answer_never_adopts_an_older_key_of_the_same_purpose() {
+    bounded(async {
+        use std::sync::atomic::Ordering::SeqCst;
+        let wire = Arc::new(KeysWire::default());
+        let base = keys_wire_sandbox(wire.clone()).await;
+        let client = impatient_client(&base);
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("orphan").unwrap();
+        let source = OtpSource::SandboxHttp(client.clone());
+        let mut phone =
+            Phone::create(&home, name.clone(), client.clone(), source.clone(), None).unwrap();
+        phone
+            .register(person_named("Or", "Phan"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        let orphan = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap()
+            .key_id;
+        drop(phone);
+        // The phone loses its restricted key; the bank still lists it (an orphan).
+        let path = home.path_of(&name);
+        let mut vault = vphone_keystore::Vault::load(&path, None).unwrap();
+        vault.remove(KeyPurpose::Restricted);
+        vault.remove_meta("key_id.restricted");
+        vault.save(&path, None).unwrap();
+
+        // The bank refuses the new key (the purpose is taken), but that answer is lost; the
+        // follow-up list answers and shows only the orphan of that purpose.
+        wire.slow_posts.store(true, SeqCst);
+        let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyPending { .. }), "{err:?}");
+        assert_ne!(phone.profile().restricted_key_id.as_ref(), Some(&orphan));
+
+        // Settling with the bank finds no new key: the unsent key is forgotten and the
+        // orphan is not taken for the phone's own.
+        wire.slow_posts.store(false, SeqCst);
+        phone.keys().await.unwrap();
+        assert_eq!(phone.profile().pending_key, None);
+        assert!(phone.vault().key(KeyPurpose::Restricted).is_none());
+        assert_eq!(phone.profile().restricted_key_id, None);
     })
     .await;
 }

@@ -121,15 +121,16 @@ impl Phone {
     ) -> Result<AddKeyOutcome, PhoneError> {
         let mut clock = Stopwatch::start();
         let device = self.bound_device()?;
-        if self.profile.pending_key.is_some() {
-            let listed = self
-                .client
-                .list_keys(&device)
-                .await
-                .step("add key: settle the pending key")?;
-            self.settle_pending_key(&listed)?;
-            clock.lap("settle pending key");
-        }
+        // The keys before the request: if its answer is lost, the bank's id of the new key
+        // is one not among them (a key of the same purpose may already be listed, e.g. an
+        // orphan of an earlier attempt). Also settles a key left pending by an earlier run.
+        let before = self
+            .client
+            .list_keys(&device)
+            .await
+            .step("add key: list keys")?;
+        self.settle_pending_key(&before)?;
+        clock.lap("list keys");
         let held = self.key_purposes();
         let purpose = match purpose.or_else(|| logic::missing_purpose(&held)) {
             Some(p) if !held.contains(&p) => p,
@@ -171,9 +172,10 @@ impl Phone {
         };
         // Saved before the bank hears of it, so a crash cannot lose a key the bank knows.
         self.profile.pending_key = Some(purpose);
+        self.profile.pending_known_key_ids = before.keys.into_iter().map(|k| k.key_id).collect();
         if let Err(e) = self.save() {
             self.vault.remove(purpose);
-            self.profile.pending_key = None;
+            self.clear_pending_key();
             return Err(e);
         }
         let req = AddKeyRequest {
@@ -189,7 +191,7 @@ impl Phone {
             Ok(a) => a.id,
             // The bank may have acted and only its answer was lost: ask it.
             Err(source) if outcome_unknown(&source) => {
-                match self.listed_key(&device, purpose).await {
+                match self.new_listed_key(&device, purpose).await {
                     Some(id) => id,
                     None => {
                         // Not listed (yet), or the list did not answer either: neither is a
@@ -205,7 +207,7 @@ impl Phone {
             Err(source) => {
                 // The bank refused the key: forget it, so the vault matches the bank.
                 self.vault.remove(purpose);
-                self.profile.pending_key = None;
+                self.clear_pending_key();
                 self.save()?;
                 return Err(PhoneError::Bank {
                     step: "add key",
@@ -214,7 +216,7 @@ impl Phone {
             }
         };
         clock.lap("add key");
-        self.profile.pending_key = None;
+        self.clear_pending_key();
         self.profile.set_key_id(purpose, Some(added.clone()));
         self.save()?;
         Ok(AddKeyOutcome {
@@ -225,29 +227,33 @@ impl Phone {
         })
     }
 
-    /// The bank's id of the device's key of `purpose`, if it lists one (and answers).
-    async fn listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
+    /// The bank's id of the pending key of `purpose`, if the device lists it now (and
+    /// answers): a key of that purpose whose id was not there before the request.
+    async fn new_listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
         let keys = self.client.list_keys(device).await.ok()?;
-        keys.keys
-            .into_iter()
-            .find(|k| k.key_purpose == purpose)
-            .map(|k| k.key_id)
+        logic::new_key_id(&keys.keys, purpose, &self.profile.pending_known_key_ids)
+    }
+
+    fn clear_pending_key(&mut self) {
+        self.profile.pending_key = None;
+        self.profile.pending_known_key_ids.clear();
     }
 
     /// Settles a pending key against the bank's list: kept and recorded if the bank lists
-    /// it, forgotten otherwise. Saves when something changed.
+    /// it (as a key id new since the request), forgotten otherwise. Saves when something
+    /// changed.
     fn settle_pending_key(&mut self, listed: &DeviceKeys) -> Result<(), PhoneError> {
         let Some(purpose) = self.profile.pending_key else {
             return Ok(());
         };
-        match listed.keys.iter().find(|k| k.key_purpose == purpose) {
-            Some(k) => self.profile.set_key_id(purpose, Some(k.key_id.clone())),
+        match logic::new_key_id(&listed.keys, purpose, &self.profile.pending_known_key_ids) {
+            Some(id) => self.profile.set_key_id(purpose, Some(id)),
             None => {
                 self.vault.remove(purpose);
                 self.profile.set_key_id(purpose, None);
             }
         }
-        self.profile.pending_key = None;
+        self.clear_pending_key();
         self.save()
     }
 
@@ -275,9 +281,12 @@ impl Phone {
         let keys = self.client.list_keys(&device).await.step("list keys")?;
         self.settle_pending_key(&keys)?;
         let before = self.profile.clone();
+        // Only for keys the phone holds: a listed key of a purpose it lacks is not its own.
         for k in &keys.keys {
-            self.profile
-                .set_key_id(k.key_purpose, Some(k.key_id.clone()));
+            if self.vault.key(k.key_purpose).is_some() {
+                self.profile
+                    .set_key_id(k.key_purpose, Some(k.key_id.clone()));
+            }
         }
         if self.profile != before {
             self.save()?;
@@ -302,7 +311,7 @@ impl Phone {
         clock.lap("delete device");
         self.profile.device_id = None;
         self.profile.bound = false;
-        self.profile.pending_key = None;
+        self.clear_pending_key();
         for purpose in [KeyPurpose::Unrestricted, KeyPurpose::Restricted] {
             self.vault.remove(purpose);
             self.profile.set_key_id(purpose, None);
