@@ -94,7 +94,7 @@ async fn a_challenge_already_expired_on_the_phones_clock_is_not_signed() {
         };
         let stale = rig.client.create_device_challenge(&create).await.unwrap();
         let err = phone.sign_challenge(&stale.id).await.unwrap_err();
-        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(matches!(err, PhoneError::Challenge { .. }), "{err:?}");
         assert!(err.to_string().contains("start a new one"), "{err}");
     })
     .await;
@@ -138,6 +138,8 @@ async fn the_sixth_device_of_a_person_is_refused_naming_the_limit() {
             text.contains("at most 5") && text.contains("delete-device"),
             "{text}"
         );
+        assert!(text.contains("`vphone phone devices six`"), "{text}");
+        assert!(!text.contains("NAME"), "{text}");
         // Following the advice works.
         phones[4].delete_device().await.unwrap();
         sixth.bind().await.unwrap();
@@ -294,7 +296,7 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
             .approve(Some(KeyPurpose::Restricted))
             .await
             .unwrap_err();
-        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(matches!(err, PhoneError::Challenge { .. }), "{err:?}");
         assert!(
             err.to_string().contains("restricted key was requested"),
             "{err}"
@@ -631,6 +633,26 @@ async fn a_lost_add_key_answer_never_adopts_an_older_key_of_the_same_purpose() {
         assert_eq!(phone.profile().pending_key, None);
         assert!(phone.vault().key(KeyPurpose::Restricted).is_none());
         assert_eq!(phone.profile().restricted_key_id, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hints_name_the_phone_instead_of_a_placeholder() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.bound("hinted").await;
+        // The bank refuses a restricted challenge for a device without a restricted key.
+        let err = phone
+            .approve(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`vphone phone add-key hinted --purpose restricted`"),
+            "{text}"
+        );
+        assert!(!text.contains("NAME"), "{text}");
     })
     .await;
 }

@@ -10,7 +10,7 @@ use super::credentials::CredentialsError;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error status; the bank refused the request.
-    #[error("{request} refused: {remote}{}", hint_suffix(remote))]
+    #[error("{request} refused: {remote}{}", hint_suffix(remote, None))]
     Api {
         /// The request, e.g. `POST /v1/mfa/devices`.
         request: String,
@@ -89,6 +89,20 @@ impl ClientError {
         self.remote().map(|r| r.code.as_str())
     }
 
+    /// The message, with the hint's commands naming phone `name` where the plain message
+    /// says [`PHONE_NAME_PLACEHOLDER`] (the client does not know which phone it serves).
+    pub fn message_for_phone(&self, name: &str) -> String {
+        match self {
+            ClientError::Api { request, remote } => {
+                format!(
+                    "{request} refused: {remote}{}",
+                    hint_suffix(remote, Some(name))
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the server was unreachable or too slow (as opposed to refusing).
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -115,20 +129,31 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn hint_suffix(remote: &RemoteError) -> String {
-    match hint(remote) {
-        Some(h) => format!(" ({h})"),
-        None => String::new(),
+fn hint_suffix(remote: &RemoteError, phone: Option<&str>) -> String {
+    match (hint(remote), phone) {
+        (Some(h), Some(name)) => {
+            format!(
+                " ({})",
+                h.replace(&format!(" {PHONE_NAME_PLACEHOLDER}"), &format!(" {name}"))
+            )
+        }
+        (Some(h), None) => format!(" ({h})"),
+        (None, _) => String::new(),
     }
 }
 
-/// What the user should do next about a refusal, judged from its status and code.
+/// Stands for the phone's name in the commands hints suggest; see
+/// [`ClientError::message_for_phone`].
+pub const PHONE_NAME_PLACEHOLDER: &str = "NAME";
+
+/// What the user should do next about a refusal, judged from its status and code. Commands
+/// name the phone as [`PHONE_NAME_PLACEHOLDER`].
 pub fn hint(remote: &RemoteError) -> Option<String> {
     let code = remote.code.as_str();
     let text = format!("{} {} {}", code, remote.title, remote.detail).to_ascii_lowercase();
     let h = match (remote.status, code) {
         (_, "device_limit_reached") => {
-            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
+            "a person may bind at most 5 devices; list them with `vphone phone devices NAME`, delete one with `vphone phone delete-device <its phone>`, then bind again"
         }
         (_, "challenge_expired") => {
             "the challenge expired (challenges live 5 minutes); start a new one"
@@ -170,7 +195,7 @@ pub fn hint(remote: &RemoteError) -> Option<String> {
             "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
         }
         (409, _) if text.contains("limit") || text.contains("maximum") => {
-            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
+            "a person may bind at most 5 devices; list them with `vphone phone devices NAME`, delete one with `vphone phone delete-device <its phone>`, then bind again"
         }
         (409, _) => "it conflicts with existing state; list what exists and retry",
         (429, _) => "rate limited; wait and retry",
@@ -211,5 +236,14 @@ mod tests {
         assert!(e.contains("3 wrong answers"), "{e}");
         let e = api(403, "challenge_expired", "").to_string();
         assert!(e.contains("5 minutes"), "{e}");
+    }
+
+    #[test]
+    fn a_hint_names_the_phone_when_the_caller_knows_it() {
+        let e = api(409, "device_limit_reached", "person has 5 devices");
+        assert!(e.to_string().contains("devices NAME`"), "{e}");
+        let named = e.message_for_phone("alice");
+        assert!(named.contains("`vphone phone devices alice`"), "{named}");
+        assert!(!named.contains("NAME"), "{named}");
     }
 }

@@ -19,9 +19,7 @@ pub enum ChallengeProblem {
         now: Timestamp,
     },
     /// The challenge asks for a key purpose this phone does not hold.
-    #[error(
-        "challenge {id} needs the {needed} key, but this phone holds only {held}; add it with `vphone phone add-key NAME --purpose {needed}`"
-    )]
+    #[error("challenge {id} needs the {needed} key, but this phone holds only {held}")]
     NoSuchKey {
         /// The challenge.
         id: String,
@@ -199,7 +197,7 @@ mod tests {
     fn a_restricted_challenge_is_refused_without_a_restricted_key() {
         let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
         let err = key_for_challenge(&c, &[KeyPurpose::Unrestricted]).unwrap_err();
-        assert!(err.to_string().contains("add-key"), "{err}");
+        assert!(err.to_string().contains("holds only unrestricted"), "{err}");
     }
 
     #[test]

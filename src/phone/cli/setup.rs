@@ -127,9 +127,12 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
                 "number    {}{}",
                 p.number.as_ref().map_or("-", PhoneNumber::as_str),
                 if p.number.is_some() && !p.number_verified {
-                    " (not verified: run `vphone phone create NAME` again)"
+                    format!(
+                        " (not verified: run `vphone phone create {}` again)",
+                        p.name
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             ),
             format!(

@@ -51,12 +51,12 @@ impl Phone {
             device_data: None,
         };
         let inbox = self.inbox_ref()?;
-        let mark = inbox.marker().await.step("bind: read inbox")?;
+        let mark = inbox.marker().await.step(self.name(), "bind: read inbox")?;
         let created = self
             .client
             .create_device(&req)
             .await
-            .step("bind: create device")?;
+            .step(self.name(), "bind: create device")?;
         clock.lap("create device");
         self.profile.device_id = Some(created.id.clone());
         self.profile.bound = false;
@@ -66,7 +66,7 @@ impl Phone {
             .inbox_ref()?
             .wait_for_otp(mark, self.otp_timeout)
             .await
-            .step("bind: wait for SMS")?;
+            .step(self.name(), "bind: wait for SMS")?;
         clock.lap("wait for SMS");
         let signature = self.sign(
             purpose,
@@ -90,6 +90,7 @@ impl Phone {
                 source.is_unavailable() && self.client.get_device(&created.id).await.is_ok();
             if !verified {
                 return Err(PhoneError::Bank {
+                    phone: self.name().to_string(),
                     step: "bind: answer binding challenge",
                     source,
                 });
@@ -128,7 +129,7 @@ impl Phone {
             .client
             .list_keys(&device)
             .await
-            .step("add key: list keys")?;
+            .step(self.name(), "add key: list keys")?;
         self.settle_pending_key(&before)?;
         clock.lap("list keys");
         let held = self.key_purposes();
@@ -210,6 +211,7 @@ impl Phone {
                 self.clear_pending_key();
                 self.save()?;
                 return Err(PhoneError::Bank {
+                    phone: self.name().to_string(),
                     step: "add key",
                     source,
                 });
@@ -265,20 +267,30 @@ impl Phone {
             page_size: None,
             page_number: None,
         };
-        self.client.list_devices(&query).await.step("list devices")
+        self.client
+            .list_devices(&query)
+            .await
+            .step(self.name(), "list devices")
     }
 
     /// This phone's device as the bank sees it.
     pub async fn device(&self) -> Result<Device, PhoneError> {
         let device = self.bound_device()?;
-        self.client.get_device(&device).await.step("show device")
+        self.client
+            .get_device(&device)
+            .await
+            .step(self.name(), "show device")
     }
 
     /// The device's keys as the bank sees them; records the bank's key ids and settles a
     /// pending key (see [`Phone::add_key`]).
     pub async fn keys(&mut self) -> Result<DeviceKeys, PhoneError> {
         let device = self.bound_device()?;
-        let keys = self.client.list_keys(&device).await.step("list keys")?;
+        let keys = self
+            .client
+            .list_keys(&device)
+            .await
+            .step(self.name(), "list keys")?;
         self.settle_pending_key(&keys)?;
         let before = self.profile.clone();
         // Only for keys the phone holds: a listed key of a purpose it lacks is not its own.
@@ -307,7 +319,7 @@ impl Phone {
         self.client
             .delete_device(&device)
             .await
-            .step("delete device")?;
+            .step(self.name(), "delete device")?;
         clock.lap("delete device");
         self.profile.device_id = None;
         self.profile.bound = false;
