@@ -656,3 +656,21 @@ async fn hints_name_the_phone_instead_of_a_placeholder() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unknown_challenge_id_is_refused_with_a_hint_about_challenges_not_devices() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.bound("unknown").await;
+        let id = vphone::api::ChallengeId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let err = phone.sign_challenge(&id).await.unwrap_err();
+        assert_eq!(err.status(), Some(404), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("check the challenge id") && text.contains("5 minutes"),
+            "{text}"
+        );
+        assert!(!text.contains("phone devices"), "{text}");
+    })
+    .await;
+}

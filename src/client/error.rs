@@ -10,7 +10,7 @@ use super::credentials::CredentialsError;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error status; the bank refused the request.
-    #[error("{request} refused: {remote}{}", hint_suffix(remote, None))]
+    #[error("{request} refused: {remote}{}", hint_suffix(request, remote, None))]
     Api {
         /// The request, e.g. `POST /v1/mfa/devices`.
         request: String,
@@ -96,7 +96,7 @@ impl ClientError {
             ClientError::Api { request, remote } => {
                 format!(
                     "{request} refused: {remote}{}",
-                    hint_suffix(remote, Some(name))
+                    hint_suffix(request, remote, Some(name))
                 )
             }
             other => other.to_string(),
@@ -129,8 +129,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn hint_suffix(remote: &RemoteError, phone: Option<&str>) -> String {
-    match (hint(remote), phone) {
+fn hint_suffix(request: &str, remote: &RemoteError, phone: Option<&str>) -> String {
+    match (hint(request, remote), phone) {
         (Some(h), Some(name)) => {
             format!(
                 " ({})",
@@ -146,9 +146,10 @@ fn hint_suffix(remote: &RemoteError, phone: Option<&str>) -> String {
 /// [`ClientError::message_for_phone`].
 pub const PHONE_NAME_PLACEHOLDER: &str = "NAME";
 
-/// What the user should do next about a refusal, judged from its status and code. Commands
-/// name the phone as [`PHONE_NAME_PLACEHOLDER`].
-pub fn hint(remote: &RemoteError) -> Option<String> {
+/// What the user should do next about a refusal of `request` (`"PUT /v1/..."`), judged
+/// from its status and code (and, for a 404, from what the request named). Commands name
+/// the phone as [`PHONE_NAME_PLACEHOLDER`].
+pub fn hint(request: &str, remote: &RemoteError) -> Option<String> {
     let code = remote.code.as_str();
     let text = format!("{} {} {}", code, remote.title, remote.detail).to_ascii_lowercase();
     let h = match (remote.status, code) {
@@ -191,9 +192,7 @@ pub fn hint(remote: &RemoteError) -> Option<String> {
         (403, _) if text.contains("signature") => {
             "the signature did not verify: a wrong OTP, a key the device does not have, or a spent challenge; start a new challenge or bind again"
         }
-        (404, _) => {
-            "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
-        }
+        (404, _) => not_found_hint(request),
         (409, _) if text.contains("limit") || text.contains("maximum") => {
             "a person may bind at most 5 devices; list them with `vphone phone devices NAME`, delete one with `vphone phone delete-device <its phone>`, then bind again"
         }
@@ -205,13 +204,46 @@ pub fn hint(remote: &RemoteError) -> Option<String> {
     Some(h.to_owned())
 }
 
+/// What a 404 could not find, judged from the request's path (the id in the path, or for
+/// a create call the id its body names), and where to look.
+fn not_found_hint(request: &str) -> &'static str {
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let api = segments
+        .iter()
+        .position(|s| *s == "v1")
+        .map_or(&[][..], |v1| &segments[v1 + 1..]);
+    match api {
+        ["mfa", "challenges", _, _, ..] => {
+            "unknown challenge for this partner: check the challenge id; challenges expire after 5 minutes, so start a new one if it is older"
+        }
+        ["mfa", "challenges", "sms"] | ["mfa", "devices"] | ["persons", ..] => {
+            "unknown person for this partner: check the person id (a partner sees only the persons it created, so also check the credentials)"
+        }
+        ["mfa", "devices", _, "keys", _, ..] => {
+            "unknown key for this device; list its keys with `vphone phone keys NAME`"
+        }
+        ["mfa", "challenges", ..] | ["mfa", "devices", ..] => {
+            "unknown or deleted device for this partner; list the person's devices with `vphone phone devices NAME`, or bind again with `vphone phone bind NAME`"
+        }
+        ["change_requests", ..] => {
+            "unknown change request for this partner: check the change request id"
+        }
+        _ => "unknown or deleted id for this partner; check the id",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn api(status: u16, code: &str, detail: &str) -> ClientError {
+        api_to("POST /v1/mfa/devices", status, code, detail)
+    }
+
+    fn api_to(request: &str, status: u16, code: &str, detail: &str) -> ClientError {
         ClientError::Api {
-            request: "POST /v1/mfa/devices".into(),
+            request: request.into(),
             remote: Box::new(RemoteError {
                 status,
                 code: code.into(),
@@ -236,6 +268,46 @@ mod tests {
         assert!(e.contains("3 wrong answers"), "{e}");
         let e = api(403, "challenge_expired", "").to_string();
         assert!(e.contains("5 minutes"), "{e}");
+    }
+
+    #[test]
+    fn a_404_hint_says_what_was_not_found() {
+        let hint = |request: &str| api_to(request, 404, "not_found", "no such id").to_string();
+        let id = "0123456789abcdef0123456789abcdef";
+        for request in [
+            format!("GET /v1/mfa/challenges/devices/{id}"),
+            format!("PUT /v1/mfa/challenges/signatures/{id}"),
+            format!("PUT /v1/mfa/challenges/sms/{id}"),
+        ] {
+            let e = hint(&request);
+            assert!(
+                e.contains("check the challenge id") && e.contains("5 minutes"),
+                "{e}"
+            );
+            assert!(!e.contains("devices NAME"), "{e}");
+        }
+        for request in [
+            "POST /v1/mfa/challenges/devices".to_owned(),
+            format!("GET /v1/mfa/devices/{id}"),
+            format!("DELETE /v1/mfa/devices/{id}"),
+            format!("POST /v1/mfa/devices/{id}/keys"),
+        ] {
+            let e = hint(&request);
+            assert!(e.contains("vphone phone devices NAME"), "{request}: {e}");
+        }
+        let e = hint(&format!("GET /v1/mfa/devices/{id}/keys/{id}"));
+        assert!(e.contains("vphone phone keys NAME"), "{e}");
+        for request in [
+            format!("GET /v1/persons/{id}cper"),
+            format!("POST /v1/persons/{id}cper/mobile_number"),
+            "POST /v1/mfa/challenges/sms".to_owned(),
+            "POST /v1/mfa/devices".to_owned(),
+        ] {
+            let e = hint(&request);
+            assert!(e.contains("check the person id"), "{request}: {e}");
+        }
+        let e = hint(&format!("POST /v1/change_requests/{id}/confirm"));
+        assert!(e.contains("check the change request id"), "{e}");
     }
 
     #[test]
