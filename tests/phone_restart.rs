@@ -352,3 +352,37 @@ async fn with_json_a_refusal_carries_the_banks_status_and_code() {
     .await
     .unwrap();
 }
+
+#[test]
+fn show_offline_needs_no_credentials_and_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path());
+    // A phone set up against Solaris production, whose credentials this shell lacks.
+    let config = vphone::client::ClientConfig::new(
+        &vphone::client::Target::SolarisProduction,
+        vphone::client::Credentials::new("someone", "elses-secret"),
+    );
+    let client = vphone::client::ApiClient::new(config).unwrap();
+    Phone::create(
+        &home,
+        PhoneName::parse("prod").unwrap(),
+        client,
+        OtpSource::Terminal,
+        None,
+    )
+    .unwrap();
+    // Online, show needs credentials for a non-local server...
+    vphone_bare(dir.path())
+        .args(["show", "prod"])
+        .assert()
+        .code(4);
+    // ...offline it reads the file only.
+    let shown = json(
+        &vphone_bare(dir.path())
+            .args(["--json", "show", "prod", "--offline"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(shown["profile"]["name"], "prod", "{shown}");
+    assert!(shown["device"].is_null(), "{shown}");
+}

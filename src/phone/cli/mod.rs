@@ -154,7 +154,7 @@ pub enum PhoneCommand {
     Show {
         /// The phone.
         name: PhoneName,
-        /// Do not ask the bank.
+        /// Read only the saved file: no credentials, no network.
         #[arg(long)]
         offline: bool,
     },
