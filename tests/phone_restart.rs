@@ -386,3 +386,32 @@ fn show_offline_needs_no_credentials_and_no_server() {
     assert_eq!(shown["profile"]["name"], "prod", "{shown}");
     assert!(shown["device"].is_null(), "{shown}");
 }
+
+#[test]
+fn with_json_a_usage_error_prints_a_json_error_on_stdout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vphone_bare(dir.path())
+        .args(["--json", "bind"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 2, "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("required") && message.contains("<NAME>"),
+        "{doc}"
+    );
+    assert!(!message.starts_with("error:"), "{doc}");
+    // clap's own message (with usage) still goes to stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+    // Without --json, stdout stays empty; --help still prints help and succeeds.
+    let out = vphone_bare(dir.path()).args(["bind"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    vphone_bare(dir.path())
+        .args(["--json", "bind", "--help"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Usage:"));
+}
