@@ -1,6 +1,7 @@
 //! The `vphone` command line: parses arguments, calls the library, returns an exit code.
 
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::process::ExitCode;
 use vphone::phone::cli::{CliError, EXIT_CODES};
 
@@ -26,7 +27,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match cli.command {
         Command::Demo(args) => finish(vphone::demo::run(args)),
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
@@ -50,4 +54,33 @@ fn finish(result: Result<(), CliError>) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Reports a command line clap refused. With `--json` among the arguments, stdout also gets
+/// `{"error": {"message", "exit_code"}}`, like every other `--json` failure; `--help` and
+/// `--version` print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if !e.use_stderr() || !json {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    // The error proper: the lines before the blank line that precedes the usage.
+    let message = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.trim_start_matches("error: ");
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    let doc = serde_json::json!({"error": {"message": message, "exit_code": code}});
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{doc:#}");
+    let _ = out.flush();
+    let _ = e.print();
+    ExitCode::from(code)
 }

@@ -94,7 +94,7 @@ async fn a_challenge_already_expired_on_the_phones_clock_is_not_signed() {
         };
         let stale = rig.client.create_device_challenge(&create).await.unwrap();
         let err = phone.sign_challenge(&stale.id).await.unwrap_err();
-        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(matches!(err, PhoneError::Challenge { .. }), "{err:?}");
         assert!(err.to_string().contains("start a new one"), "{err}");
     })
     .await;
@@ -138,6 +138,8 @@ async fn the_sixth_device_of_a_person_is_refused_naming_the_limit() {
             text.contains("at most 5") && text.contains("delete-device"),
             "{text}"
         );
+        assert!(text.contains("`vphone phone devices six`"), "{text}");
+        assert!(!text.contains("NAME"), "{text}");
         // Following the advice works.
         phones[4].delete_device().await.unwrap();
         sixth.bind().await.unwrap();
@@ -294,7 +296,7 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
             .approve(Some(KeyPurpose::Restricted))
             .await
             .unwrap_err();
-        assert!(matches!(err, PhoneError::Challenge(_)), "{err:?}");
+        assert!(matches!(err, PhoneError::Challenge { .. }), "{err:?}");
         assert!(
             err.to_string().contains("restricted key was requested"),
             "{err}"
@@ -365,6 +367,310 @@ async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_
         );
         // The phone kept the key the bank knows, so it signs with it.
         phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}
+
+/// The sandbox, with the key calls under the test's control: with `slow_posts`, adding a
+/// key answers only after the client gave up; with `slow_lists_after_post`, so does every
+/// key list asked for after such a request. When the add-key request reaches the bank, it records whether the
+/// phone's saved file (`phone_file`) already held the new key as pending.
+#[derive(Default)]
+struct KeysWire {
+    slow_posts: std::sync::atomic::AtomicBool,
+    slow_lists_after_post: std::sync::atomic::AtomicBool,
+    posted: std::sync::atomic::AtomicBool,
+    phone_file: std::sync::Mutex<Option<(std::path::PathBuf, PhoneName)>>,
+    saved_at_post: std::sync::Mutex<Option<(Option<KeyPurpose>, Vec<KeyPurpose>)>>,
+}
+
+async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> String {
+    use axum::extract::{Request, State};
+    use axum::middleware::{self, Next};
+    use std::sync::atomic::Ordering::SeqCst;
+    async fn gate(
+        State(wire): State<Arc<KeysWire>>,
+        req: Request,
+        next: Next,
+    ) -> axum::response::Response {
+        let keys = req.uri().path().ends_with("/keys");
+        let post = req.method() == axum::http::Method::POST;
+        if keys && post {
+            let file = wire.phone_file.lock().unwrap().clone();
+            if let Some((home, name)) = file {
+                let saved =
+                    vphone::phone::SavedPhone::load(&vphone::phone::Home::new(home), name, None)
+                        .unwrap();
+                let held = saved.vault().keys().map(|k| k.purpose()).collect();
+                *wire.saved_at_post.lock().unwrap() = Some((saved.profile().pending_key, held));
+            }
+        }
+        let slow = keys
+            && if post {
+                wire.slow_posts.load(SeqCst)
+            } else {
+                wire.slow_lists_after_post.load(SeqCst) && wire.posted.load(SeqCst)
+            };
+        if keys && post {
+            wire.posted.store(true, SeqCst);
+        }
+        let response = next.run(req).await;
+        if slow {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        response
+    }
+    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
+        .layer(middleware::from_fn_with_state(wire, gate));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn impatient_client(base: &str) -> vphone::client::ApiClient {
+    let config =
+        vphone::client::ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
+            .with_timeout(Duration::from_millis(500));
+    vphone::client::ApiClient::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_bank_is_asked() {
+    bounded(async {
+        use std::sync::atomic::Ordering::SeqCst;
+        let wire = Arc::new(KeysWire::default());
+        let base = keys_wire_sandbox(wire.clone()).await;
+        let client = impatient_client(&base);
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("durable").unwrap();
+        let source = OtpSource::SandboxHttp(client.clone());
+        let mut phone =
+            Phone::create(&home, name.clone(), client.clone(), source.clone(), None).unwrap();
+        phone
+            .register(person_named("Dura", "Ble"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        *wire.phone_file.lock().unwrap() = Some((dir.path().to_owned(), name.clone()));
+        wire.slow_posts.store(true, SeqCst);
+        wire.slow_lists_after_post.store(true, SeqCst);
+
+        // Both the add and the follow-up list time out: the outcome is unknown.
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyPending { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 3);
+        let text = err.to_string();
+        assert!(
+            text.contains("pending") && text.contains("vphone phone keys durable"),
+            "{text}"
+        );
+        // The key was on disk, pending, before the bank heard of it: a crash loses nothing.
+        let (pending, held) = wire.saved_at_post.lock().unwrap().clone().unwrap();
+        assert_eq!(pending, Some(KeyPurpose::Restricted));
+        assert!(held.contains(&KeyPurpose::Restricted), "{held:?}");
+        drop(phone);
+
+        // A later run (a new process, say) settles it with the bank, which did add it.
+        wire.slow_posts.store(false, SeqCst);
+        wire.slow_lists_after_post.store(false, SeqCst);
+        let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
+        assert_eq!(phone.profile().pending_key, Some(KeyPurpose::Restricted));
+        let keys = phone.keys().await.unwrap();
+        let bank_id = keys
+            .keys
+            .iter()
+            .find(|k| k.key_purpose == KeyPurpose::Restricted)
+            .unwrap()
+            .key_id
+            .clone();
+        assert_eq!(phone.profile().pending_key, None);
+        assert_eq!(phone.profile().restricted_key_id.as_ref(), Some(&bank_id));
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_key_the_bank_never_added_is_forgotten_and_add_key_starts_afresh() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("unsent").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Un", "Sent"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        drop(phone);
+        // The phone saved a pending key, then crashed before its request left: edit the
+        // saved file into that state.
+        let path = home.path_of(&name);
+        let mut vault = vphone_keystore::Vault::load(&path, None).unwrap();
+        vault.generate_key(KeyPurpose::Restricted).unwrap();
+        vault.set_meta("key_pending", "restricted");
+        vault.save(&path, None).unwrap();
+
+        let mut phone = Phone::open(&home, name, rig.client.clone(), source, None).unwrap();
+        let stale = phone
+            .vault()
+            .key(KeyPurpose::Restricted)
+            .unwrap()
+            .fingerprint();
+        let added = phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
+        assert_eq!(phone.profile().pending_key, None);
+        assert_eq!(
+            phone.profile().restricted_key_id.as_ref(),
+            Some(&added.key_id)
+        );
+        let fresh = phone
+            .vault()
+            .key(KeyPurpose::Restricted)
+            .unwrap()
+            .fingerprint();
+        assert_ne!(stale, fresh, "the key the bank never saw is replaced");
+        phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_add_key_forgets_the_key_on_disk_too() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("refused").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Re", "Fused"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        // The device is deleted behind the phone's back: the bank refuses the key.
+        let device = phone.profile().device_id.clone().unwrap();
+        rig.client.delete_device(&device).await.unwrap();
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::Bank { .. }), "{err:?}");
+        let saved = vphone::phone::SavedPhone::load(&home, name, None).unwrap();
+        assert_eq!(saved.profile().pending_key, None);
+        assert!(saved.vault().key(KeyPurpose::Restricted).is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_add_key_answer_never_adopts_an_older_key_of_the_same_purpose() {
+    bounded(async {
+        use std::sync::atomic::Ordering::SeqCst;
+        let wire = Arc::new(KeysWire::default());
+        let base = keys_wire_sandbox(wire.clone()).await;
+        let client = impatient_client(&base);
+        let dir = tempfile::tempdir().unwrap();
+        let home = vphone::phone::Home::new(dir.path());
+        let name = PhoneName::parse("orphan").unwrap();
+        let source = OtpSource::SandboxHttp(client.clone());
+        let mut phone =
+            Phone::create(&home, name.clone(), client.clone(), source.clone(), None).unwrap();
+        phone
+            .register(person_named("Or", "Phan"), unique_number())
+            .await
+            .unwrap();
+        phone.bind().await.unwrap();
+        let orphan = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap()
+            .key_id;
+        drop(phone);
+        // The phone loses its restricted key; the bank still lists it (an orphan).
+        let path = home.path_of(&name);
+        let mut vault = vphone_keystore::Vault::load(&path, None).unwrap();
+        vault.remove(KeyPurpose::Restricted);
+        vault.remove_meta("key_id.restricted");
+        vault.save(&path, None).unwrap();
+
+        // The bank refuses the new key (the purpose is taken), but that answer is lost; the
+        // follow-up list answers and shows only the orphan of that purpose.
+        wire.slow_posts.store(true, SeqCst);
+        let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
+        let err = phone
+            .add_key(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyPending { .. }), "{err:?}");
+        assert_ne!(phone.profile().restricted_key_id.as_ref(), Some(&orphan));
+
+        // Settling with the bank finds no new key: the unsent key is forgotten and the
+        // orphan is not taken for the phone's own.
+        wire.slow_posts.store(false, SeqCst);
+        phone.keys().await.unwrap();
+        assert_eq!(phone.profile().pending_key, None);
+        assert!(phone.vault().key(KeyPurpose::Restricted).is_none());
+        assert_eq!(phone.profile().restricted_key_id, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hints_name_the_phone_instead_of_a_placeholder() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.bound("hinted").await;
+        // The bank refuses a restricted challenge for a device without a restricted key.
+        let err = phone
+            .approve(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`vphone phone add-key hinted --purpose restricted`"),
+            "{text}"
+        );
+        assert!(!text.contains("NAME"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_challenge_id_is_refused_with_a_hint_about_challenges_not_devices() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.bound("unknown").await;
+        let id = vphone::api::ChallengeId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let err = phone.sign_challenge(&id).await.unwrap_err();
+        assert_eq!(err.status(), Some(404), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("check the challenge id") && text.contains("5 minutes"),
+            "{text}"
+        );
+        assert!(!text.contains("phone devices"), "{text}");
     })
     .await;
 }

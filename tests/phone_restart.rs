@@ -352,3 +352,66 @@ async fn with_json_a_refusal_carries_the_banks_status_and_code() {
     .await
     .unwrap();
 }
+
+#[test]
+fn show_offline_needs_no_credentials_and_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path());
+    // A phone set up against Solaris production, whose credentials this shell lacks.
+    let config = vphone::client::ClientConfig::new(
+        &vphone::client::Target::SolarisProduction,
+        vphone::client::Credentials::new("someone", "elses-secret"),
+    );
+    let client = vphone::client::ApiClient::new(config).unwrap();
+    Phone::create(
+        &home,
+        PhoneName::parse("prod").unwrap(),
+        client,
+        OtpSource::Terminal,
+        None,
+    )
+    .unwrap();
+    // Online, show needs credentials for a non-local server...
+    vphone_bare(dir.path())
+        .args(["show", "prod"])
+        .assert()
+        .code(4);
+    // ...offline it reads the file only.
+    let shown = json(
+        &vphone_bare(dir.path())
+            .args(["--json", "show", "prod", "--offline"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(shown["profile"]["name"], "prod", "{shown}");
+    assert!(shown["device"].is_null(), "{shown}");
+}
+
+#[test]
+fn with_json_a_usage_error_prints_a_json_error_on_stdout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vphone_bare(dir.path())
+        .args(["--json", "bind"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["exit_code"], 2, "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("required") && message.contains("<NAME>"),
+        "{doc}"
+    );
+    assert!(!message.starts_with("error:"), "{doc}");
+    // clap's own message (with usage) still goes to stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
+    // Without --json, stdout stays empty; --help still prints help and succeeds.
+    let out = vphone_bare(dir.path()).args(["bind"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    vphone_bare(dir.path())
+        .args(["--json", "bind", "--help"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Usage:"));
+}

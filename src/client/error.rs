@@ -10,7 +10,7 @@ use super::credentials::CredentialsError;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error status; the bank refused the request.
-    #[error("{request} refused: {remote}{}", hint_suffix(remote))]
+    #[error("{request} refused: {remote}{}", hint_suffix(request, remote, None))]
     Api {
         /// The request, e.g. `POST /v1/mfa/devices`.
         request: String,
@@ -89,6 +89,20 @@ impl ClientError {
         self.remote().map(|r| r.code.as_str())
     }
 
+    /// The message, with the hint's commands naming phone `name` where the plain message
+    /// says [`PHONE_NAME_PLACEHOLDER`] (the client does not know which phone it serves).
+    pub fn message_for_phone(&self, name: &str) -> String {
+        match self {
+            ClientError::Api { request, remote } => {
+                format!(
+                    "{request} refused: {remote}{}",
+                    hint_suffix(request, remote, Some(name))
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the server was unreachable or too slow (as opposed to refusing).
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -115,20 +129,32 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-fn hint_suffix(remote: &RemoteError) -> String {
-    match hint(remote) {
-        Some(h) => format!(" ({h})"),
-        None => String::new(),
+fn hint_suffix(request: &str, remote: &RemoteError, phone: Option<&str>) -> String {
+    match (hint(request, remote), phone) {
+        (Some(h), Some(name)) => {
+            format!(
+                " ({})",
+                h.replace(&format!(" {PHONE_NAME_PLACEHOLDER}"), &format!(" {name}"))
+            )
+        }
+        (Some(h), None) => format!(" ({h})"),
+        (None, _) => String::new(),
     }
 }
 
-/// What the user should do next about a refusal, judged from its status and code.
-pub fn hint(remote: &RemoteError) -> Option<String> {
+/// Stands for the phone's name in the commands hints suggest; see
+/// [`ClientError::message_for_phone`].
+pub const PHONE_NAME_PLACEHOLDER: &str = "NAME";
+
+/// What the user should do next about a refusal of `request` (`"PUT /v1/..."`), judged
+/// from its status and code (and, for a 404, from what the request named). Commands name
+/// the phone as [`PHONE_NAME_PLACEHOLDER`].
+pub fn hint(request: &str, remote: &RemoteError) -> Option<String> {
     let code = remote.code.as_str();
     let text = format!("{} {} {}", code, remote.title, remote.detail).to_ascii_lowercase();
     let h = match (remote.status, code) {
         (_, "device_limit_reached") => {
-            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
+            "a person may bind at most 5 devices; list them with `vphone phone devices NAME`, delete one with `vphone phone delete-device <its phone>`, then bind again"
         }
         (_, "challenge_expired") => {
             "the challenge expired (challenges live 5 minutes); start a new one"
@@ -166,11 +192,9 @@ pub fn hint(remote: &RemoteError) -> Option<String> {
         (403, _) if text.contains("signature") => {
             "the signature did not verify: a wrong OTP, a key the device does not have, or a spent challenge; start a new challenge or bind again"
         }
-        (404, _) => {
-            "unknown or deleted id for this partner; list devices with `vphone phone devices NAME`"
-        }
+        (404, _) => not_found_hint(request),
         (409, _) if text.contains("limit") || text.contains("maximum") => {
-            "a person may bind at most 5 devices; delete one with `vphone phone delete-device NAME`, then bind again"
+            "a person may bind at most 5 devices; list them with `vphone phone devices NAME`, delete one with `vphone phone delete-device <its phone>`, then bind again"
         }
         (409, _) => "it conflicts with existing state; list what exists and retry",
         (429, _) => "rate limited; wait and retry",
@@ -180,13 +204,46 @@ pub fn hint(remote: &RemoteError) -> Option<String> {
     Some(h.to_owned())
 }
 
+/// What a 404 could not find, judged from the request's path (the id in the path, or for
+/// a create call the id its body names), and where to look.
+fn not_found_hint(request: &str) -> &'static str {
+    let path = request.split_whitespace().nth(1).unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let api = segments
+        .iter()
+        .position(|s| *s == "v1")
+        .map_or(&[][..], |v1| &segments[v1 + 1..]);
+    match api {
+        ["mfa", "challenges", _, _, ..] => {
+            "unknown challenge for this partner: check the challenge id; challenges expire after 5 minutes, so start a new one if it is older"
+        }
+        ["mfa", "challenges", "sms"] | ["mfa", "devices"] | ["persons", ..] => {
+            "unknown person for this partner: check the person id (a partner sees only the persons it created, so also check the credentials)"
+        }
+        ["mfa", "devices", _, "keys", _, ..] => {
+            "unknown key for this device; list its keys with `vphone phone keys NAME`"
+        }
+        ["mfa", "challenges", ..] | ["mfa", "devices", ..] => {
+            "unknown or deleted device for this partner; list the person's devices with `vphone phone devices NAME`, or bind again with `vphone phone bind NAME`"
+        }
+        ["change_requests", ..] => {
+            "unknown change request for this partner: check the change request id"
+        }
+        _ => "unknown or deleted id for this partner; check the id",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn api(status: u16, code: &str, detail: &str) -> ClientError {
+        api_to("POST /v1/mfa/devices", status, code, detail)
+    }
+
+    fn api_to(request: &str, status: u16, code: &str, detail: &str) -> ClientError {
         ClientError::Api {
-            request: "POST /v1/mfa/devices".into(),
+            request: request.into(),
             remote: Box::new(RemoteError {
                 status,
                 code: code.into(),
@@ -211,5 +268,54 @@ mod tests {
         assert!(e.contains("3 wrong answers"), "{e}");
         let e = api(403, "challenge_expired", "").to_string();
         assert!(e.contains("5 minutes"), "{e}");
+    }
+
+    #[test]
+    fn a_404_hint_says_what_was_not_found() {
+        let hint = |request: &str| api_to(request, 404, "not_found", "no such id").to_string();
+        let id = "0123456789abcdef0123456789abcdef";
+        for request in [
+            format!("GET /v1/mfa/challenges/devices/{id}"),
+            format!("PUT /v1/mfa/challenges/signatures/{id}"),
+            format!("PUT /v1/mfa/challenges/sms/{id}"),
+        ] {
+            let e = hint(&request);
+            assert!(
+                e.contains("check the challenge id") && e.contains("5 minutes"),
+                "{e}"
+            );
+            assert!(!e.contains("devices NAME"), "{e}");
+        }
+        for request in [
+            "POST /v1/mfa/challenges/devices".to_owned(),
+            format!("GET /v1/mfa/devices/{id}"),
+            format!("DELETE /v1/mfa/devices/{id}"),
+            format!("POST /v1/mfa/devices/{id}/keys"),
+        ] {
+            let e = hint(&request);
+            assert!(e.contains("vphone phone devices NAME"), "{request}: {e}");
+        }
+        let e = hint(&format!("GET /v1/mfa/devices/{id}/keys/{id}"));
+        assert!(e.contains("vphone phone keys NAME"), "{e}");
+        for request in [
+            format!("GET /v1/persons/{id}cper"),
+            format!("POST /v1/persons/{id}cper/mobile_number"),
+            "POST /v1/mfa/challenges/sms".to_owned(),
+            "POST /v1/mfa/devices".to_owned(),
+        ] {
+            let e = hint(&request);
+            assert!(e.contains("check the person id"), "{request}: {e}");
+        }
+        let e = hint(&format!("POST /v1/change_requests/{id}/confirm"));
+        assert!(e.contains("check the change request id"), "{e}");
+    }
+
+    #[test]
+    fn a_hint_names_the_phone_when_the_caller_knows_it() {
+        let e = api(409, "device_limit_reached", "person has 5 devices");
+        assert!(e.to_string().contains("devices NAME`"), "{e}");
+        let named = e.message_for_phone("alice");
+        assert!(named.contains("`vphone phone devices alice`"), "{named}");
+        assert!(!named.contains("NAME"), "{named}");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::inbox::InboxError;
 use super::logic::ChallengeProblem;
-use super::profile::ProfileError;
+use super::profile::{PhoneName, ProfileError};
 use crate::api::{KeyPurpose, ValueError};
 use crate::client::ClientError;
 use vphone_keystore::{KeystoreError, PresenceError};
@@ -11,10 +11,12 @@ use vphone_keystore::{KeystoreError, PresenceError};
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
     /// The bank refused a step, or could not be reached.
-    #[error("{step}: {source}")]
+    #[error("{step}: {}", source.message_for_phone(phone))]
     Bank {
         /// The step, e.g. "bind: create device".
         step: &'static str,
+        /// The phone, named in the hint's commands.
+        phone: String,
         /// What went wrong on the wire.
         #[source]
         source: ClientError,
@@ -40,8 +42,14 @@ pub enum PhoneError {
         source: PresenceError,
     },
     /// The phone refuses to answer a challenge (expired, or needs a key it lacks).
-    #[error(transparent)]
-    Challenge(#[from] ChallengeProblem),
+    #[error("{problem}{}", challenge_next_step(problem, phone))]
+    Challenge {
+        /// The phone.
+        phone: String,
+        /// Why it will not answer.
+        #[source]
+        problem: ChallengeProblem,
+    },
     /// The phone's profile or vault file could not be used.
     #[error(transparent)]
     Profile(#[from] ProfileError),
@@ -110,6 +118,21 @@ pub enum PhoneError {
         /// The purpose.
         purpose: KeyPurpose,
     },
+    /// The answer to adding a key was lost: the bank may or may not have the key. The
+    /// phone keeps it, marked pending, until a later command asks the bank.
+    #[error(
+        "add key: {}\nthe bank's answer was lost, so it is not known whether it added the {purpose} key; phone {name:?} keeps the key as pending. Once the server answers, run `vphone phone keys {name}` (or `vphone phone add-key {name}`): it asks the bank, keeps the key if the bank has it and forgets it otherwise",
+        source.message_for_phone(name)
+    )]
+    KeyPending {
+        /// The phone.
+        name: String,
+        /// The purpose of the pending key.
+        purpose: KeyPurpose,
+        /// Why the outcome is not known.
+        #[source]
+        source: ClientError,
+    },
     /// The bank answered success but not in the documented state.
     #[error("{step}: the bank answered {got}, expected {expected}")]
     Unexpected {
@@ -135,7 +158,7 @@ impl PhoneError {
     /// The bank's refusal or transport failure, if that is what this is.
     pub fn client_error(&self) -> Option<&ClientError> {
         match self {
-            PhoneError::Bank { source, .. } => Some(source),
+            PhoneError::Bank { source, .. } | PhoneError::KeyPending { source, .. } => Some(source),
             PhoneError::Inbox {
                 source: InboxError::Outbox(source),
                 ..
@@ -159,13 +182,14 @@ impl PhoneError {
                 ClientError::Config(_) | ClientError::Credentials(_) => 4,
                 _ => 1,
             },
+            PhoneError::KeyPending { .. } => 3,
             PhoneError::Inbox { source, .. } => match source {
                 InboxError::NoOutbox { .. } => 4,
                 InboxError::Outbox(c) if !c.is_unavailable() => 1,
                 _ => 3,
             },
             PhoneError::Presence { .. }
-            | PhoneError::Challenge(_)
+            | PhoneError::Challenge { .. }
             | PhoneError::Unexpected { .. }
             | PhoneError::Value { .. } => 1,
             PhoneError::Profile(_)
@@ -193,19 +217,64 @@ impl From<KeystoreError> for PhoneError {
     }
 }
 
-/// Attaches a step name to a client result.
+/// The command that fixes a challenge problem, naming the phone.
+fn challenge_next_step(problem: &ChallengeProblem, phone: &str) -> String {
+    match problem {
+        ChallengeProblem::NoSuchKey { needed, .. } => {
+            format!("; add it with `vphone phone add-key {phone} --purpose {needed}`")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Attaches the phone and a step name to a client or inbox result.
 pub(crate) trait StepContext<T> {
-    fn step(self, step: &'static str) -> Result<T, PhoneError>;
+    fn step(self, phone: &PhoneName, step: &'static str) -> Result<T, PhoneError>;
 }
 
 impl<T> StepContext<T> for Result<T, ClientError> {
-    fn step(self, step: &'static str) -> Result<T, PhoneError> {
-        self.map_err(|source| PhoneError::Bank { step, source })
+    fn step(self, phone: &PhoneName, step: &'static str) -> Result<T, PhoneError> {
+        self.map_err(|source| PhoneError::Bank {
+            step,
+            phone: phone.to_string(),
+            source,
+        })
     }
 }
 
 impl<T> StepContext<T> for Result<T, InboxError> {
-    fn step(self, step: &'static str) -> Result<T, PhoneError> {
+    fn step(self, _phone: &PhoneName, step: &'static str) -> Result<T, PhoneError> {
         self.map_err(|source| PhoneError::Inbox { step, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ChallengeId, ChallengeKind, DeviceChallenge, Timestamp};
+
+    #[test]
+    fn a_challenge_needing_a_missing_key_names_the_command_for_this_phone() {
+        let at = Timestamp::from_unix(1_800_000_000).unwrap();
+        let challenge = DeviceChallenge {
+            id: ChallengeId::generate(),
+            kind: ChallengeKind::Device,
+            string_to_sign: "pay".into(),
+            key_purpose: KeyPurpose::Restricted,
+            created_at: at,
+            expires_at: at.plus_seconds(300),
+        };
+        let problem =
+            super::super::logic::key_for_challenge(&challenge, &[KeyPurpose::Unrestricted])
+                .unwrap_err();
+        let err = PhoneError::Challenge {
+            phone: "alice".into(),
+            problem,
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("`vphone phone add-key alice --purpose restricted`"),
+            "{text}"
+        );
     }
 }

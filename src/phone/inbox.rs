@@ -64,6 +64,18 @@ pub enum InboxError {
         /// How long it waited.
         waited: Duration,
     },
+    /// Codes are typed in (`--otp prompt`) and none was typed in time. Nothing says the SMS
+    /// did not arrive.
+    #[error(
+        "no code was typed in for {number} within {}; run the command again and type the 6-digit code from the SMS before the time is up, or raise --otp-timeout",
+        humantime::format_duration(*waited)
+    )]
+    NotTyped {
+        /// The number whose code was asked for.
+        number: PhoneNumber,
+        /// How long the prompt waited.
+        waited: Duration,
+    },
     /// The server has no vphone SMS outbox (it is not a vphone sandbox).
     #[error(
         "{server} has no vphone SMS outbox (GET /sandbox/sms answered HTTP {status}), so the phone cannot read its SMS there; use --otp prompt to type codes in, or --otp static for the test number +15550101"
@@ -219,16 +231,27 @@ impl Inbox {
                     }
                 }
             }
-            OtpSource::Terminal => {
-                let prompt = format!("Enter the 6-digit code sent to {}: ", self.number);
-                let read = tokio::task::spawn_blocking(move || read_code(&prompt));
-                match tokio::time::timeout(timeout, read).await {
-                    Err(_) => Err(timed_out()),
-                    Ok(Err(join)) => Err(InboxError::Terminal(join.to_string())),
-                    Ok(Ok(result)) => result,
-                }
-            }
+            OtpSource::Terminal => wait_typed(&self.number, timeout, read_code).await,
         }
+    }
+}
+
+/// Asks for the code with `read` (which blocks, e.g. on the terminal), waiting up to
+/// `timeout` for it.
+async fn wait_typed(
+    number: &PhoneNumber,
+    timeout: Duration,
+    read: impl FnOnce(&str) -> Result<Otp, InboxError> + Send + 'static,
+) -> Result<Otp, InboxError> {
+    let prompt = format!("Enter the 6-digit code sent to {number}: ");
+    let typed = tokio::task::spawn_blocking(move || read(&prompt));
+    match tokio::time::timeout(timeout, typed).await {
+        Err(_) => Err(InboxError::NotTyped {
+            number: number.clone(),
+            waited: timeout,
+        }),
+        Ok(Err(join)) => Err(InboxError::Terminal(join.to_string())),
+        Ok(Ok(result)) => result,
     }
 }
 
@@ -355,6 +378,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(otp.expose(), "222222");
+    }
+
+    #[tokio::test]
+    async fn a_code_not_typed_in_time_is_not_blamed_on_the_sms() {
+        let me = PhoneNumber::parse("+15550505").unwrap();
+        // A terminal that never yields a line (until the test ends and hangs up).
+        let (hang_up, line) = std::sync::mpsc::channel::<()>();
+        let reader = move |_: &str| {
+            let _ = line.recv();
+            Err(InboxError::Terminal("hung up".into()))
+        };
+        let err = wait_typed(&me, Duration::from_millis(50), reader)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, InboxError::NotTyped { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("no code was typed in for +15550505 within 50ms"),
+            "{text}"
+        );
+        assert!(text.contains("--otp-timeout"), "{text}");
+        assert!(!text.contains("no SMS"), "{text}");
+        drop(hang_up);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The phone's decisions without I/O: what to sign, which key answers a challenge, whether a
 //! challenge can still be answered. Time is passed in, so these are deterministic.
 
-use crate::api::{DeviceChallenge, KeyPurpose, Otp, PublicKeyHex, Timestamp};
+use crate::api::{DeviceChallenge, KeyId, KeyPurpose, KeySummary, Otp, PublicKeyHex, Timestamp};
 
 /// Why the phone will not answer a challenge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,9 +19,7 @@ pub enum ChallengeProblem {
         now: Timestamp,
     },
     /// The challenge asks for a key purpose this phone does not hold.
-    #[error(
-        "challenge {id} needs the {needed} key, but this phone holds only {held}; add it with `vphone phone add-key NAME --purpose {needed}`"
-    )]
+    #[error("challenge {id} needs the {needed} key, but this phone holds only {held}")]
     NoSuchKey {
         /// The challenge.
         id: String,
@@ -157,6 +155,16 @@ pub fn missing_purpose(held: &[KeyPurpose]) -> Option<KeyPurpose> {
         .find(|p| !held.contains(p))
 }
 
+/// The key the bank added for a request whose answer was lost: one of `purpose` whose id
+/// was not on the device before the request (`known`). A key of that purpose that was
+/// already there (an orphan from an earlier attempt, or another app's) is never it.
+pub fn new_key_id(listed: &[KeySummary], purpose: KeyPurpose, known: &[KeyId]) -> Option<KeyId> {
+    listed
+        .iter()
+        .find(|k| k.key_purpose == purpose && !known.contains(&k.key_id))
+        .map(|k| k.key_id.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,7 +197,7 @@ mod tests {
     fn a_restricted_challenge_is_refused_without_a_restricted_key() {
         let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
         let err = key_for_challenge(&c, &[KeyPurpose::Unrestricted]).unwrap_err();
-        assert!(err.to_string().contains("add-key"), "{err}");
+        assert!(err.to_string().contains("holds only unrestricted"), "{err}");
     }
 
     #[test]
@@ -277,5 +285,30 @@ mod change_request_tests {
             Some(KeyPurpose::Unrestricted)
         );
         assert_eq!(change_request_key(&[]), None);
+    }
+
+    #[test]
+    fn a_lost_add_key_is_matched_by_a_new_key_id_not_by_purpose() {
+        let summary = |id: &KeyId, purpose| KeySummary {
+            key_id: id.clone(),
+            key_purpose: purpose,
+            used_at: None,
+        };
+        let (old, orphan, new) = (KeyId::generate(), KeyId::generate(), KeyId::generate());
+        let known = [old.clone(), orphan.clone()];
+        let before = [
+            summary(&old, KeyPurpose::Unrestricted),
+            summary(&orphan, KeyPurpose::Restricted),
+        ];
+        // Only the orphan of the purpose is listed: the new key was not added.
+        assert_eq!(new_key_id(&before, KeyPurpose::Restricted, &known), None);
+        let mut after = before.to_vec();
+        after.push(summary(&new, KeyPurpose::Restricted));
+        assert_eq!(
+            new_key_id(&after, KeyPurpose::Restricted, &known),
+            Some(new.clone())
+        );
+        // A new id of another purpose is not it either.
+        assert_eq!(new_key_id(&after, KeyPurpose::Unrestricted, &known), None);
     }
 }

@@ -81,6 +81,11 @@ impl SavedPhone {
         &self.profile
     }
 
+    /// The saved keys.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     /// The phone, talking through `client` and reading codes from `source`.
     pub fn into_phone(self, client: ApiClient, source: OtpSource) -> Phone {
         Phone::from_parts(self.profile, self.vault, client, source, Some(self.store))

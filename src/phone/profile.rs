@@ -230,6 +230,12 @@ pub struct Profile {
     pub unrestricted_key_id: Option<KeyId>,
     /// The bank's id of the restricted key, when known.
     pub restricted_key_id: Option<KeyId>,
+    /// A key sent to the bank whose answer was lost: the vault holds it, but whether the
+    /// bank added it is not known yet (settled by the next `keys` or `add-key`).
+    pub pending_key: Option<KeyPurpose>,
+    /// The device's key ids just before the pending key was sent: the bank's id of the
+    /// pending key, if it added it, is one not among them.
+    pub pending_known_key_ids: Vec<KeyId>,
 }
 
 impl serde::Serialize for PhoneName {
@@ -246,6 +252,8 @@ const BOUND: &str = "bound";
 const API: &str = "api_base";
 const KEY_UNRESTRICTED: &str = "key_id.unrestricted";
 const KEY_RESTRICTED: &str = "key_id.restricted";
+const KEY_PENDING: &str = "key_pending";
+const KEY_PENDING_KNOWN: &str = "key_pending.known_key_ids";
 
 impl Profile {
     /// A fresh profile with nothing set.
@@ -260,6 +268,8 @@ impl Profile {
             api_base: None,
             unrestricted_key_id: None,
             restricted_key_id: None,
+            pending_key: None,
+            pending_known_key_ids: Vec::new(),
         }
     }
 
@@ -317,6 +327,13 @@ impl Profile {
             api_base: vault.meta(API).map(str::to_owned),
             unrestricted_key_id: field(&name, vault, KEY_UNRESTRICTED, KeyId::parse)?,
             restricted_key_id: field(&name, vault, KEY_RESTRICTED, KeyId::parse)?,
+            pending_key: field(&name, vault, KEY_PENDING, str::parse::<KeyPurpose>)?,
+            pending_known_key_ids: field(&name, vault, KEY_PENDING_KNOWN, |v| {
+                v.split(',')
+                    .map(KeyId::parse)
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+            .unwrap_or_default(),
             name,
         })
     }
@@ -351,6 +368,18 @@ impl Profile {
             KEY_RESTRICTED,
             self.restricted_key_id.as_ref().map(KeyId::as_str),
         );
+        let pending = self.pending_key.map(|p| p.to_string());
+        set(KEY_PENDING, pending.as_deref());
+        let known: Vec<&str> = self
+            .pending_known_key_ids
+            .iter()
+            .map(KeyId::as_str)
+            .collect();
+        let known = known.join(",");
+        set(
+            KEY_PENDING_KNOWN,
+            Some(known.as_str()).filter(|k| !k.is_empty()),
+        );
     }
 }
 
@@ -378,6 +407,8 @@ mod tests {
         profile.device_id = Some(DeviceId::generate());
         profile.bound = true;
         profile.restricted_key_id = Some(KeyId::generate());
+        profile.pending_key = Some(KeyPurpose::Restricted);
+        profile.pending_known_key_ids = vec![KeyId::generate(), KeyId::generate()];
         let mut vault = Vault::new();
         profile.write(&mut vault);
         let store = ProfileStore {

@@ -20,8 +20,8 @@ use vphone_keystore::{Passphrase, UserPresence};
 
 /// The exit codes, for `--help` texts.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 refused (by the bank or the user), 2 usage error, \
-3 server unreachable or timed out (also: no SMS arrived in time), 4 local state (profile, vault, \
-credentials, missing setup).";
+3 server unreachable or timed out (also: no SMS arrived, or no code was typed, in time), \
+4 local state (profile, vault, credentials, missing setup).";
 
 /// `vphone phone ...`
 #[derive(Debug, Args)]
@@ -154,7 +154,7 @@ pub enum PhoneCommand {
     Show {
         /// The phone.
         name: PhoneName,
-        /// Do not ask the bank.
+        /// Read only the saved file: no credentials, no network.
         #[arg(long)]
         offline: bool,
     },

@@ -101,17 +101,23 @@ pub(super) async fn create(
     Ok(())
 }
 
-/// `vphone phone show`
+/// `vphone phone show`; `--offline` reads only the file: no credentials, no network.
 pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
-    let p = phone.profile();
-    let device = if p.bound && !offline {
-        Some(phone.device().await?)
+    let saved;
+    let phone;
+    let (p, vault, device) = if offline {
+        saved = SavedPhone::load(&ctx.home, name.clone(), ctx.passphrase.clone())?;
+        (saved.profile(), saved.vault(), None)
     } else {
-        None
+        phone = ctx.open(name)?;
+        let device = if phone.profile().bound {
+            Some(phone.device().await?)
+        } else {
+            None
+        };
+        (phone.profile(), phone.vault(), device)
     };
-    let keys: Vec<_> = phone
-        .vault()
+    let keys: Vec<_> = vault
         .keys()
         .map(|k| serde_json::json!({"purpose": k.purpose().to_string(), "fingerprint": k.fingerprint()}))
         .collect();
@@ -127,9 +133,12 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
                 "number    {}{}",
                 p.number.as_ref().map_or("-", PhoneNumber::as_str),
                 if p.number.is_some() && !p.number_verified {
-                    " (not verified: run `vphone phone create NAME` again)"
+                    format!(
+                        " (not verified: run `vphone phone create {}` again)",
+                        p.name
+                    )
                 } else {
-                    ""
+                    String::new()
                 }
             ),
             format!(
@@ -139,8 +148,17 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
             ),
             format!("api       {}", p.api_base.as_deref().unwrap_or("-")),
         ];
-        for k in phone.vault().keys() {
-            lines.push(format!("key       {} {}", k.purpose(), k.fingerprint()));
+        for k in vault.keys() {
+            lines.push(format!(
+                "key       {} {}{}",
+                k.purpose(),
+                k.fingerprint(),
+                if p.pending_key == Some(k.purpose()) {
+                    format!(" (pending: run `vphone phone keys {}` to settle)", p.name)
+                } else {
+                    String::new()
+                }
+            ));
         }
         lines.join("\n")
     });

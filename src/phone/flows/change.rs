@@ -44,7 +44,7 @@ impl Phone {
             .client
             .update_person(&person_id, update)
             .await
-            .step("change person")?;
+            .step(self.name(), "change person")?;
         let mut outcome = self.confirm_change(&cr.id, via).await?;
         outcome
             .timings
@@ -61,7 +61,7 @@ impl Phone {
             .client
             .delete_mobile_number(&person_id)
             .await
-            .step("delete mobile number")?;
+            .step(self.name(), "delete mobile number")?;
         let mut outcome = self.confirm_change(&cr.id, via).await?;
         outcome
             .timings
@@ -92,14 +92,14 @@ impl Phone {
                     .client
                     .authorize_change_request(id, &authorize)
                     .await
-                    .step("change request: authorize")?;
+                    .step(self.name(), "change request: authorize")?;
                 clock.lap("authorize");
                 let to_sign = cr.string_to_sign.ok_or(PhoneError::Unexpected {
                     step: "change request: authorize",
                     got: "no string_to_sign".to_owned(),
                     expected: "a string_to_sign for device signing",
                 })?;
-                logic::check_string_to_sign(id.as_str(), &to_sign)?;
+                logic::check_string_to_sign(id.as_str(), &to_sign).map_err(|p| self.refuse(p))?;
                 let purpose = logic::change_request_key(&self.key_purposes()).ok_or(
                     PhoneError::NotBound {
                         name: self.name().to_string(),
@@ -125,16 +125,19 @@ impl Phone {
                 let person_id = self.person_id()?;
                 authorize.person_id = Some(person_id.clone());
                 let inbox = self.inbox_ref()?;
-                let mark = inbox.marker().await.step("change request: read inbox")?;
+                let mark = inbox
+                    .marker()
+                    .await
+                    .step(self.name(), "change request: read inbox")?;
                 self.client
                     .authorize_change_request(id, &authorize)
                     .await
-                    .step("change request: authorize")?;
+                    .step(self.name(), "change request: authorize")?;
                 clock.lap("authorize");
                 let tan = inbox
                     .wait_for_otp(mark, self.otp_timeout)
                     .await
-                    .step("change request: wait for SMS")?;
+                    .step(self.name(), "change request: wait for SMS")?;
                 clock.lap("wait for SMS");
                 ConfirmChangeRequest {
                     person_id: Some(person_id),
@@ -150,7 +153,7 @@ impl Phone {
                 self.client
                     .authorize_change_request(id, &authorize)
                     .await
-                    .step("change request: authorize")?;
+                    .step(self.name(), "change request: authorize")?;
                 clock.lap("authorize");
                 ConfirmChangeRequest {
                     person_id: Some(person_id),
@@ -165,7 +168,7 @@ impl Phone {
             .client
             .confirm_change_request(id, &confirm)
             .await
-            .step("change request: confirm")?;
+            .step(self.name(), "change request: confirm")?;
         clock.lap("confirm");
         if done.status != ChangeRequestStatus::Completed {
             return Err(PhoneError::Unexpected {

@@ -5,6 +5,7 @@ use crate::api::{
     DeviceId, DeviceKeys, DeviceListQuery, DeviceSignature, KeyId, KeyPurpose, KeyType,
     PublicKeyHex,
 };
+use crate::client::ClientError;
 use crate::phone::error::StepContext;
 use crate::phone::logic;
 use crate::phone::outcome::{AddKeyOutcome, BindOutcome, DeleteOutcome, Stopwatch};
@@ -50,12 +51,12 @@ impl Phone {
             device_data: None,
         };
         let inbox = self.inbox_ref()?;
-        let mark = inbox.marker().await.step("bind: read inbox")?;
+        let mark = inbox.marker().await.step(self.name(), "bind: read inbox")?;
         let created = self
             .client
             .create_device(&req)
             .await
-            .step("bind: create device")?;
+            .step(self.name(), "bind: create device")?;
         clock.lap("create device");
         self.profile.device_id = Some(created.id.clone());
         self.profile.bound = false;
@@ -65,7 +66,7 @@ impl Phone {
             .inbox_ref()?
             .wait_for_otp(mark, self.otp_timeout)
             .await
-            .step("bind: wait for SMS")?;
+            .step(self.name(), "bind: wait for SMS")?;
         clock.lap("wait for SMS");
         let signature = self.sign(
             purpose,
@@ -89,6 +90,7 @@ impl Phone {
                 source.is_unavailable() && self.client.get_device(&created.id).await.is_ok();
             if !verified {
                 return Err(PhoneError::Bank {
+                    phone: self.name().to_string(),
                     step: "bind: answer binding challenge",
                     source,
                 });
@@ -109,12 +111,27 @@ impl Phone {
 
     /// Adds a key of `purpose` (default: the one the phone lacks), vouched for by a
     /// signature of an existing key over the new key's hex.
+    ///
+    /// Durable like [`Phone::bind`]: the new key is saved, marked pending, before the bank
+    /// hears of it. A success records it, a refusal forgets it, and a lost answer keeps it
+    /// pending ([`PhoneError::KeyPending`]) until a later `add_key` or [`Phone::keys`] asks
+    /// the bank.
     pub async fn add_key(
         &mut self,
         purpose: Option<KeyPurpose>,
     ) -> Result<AddKeyOutcome, PhoneError> {
         let mut clock = Stopwatch::start();
         let device = self.bound_device()?;
+        // The keys before the request: if its answer is lost, the bank's id of the new key
+        // is one not among them (a key of the same purpose may already be listed, e.g. an
+        // orphan of an earlier attempt). Also settles a key left pending by an earlier run.
+        let before = self
+            .client
+            .list_keys(&device)
+            .await
+            .step(self.name(), "add key: list keys")?;
+        self.settle_pending_key(&before)?;
+        clock.lap("list keys");
         let held = self.key_purposes();
         let purpose = match purpose.or_else(|| logic::missing_purpose(&held)) {
             Some(p) if !held.contains(&p) => p,
@@ -154,6 +171,14 @@ impl Phone {
                 return Err(e);
             }
         };
+        // Saved before the bank hears of it, so a crash cannot lose a key the bank knows.
+        self.profile.pending_key = Some(purpose);
+        self.profile.pending_known_key_ids = before.keys.into_iter().map(|k| k.key_id).collect();
+        if let Err(e) = self.save() {
+            self.vault.remove(purpose);
+            self.clear_pending_key();
+            return Err(e);
+        }
         let req = AddKeyRequest {
             key: public,
             key_type: KeyType::EcdsaP256,
@@ -165,24 +190,35 @@ impl Phone {
         };
         let added = match self.client.add_key(&device, &req).await {
             Ok(a) => a.id,
-            // A timeout may have lost only the bank's answer: if the device now lists a key
-            // of this purpose, it is the one just sent (a purpose is unique per device).
-            Err(source)
-                if source.is_unavailable()
-                    && let Some(id) = self.listed_key(&device, purpose).await =>
-            {
-                id
+            // The bank may have acted and only its answer was lost: ask it.
+            Err(source) if outcome_unknown(&source) => {
+                match self.new_listed_key(&device, purpose).await {
+                    Some(id) => id,
+                    None => {
+                        // Not listed (yet), or the list did not answer either: neither is a
+                        // refusal, so the key stays pending for a later command to settle.
+                        return Err(PhoneError::KeyPending {
+                            name: self.name().to_string(),
+                            purpose,
+                            source,
+                        });
+                    }
+                }
             }
             Err(source) => {
-                // The bank does not know the key: forget it, so the vault matches the bank.
+                // The bank refused the key: forget it, so the vault matches the bank.
                 self.vault.remove(purpose);
+                self.clear_pending_key();
+                self.save()?;
                 return Err(PhoneError::Bank {
+                    phone: self.name().to_string(),
                     step: "add key",
                     source,
                 });
             }
         };
         clock.lap("add key");
+        self.clear_pending_key();
         self.profile.set_key_id(purpose, Some(added.clone()));
         self.save()?;
         Ok(AddKeyOutcome {
@@ -193,13 +229,34 @@ impl Phone {
         })
     }
 
-    /// The bank's id of the device's key of `purpose`, if it lists one (and answers).
-    async fn listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
+    /// The bank's id of the pending key of `purpose`, if the device lists it now (and
+    /// answers): a key of that purpose whose id was not there before the request.
+    async fn new_listed_key(&self, device: &DeviceId, purpose: KeyPurpose) -> Option<KeyId> {
         let keys = self.client.list_keys(device).await.ok()?;
-        keys.keys
-            .into_iter()
-            .find(|k| k.key_purpose == purpose)
-            .map(|k| k.key_id)
+        logic::new_key_id(&keys.keys, purpose, &self.profile.pending_known_key_ids)
+    }
+
+    fn clear_pending_key(&mut self) {
+        self.profile.pending_key = None;
+        self.profile.pending_known_key_ids.clear();
+    }
+
+    /// Settles a pending key against the bank's list: kept and recorded if the bank lists
+    /// it (as a key id new since the request), forgotten otherwise. Saves when something
+    /// changed.
+    fn settle_pending_key(&mut self, listed: &DeviceKeys) -> Result<(), PhoneError> {
+        let Some(purpose) = self.profile.pending_key else {
+            return Ok(());
+        };
+        match logic::new_key_id(&listed.keys, purpose, &self.profile.pending_known_key_ids) {
+            Some(id) => self.profile.set_key_id(purpose, Some(id)),
+            None => {
+                self.vault.remove(purpose);
+                self.profile.set_key_id(purpose, None);
+            }
+        }
+        self.clear_pending_key();
+        self.save()
     }
 
     /// The person's bound devices (`GET /v1/mfa/devices?filter[person_id]=...`).
@@ -210,23 +267,38 @@ impl Phone {
             page_size: None,
             page_number: None,
         };
-        self.client.list_devices(&query).await.step("list devices")
+        self.client
+            .list_devices(&query)
+            .await
+            .step(self.name(), "list devices")
     }
 
     /// This phone's device as the bank sees it.
     pub async fn device(&self) -> Result<Device, PhoneError> {
         let device = self.bound_device()?;
-        self.client.get_device(&device).await.step("show device")
+        self.client
+            .get_device(&device)
+            .await
+            .step(self.name(), "show device")
     }
 
-    /// The device's keys as the bank sees them; records the bank's key ids.
+    /// The device's keys as the bank sees them; records the bank's key ids and settles a
+    /// pending key (see [`Phone::add_key`]).
     pub async fn keys(&mut self) -> Result<DeviceKeys, PhoneError> {
         let device = self.bound_device()?;
-        let keys = self.client.list_keys(&device).await.step("list keys")?;
+        let keys = self
+            .client
+            .list_keys(&device)
+            .await
+            .step(self.name(), "list keys")?;
+        self.settle_pending_key(&keys)?;
         let before = self.profile.clone();
+        // Only for keys the phone holds: a listed key of a purpose it lacks is not its own.
         for k in &keys.keys {
-            self.profile
-                .set_key_id(k.key_purpose, Some(k.key_id.clone()));
+            if self.vault.key(k.key_purpose).is_some() {
+                self.profile
+                    .set_key_id(k.key_purpose, Some(k.key_id.clone()));
+            }
         }
         if self.profile != before {
             self.save()?;
@@ -247,10 +319,11 @@ impl Phone {
         self.client
             .delete_device(&device)
             .await
-            .step("delete device")?;
+            .step(self.name(), "delete device")?;
         clock.lap("delete device");
         self.profile.device_id = None;
         self.profile.bound = false;
+        self.clear_pending_key();
         for purpose in [KeyPurpose::Unrestricted, KeyPurpose::Restricted] {
             self.vault.remove(purpose);
             self.profile.set_key_id(purpose, None);
@@ -261,4 +334,10 @@ impl Phone {
             timings: clock.finish(),
         })
     }
+}
+
+/// Whether a failed call may still have been carried out: no answer in time, a broken
+/// connection, or a success status whose body did not parse.
+fn outcome_unknown(e: &ClientError) -> bool {
+    e.is_unavailable() || matches!(e, ClientError::Decode { .. })
 }

@@ -57,6 +57,13 @@ impl Phone {
         }
     }
 
+    fn refuse(&self, problem: super::logic::ChallengeProblem) -> PhoneError {
+        PhoneError::Challenge {
+            phone: self.name().to_string(),
+            problem,
+        }
+    }
+
     fn sign(
         &self,
         purpose: KeyPurpose,

@@ -23,7 +23,7 @@ impl Phone {
             .client
             .create_person(person)
             .await
-            .step("create person")?;
+            .step(self.name(), "create person")?;
         self.profile.person_id = Some(person.id.clone());
         self.save()?;
         Ok(person)
@@ -39,7 +39,7 @@ impl Phone {
             .client
             .create_mobile_number(&person, &req)
             .await
-            .step("add mobile number")?;
+            .step(self.name(), "add mobile number")?;
         self.set_number(number);
         self.profile.number_verified = created.verified;
         self.save()?;
@@ -51,25 +51,28 @@ impl Phone {
         let mut clock = Stopwatch::start();
         let person = self.person_id()?;
         let (number, inbox) = self.number_and_inbox()?;
-        let mark = inbox.marker().await.step("verify number: read inbox")?;
+        let mark = inbox
+            .marker()
+            .await
+            .step(self.name(), "verify number: read inbox")?;
         let req = MobileNumberRequest {
             number: number.clone(),
         };
         self.client
             .authorize_mobile_number(&person, &req)
             .await
-            .step("verify number: request SMS")?;
+            .step(self.name(), "verify number: request SMS")?;
         clock.lap("request SMS");
         let token = inbox
             .wait_for_otp(mark, self.otp_timeout)
             .await
-            .step("verify number: wait for SMS")?;
+            .step(self.name(), "verify number: wait for SMS")?;
         clock.lap("wait for SMS");
         let mobile_number = self
             .client
             .confirm_mobile_number(&person, &ConfirmMobileNumber { number, token })
             .await
-            .step("verify number: confirm OTP")?;
+            .step(self.name(), "verify number: confirm OTP")?;
         clock.lap("confirm OTP");
         self.profile.number_verified = true;
         self.save()?;
@@ -117,7 +120,7 @@ impl Phone {
                     .client
                     .get_person(&id)
                     .await
-                    .step("register: read person")?;
+                    .step(self.name(), "register: read person")?;
                 clock.lap("read person");
                 p
             }

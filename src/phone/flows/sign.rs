@@ -19,7 +19,7 @@ impl Phone {
             .client
             .get_device_challenge(id)
             .await
-            .step("sign: fetch challenge")?;
+            .step(self.name(), "sign: fetch challenge")?;
         clock.lap("fetch challenge");
         self.answer(challenge, clock).await
     }
@@ -38,9 +38,9 @@ impl Phone {
             .client
             .create_device_challenge(&req)
             .await
-            .step("approve: create challenge")?;
+            .step(self.name(), "approve: create challenge")?;
         clock.lap("create challenge");
-        logic::check_requested_purpose(&challenge, purpose)?;
+        logic::check_requested_purpose(&challenge, purpose).map_err(|p| self.refuse(p))?;
         self.answer(challenge, clock).await
     }
 
@@ -49,7 +49,8 @@ impl Phone {
         challenge: DeviceChallenge,
         mut clock: Stopwatch,
     ) -> Result<SignOutcome, PhoneError> {
-        let purpose = logic::plan_device_answer(&challenge, &self.key_purposes(), now_utc())?;
+        let purpose = logic::plan_device_answer(&challenge, &self.key_purposes(), now_utc())
+            .map_err(|p| self.refuse(p))?;
         let reason = format!("approve device challenge {}", challenge.id);
         let signature = self.sign(
             purpose,
@@ -65,7 +66,7 @@ impl Phone {
         self.client
             .answer_device_challenge(&challenge.id, &answer)
             .await
-            .step("answer device challenge")?;
+            .step(self.name(), "answer device challenge")?;
         clock.lap("answer challenge");
         Ok(SignOutcome {
             challenge_id: challenge.id,
@@ -80,7 +81,10 @@ impl Phone {
         let mut clock = Stopwatch::start();
         let person_id = self.person_id()?;
         let inbox = self.inbox_ref()?;
-        let mark = inbox.marker().await.step("SMS challenge: read inbox")?;
+        let mark = inbox
+            .marker()
+            .await
+            .step(self.name(), "SMS challenge: read inbox")?;
         let challenge = self
             .client
             .create_sms_challenge(&CreateSmsChallenge {
@@ -88,17 +92,17 @@ impl Phone {
                 language: None,
             })
             .await
-            .step("SMS challenge: create")?;
+            .step(self.name(), "SMS challenge: create")?;
         clock.lap("create challenge");
         let code = inbox
             .wait_for_otp(mark, self.otp_timeout)
             .await
-            .step("SMS challenge: wait for SMS")?;
+            .step(self.name(), "SMS challenge: wait for SMS")?;
         clock.lap("wait for SMS");
         self.client
             .answer_sms_challenge(&challenge.id, &AnswerSmsChallenge { code })
             .await
-            .step("SMS challenge: answer")?;
+            .step(self.name(), "SMS challenge: answer")?;
         clock.lap("answer challenge");
         Ok(SmsOutcome {
             challenge_id: challenge.id,
