@@ -8,6 +8,10 @@
 //! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 100000, at most 2000000).
 //! Every phase also stops after 120 s.
 
+/// The same allocator as the `vphone` binary, so the bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vphone::api::KeyPurpose;

@@ -9,6 +9,10 @@
 //! from `/proc/self/task/*/schedstat` (Linux), so client work is not counted against it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+/// The same allocator as the `vphone` binary, so the bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use p256::ecdsa::signature::{Signer, Verifier};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};

@@ -1,5 +1,10 @@
 //! The `vphone` command line: parses arguments, calls the library, returns an exit code.
 
+/// mimalloc instead of glibc malloc: in fleet profiles glibc's arena locks and frees took
+/// about 8% of the CPU, across thousands of tasks allocating small request buffers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
