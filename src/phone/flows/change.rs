@@ -45,12 +45,7 @@ impl Phone {
             .update_person(&person_id, update)
             .await
             .step(self.name(), "change person")?;
-        let mut outcome = self.confirm_change(&cr.id, via).await?;
-        outcome
-            .timings
-            .steps
-            .insert(0, StepTime::new("request change", started.elapsed()));
-        Ok(outcome)
+        self.confirm_requested_change(&cr.id, via, started).await
     }
 
     /// Deletes the person's mobile number and confirms the change request.
@@ -62,11 +57,23 @@ impl Phone {
             .delete_mobile_number(&person_id)
             .await
             .step(self.name(), "delete mobile number")?;
-        let mut outcome = self.confirm_change(&cr.id, via).await?;
+        self.confirm_requested_change(&cr.id, via, started).await
+    }
+
+    /// Confirms a change request this phone just asked for at `requested`, timing the
+    /// request as the first step of the outcome.
+    async fn confirm_requested_change(
+        &self,
+        id: &ChangeRequestId,
+        via: &Confirmation,
+        requested: std::time::Instant,
+    ) -> Result<ChangeOutcome, PhoneError> {
+        let request_time = requested.elapsed();
+        let mut outcome = self.confirm_change(id, via).await?;
         outcome
             .timings
             .steps
-            .insert(0, StepTime::new("request change", started.elapsed()));
+            .insert(0, StepTime::new("request change", request_time));
         Ok(outcome)
     }
 
