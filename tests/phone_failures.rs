@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vphone::api::{CreateDeviceChallenge, KeyPurpose, Otp, now_utc};
 use vphone::client::Credentials;
-use vphone::phone::{OtpSource, Phone, PhoneError, PhoneName, person_named};
+use vphone::phone::{Home, OtpSource, Phone, PhoneError, PhoneName, person_named};
 use vphone::sandbox::{ManualClock, SandboxConfig, SandboxState};
 
 #[tokio::test]
@@ -671,6 +671,71 @@ async fn an_unknown_challenge_id_is_refused_with_a_hint_about_challenges_not_dev
             "{text}"
         );
         assert!(!text.contains("phone devices"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_device_deleted_elsewhere_is_forgotten_by_delete_device_and_the_phone_binds_again() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let mut phone = rig.bound("elsewhere").await;
+        let device = phone.profile().device_id.clone().unwrap();
+        rig.client.delete_device(&device).await.unwrap();
+        // The refusal points at delete-device first: bind alone would refuse a bound phone.
+        let text = phone.approve(None).await.unwrap_err().to_string();
+        assert!(text.contains("delete-device"), "{text}");
+        let out = phone.delete_device().await.unwrap();
+        assert!(out.already_deleted);
+        assert_eq!(out.device_id, device);
+        assert!(phone.profile().device_id.is_none() && !phone.profile().bound);
+        let again = phone.bind().await.unwrap();
+        assert_ne!(again.device_id, device);
+        phone.approve(None).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_device_keeps_the_keys_when_the_bank_does_not_list_the_device_as_deleted() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let name = PhoneName::parse("kept").unwrap();
+        let source = OtpSource::SandboxHttp(rig.client.clone());
+        let mut phone = Phone::create(
+            &home,
+            name.clone(),
+            rig.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        phone
+            .register(person_named("Kept", "Phone"), unique_number())
+            .await
+            .unwrap();
+        let device = phone.bind().await.unwrap().device_id;
+        drop(phone);
+        // Pointed at another bank, which knows neither the device nor the person: its 404
+        // proves nothing, so the phone must keep its keys and its binding.
+        let other = Rig::start().await;
+        let mut astray = Phone::open(
+            &home,
+            name.clone(),
+            other.client.clone(),
+            source.clone(),
+            None,
+        )
+        .unwrap();
+        let err = astray.delete_device().await.unwrap_err();
+        assert_eq!(err.status(), Some(404), "{err}");
+        drop(astray);
+        let phone = Phone::open(&home, name, rig.client.clone(), source, None).unwrap();
+        assert_eq!(phone.profile().device_id.as_ref(), Some(&device));
+        assert!(phone.profile().bound);
+        phone.approve(None).await.unwrap();
     })
     .await;
 }

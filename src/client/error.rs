@@ -165,7 +165,7 @@ pub fn hint(request: &str, remote: &RemoteError) -> Option<String> {
             "the code was wrong; after 3 wrong answers the challenge is spent, so check the SMS and retry or start a new challenge"
         }
         (_, "device_deleted") => {
-            "the device was deleted; bind the phone again with `vphone phone bind NAME`"
+            "the device was deleted; forget it with `vphone phone delete-device NAME`, then bind again with `vphone phone bind NAME`"
         }
         (_, "key_purpose_taken") => {
             "the device already has a key of this purpose; list them with `vphone phone keys NAME`"

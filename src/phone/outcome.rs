@@ -172,6 +172,8 @@ pub struct ChangeOutcome {
 pub struct DeleteOutcome {
     /// The deleted device.
     pub device_id: DeviceId,
+    /// The bank had already deleted it (elsewhere); the phone only forgot it.
+    pub already_deleted: bool,
     /// Step times.
     pub timings: Timings,
 }

@@ -96,11 +96,19 @@ pub(super) async fn delete(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliErr
     let mut phone = ctx.open(name)?;
     let out = phone.delete_device().await?;
     ctx.emit(&out, || {
-        format!(
-            "phone {name}: device {} deleted ({})",
-            out.device_id,
-            ms(out.timings.total())
-        )
+        if out.already_deleted {
+            format!(
+                "phone {name}: device {} was already deleted at the bank; forgot it and its keys here ({})",
+                out.device_id,
+                ms(out.timings.total())
+            )
+        } else {
+            format!(
+                "phone {name}: device {} deleted ({})",
+                out.device_id,
+                ms(out.timings.total())
+            )
+        }
     });
     Ok(())
 }

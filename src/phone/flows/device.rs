@@ -316,10 +316,14 @@ impl Phone {
             .ok_or_else(|| PhoneError::NotBound {
                 name: self.name().to_string(),
             })?;
-        self.client
-            .delete_device(&device)
-            .await
-            .step(self.name(), "delete device")?;
+        let already_deleted = match self.client.delete_device(&device).await {
+            Ok(()) => false,
+            // The bank no longer knows the device (deleted elsewhere): forget it here too, but
+            // only once the bank's own list shows it deleted, so that a 404 from wrong
+            // credentials never makes the phone drop keys that are still bound.
+            Err(e) if e.status() == Some(404) && self.bank_lists_as_deleted(&device).await => true,
+            Err(e) => return Err(e).step(self.name(), "delete device"),
+        };
         clock.lap("delete device");
         self.profile.device_id = None;
         self.profile.bound = false;
@@ -331,8 +335,28 @@ impl Phone {
         self.save()?;
         Ok(DeleteOutcome {
             device_id: device,
+            already_deleted,
             timings: clock.finish(),
         })
+    }
+
+    /// Whether the person's device list, deleted ones included, shows `device` as deleted.
+    async fn bank_lists_as_deleted(&self, device: &DeviceId) -> bool {
+        let Ok(person_id) = self.person_id() else {
+            return false;
+        };
+        let query = DeviceListQuery {
+            person_id: Some(person_id),
+            include_deleted: Some(true),
+            page_size: Some(100),
+            page_number: None,
+        };
+        match self.client.list_devices(&query).await {
+            Ok(devices) => devices
+                .iter()
+                .any(|d| &d.id == device && d.deleted_at.is_some()),
+            Err(_) => false,
+        }
     }
 }
 
