@@ -480,6 +480,17 @@ async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_ban
         wire.slow_lists_after_post.store(false, SeqCst);
         let mut phone = Phone::open(&home, name.clone(), client.clone(), source, None).unwrap();
         assert_eq!(phone.profile().pending_key, Some(KeyPurpose::Restricted));
+        // Until it is settled, the pending key signs nothing and says how to settle it.
+        let err = phone
+            .approve(Some(KeyPurpose::Restricted))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::KeyUnconfirmed { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 4);
+        assert!(
+            err.to_string().contains("vphone phone keys durable"),
+            "{err}"
+        );
         let keys = phone.keys().await.unwrap();
         let bank_id = keys
             .keys

@@ -118,6 +118,16 @@ pub enum PhoneError {
         /// The purpose.
         purpose: KeyPurpose,
     },
+    /// The key a signature needs is still pending: the bank never confirmed adding it.
+    #[error(
+        "phone {name:?} does not sign with its {purpose} key yet: the bank never confirmed adding it. Run `vphone phone keys {name}` to ask the bank and settle it, then try again"
+    )]
+    KeyUnconfirmed {
+        /// The phone.
+        name: String,
+        /// The purpose of the pending key.
+        purpose: KeyPurpose,
+    },
     /// The answer to adding a key was lost: the bank may or may not have the key. The
     /// phone keeps it, marked pending, until a later command asks the bank.
     #[error(
@@ -200,7 +210,8 @@ impl PhoneError {
             | PhoneError::NumberMismatch { .. }
             | PhoneError::NotBound { .. }
             | PhoneError::AlreadyBound { .. }
-            | PhoneError::KeyExists { .. } => 4,
+            | PhoneError::KeyExists { .. }
+            | PhoneError::KeyUnconfirmed { .. } => 4,
         }
     }
 }

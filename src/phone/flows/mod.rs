@@ -71,6 +71,13 @@ impl Phone {
         reason: &str,
         step: &'static str,
     ) -> Result<SignatureHex, PhoneError> {
+        // A key whose addition the bank never confirmed would only be refused there.
+        if self.profile.pending_key == Some(purpose) {
+            return Err(PhoneError::KeyUnconfirmed {
+                name: self.name().to_string(),
+                purpose,
+            });
+        }
         let hex = self
             .vault
             .sign(purpose, message, &*self.presence, reason)
