@@ -271,19 +271,7 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
         let home = vphone::phone::Home::new(dir.path());
         let name = PhoneName::parse("careful").unwrap();
         let source = OtpSource::SandboxHttp(rig.client.clone());
-        let mut phone = Phone::create(
-            &home,
-            name.clone(),
-            rig.client.clone(),
-            source.clone(),
-            None,
-        )
-        .unwrap();
-        phone
-            .register(person_named("Care", "Ful"), unique_number())
-            .await
-            .unwrap();
-        phone.bind().await.unwrap();
+        let mut phone = rig.saved_bound(&home, &name).await;
         phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
         let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let fake = client_for(
@@ -514,19 +502,7 @@ async fn a_pending_key_the_bank_never_added_is_forgotten_and_add_key_starts_afre
         let home = vphone::phone::Home::new(dir.path());
         let name = PhoneName::parse("unsent").unwrap();
         let source = OtpSource::SandboxHttp(rig.client.clone());
-        let mut phone = Phone::create(
-            &home,
-            name.clone(),
-            rig.client.clone(),
-            source.clone(),
-            None,
-        )
-        .unwrap();
-        phone
-            .register(person_named("Un", "Sent"), unique_number())
-            .await
-            .unwrap();
-        phone.bind().await.unwrap();
+        let phone = rig.saved_bound(&home, &name).await;
         drop(phone);
         // The phone saved a pending key, then crashed before its request left: edit the
         // saved file into that state.
@@ -566,20 +542,7 @@ async fn a_refused_add_key_forgets_the_key_on_disk_too() {
         let dir = tempfile::tempdir().unwrap();
         let home = vphone::phone::Home::new(dir.path());
         let name = PhoneName::parse("refused").unwrap();
-        let source = OtpSource::SandboxHttp(rig.client.clone());
-        let mut phone = Phone::create(
-            &home,
-            name.clone(),
-            rig.client.clone(),
-            source.clone(),
-            None,
-        )
-        .unwrap();
-        phone
-            .register(person_named("Re", "Fused"), unique_number())
-            .await
-            .unwrap();
-        phone.bind().await.unwrap();
+        let mut phone = rig.saved_bound(&home, &name).await;
         // The device is deleted behind the phone's back: the bank refuses the key.
         let device = phone.profile().device_id.clone().unwrap();
         rig.client.delete_device(&device).await.unwrap();
@@ -715,19 +678,8 @@ async fn delete_device_keeps_the_keys_when_the_bank_does_not_list_the_device_as_
         let home = Home::new(dir.path());
         let name = PhoneName::parse("kept").unwrap();
         let source = OtpSource::SandboxHttp(rig.client.clone());
-        let mut phone = Phone::create(
-            &home,
-            name.clone(),
-            rig.client.clone(),
-            source.clone(),
-            None,
-        )
-        .unwrap();
-        phone
-            .register(person_named("Kept", "Phone"), unique_number())
-            .await
-            .unwrap();
-        let device = phone.bind().await.unwrap().device_id;
+        let phone = rig.saved_bound(&home, &name).await;
+        let device = phone.profile().device_id.clone().unwrap();
         drop(phone);
         // Pointed at another bank, which knows neither the device nor the person: its 404
         // proves nothing, so the phone must keep its keys and its binding.

@@ -6,7 +6,7 @@ mod common;
 use assert_cmd::Command;
 use common::{Rig, bounded, unique_number};
 use vphone::api::{CreateDeviceChallenge, KeyPurpose};
-use vphone::phone::{Home, OtpSource, Phone, PhoneName, person_named};
+use vphone::phone::{Home, OtpSource, Phone, PhoneName};
 
 #[tokio::test]
 async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
@@ -17,21 +17,9 @@ async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
         let name = PhoneName::parse("saved").unwrap();
         let source = OtpSource::SandboxHttp(rig.client.clone());
         let device = {
-            let mut phone = Phone::create(
-                &home,
-                name.clone(),
-                rig.client.clone(),
-                source.clone(),
-                None,
-            )
-            .unwrap();
-            phone
-                .register(person_named("Saved", "Phone"), unique_number())
-                .await
-                .unwrap();
-            let bound = phone.bind().await.unwrap();
+            let mut phone = rig.saved_bound(&home, &name).await;
             phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
-            bound.device_id
+            phone.profile().device_id.clone().unwrap()
         };
         // A fresh client too: nothing survives but the file.
         let client = common::client_for(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vphone::api::{PersonId, PhoneNumber};
 use vphone::client::{ApiClient, ClientConfig, Credentials};
-use vphone::phone::{OtpSource, Phone, PhoneName, person_named};
+use vphone::phone::{Home, OtpSource, Phone, PhoneName, person_named};
 use vphone::sandbox::{self, SandboxConfig, SandboxHandle, SandboxState};
 
 /// Every test finishes within this, or fails.
@@ -66,6 +66,20 @@ impl Rig {
     /// A registered and bound phone.
     pub async fn bound(&self, name: &str) -> Phone {
         let mut phone = self.registered(name).await;
+        phone.bind().await.unwrap();
+        phone
+    }
+
+    /// A registered and bound phone whose profile is saved in `home`, reading its SMS from
+    /// the sandbox's outbox over HTTP.
+    pub async fn saved_bound(&self, home: &Home, name: &PhoneName) -> Phone {
+        let source = OtpSource::SandboxHttp(self.client.clone());
+        let mut phone =
+            Phone::create(home, name.clone(), self.client.clone(), source, None).unwrap();
+        phone
+            .register(person_named("Test", &name.to_string()), unique_number())
+            .await
+            .unwrap();
         phone.bind().await.unwrap();
         phone
     }
