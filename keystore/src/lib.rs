@@ -16,6 +16,7 @@
 //! no secret in `Debug`; raw key import and export live only in [`hazmat`].
 
 mod derive;
+mod encode;
 mod error;
 mod key;
 mod presence;
@@ -25,6 +26,7 @@ mod vault;
 mod verify;
 
 pub use derive::Seed;
+pub use encode::{Jwk, KeyLabel, PublicKeyFormat, SignatureFormat, encode_signature};
 pub use error::{KeystoreError, VerifyError};
 pub use key::{KeyAlgorithm, KeyPurpose, SigningKey, hazmat};
 pub use presence::{
