@@ -383,7 +383,7 @@ async fn create(
     let outcome = run_blocking(async move {
         let mut phone = h.phone.write().await;
         let result = match person {
-            Some(person) => phone.adopt(person, number).map(|()| None),
+            Some(person) => phone.join_person(person, number).map(|()| None),
             None => phone
                 .register(person_named(&first, &last), number)
                 .await

@@ -385,7 +385,7 @@ impl UserPresence for Prompt {
         self.ask(Ask {
             reason: request.reason.clone(),
             challenge_id: None,
-            key_purpose: request.purpose.to_string(),
+            key_purpose: request.key.purpose.to_string(),
             deadline: None,
         })
     }
