@@ -15,6 +15,7 @@
 //! Secrets stay secret: [`SigningKey`], [`Seed`] and [`Passphrase`] zeroize on drop and print
 //! no secret in `Debug`; raw key import and export live only in [`hazmat`].
 
+mod backend;
 mod derive;
 mod error;
 mod key;
@@ -24,6 +25,7 @@ mod storage;
 mod vault;
 mod verify;
 
+pub use backend::Backend;
 pub use derive::Seed;
 pub use error::{KeystoreError, VerifyError};
 pub use key::{KeyAlgorithm, KeyPurpose, SigningKey, hazmat};
