@@ -167,6 +167,9 @@ mod tests {
         one[31] = 1;
         assert!(AwsLcP256::from_scalar(&one).is_some());
         assert!(AwsLcP256::from_scalar(&n_minus_1).is_some());
-        assert_eq!(AwsLcP256::from_scalar(&one).unwrap().secret_bytes()[..], one);
+        assert_eq!(
+            AwsLcP256::from_scalar(&one).unwrap().secret_bytes()[..],
+            one
+        );
     }
 }
