@@ -17,6 +17,7 @@
 
 mod backend;
 mod derive;
+mod encode;
 mod error;
 mod key;
 mod presence;
@@ -27,6 +28,7 @@ mod verify;
 
 pub use backend::Backend;
 pub use derive::Seed;
+pub use encode::{Jwk, KeyLabel, PublicKeyFormat, SignatureFormat, encode_signature};
 pub use error::{KeystoreError, VerifyError};
 pub use key::{KeyAlgorithm, KeyPurpose, SigningKey, hazmat};
 pub use presence::{

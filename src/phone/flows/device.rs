@@ -71,7 +71,7 @@ impl Phone {
         let signature = self.sign(
             purpose,
             logic::binding_message(&otp),
-            "bind this phone",
+            "binding this phone",
             "bind: sign OTP",
         )?;
         clock.lap("sign OTP");
@@ -162,7 +162,7 @@ impl Phone {
         let signature = match self.sign(
             signer,
             logic::add_key_message(&public),
-            "add a key to this phone",
+            "adding a key to this phone",
             "add key: sign",
         ) {
             Ok(s) => s,
