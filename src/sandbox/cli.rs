@@ -136,7 +136,9 @@ fn init_logging(format: LogFormat) {
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         // Escape codes only where a terminal renders them, not in files or collectors.
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 
