@@ -6,7 +6,7 @@ use crate::phone::PhoneName;
 
 /// `vphone phone bind`
 pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.bind().await?;
     ctx.emit(&out, || {
         format!(
@@ -25,7 +25,7 @@ pub(super) async fn add_key(
     name: &PhoneName,
     purpose: Option<KeyPurpose>,
 ) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.add_key(purpose).await?;
     ctx.emit(&out, || {
         format!(
@@ -45,7 +45,7 @@ pub(super) async fn devices(
     name: &PhoneName,
     include_deleted: bool,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let devices = phone.devices(include_deleted).await?;
     ctx.emit(&devices, || {
         if devices.is_empty() {
@@ -72,7 +72,7 @@ pub(super) async fn devices(
 
 /// `vphone phone keys`
 pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let keys = phone.keys().await?;
     ctx.emit(&keys, || {
         keys.keys
@@ -93,7 +93,7 @@ pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
 
 /// `vphone phone delete-device`
 pub(super) async fn delete(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.delete_device().await?;
     ctx.emit(&out, || {
         if out.already_deleted {
