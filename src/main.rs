@@ -29,6 +29,9 @@ enum Command {
     Sandbox(vphone::sandbox::cli::SandboxArgs),
     /// Run a fleet of simulated phones (load test), or merge load reports.
     Load(Box<vphone::fleet::cli::LoadArgs>),
+    /// Walk every call of the API once with a throwaway person and tell what the server
+    /// supports: status, shape read, time, and which phone flows work.
+    Probe(vphone::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => finish(vphone::demo::run(args)),
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
         Command::Load(args) => vphone::fleet::cli::main(*args),
+        Command::Probe(args) => finish(vphone::probe::run(args)),
         Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
