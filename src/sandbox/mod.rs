@@ -16,6 +16,8 @@
 //!   on. Long load runs stay within bounded memory; [`SandboxStats`] counts what is held.
 //! - State lives in sharded maps with one small lock per entity; signatures are verified with
 //!   aws-lc-rs against keys parsed once when registered.
+//! - [`variant::spawn`] serves the same sandbox behind a layer that answers in the shapes
+//!   other servers use (the variant bank), to test the phone's tolerance.
 
 pub mod attempts;
 mod auth;
@@ -30,6 +32,7 @@ mod outbox;
 mod persons;
 pub mod sms;
 mod state;
+pub mod variant;
 pub mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -239,10 +242,20 @@ pub async fn spawn(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
 /// Serves `state` on `addr` in a background task, with a background sweep that forgets what
 /// outlived the retention window ([`SandboxState::start_sweeper`]).
 pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+    let app = router(state.clone());
+    serve(state, addr, app).await
+}
+
+/// Serves `app` (the sandbox's router, or a layer over it such as [`variant`]) on `addr`,
+/// with the background sweep of `state`.
+async fn serve(
+    state: SandboxState,
+    addr: SocketAddr,
+    app: Router,
+) -> std::io::Result<SandboxHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
