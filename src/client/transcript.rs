@@ -78,9 +78,12 @@ pub fn route_of(path: &str) -> String {
     ];
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let mut out = String::with_capacity(path.len());
+    // Segments before the first API word are the base URL's own prefix: kept as they are.
+    let mut in_api = false;
     for seg in path.split('/').skip(1) {
         out.push('/');
-        if WORDS.contains(&seg) || seg.is_empty() {
+        in_api |= WORDS.contains(&seg);
+        if !in_api || WORDS.contains(&seg) || seg.is_empty() {
             out.push_str(seg);
         } else {
             out.push_str("{id}");
@@ -132,7 +135,7 @@ impl Transcript {
     /// Claims the next position; `Some(seq)` when this exchange is to be recorded.
     pub(crate) fn claim(&self) -> Option<u64> {
         let seq = self.counter.fetch_add(1, Ordering::Relaxed);
-        (seq % self.every == 0).then_some(seq)
+        seq.is_multiple_of(self.every).then_some(seq)
     }
 
     /// Records one exchange (already redacted).
@@ -241,12 +244,10 @@ pub fn redact(value: &mut Value) {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let k = key.to_ascii_lowercase();
-                if SECRET_FIELDS.contains(&k.as_str()) {
-                    *v = Value::String(REDACTED.to_owned());
-                } else if k == "code"
+                let digits_code = k == "code"
                     && v.as_str()
-                        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                {
+                        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+                if SECRET_FIELDS.contains(&k.as_str()) || digits_code {
                     *v = Value::String(REDACTED.to_owned());
                 } else if TEXT_FIELDS.contains(&k.as_str())
                     && let Value::String(s) = v
@@ -374,6 +375,10 @@ mod tests {
             "/v1/persons/{id}/mobile_number/confirm"
         );
         assert_eq!(route_of("/oauth2/token"), "/oauth2/token");
+        assert_eq!(
+            route_of("/prefix/v1/mfa/devices/d1/keys"),
+            "/prefix/v1/mfa/devices/{id}/keys"
+        );
     }
 
     #[test]

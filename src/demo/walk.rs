@@ -170,21 +170,19 @@ impl Walk {
             Err(e) => match exchanges.last().filter(|e| not_offered(e)) {
                 Some(last) if !essential => (
                     StepStatus::Skipped,
-                    format!("skipped: server does not offer {}", last.call()),
+                    join(
+                        &format!("skipped: server does not offer {}", last.call()),
+                        &said,
+                    ),
                     None,
                 ),
                 Some(last) => {
                     self.exit_code.get_or_insert(e.exit_code);
-                    (
-                        StepStatus::Failed,
-                        format!(
-                            "FAILED: the server does not offer {} (status {}); is --api the API's base URL?",
-                            last.call(),
-                            last.status
-                                .map_or_else(|| "none".to_owned(), |s| s.to_string())
-                        ),
-                        None,
-                    )
+                    let why = format!(
+                        "FAILED: the server does not offer {}; is --api the API's base URL?",
+                        last.call()
+                    );
+                    (StepStatus::Failed, join(&said, &why), None)
                 }
                 None => {
                     self.exit_code.get_or_insert(e.exit_code);
@@ -276,11 +274,12 @@ fn calls_line(calls: &[CallReport]) -> String {
         .join(" · ")
 }
 
-fn join(calls: &str, note: &str) -> String {
-    match (calls.is_empty(), note.is_empty()) {
-        (true, _) => note.to_owned(),
-        (false, true) => calls.to_owned(),
-        (false, false) => format!("{calls} — {note}"),
+/// `first — second`, or whichever is not empty.
+fn join(first: &str, second: &str) -> String {
+    match (first.is_empty(), second.is_empty()) {
+        (true, _) => second.to_owned(),
+        (false, true) => first.to_owned(),
+        (false, false) => format!("{first} — {second}"),
     }
 }
 
