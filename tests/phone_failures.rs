@@ -22,7 +22,8 @@ async fn a_wrong_otp_fails_binding_and_says_why() {
             OtpSource::Static(Otp::parse("000000").unwrap()),
         );
         let p = phone.profile().clone();
-        liar.adopt(p.person_id.unwrap(), p.number.unwrap()).unwrap();
+        liar.join_person(p.person_id.unwrap(), p.number.unwrap())
+            .unwrap();
         let err = liar.bind().await.unwrap_err();
         assert_eq!(err.status(), Some(403), "{err}");
         let text = err.to_string();

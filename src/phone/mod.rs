@@ -24,6 +24,7 @@ pub mod logic;
 mod otp_input;
 mod outcome;
 mod profile;
+mod toolkit;
 
 pub use error::PhoneError;
 pub use flows::{Confirmation, person_named};
@@ -34,6 +35,7 @@ pub use outcome::{
     SmsOutcome, StepTime, Timings, VerifyOutcome,
 };
 pub use profile::{HOME_ENV, Home, PhoneName, Profile, ProfileError, ProfileStore};
+pub use toolkit::{Adoption, ReceivedOtp};
 
 use crate::api::{KeyPurpose, PhoneNumber};
 use crate::client::ApiClient;
@@ -238,8 +240,9 @@ impl Phone {
             .collect()
     }
 
-    /// Sets the phone's number (and its inbox).
-    fn set_number(&mut self, number: PhoneNumber) {
+    /// Sets the phone's number (and its inbox): where its codes arrive. Saved with the next
+    /// change; the bank is not told.
+    pub fn set_number(&mut self, number: PhoneNumber) {
         self.inbox = Some(Inbox::new(number.clone(), self.source.clone()));
         self.profile.number = Some(number);
     }

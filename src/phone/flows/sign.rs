@@ -51,7 +51,7 @@ impl Phone {
     ) -> Result<SignOutcome, PhoneError> {
         let purpose = logic::plan_device_answer(&challenge, &self.key_purposes(), now_utc())
             .map_err(|p| self.refuse(p))?;
-        let reason = format!("approve device challenge {}", challenge.id);
+        let reason = format!("device challenge {}", challenge.id);
         let signature = self.sign(
             purpose,
             logic::challenge_message(&challenge.string_to_sign),
@@ -72,6 +72,7 @@ impl Phone {
             challenge_id: challenge.id,
             key_purpose: purpose,
             user_confirmed: logic::needs_presence(purpose),
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }
