@@ -32,6 +32,9 @@ enum Command {
     /// Walk every call of the API once with a throwaway person and tell what the server
     /// supports: status, shape read, time, and which phone flows work.
     Probe(vphone::probe::ProbeArgs),
+    /// Host many phones behind an HTTP control API (JSON, SSE events, OpenAPI at
+    /// /openapi.json) for test rigs in any language and a browser.
+    Serve(Box<vphone::control::cli::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,13 @@ fn main() -> ExitCode {
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
         Command::Load(args) => vphone::fleet::cli::main(*args),
         Command::Probe(args) => finish(vphone::probe::run(args)),
+        Command::Serve(args) => match vphone::control::cli::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
