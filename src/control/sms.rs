@@ -103,12 +103,12 @@ impl SmsWatch {
                 }
             }
         });
-        let mut tasks = self.tasks.lock();
-        if tasks.contains_key(&number) {
+        match self.tasks.lock().entry(number) {
             // Another request started one meanwhile; keep that one.
-            task.abort();
-        } else {
-            tasks.insert(number, task);
+            std::collections::hash_map::Entry::Occupied(_) => task.abort(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(task);
+            }
         }
     }
 
