@@ -464,6 +464,37 @@ async fn a_cli_phone_binds_and_approves_a_payment_through_a_partner_backend() {
                 .any(|l| l["purpose"] == "restricted" && l["key_id"] == key_id.as_str()),
             "{shown}"
         );
+        // The prompt and `keys` name the restricted key alike.
+        let restricted_label = labels
+            .iter()
+            .find(|l| l["purpose"] == "restricted")
+            .unwrap();
+        let fingerprint = restricted_label["fingerprint"].as_str().unwrap().to_owned();
+        let named = format!("restricted key {fingerprint} (bank id {key_id})");
+        let listed = cli(home, &api, &["keys", "app"], "").await;
+        assert!(listed.contains(&named), "{listed}");
+        let mut asked = vphone(home, &api);
+        asked
+            .args([
+                "--presence",
+                "prompt",
+                "approve",
+                "app",
+                "--purpose",
+                "restricted",
+            ])
+            .write_stdin("y\n");
+        let asked = tokio::task::spawn_blocking(move || asked.output().unwrap())
+            .await
+            .unwrap();
+        let prompt = String::from_utf8_lossy(&asked.stderr);
+        assert!(asked.status.success(), "{prompt}");
+        assert!(prompt.starts_with("Approve device challenge "), "{prompt}");
+        assert!(
+            prompt.contains(&format!(" with {named}? [y/N]")),
+            "{prompt}"
+        );
+        assert!(String::from_utf8_lossy(&asked.stdout).contains(&named));
         cli(home, &api, &["delete-device", "app"], "").await;
         let gone = rig.client.get_device(&device).await.unwrap();
         assert!(gone.deleted_at.is_some(), "{gone:?}");
@@ -628,6 +659,45 @@ async fn a_library_phone_binds_and_approves_a_payment_through_a_partner_backend(
         phone.delete_device().await.unwrap();
         let gone = rig.client.get_device(&device).await.unwrap();
         assert!(gone.deleted_at.is_some(), "{gone:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otp_reads_the_newest_code_and_a_marker_hides_older_ones() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let phone = rig.registered("codes").await;
+        let person = common::person_of(&phone);
+        let number = phone.profile().number.clone().unwrap();
+        let sms = vphone::api::CreateSmsChallenge {
+            person_id: person,
+            language: None,
+        };
+        for _ in 0..2 {
+            rig.client.create_sms_challenge(&sms).await.unwrap();
+        }
+        let sent = rig.sandbox.state().sms_since(&number, 0);
+        let newest = sent.last().and_then(|m| m.code()).unwrap();
+        let got = phone.otp(None, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.code.expose(), newest.expose());
+        assert_eq!(got.marker.0, sent.last().unwrap().seq);
+
+        // After a marker, only a code sent later counts: none yet, so the wait runs out.
+        let marker = phone.otp_marker().await.unwrap();
+        let err = phone
+            .otp(Some(marker), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 3, "{err}");
+        rig.client.create_sms_challenge(&sms).await.unwrap();
+        let later = phone
+            .otp(Some(marker), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let last = rig.sandbox.state().sms_since(&number, marker.0);
+        assert_eq!(last.len(), 1);
+        assert_eq!(later.code.expose(), last[0].code().unwrap().expose());
     })
     .await;
 }

@@ -133,7 +133,10 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
             format!(
                 "number    {}{}",
                 p.number.as_ref().map_or("-", PhoneNumber::as_str),
-                if p.number.is_some() && !p.number_verified {
+                if p.number.is_some() && !p.number_verified && p.person_id.is_none() {
+                    " (codes arrive here; verified, if at all, by someone else's backend)"
+                        .to_owned()
+                } else if p.number.is_some() && !p.number_verified {
                     format!(
                         " (not verified: run `vphone phone create {}` again)",
                         p.name

@@ -105,6 +105,7 @@ impl Phone {
             key_id: None,
             key_purpose: purpose,
             fingerprint,
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }
@@ -225,6 +226,7 @@ impl Phone {
             key_id: added,
             key_purpose: purpose,
             signed_with: signer,
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }

@@ -72,6 +72,7 @@ impl Phone {
             challenge_id: challenge.id,
             key_purpose: purpose,
             user_confirmed: logic::needs_presence(purpose),
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }
