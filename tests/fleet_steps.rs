@@ -45,6 +45,7 @@ async fn a_fresh_phones_sign_row_excludes_its_onboarding_and_binding() {
         number: &number,
         otp: &otp,
         clock: &clock,
+        otp_command: None,
     };
     // The first sign onboards and binds the phone first; the second finds it bound.
     for _ in 0..2 {
