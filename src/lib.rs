@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod control;
 pub mod demo;
 pub mod fleet;
 pub mod phone;
