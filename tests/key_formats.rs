@@ -163,6 +163,21 @@ fn the_cli_prints_each_format_alone_on_stdout_and_names_the_key_in_json() {
         .verify(b"hi", &raw)
         .unwrap();
     vphone(home)
+        .args([
+            "sign-message",
+            "cli",
+            "--purpose",
+            "restricted",
+            "--message",
+            "x",
+        ])
+        .assert()
+        .code(4)
+        .stdout("")
+        .stderr(predicates::str::contains(
+            "make one with `vphone phone new-key cli --purpose restricted`",
+        ));
+    vphone(home)
         .args(["public-key", "cli", "--format", "der"])
         .assert()
         .code(2)

@@ -4,10 +4,10 @@
 
 use super::{CliError, Ctx, PresenceArg};
 use crate::api::{DeviceId, KeyId, KeyPurpose, PersonId, PhoneNumber};
-use crate::phone::{Adoption, Marker, PhoneName, SavedPhone};
+use crate::phone::{Adoption, Marker, PhoneError, PhoneName, SavedPhone};
 use std::io::Read as _;
 use std::time::Duration;
-use vphone_keystore::{PublicKeyFormat, SignatureFormat};
+use vphone_keystore::{KeystoreError, PublicKeyFormat, SignatureFormat};
 
 /// `PURPOSE=ID`, as `adopt --key-id` takes it.
 #[derive(Debug, Clone)]
@@ -48,15 +48,28 @@ fn load(ctx: &Ctx<'_>, name: &PhoneName) -> Result<SavedPhone, CliError> {
     )?)
 }
 
-/// The key a command means when `--purpose` is not given: unrestricted if held, else restricted.
+/// The key a command means when `--purpose` is not given: unrestricted if held, else
+/// restricted if held, else unrestricted (and the error names it).
 fn default_purpose(saved: &SavedPhone, purpose: Option<KeyPurpose>) -> KeyPurpose {
     purpose.unwrap_or_else(|| {
-        if saved.vault().key(KeyPurpose::Unrestricted).is_some() {
-            KeyPurpose::Unrestricted
-        } else {
+        if saved.vault().key(KeyPurpose::Unrestricted).is_none()
+            && saved.vault().key(KeyPurpose::Restricted).is_some()
+        {
             KeyPurpose::Restricted
+        } else {
+            KeyPurpose::Unrestricted
         }
     })
+}
+
+/// A missing key gets the command that makes one; other errors pass through.
+fn hint_missing_key(name: &PhoneName, e: PhoneError) -> CliError {
+    match e {
+        PhoneError::Keystore(KeystoreError::NoKey(purpose)) => CliError::Local(format!(
+            "phone {name} holds no {purpose} key; make one with `vphone phone new-key {name} --purpose {purpose}`"
+        )),
+        other => CliError::Phone(other),
+    }
 }
 
 /// `vphone phone new-key`: creates the phone if it does not exist (recording `--number` and
@@ -156,7 +169,9 @@ pub(super) fn sign_message(
             bytes
         }
     };
-    let signature = saved.sign_message(purpose, &bytes, format, &*ctx.presence)?;
+    let signature = saved
+        .sign_message(purpose, &bytes, format, &*ctx.presence)
+        .map_err(|e| hint_missing_key(name, e))?;
     let label = saved
         .key_labels()
         .into_iter()
@@ -202,7 +217,9 @@ pub(super) fn adopt(
         key_ids: key_ids.into_iter().map(|k| (k.purpose, k.key_id)).collect(),
         person_id,
     };
-    saved.adopt(adoption)?;
+    saved
+        .adopt(adoption)
+        .map_err(|e| hint_missing_key(name, e))?;
     let labels = saved.key_labels();
     let value = serde_json::json!({"profile": saved.profile(), "keys": labels});
     ctx.emit(&value, || {
