@@ -313,7 +313,8 @@ async fn walk_all(
             (),
             format!(
                 "POST mobile_number {} → 201 verified={}",
-                m.number, m.verified
+                m.number.as_ref().unwrap_or(&number),
+                m.verified
             ),
         ))
     })
@@ -444,10 +445,16 @@ async fn walk_all(
                 )
                 .into());
             }
-            let line = format!(
-                "PATCH → 202 → authorize {} → confirm → {} → person is {} {}",
-                o.delivery_method, o.status, p.first_name, p.last_name
-            );
+            let line = match o {
+                crate::phone::PersonChange::Confirmed(o) => format!(
+                    "PATCH → 202 → authorize {} → confirm → {} → person is {} {}",
+                    o.delivery_method, o.status, p.first_name, p.last_name
+                ),
+                crate::phone::PersonChange::AppliedWithoutConfirmation { .. } => format!(
+                    "PATCH → applied without confirmation → person is {} {}",
+                    p.first_name, p.last_name
+                ),
+            };
             Ok(((), line))
         })
         .await?;
@@ -474,7 +481,11 @@ async fn walk_all(
             Err(e) => match e.remote() {
                 Some(r) => Ok((
                     (),
-                    format!("POST challenge → {} {} (as it should)", r.status, r.code),
+                    format!(
+                        "POST challenge → {} {} (as it should)",
+                        r.status,
+                        r.code_str()
+                    ),
                 )),
                 None => Err(e.into()),
             },
