@@ -19,10 +19,7 @@ pub enum ClientError {
         remote: Box<RemoteError>,
     },
     /// The server could not be reached at all.
-    #[error(
-        "cannot reach {url}: {}; is a server running at that address?",
-        root_cause(source)
-    )]
+    #[error("cannot reach {url}: {}; is the server running?", root_cause(source))]
     Unreachable {
         /// The address tried (no credentials in it).
         url: String,
