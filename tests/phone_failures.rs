@@ -23,7 +23,8 @@ async fn a_wrong_otp_fails_binding_and_says_why() {
             OtpSource::Static(Otp::parse("000000").unwrap()),
         );
         let p = phone.profile().clone();
-        liar.adopt(p.person_id.unwrap(), p.number.unwrap()).unwrap();
+        liar.join_person(p.person_id.unwrap(), p.number.unwrap())
+            .unwrap();
         let err = liar.bind().await.unwrap_err();
         assert_eq!(err.status(), Some(403), "{err}");
         let text = err.to_string();
@@ -143,7 +144,10 @@ async fn the_sixth_device_of_a_person_is_refused_naming_the_limit() {
         let cli = CliError::from(err).to_string();
         assert!(cli.contains("`vphone phone delete-device"), "{cli}");
         assert!(cli.contains("`vphone phone devices six`"), "{cli}");
-        assert!(!text.contains("vphone phone"), "the library names no command: {text}");
+        assert!(
+            !text.contains("vphone phone"),
+            "the library names no command: {text}"
+        );
         // Following the advice works.
         phones[4].delete_device().await.unwrap();
         sixth.bind().await.unwrap();

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::backend::is_valid_scalar;
 use crate::error::KeystoreError;
 use crate::key::KeyPurpose;
 
@@ -80,23 +81,24 @@ fn info(tag: &[u8], index: u64, purpose: KeyPurpose, counter: u32) -> Vec<u8> {
     info
 }
 
-/// Derives the P-256 key and its id for (`seed`, `index`, `purpose`).
-pub(crate) fn derive_p256(
+/// Derives the P-256 private scalar and the key id for (`seed`, `index`, `purpose`); every
+/// backend builds its key from this scalar, so all of them derive the same key.
+pub(crate) fn derive_scalar(
     seed: &Seed,
     index: u64,
     purpose: KeyPurpose,
-) -> (p256::ecdsa::SigningKey, Uuid) {
+) -> (Zeroizing<[u8; 32]>, Uuid) {
     let hk = Hkdf::<Sha256>::new(Some(DERIVE_SALT), &seed.0);
     let mut counter: u32 = 0;
-    let key = loop {
+    let scalar = loop {
         let mut okm = Zeroizing::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA256's 255*32 limit, so expand cannot fail.
         #[allow(clippy::expect_used)]
         hk.expand(&info(SCALAR_TAG, index, purpose, counter), okm.as_mut())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         // Rejects zero and values >= n (probability ~2^-32 per try); retry with the next counter.
-        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(okm.as_ref()) {
-            break key;
+        if is_valid_scalar(&okm) {
+            break okm;
         }
         counter += 1;
     };
@@ -104,7 +106,7 @@ pub(crate) fn derive_p256(
     #[allow(clippy::expect_used)]
     hk.expand(&info(KEY_ID_TAG, index, purpose, 0), &mut id)
         .expect("16 bytes is a valid HKDF-SHA256 output length");
-    (key, uuid::Builder::from_random_bytes(id).into_uuid())
+    (scalar, uuid::Builder::from_random_bytes(id).into_uuid())
 }
 
 #[cfg(test)]
@@ -127,7 +129,7 @@ mod tests {
 
     #[test]
     fn derived_key_ids_are_v4_uuids() {
-        let (_, id) = derive_p256(&Seed::from_u64(1), 0, KeyPurpose::Unrestricted);
+        let (_, id) = derive_scalar(&Seed::from_u64(1), 0, KeyPurpose::Unrestricted);
         assert_eq!(id.get_version_num(), 4);
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::{Zeroize as _, ZeroizeOnDrop, Zeroizing};
 
+use crate::backend::{AwsLcP256, Backend};
 use crate::error::KeystoreError;
 
 /// What a key may be used for: without the user, or only after the user confirms.
@@ -102,9 +103,11 @@ impl FromStr for KeyAlgorithm {
     }
 }
 
-/// The private half; both library types zeroize themselves on drop.
+/// The private half; every library type here zeroizes itself on drop.
 pub(crate) enum Secret {
     P256(p256::ecdsa::SigningKey),
+    /// A P-256 key whose arithmetic aws-lc does (see [`Backend::AwsLc`]).
+    P256AwsLc(AwsLcP256),
     Ed25519(ed25519_dalek::SigningKey),
 }
 
@@ -139,10 +142,45 @@ impl SigningKey {
         SigningKey::from_parts(secret, purpose, Uuid::new_v4(), now_unix())
     }
 
-    /// A deterministic P-256 key (and key id) for `index` and `purpose` under `seed`.
+    /// A deterministic P-256 key (and key id) for `index` and `purpose` under `seed`, on the
+    /// reference backend.
     pub fn derive(seed: &crate::derive::Seed, index: u64, purpose: KeyPurpose) -> SigningKey {
-        let (key, key_id) = crate::derive::derive_p256(seed, index, purpose);
-        SigningKey::from_parts(Secret::P256(key), purpose, key_id, now_unix())
+        SigningKey::derive_with(seed, index, purpose, Backend::RustCrypto)
+    }
+
+    /// [`SigningKey::derive`] on a chosen backend: the same scalar, key id and public key
+    /// whichever backend does the arithmetic.
+    pub fn derive_with(
+        seed: &crate::derive::Seed,
+        index: u64,
+        purpose: KeyPurpose,
+        backend: Backend,
+    ) -> SigningKey {
+        let (scalar, key_id) = crate::derive::derive_scalar(seed, index, purpose);
+        // `derive_scalar` returns only scalars in [1, n), which both libraries accept; the
+        // reference backend is the fallback should aws-lc ever disagree.
+        let secret = match backend {
+            Backend::AwsLc => AwsLcP256::from_scalar(&scalar).map(Secret::P256AwsLc),
+            Backend::RustCrypto => None,
+        };
+        let secret = match secret {
+            Some(s) => s,
+            None => match p256::ecdsa::SigningKey::from_slice(scalar.as_ref()) {
+                Ok(k) => Secret::P256(k),
+                // Unreachable for the same reason; an explicit panic beats a wrong key.
+                #[allow(clippy::panic)]
+                Err(_) => panic!("derived P-256 scalar out of range"),
+            },
+        };
+        SigningKey::from_parts(secret, purpose, key_id, now_unix())
+    }
+
+    /// Which backend does this key's arithmetic (Ed25519 keys: the reference).
+    pub fn backend(&self) -> Backend {
+        match self.secret {
+            Secret::P256AwsLc(_) => Backend::AwsLc,
+            Secret::P256(_) | Secret::Ed25519(_) => Backend::RustCrypto,
+        }
     }
 
     pub(crate) fn from_parts(
@@ -203,6 +241,7 @@ impl SigningKey {
                 bytes.zeroize();
                 out
             }
+            Secret::P256AwsLc(k) => k.secret_bytes(),
             Secret::Ed25519(k) => {
                 let mut bytes = k.to_bytes();
                 let out = Zeroizing::new(bytes.to_vec());
@@ -215,7 +254,7 @@ impl SigningKey {
     /// The key's algorithm.
     pub fn algorithm(&self) -> KeyAlgorithm {
         match self.secret {
-            Secret::P256(_) => KeyAlgorithm::EcdsaP256,
+            Secret::P256(_) | Secret::P256AwsLc(_) => KeyAlgorithm::EcdsaP256,
             Secret::Ed25519(_) => KeyAlgorithm::Ed25519,
         }
     }
@@ -243,6 +282,7 @@ impl SigningKey {
                 .to_encoded_point(false)
                 .as_bytes()
                 .to_vec(),
+            Secret::P256AwsLc(k) => k.public_key_bytes().to_vec(),
             Secret::Ed25519(k) => k.verifying_key().to_bytes().to_vec(),
         }
     }
@@ -252,13 +292,15 @@ impl SigningKey {
         hex::encode(self.public_key_bytes())
     }
 
-    /// The signature bytes: DER SHA256withECDSA (RFC 6979) for P-256, raw 64 bytes for Ed25519.
+    /// The signature bytes: DER SHA256withECDSA for P-256 (RFC 6979 deterministic nonces on
+    /// the reference backend, random ones on aws-lc), raw 64 bytes for Ed25519.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         match &self.secret {
             Secret::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(message);
                 sig.to_der().as_bytes().to_vec()
             }
+            Secret::P256AwsLc(k) => k.sign(message),
             Secret::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
         }
     }
@@ -281,6 +323,7 @@ impl fmt::Debug for SigningKey {
             .field("key_id", &self.key_id)
             .field("algorithm", &self.algorithm())
             .field("purpose", &self.purpose)
+            .field("backend", &self.backend().as_str())
             .field("fingerprint", &self.fingerprint())
             .finish()
     }

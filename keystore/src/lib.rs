@@ -15,7 +15,9 @@
 //! Secrets stay secret: [`SigningKey`], [`Seed`] and [`Passphrase`] zeroize on drop and print
 //! no secret in `Debug`; raw key import and export live only in [`hazmat`].
 
+mod backend;
 mod derive;
+mod encode;
 mod error;
 mod key;
 mod presence;
@@ -24,7 +26,9 @@ mod storage;
 mod vault;
 mod verify;
 
+pub use backend::Backend;
 pub use derive::Seed;
+pub use encode::{Jwk, KeyLabel, PublicKeyFormat, SignatureFormat, encode_signature};
 pub use error::{KeystoreError, VerifyError};
 pub use key::{KeyAlgorithm, KeyPurpose, SigningKey, hazmat};
 pub use presence::{

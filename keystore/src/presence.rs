@@ -4,18 +4,14 @@ use std::io::{BufRead, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use uuid::Uuid;
-
-use crate::key::KeyPurpose;
+use crate::encode::KeyLabel;
 
 /// What the user is asked to approve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceRequest {
-    /// The key that would sign.
-    pub key_id: Uuid,
-    /// The key's purpose (restricted for every prompt the vault raises).
-    pub purpose: KeyPurpose,
-    /// Human-readable reason, e.g. "device signing challenge 1f2e...".
+    /// The key that would sign, named as every command names it.
+    pub key: KeyLabel,
+    /// What would be signed, as a noun phrase: "device challenge 1f2e...".
     pub reason: String,
 }
 
@@ -72,7 +68,7 @@ impl UserPresence for ApproveAfter {
 
 type ScriptedIo = (Box<dyn BufRead + Send>, Box<dyn Write + Send>);
 
-/// Asks on a terminal: "Approve <reason> with restricted key <key id>? [y/N]"; only y/yes approves.
+/// Asks on a terminal: "Approve <reason> with <key label>? [y/N]"; only y/yes approves.
 pub struct TerminalPrompt {
     /// `None` means the process's stdin and stderr.
     io: Option<Mutex<ScriptedIo>>,
@@ -102,8 +98,8 @@ impl TerminalPrompt {
         let unavailable = |e: std::io::Error| PresenceError::Unavailable(e.to_string());
         write!(
             writer,
-            "Approve {} with {} key {}? [y/N] ",
-            request.reason, request.purpose, request.key_id
+            "Approve {} with {}? [y/N] ",
+            request.reason, request.key
         )
         .map_err(unavailable)?;
         writer.flush().map_err(unavailable)?;
@@ -170,9 +166,12 @@ mod tests {
 
     fn request() -> PresenceRequest {
         PresenceRequest {
-            key_id: Uuid::nil(),
-            purpose: KeyPurpose::Restricted,
-            reason: "login".to_owned(),
+            key: KeyLabel {
+                purpose: crate::KeyPurpose::Restricted,
+                key_id: Some("c6dd1de6".to_owned()),
+                fingerprint: "a6a9d8bc3e6ddcf1".to_owned(),
+            },
+            reason: "device challenge 9b1e".to_owned(),
         }
     }
 
@@ -195,11 +194,10 @@ mod tests {
         let prompt = TerminalPrompt::with_io(Cursor::new(b"y\n".to_vec()), out.clone());
         assert_eq!(prompt.confirm(&request()), Ok(()));
         let shown = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        assert!(
-            shown.starts_with("Approve login with restricted key "),
-            "{shown}"
+        assert_eq!(
+            shown,
+            "Approve device challenge 9b1e with restricted key a6a9d8bc3e6ddcf1 (bank id c6dd1de6)? [y/N] "
         );
-        assert!(shown.ends_with("? [y/N] "), "{shown}");
     }
 
     #[test]

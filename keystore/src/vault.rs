@@ -105,11 +105,23 @@ impl Vault {
         presence: &dyn UserPresence,
         reason: &str,
     ) -> Result<String, KeystoreError> {
+        self.sign_as(purpose, message, presence, reason, None)
+    }
+
+    /// Like [`Vault::sign`], with the bank's id of the key (when known) shown in the prompt,
+    /// so the prompt names the key as every other command does.
+    pub fn sign_as(
+        &self,
+        purpose: KeyPurpose,
+        message: &[u8],
+        presence: &dyn UserPresence,
+        reason: &str,
+        bank_key_id: Option<&str>,
+    ) -> Result<String, KeystoreError> {
         let key = self.key(purpose).ok_or(KeystoreError::NoKey(purpose))?;
         if purpose == KeyPurpose::Restricted {
             presence.confirm(&PresenceRequest {
-                key_id: key.key_id(),
-                purpose,
+                key: key.label(bank_key_id),
                 reason: reason.to_owned(),
             })?;
         }

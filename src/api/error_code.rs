@@ -102,6 +102,14 @@ error_codes! {
     AuthorizationRequired = "authorization_required",
     /// 409: the mobile number is already verified.
     MobileNumberAlreadyVerified = "mobile_number_already_verified",
+    /// 429: too many requests; retry after the `Retry-After` seconds.
+    TooManyRequests = "too_many_requests",
+    /// 408: the request was not received in time.
+    RequestTimeout = "request_timeout",
+    /// 414: the request line is too long.
+    UriTooLong = "uri_too_long",
+    /// 431: the request headers are too large.
+    RequestHeaderFieldsTooLarge = "request_header_fields_too_large",
     /// Client side only: a success answer whose body the client could not read.
     UnreadableAnswer = "unreadable_answer",
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use vphone_keystore::Backend;
 
 /// Environment variable with the OTP the target sends to `--number` (default `212212`).
 pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
@@ -128,6 +129,10 @@ pub struct RunArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
+    /// Who derives and signs the fleet's P-256 keys: `aws-lc` (fast, random ECDSA nonces)
+    /// or `rustcrypto` (the reference single phones use, RFC 6979). The keys are the same.
+    #[arg(long, default_value = "aws-lc", value_parser = parse_signer)]
+    pub signer: Backend,
     /// Exit with status 1 when any operation failed.
     #[arg(long)]
     pub fail_on_error: bool,
@@ -267,7 +272,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         (None, Some((_, total))) => *total,
         (None, None) => 100,
     };
-    let fleet = Arc::new(Fleet::new(&seed, total, shard.slice(total))?);
+    let fleet = Arc::new(Fleet::new(&seed, total, shard.slice(total))?.with_signer(args.signer));
     for path in &args.fleet {
         let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
         let n = fleet.load_text(&text, path).await?;
@@ -300,8 +305,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         }
     };
     eprintln!(
-        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, target {}",
+        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, signer {}, target {}",
         fleet.range(),
+        fleet.signer(),
         if sandbox.is_some() {
             "in-process sandbox"
         } else {
@@ -337,6 +343,11 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn parse_signer(text: &str) -> Result<Backend, String> {
+    text.parse()
+        .map_err(|e: vphone_keystore::KeystoreError| e.to_string())
 }
 
 fn client_for(config: ClientConfig) -> Result<ApiClient, FleetError> {

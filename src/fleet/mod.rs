@@ -21,7 +21,7 @@ mod shard;
 
 pub use error::FleetError;
 pub use memory::{peak_rss_bytes, rss_bytes};
-pub use model::{DEFAULT_KEY_CACHE, Fleet, PhoneSlot, PhoneState, parse_seed};
+pub use model::{DEFAULT_KEY_CACHE, DEFAULT_SIGNER, Fleet, PhoneSlot, PhoneState, parse_seed};
 pub use op::Op;
 pub use pacing::{Model, Pacing};
 pub use recorder::{Failure, Recorder};

@@ -13,7 +13,12 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use vphone_keystore::{KeyPurpose, Seed, SigningKey};
+use vphone_keystore::{Backend, KeyPurpose, Seed, SigningKey};
+
+/// The backend fleets derive and sign with unless told otherwise: aws-lc, several times
+/// faster than the RustCrypto reference (single phones keep the reference and its
+/// deterministic RFC 6979 signatures).
+pub const DEFAULT_SIGNER: Backend = Backend::AwsLc;
 
 /// Most derived keys a fleet keeps at once (see [`KeyCache`]).
 pub const DEFAULT_KEY_CACHE: usize = 65_536;
@@ -39,9 +44,15 @@ impl KeyCache {
         }
     }
 
-    fn get(&self, seed: &Seed, index: u64, purpose: KeyPurpose) -> Arc<SigningKey> {
+    fn get(
+        &self,
+        seed: &Seed,
+        index: u64,
+        purpose: KeyPurpose,
+        signer: Backend,
+    ) -> Arc<SigningKey> {
         if self.slots.is_empty() {
-            return Arc::new(SigningKey::derive(seed, index, purpose));
+            return Arc::new(SigningKey::derive_with(seed, index, purpose, signer));
         }
         let mixed = (index << 1 | u64::from(purpose == KeyPurpose::Restricted))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -53,7 +64,7 @@ impl KeyCache {
             return c.key.clone();
         }
         // Derive outside the lock: it is the expensive part.
-        let key = Arc::new(SigningKey::derive(seed, index, purpose));
+        let key = Arc::new(SigningKey::derive_with(seed, index, purpose, signer));
         *slot.lock() = Some(CachedKey {
             index,
             purpose,
@@ -138,6 +149,7 @@ pub struct Fleet {
     phones: Vec<PhoneSlot>,
     spill: Mutex<Vec<Box<str>>>,
     keys: KeyCache,
+    signer: Backend,
 }
 
 impl Fleet {
@@ -160,6 +172,7 @@ impl Fleet {
             keys: KeyCache::new(len.saturating_mul(4).min(DEFAULT_KEY_CACHE)),
             phones,
             spill: Mutex::new(Vec::new()),
+            signer: DEFAULT_SIGNER,
         })
     }
 
@@ -167,6 +180,20 @@ impl Fleet {
     pub fn with_key_cache(mut self, slots: usize) -> Fleet {
         self.keys = KeyCache::new(slots);
         self
+    }
+
+    /// The same fleet deriving and signing with `signer` (default [`DEFAULT_SIGNER`]); the
+    /// keys are the same on every backend, only the speed (and aws-lc's random nonces)
+    /// differ. Call before the first [`Fleet::key`].
+    pub fn with_signer(mut self, signer: Backend) -> Fleet {
+        self.signer = signer;
+        self.keys = KeyCache::new(self.keys.slots.len());
+        self
+    }
+
+    /// The backend this fleet derives and signs with.
+    pub fn signer(&self) -> Backend {
+        self.signer
     }
 
     /// The seed as given.
@@ -207,7 +234,8 @@ impl Fleet {
     /// The phone's key of `purpose`, derived from the seed (or taken from the bounded cache
     /// of recently used keys; nothing is stored per phone).
     pub fn key(&self, i: usize, purpose: KeyPurpose) -> Arc<SigningKey> {
-        self.keys.get(&self.seed, self.device_index(i), purpose)
+        self.keys
+            .get(&self.seed, self.device_index(i), purpose, self.signer)
     }
 
     /// Copies of all phone states (a snapshot; phones locked by a running worker are
@@ -473,6 +501,16 @@ mod tests {
         assert_eq!(pk(&a, 60), pk(&b, 10));
         assert_ne!(pk(&a, 60), pk(&c, 60));
         assert_ne!(pk(&a, 1), a.key(1, KeyPurpose::Restricted).public_key_hex());
+        // Either signer derives the same keys; the default is the fast one.
+        assert_eq!(a.key(3, KeyPurpose::Unrestricted).backend(), DEFAULT_SIGNER);
+        let reference = Fleet::new("42", 100, 0..100)
+            .unwrap()
+            .with_signer(Backend::RustCrypto);
+        assert_eq!(
+            reference.key(3, KeyPurpose::Unrestricted).backend(),
+            Backend::RustCrypto
+        );
+        assert_eq!(pk(&reference, 60), pk(&a, 60));
     }
 
     #[test]

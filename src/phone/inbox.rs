@@ -162,6 +162,38 @@ impl Inbox {
         Ok(Marker(self.seen.load(Ordering::Relaxed)))
     }
 
+    /// The highest sequence number this inbox has seen (a marker without asking the source).
+    pub fn seen(&self) -> Marker {
+        Marker(self.seen.load(Ordering::Relaxed))
+    }
+
+    /// The newest code that reached this number after `after`; if none has yet, the first
+    /// to arrive within `timeout`. Sources without a history (static, typed) just answer.
+    pub async fn newest_otp(&self, after: Marker, timeout: Duration) -> Result<Otp, InboxError> {
+        let past = match &self.source {
+            OtpSource::SandboxHttp(client) => {
+                let query = SmsQuery {
+                    number: self.number.clone(),
+                    after: after.0,
+                    wait_ms: 0,
+                };
+                outbox(client, &query).await?
+            }
+            OtpSource::InProcess(feed) => feed.since(&self.number, after.0),
+            _ => Vec::new(),
+        };
+        self.note(&past);
+        let newest = past
+            .iter()
+            .filter(|m| m.seq > after.0 && m.number == self.number)
+            .filter_map(|m| m.code().map(|code| (m.seq, code)))
+            .max_by_key(|(seq, _)| *seq);
+        match newest {
+            Some((_, code)) => Ok(code),
+            None => self.wait_for_otp(after, timeout).await,
+        }
+    }
+
     /// The first code that reached this number after `after`, waiting up to `timeout`.
     pub async fn wait_for_otp(&self, after: Marker, timeout: Duration) -> Result<Otp, InboxError> {
         let started = Instant::now();

@@ -23,6 +23,7 @@ mod inbox;
 pub mod logic;
 mod outcome;
 mod profile;
+mod toolkit;
 
 pub use error::PhoneError;
 pub use flows::{Confirmation, person_named};
@@ -32,6 +33,7 @@ pub use outcome::{
     SignOutcome, SmsOutcome, StepTime, Timings, VerifyOutcome,
 };
 pub use profile::{HOME_ENV, Home, PhoneName, Profile, ProfileError, ProfileStore};
+pub use toolkit::{Adoption, ReceivedOtp};
 
 use crate::api::{KeyPurpose, PhoneNumber};
 use crate::client::ApiClient;
@@ -246,8 +248,9 @@ impl Phone {
             .collect()
     }
 
-    /// Sets the phone's number (and its inbox).
-    fn set_number(&mut self, number: PhoneNumber) {
+    /// Sets the phone's number (and its inbox): where its codes arrive. Saved with the next
+    /// change; the bank is not told.
+    pub fn set_number(&mut self, number: PhoneNumber) {
         self.inbox = Some(Inbox::new(number.clone(), self.source.clone()));
         self.profile.number = Some(number);
     }

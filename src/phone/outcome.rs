@@ -6,6 +6,7 @@ use crate::api::{
 };
 use serde::{Serialize, Serializer};
 use std::time::{Duration, Instant};
+use vphone_keystore::KeyLabel;
 
 /// How long each step of a flow took.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -113,6 +114,8 @@ pub struct BindOutcome {
     pub key_purpose: KeyPurpose,
     /// The bound key's fingerprint.
     pub fingerprint: String,
+    /// The bound key, named as every command names it.
+    pub key: Option<KeyLabel>,
     /// Step times.
     pub timings: Timings,
 }
@@ -126,6 +129,8 @@ pub struct AddKeyOutcome {
     pub key_purpose: KeyPurpose,
     /// The purpose of the key that vouched for it.
     pub signed_with: KeyPurpose,
+    /// The new key, named as every command names it.
+    pub key: Option<KeyLabel>,
     /// Step times.
     pub timings: Timings,
 }
@@ -139,6 +144,8 @@ pub struct SignOutcome {
     pub key_purpose: KeyPurpose,
     /// Whether the user was asked (restricted keys).
     pub user_confirmed: bool,
+    /// The key that signed, named as every command names it.
+    pub key: Option<KeyLabel>,
     /// Step times.
     pub timings: Timings,
 }

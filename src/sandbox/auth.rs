@@ -87,6 +87,9 @@ pub async fn token(State(state): State<SandboxState>, req: Request) -> Result<Re
     if scope.as_deref().is_some_and(|s| s != "partners") {
         return Err(ApiError::invalid_grant("the only scope is `partners`").field("scope"));
     }
+    // Validated: at most u16::MAX partners.
+    let partner = PartnerIdx::try_from(partner).unwrap_or(PartnerIdx::MAX);
+    inner.admit_token(partner)?;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
@@ -98,8 +101,7 @@ pub async fn token(State(state): State<SandboxState>, req: Request) -> Result<Re
     inner.tokens.insert(
         token.clone(),
         TokenEntry {
-            // Validated: at most u16::MAX partners.
-            partner: PartnerIdx::try_from(partner).unwrap_or(PartnerIdx::MAX),
+            partner,
             expires_at: now.plus_seconds(i64::try_from(lifetime).unwrap_or(i64::MAX / 2)),
         },
     );

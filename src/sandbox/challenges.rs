@@ -196,10 +196,12 @@ pub async fn create_sms(
 ) -> Result<impl IntoResponse, ApiError> {
     let inner = &state.0;
     let person = inner.owned(&inner.persons, caller.0, &body.person_id, "person")?;
-    let number = person
-        .data
-        .lock()
-        .verified_number("OTP", "add and confirm one first")?;
+    let number = {
+        let mut person = person.data.lock();
+        let number = person.verified_number("OTP", "add and confirm one first")?;
+        inner.admit_sms(&mut person)?;
+        number
+    };
     let otp = inner.send_otp(&number, body.language, None);
     let id = ChallengeId::generate();
     let entry = ChallengeEntry {

@@ -210,8 +210,9 @@ pub async fn authorize(
                 (tan, None)
             } else {
                 let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
-                let person = person.data.lock();
+                let mut person = person.data.lock();
                 let number = person.verified_number("TAN", "use another delivery method")?;
+                inner.admit_sms(&mut person)?;
                 drop(person);
                 (inner.send_otp(&number, None, None), Some(number))
             };

@@ -34,6 +34,18 @@ pub struct SandboxArgs {
     /// (then their ids answer 404), e.g. `15m`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// Log lines on stderr as readable text, or one JSON object per line for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `vphone sandbox` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines; ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Why `vphone sandbox` stopped.
@@ -95,14 +107,13 @@ impl SandboxArgs {
 /// `info`).
 pub fn run(args: SandboxArgs) -> Result<(), CliError> {
     let config = args.config()?;
-    // Another subcommand or the embedding program may have set a subscriber already.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_logging(args.log_format);
+    // Before the runtime starts: every connection is a file descriptor.
+    let nofile = super::serve::raise_nofile_limit();
+    tracing::info!(
+        open_files_limit = nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        "open-files limit"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,6 +122,24 @@ pub fn run(args: SandboxArgs) -> Result<(), CliError> {
             source,
         })?;
     runtime.block_on(serve(args, config))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Another subcommand or the
+/// embedding program may have set a subscriber already; then that one stays.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        // Escape codes only where a terminal renders them, not in files or collectors.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 async fn serve(args: SandboxArgs, config: SandboxConfig) -> Result<(), CliError> {

@@ -1,5 +1,6 @@
 //! The sandbox's configuration: partners (OAuth2 clients), OTP mode, lifetimes and limits.
 
+pub use super::ratelimit::RateLimit;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,29 @@ pub struct SandboxConfig {
     /// before it is forgotten, with the unverified device of a forgotten binding (15 minutes).
     /// Until then it answers as before (403 `challenge_expired`, ...); after, 404 `not_found`.
     pub retention: Duration,
+    /// How long a connection may take to send a complete request head, counted from when it
+    /// was accepted or from the first byte after an idle spell (10 s); then it is closed.
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests (60 s). A long-poll
+    /// keeps its connection busy, not idle, for up to its `wait_ms`.
+    pub idle_timeout: Duration,
+    /// How long a request body may pause between two chunks (10 s); then 408
+    /// `request_timeout` and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// At most this many open connections; `None` derives it from the open-files limit
+    /// ([`super::serve::connection_cap`]).
+    pub max_connections: Option<usize>,
+    /// At most this many `/sandbox/sms` long-polls wait at once (10,000); beyond, a call
+    /// answers at once with what there is.
+    pub max_long_polls: usize,
+    /// SMS carrying a code (SMS challenges, mobile-number authorizations, change-request
+    /// TANs) per person (5 per 10 minutes).
+    pub sms_rate_limit: RateLimit,
+    /// Access tokens issued per partner (1,000 per minute).
+    pub token_rate_limit: RateLimit,
+    /// Refuses high-S signatures (s > n/2) with 403 `invalid_signature`. Off by default: Java's
+    /// SHA256withECDSA and the Android and iOS keystores produce both halves.
+    pub strict_low_s: bool,
 }
 
 impl Default for SandboxConfig {
@@ -48,6 +72,14 @@ impl Default for SandboxConfig {
             latency: None,
             token_lifetime: Duration::from_secs(3600),
             retention: DEFAULT_RETENTION,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_long_polls: 10_000,
+            sms_rate_limit: RateLimit::SMS_DEFAULT,
+            token_rate_limit: RateLimit::TOKEN_DEFAULT,
+            strict_low_s: false,
         }
     }
 }
@@ -124,6 +156,17 @@ struct ConfigFile {
     latency: Option<String>,
     token_lifetime: Option<String>,
     retention: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_long_polls: Option<usize>,
+    sms_per_person: Option<u32>,
+    sms_per_person_window: Option<String>,
+    tokens_per_partner: Option<u32>,
+    tokens_per_partner_window: Option<String>,
+    #[serde(default)]
+    strict_low_s: bool,
 }
 
 fn duration(field: &str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
@@ -196,6 +239,27 @@ impl SandboxConfig {
             token_lifetime: duration("token_lifetime", file.token_lifetime)?
                 .unwrap_or(defaults.token_lifetime),
             retention: duration("retention", file.retention)?.unwrap_or(defaults.retention),
+            header_read_timeout: duration("header_read_timeout", file.header_read_timeout)?
+                .unwrap_or(defaults.header_read_timeout),
+            idle_timeout: duration("idle_timeout", file.idle_timeout)?
+                .unwrap_or(defaults.idle_timeout),
+            body_read_timeout: duration("body_read_timeout", file.body_read_timeout)?
+                .unwrap_or(defaults.body_read_timeout),
+            max_connections: file.max_connections,
+            max_long_polls: file.max_long_polls.unwrap_or(defaults.max_long_polls),
+            sms_rate_limit: RateLimit {
+                max: file.sms_per_person.unwrap_or(defaults.sms_rate_limit.max),
+                window: duration("sms_per_person_window", file.sms_per_person_window)?
+                    .unwrap_or(defaults.sms_rate_limit.window),
+            },
+            token_rate_limit: RateLimit {
+                max: file
+                    .tokens_per_partner
+                    .unwrap_or(defaults.token_rate_limit.max),
+                window: duration("tokens_per_partner_window", file.tokens_per_partner_window)?
+                    .unwrap_or(defaults.token_rate_limit.window),
+            },
+            strict_low_s: file.strict_low_s,
         };
         config.validate()?;
         Ok(config)
@@ -221,6 +285,30 @@ impl SandboxConfig {
         }
         if self.retention > Duration::from_secs(366 * 24 * 3600) {
             return bad("retention must be at most a year");
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if d < Duration::from_millis(10) || d > Duration::from_secs(24 * 3600) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be between 10ms and 24h"
+                )));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return bad(
+                "max_connections must be at least 1 (leave it out to derive it from the open-files limit)",
+            );
+        }
+        for (name, limit) in [
+            ("sms_per_person_window", self.sms_rate_limit),
+            ("tokens_per_partner_window", self.token_rate_limit),
+        ] {
+            if limit.is_on() && limit.window < Duration::from_secs(1) {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1s")));
+            }
         }
         if self.max_failed_attempts == 0 {
             return bad("max_failed_attempts must be at least 1");
@@ -262,6 +350,38 @@ mod tests {
         assert_eq!((c.max_failed_attempts, c.max_devices_per_person), (3, 5));
         assert_eq!(c.retention, Duration::from_secs(900));
         assert_eq!(c.sweep_interval(), Duration::from_secs(60));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!((c.max_connections, c.max_long_polls), (None, 10_000));
+        assert_eq!(c.sms_rate_limit, RateLimit::SMS_DEFAULT);
+        assert!(!c.strict_low_s);
+    }
+
+    #[test]
+    fn limits_and_timeouts_are_read_from_the_file() {
+        let c = SandboxConfig::from_toml_str(
+            "header_read_timeout = \"2s\"\nidle_timeout = \"90s\"\nbody_read_timeout = \"3s\"\n\
+             max_connections = 50\nmax_long_polls = 7\nsms_per_person = 2\n\
+             sms_per_person_window = \"1m\"\ntokens_per_partner = 0\nstrict_low_s = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(3));
+        assert_eq!((c.max_connections, c.max_long_polls), (Some(50), 7));
+        assert_eq!(
+            c.sms_rate_limit,
+            RateLimit {
+                max: 2,
+                window: Duration::from_secs(60)
+            }
+        );
+        assert!(!c.token_rate_limit.is_on());
+        assert!(c.strict_low_s);
+        let e = SandboxConfig::from_toml_str("max_connections = 0").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
+        let e = SandboxConfig::from_toml_str("idle_timeout = \"0s\"").unwrap_err();
+        assert!(e.to_string().contains("idle_timeout"), "{e}");
     }
 
     #[test]

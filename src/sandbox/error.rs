@@ -21,6 +21,8 @@ pub struct ApiError {
     pub detail: String,
     /// The offending request field, if one.
     pub field: Option<String>,
+    /// Seconds to wait before retrying, sent as `Retry-After` (429 only).
+    pub retry_after: Option<u64>,
 }
 
 macro_rules! constructors {
@@ -117,7 +119,30 @@ impl ApiError {
             title,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 `too_many_requests`: a rate limit is reached; retry in `retry_after_secs`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            crate::api::ErrorCode::TooManyRequests,
+            "Too Many Requests",
+            detail,
+        );
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    /// 408 `request_timeout`: the request body stalled longer than the body-read timeout.
+    pub fn request_timeout(detail: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            crate::api::ErrorCode::RequestTimeout,
+            "Request Timeout",
+            detail,
+        )
     }
 
     /// Names the offending request field.
@@ -147,6 +172,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         // Lets the logging middleware record the code without parsing the body.
         response.extensions_mut().insert(LoggedCode(self.code));
         response
@@ -178,16 +208,34 @@ fn is_json(parts_ct: Option<&header::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Reads the body, mapping the limit to 413.
+/// Reads the body, mapping the limit to 413 and a stalled body to 408.
 pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(req.into_body(), BODY_LIMIT)
         .await
-        .map_err(|_| {
+        .map_err(|e| {
+            if caused_by_timeout(&e) {
+                return ApiError::request_timeout(
+                    "the request body stopped arriving before the body-read timeout; send the whole body at once",
+                );
+            }
             ApiError::payload_too_large(format!(
                 "the request body is larger than {} KiB; send less",
                 BODY_LIMIT / 1024
             ))
         })
+}
+
+/// Whether the body-read timeout (set by the server around every request body) is among the
+/// causes of `e`.
+fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Parses JSON text into `T`, naming the failing field. The body must be exactly one JSON

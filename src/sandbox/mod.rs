@@ -30,6 +30,8 @@ mod devices;
 pub mod error;
 mod outbox;
 mod persons;
+pub mod ratelimit;
+pub mod serve;
 pub mod sms;
 mod state;
 pub mod variant;
@@ -38,6 +40,7 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PartnerConfig, SandboxConfig};
 pub use error::ApiError;
+pub use serve::ConnectionStats;
 pub use state::{SandboxState, SandboxStats, Swept};
 
 use crate::api::SmsMessage;
@@ -129,6 +132,7 @@ pub fn router(state: SandboxState) -> Router {
         .route("/sandbox/stats", get(outbox::stats))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(serve::check_head))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
@@ -256,13 +260,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve::run(listener, app, state.clone(), stopped));
     let sweeper = state.start_sweeper();
     Ok(SandboxHandle {
         addr,

@@ -6,26 +6,62 @@ use super::state::{SandboxState, SandboxStats};
 use crate::api::{SmsMessage, SmsQuery};
 use axum::Json;
 use axum::extract::State;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// `GET /sandbox/sms?number=...&after=<seq>&wait_ms=<ms>`: messages with `seq > after`,
-/// oldest first; with none yet and `wait_ms > 0`, waits up to `min(wait_ms, 60000)` ms.
+/// oldest first; with none yet and `wait_ms > 0`, waits up to `min(wait_ms, 60000)` ms, unless
+/// [`max_long_polls`](super::SandboxConfig::max_long_polls) calls are waiting already: then it
+/// answers at once with what there is.
 pub async fn sms(
     State(state): State<SandboxState>,
     ApiQuery(query): ApiQuery<SmsQuery>,
 ) -> Result<Json<Vec<SmsMessage>>, ApiError> {
-    let messages = if query.wait_ms == 0 {
-        state.sms_since(&query.number, query.after)
-    } else {
-        state
-            .wait_sms(
-                &query.number,
-                query.after,
-                Duration::from_millis(query.wait_ms),
-            )
-            .await
+    let inner = &state.0;
+    let slot = (query.wait_ms > 0)
+        .then(|| LongPoll::enter(&inner.long_polls, inner.config.max_long_polls));
+    let messages = match slot {
+        Some(Some(_slot)) => {
+            state
+                .wait_sms(
+                    &query.number,
+                    query.after,
+                    Duration::from_millis(query.wait_ms),
+                )
+                .await
+        }
+        Some(None) => {
+            inner
+                .counters
+                .long_polls_capped
+                .fetch_add(1, Ordering::Relaxed);
+            state.sms_since(&query.number, query.after)
+        }
+        None => state.sms_since(&query.number, query.after),
     };
     Ok(Json(messages))
+}
+
+/// One of the `max_long_polls` waiting slots, given back when dropped (also when the client
+/// goes away and the handler is cancelled).
+struct LongPoll<'a>(&'a AtomicUsize);
+
+impl<'a> LongPoll<'a> {
+    /// Takes a slot, or `None` when all are taken.
+    fn enter(count: &'a AtomicUsize, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LongPoll(count))
+    }
+}
+
+impl Drop for LongPoll<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `GET /sandbox/health`.

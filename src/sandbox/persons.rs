@@ -83,6 +83,7 @@ pub async fn create(
             mobile: None,
             devices: Vec::new(),
             bound: 0,
+            sms_sent: Default::default(),
         },
     );
     Ok((StatusCode::CREATED, Json(person)))
@@ -205,6 +206,10 @@ pub async fn authorize_mobile(
             "the mobile number is already verified; nothing to authorize",
         ));
     }
+    state.0.admit_sms(&mut person)?;
+    let Some(mobile) = person.mobile.as_mut() else {
+        return Err(no_number());
+    };
     let otp = state.0.send_otp(&mobile.number, None, None);
     mobile.otp = Some((otp, state.0.new_attempts()));
     let view = mobile_view(mobile);

@@ -23,6 +23,8 @@ use super::change_requests::ChangeRequestEntry;
 use super::clock::{Clock, SystemClock};
 use super::config::{PartnerConfig, SandboxConfig};
 use super::error::ApiError;
+use super::ratelimit::Window;
+use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
 use super::verify::VerifyingKey;
 use crate::api::{
@@ -33,7 +35,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
 
 /// Index of a partner in the configuration.
@@ -55,6 +57,8 @@ pub(crate) struct PersonEntry {
     pub devices: Vec<DeviceId>,
     /// Bound and not deleted devices; the device-limit rule is checked against this.
     pub bound: usize,
+    /// The latest SMS with a code sent to the person, for [`SandboxConfig::sms_rate_limit`].
+    pub sms_sent: Window,
 }
 
 /// A person's mobile number.
@@ -197,6 +201,12 @@ pub struct SandboxStats {
     pub live_change_requests: u64,
     /// Entries forgotten by sweeps so far (challenges, devices and change requests).
     pub swept: u64,
+    /// Requests refused with 429 `too_many_requests` (SMS per person, tokens per partner).
+    pub rate_limited: u64,
+    /// `/sandbox/sms` long-polls answered at once because the long-poll cap was reached.
+    pub long_polls_capped: u64,
+    /// Connections: accepted, open, the cap, accept errors, timeouts, evictions.
+    pub connections: ConnectionStats,
 }
 
 #[derive(Default)]
@@ -207,6 +217,8 @@ pub(crate) struct Counters {
     pub bindings: AtomicU64,
     pub sms_sent: AtomicU64,
     pub swept: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub long_polls_capped: AtomicU64,
 }
 
 pub(crate) struct TokenEntry {
@@ -228,6 +240,11 @@ pub(crate) struct Inner {
     pub orphans: Mutex<Vec<DeviceId>>,
     pub sms: SmsCenter,
     pub counters: Counters,
+    pub conn_counters: ConnCounters,
+    /// `/sandbox/sms` long-polls waiting now.
+    pub long_polls: AtomicUsize,
+    /// Tokens issued lately, per partner (indexed like the config's partners).
+    pub tokens_issued: Vec<Mutex<Window>>,
 }
 
 /// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
@@ -252,7 +269,15 @@ impl SandboxState {
 
     /// A sandbox on the given clock (use a `ManualClock` to expire challenges in tests).
     pub fn with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        let tokens_issued = config
+            .partners
+            .iter()
+            .map(|_| Mutex::new(Window::default()))
+            .collect();
         SandboxState(Arc::new(Inner {
+            tokens_issued,
+            conn_counters: ConnCounters::default(),
+            long_polls: AtomicUsize::new(0),
             config,
             clock,
             tokens: DashMap::new(),
@@ -297,6 +322,11 @@ impl SandboxState {
         self.0.sms.wait_since(number, after_seq, wait).await
     }
 
+    /// `/sandbox/sms` long-polls waiting right now.
+    pub fn long_polls_waiting(&self) -> usize {
+        self.0.long_polls.load(Ordering::Acquire)
+    }
+
     /// The work counters so far.
     pub fn stats(&self) -> SandboxStats {
         let c = &self.0.counters;
@@ -311,6 +341,9 @@ impl SandboxState {
             live_challenges: self.0.challenges.len() as u64,
             live_change_requests: self.0.change_requests.len() as u64,
             swept: c.swept.load(Ordering::Relaxed),
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            long_polls_capped: c.long_polls_capped.load(Ordering::Relaxed),
+            connections: self.0.conn_counters.snapshot(),
         }
     }
 
@@ -475,8 +508,34 @@ impl Inner {
         );
     }
 
-    /// Verifies a signature, counting the work.
+    /// Admits one more SMS with a code to a person under [`SandboxConfig::sms_rate_limit`],
+    /// or refuses with 429 `too_many_requests`. Called with the person's lock held.
+    pub fn admit_sms(&self, person: &mut PersonEntry) -> Result<(), ApiError> {
+        let limit = self.config.sms_rate_limit;
+        person.sms_sent.admit(limit, self.clock.now()).map_err(|r| {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            r.refusal("SMS with a code to this person", limit)
+        })
+    }
+
+    /// Admits one more access token for a partner under [`SandboxConfig::token_rate_limit`].
+    pub fn admit_token(&self, partner: PartnerIdx) -> Result<(), ApiError> {
+        let limit = self.config.token_rate_limit;
+        let Some(window) = self.tokens_issued.get(usize::from(partner)) else {
+            return Ok(());
+        };
+        window.lock().admit(limit, self.clock.now()).map_err(|r| {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            r.refusal("access tokens for this client", limit)
+        })
+    }
+
+    /// Verifies a signature, counting the work. With [`SandboxConfig::strict_low_s`], a
+    /// high-S signature does not verify.
     pub fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
+        if self.config.strict_low_s && super::verify::is_high_s(der) {
+            return false;
+        }
         let start = std::time::Instant::now();
         let ok = key.verify(message, der);
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -145,6 +145,27 @@ pub fn check_der_signature(sig: &[u8]) -> Result<(), SignatureEncodingError> {
     Ok(())
 }
 
+/// Half the P-256 group order, floor(n/2), big-endian: a signature's s above it is "high".
+const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// Whether a strict-DER signature (one that passed [`check_der_signature`]) has s > n/2. Both
+/// (r, s) and its twin (r, n − s) verify; a low-S policy accepts only the lower one. Anything
+/// that is not strict DER answers `false` (it is refused as malformed elsewhere).
+pub fn is_high_s(der: &[u8]) -> bool {
+    if check_der_signature(der).is_err() {
+        return false;
+    }
+    // SEQUENCE tag and length, then r's tag, length and value, then s's tag and length.
+    let r_len = usize::from(der[3]);
+    let s_start = 4 + r_len + 2;
+    let s = &der[s_start..];
+    let s = if s[0] == 0 { &s[1..] } else { s };
+    s.len() == 32 && s > &P256_HALF_ORDER[..]
+}
+
 /// The outcome of checking a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -215,6 +236,52 @@ mod tests {
         assert!(
             check_der_signature(&[0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]).is_err()
         );
+    }
+
+    /// The twin of a DER signature: (r, n − s), DER-encoded.
+    pub(crate) fn twin(der: &[u8]) -> Vec<u8> {
+        let r_len = usize::from(der[3]);
+        let r = &der[4..4 + r_len];
+        let s = &der[4 + r_len + 2..];
+        let s = if s[0] == 0 { &s[1..] } else { s };
+        let mut padded = [0u8; 32];
+        padded[32 - s.len()..].copy_from_slice(s);
+        // n − s, big-endian subtraction with borrow.
+        let mut out = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut d = i16::from(P256_ORDER[i]) - i16::from(padded[i]) - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            out[i] = d as u8;
+        }
+        let mut s2: Vec<u8> = out.iter().copied().skip_while(|&b| b == 0).collect();
+        if s2[0] & 0x80 != 0 {
+            s2.insert(0, 0);
+        }
+        let mut sig = vec![0x30, 0, 0x02, r.len() as u8];
+        sig.extend_from_slice(r);
+        sig.extend_from_slice(&[0x02, s2.len() as u8]);
+        sig.extend_from_slice(&s2);
+        sig[1] = (sig.len() - 2) as u8;
+        sig
+    }
+
+    #[test]
+    fn a_signature_and_its_twin_both_verify_and_exactly_one_is_high_s() {
+        let kp = key_pair();
+        let key = VerifyingKey::from_uncompressed(kp.public_key().as_ref()).unwrap();
+        for _ in 0..16 {
+            let sig = kp.sign(&SystemRandom::new(), b"212212").unwrap();
+            let sig = sig.as_ref().to_vec();
+            let other = twin(&sig);
+            assert_eq!(verify_signature(&key, b"212212", &other), Verdict::Valid);
+            assert_ne!(is_high_s(&sig), is_high_s(&other));
+            assert_eq!(twin(&other), sig);
+        }
+        assert!(!is_high_s(b"not der"));
     }
 
     #[test]

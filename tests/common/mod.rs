@@ -126,7 +126,7 @@ impl Rig {
         let mut phone = self.phone(name);
         let p = first.profile();
         phone
-            .adopt(p.person_id.clone().unwrap(), p.number.clone().unwrap())
+            .join_person(p.person_id.clone().unwrap(), p.number.clone().unwrap())
             .unwrap();
         phone
     }

@@ -3,6 +3,7 @@
 use super::{CliError, Ctx, ms};
 use crate::api::KeyPurpose;
 use crate::phone::PhoneName;
+use vphone_keystore::KeyLabel;
 
 /// `vphone phone bind`
 pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
@@ -10,13 +11,18 @@ pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
     let out = phone.bind().await?;
     ctx.emit(&out, || {
         format!(
-            "phone {name}: bound as device {} with key {} ({})",
+            "phone {name}: bound as device {} with {} ({})",
             out.device_id,
-            out.fingerprint,
+            key_or_purpose(out.key.as_ref(), out.key_purpose),
             ms(out.timings.total())
         )
     });
     Ok(())
+}
+
+/// The key's label, or just its purpose if the phone no longer holds it.
+pub(super) fn key_or_purpose(label: Option<&KeyLabel>, purpose: KeyPurpose) -> String {
+    label.map_or_else(|| format!("{purpose} key"), ToString::to_string)
 }
 
 /// `vphone phone add-key`
@@ -29,9 +35,8 @@ pub(super) async fn add_key(
     let out = phone.add_key(purpose).await?;
     ctx.emit(&out, || {
         format!(
-            "phone {name}: added {} key {} (vouched for by the {} key, {})",
-            out.key_purpose,
-            out.key_id,
+            "phone {name}: added {} (vouched for by the {} key, {})",
+            key_or_purpose(out.key.as_ref(), out.key_purpose),
             out.signed_with,
             ms(out.timings.total())
         )
@@ -71,18 +76,39 @@ pub(super) async fn devices(
     Ok(())
 }
 
-/// `vphone phone keys`
+/// `vphone phone keys`: the bank's list, each key also named by the fingerprint of the
+/// phone's key it is (when the phone holds it), as every other command names keys.
 pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
     let mut phone = ctx.open(name)?;
     let keys = phone.keys().await?;
-    ctx.emit(&keys, || {
+    let ours = |k: &crate::api::KeySummary| {
+        phone
+            .key_label(k.key_purpose)
+            .filter(|l| l.key_id.as_deref() == Some(k.key_id.as_str()))
+    };
+    let mut value = serde_json::to_value(&keys).unwrap_or_default();
+    if let Some(listed) = value.get_mut("keys").and_then(|v| v.as_array_mut()) {
+        for (json, k) in listed.iter_mut().zip(&keys.keys) {
+            if let (Some(obj), Some(label)) = (json.as_object_mut(), ours(k)) {
+                obj.insert("fingerprint".to_owned(), label.fingerprint.into());
+            }
+        }
+    }
+    ctx.emit(&value, || {
         keys.keys
             .iter()
             .map(|k| {
+                let label = ours(k).map_or_else(
+                    || {
+                        format!(
+                            "{} key not held by this phone (bank id {})",
+                            k.key_purpose, k.key_id
+                        )
+                    },
+                    |l| l.to_string(),
+                );
                 format!(
-                    "{}  {}  used {}",
-                    k.key_id,
-                    k.key_purpose,
+                    "{label}  used {}",
                     k.used_at.map_or("never".to_owned(), |t| t.to_string())
                 )
             })

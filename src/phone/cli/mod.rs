@@ -5,18 +5,22 @@ mod device;
 mod options;
 mod setup;
 mod sign;
+mod toolkit;
 
 pub use options::{ConnectArgs, DEFAULT_LOCAL_API, OtpArg, PhoneOptions, PresenceArg, TargetArg};
+pub use toolkit::KeyIdArg;
 
 use super::{Home, Phone, PhoneError, PhoneName, SavedPhone};
-use crate::api::{ChallengeId, ChangeRequestId, KeyPurpose, PersonId, PhoneNumber, UpdatePerson};
+use crate::api::{
+    ChallengeId, ChangeRequestId, DeviceId, KeyPurpose, PersonId, PhoneNumber, UpdatePerson,
+};
 use crate::client::{ClientError, Hint, NotFound, Target};
 use clap::{Args, Subcommand, ValueEnum};
 use options::otp_source;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use vphone_keystore::{Passphrase, UserPresence};
+use vphone_keystore::{Passphrase, PublicKeyFormat, SignatureFormat, UserPresence};
 
 /// The exit codes, for `--help` texts.
 pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 refused (by the bank or the user), 2 usage error, \
@@ -147,6 +151,85 @@ pub enum PhoneCommand {
         /// How to confirm.
         #[arg(long, value_enum, default_value = "device")]
         via: ViaArg,
+    },
+    /// Make a key and save it without telling any bank (your backend will); prints its
+    /// public key. Creates the phone if it does not exist yet.
+    NewKey {
+        /// The phone.
+        name: PhoneName,
+        /// The key's purpose.
+        #[arg(long)]
+        purpose: KeyPurpose,
+        /// Where the phone's SMS codes arrive (for `otp`), when creating the phone.
+        #[arg(long)]
+        number: Option<PhoneNumber>,
+        /// How to print the public key: hex (the API's), spki-base64, pem or jwk.
+        #[arg(long, default_value = "hex")]
+        format: PublicKeyFormat,
+    },
+    /// Print a key's public key.
+    PublicKey {
+        /// The phone.
+        name: PhoneName,
+        /// The key (default: unrestricted if the phone holds one, else restricted).
+        #[arg(long)]
+        purpose: Option<KeyPurpose>,
+        /// hex (uncompressed SEC1 point, the API's format), spki-base64, pem or jwk.
+        #[arg(long, default_value = "hex")]
+        format: PublicKeyFormat,
+    },
+    /// Sign a message (SHA256withECDSA over its bytes); a restricted key asks the biometric
+    /// prompt first, as the flows do.
+    SignMessage {
+        /// The phone.
+        name: PhoneName,
+        /// The key to sign with.
+        #[arg(long)]
+        purpose: KeyPurpose,
+        /// The message (its UTF-8 bytes are signed).
+        #[arg(
+            long,
+            value_name = "TEXT",
+            conflicts_with = "stdin",
+            required_unless_present = "stdin"
+        )]
+        message: Option<String>,
+        /// Read the message from standard input (every byte, no newline stripped).
+        #[arg(long)]
+        stdin: bool,
+        /// hex (DER, the API's format), base64 (DER) or raw-base64 (r||s, 64 bytes).
+        #[arg(long, default_value = "hex")]
+        format: SignatureFormat,
+    },
+    /// Print the newest code that reached the phone's number (waiting for one if none has).
+    Otp {
+        /// The phone.
+        name: PhoneName,
+        /// How long to wait for a code (default: --otp-timeout).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+        /// Only a code that arrived after this marker (from --print-marker).
+        #[arg(long, value_name = "MARKER")]
+        since: Option<u64>,
+        /// Print the inbox's current marker instead of a code: take it before triggering the
+        /// SMS, then pass it as --since, and an old code is never read.
+        #[arg(long, conflicts_with_all = ["since", "wait"])]
+        print_marker: bool,
+    },
+    /// Record a device your backend bound at the bank for this phone, so `keys`, `sign`,
+    /// `approve` and `delete-device` work on it.
+    Adopt {
+        /// The phone.
+        name: PhoneName,
+        /// The bank's id of the device.
+        #[arg(long)]
+        device_id: DeviceId,
+        /// The bank's id of a key, as PURPOSE=ID (repeatable; `keys` fills in the rest).
+        #[arg(long, value_name = "PURPOSE=ID")]
+        key_id: Vec<KeyIdArg>,
+        /// The person the device belongs to (needed by `devices`).
+        #[arg(long)]
+        person_id: Option<PersonId>,
     },
     /// List the phones in the home directory.
     List,
@@ -334,6 +417,42 @@ pub async fn execute(args: PhoneArgs) -> Result<(), CliError> {
             person_id,
         } => setup::create(&ctx, name, number, &first_name, &last_name, person_id).await,
         PhoneCommand::Show { name, offline } => setup::show(&ctx, &name, offline).await,
+        PhoneCommand::NewKey {
+            name,
+            purpose,
+            number,
+            format,
+        } => toolkit::new_key(&ctx, &name, purpose, number, format),
+        PhoneCommand::PublicKey {
+            name,
+            purpose,
+            format,
+        } => toolkit::public_key(&ctx, &name, purpose, format),
+        PhoneCommand::SignMessage {
+            name,
+            purpose,
+            message,
+            stdin: _,
+            format,
+        } => {
+            let message = match message {
+                Some(text) => toolkit::MessageArg::Text(text),
+                None => toolkit::MessageArg::Stdin,
+            };
+            toolkit::sign_message(&ctx, &name, purpose, message, format)
+        }
+        PhoneCommand::Otp {
+            name,
+            wait,
+            since,
+            print_marker,
+        } => toolkit::otp(&ctx, &name, wait, since, print_marker).await,
+        PhoneCommand::Adopt {
+            name,
+            device_id,
+            key_id,
+            person_id,
+        } => toolkit::adopt(&ctx, &name, device_id, key_id, person_id),
         PhoneCommand::Bind { name } => device::bind(&ctx, &name).await,
         PhoneCommand::AddKey { name, purpose } => device::add_key(&ctx, &name, purpose).await,
         PhoneCommand::Devices {

@@ -1,7 +1,7 @@
 //! `create`, `list` and `show`: a phone's life in its home directory.
 
 use super::{CliError, Ctx, emit, ms, otp_source};
-use crate::api::{PersonId, PhoneNumber};
+use crate::api::{KeyId, PersonId, PhoneNumber};
 use crate::phone::{Home, Phone, PhoneError, PhoneName, ProfileError, SavedPhone, person_named};
 
 /// `vphone phone list`
@@ -63,7 +63,7 @@ pub(super) async fn create(
     .with_otp_timeout(ctx.options.otp_timeout);
     match person_id {
         Some(person) => {
-            phone.adopt(person, number)?;
+            phone.join_person(person, number)?;
             ctx.emit(phone.profile(), || {
                 format!(
                     "phone {name}: joined person {} with number {}",
@@ -118,9 +118,10 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
         };
         (phone.profile(), phone.vault(), device)
     };
+    // Keys as every command names them: purpose, the bank's key id once known, fingerprint.
     let keys: Vec<_> = vault
         .keys()
-        .map(|k| serde_json::json!({"purpose": k.purpose().to_string(), "fingerprint": k.fingerprint()}))
+        .map(|k| k.label(p.key_id(k.purpose()).map(KeyId::as_str)))
         .collect();
     let value = serde_json::json!({"profile": p, "keys": keys, "device": device});
     ctx.emit(&value, || {
@@ -133,7 +134,10 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
             format!(
                 "number    {}{}",
                 p.number.as_ref().map_or("-", PhoneNumber::as_str),
-                if p.number.is_some() && !p.number_verified {
+                if p.number.is_some() && !p.number_verified && p.person_id.is_none() {
+                    " (codes arrive here; verified, if at all, by someone else's backend)"
+                        .to_owned()
+                } else if p.number.is_some() && !p.number_verified {
                     format!(
                         " (not verified: run `vphone phone create {}` again)",
                         p.name
@@ -149,12 +153,10 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
             ),
             format!("api       {}", p.api_base.as_deref().unwrap_or("-")),
         ];
-        for k in vault.keys() {
+        for k in &keys {
             lines.push(format!(
-                "key       {} {}{}",
-                k.purpose(),
-                k.fingerprint(),
-                if p.pending_key == Some(k.purpose()) {
+                "key       {k}{}",
+                if p.pending_key == Some(k.purpose) {
                     format!(" (pending: run `vphone phone keys {}` to settle)", p.name)
                 } else {
                     String::new()

@@ -14,9 +14,9 @@ pub(super) async fn sign(
     let out = phone.sign_challenge(challenge).await?;
     ctx.emit(&out, || {
         format!(
-            "phone {name}: challenge {} signed with the {} key ({})",
+            "phone {name}: challenge {} signed with the {} ({})",
             out.challenge_id,
-            out.key_purpose,
+            super::device::key_or_purpose(out.key.as_ref(), out.key_purpose),
             ms(out.timings.total())
         )
     });
@@ -33,9 +33,9 @@ pub(super) async fn approve(
     let out = phone.approve(purpose).await?;
     ctx.emit(&out, || {
         format!(
-            "phone {name}: challenge {} approved with the {} key ({})",
+            "phone {name}: challenge {} approved with the {} ({})",
             out.challenge_id,
-            out.key_purpose,
+            super::device::key_or_purpose(out.key.as_ref(), out.key_purpose),
             ms(out.timings.total())
         )
     });

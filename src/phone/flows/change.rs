@@ -131,7 +131,7 @@ impl Phone {
                         name: self.name().to_string(),
                     },
                 )?;
-                let reason = format!("confirm change request {id}");
+                let reason = format!("change request {id}");
                 let signature = self.sign(
                     purpose,
                     logic::challenge_message(&to_sign),

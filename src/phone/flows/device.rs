@@ -71,7 +71,7 @@ impl Phone {
         let signature = self.sign(
             purpose,
             logic::binding_message(&otp),
-            "bind this phone",
+            "binding this phone",
             "bind: sign OTP",
         )?;
         clock.lap("sign OTP");
@@ -105,6 +105,7 @@ impl Phone {
             key_id: None,
             key_purpose: purpose,
             fingerprint,
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }
@@ -162,7 +163,7 @@ impl Phone {
         let signature = match self.sign(
             signer,
             logic::add_key_message(&public),
-            "add a key to this phone",
+            "adding a key to this phone",
             "add key: sign",
         ) {
             Ok(s) => s,
@@ -225,6 +226,7 @@ impl Phone {
             key_id: added,
             key_purpose: purpose,
             signed_with: signer,
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }

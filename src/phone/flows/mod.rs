@@ -71,20 +71,14 @@ impl Phone {
         reason: &str,
         step: &'static str,
     ) -> Result<SignatureHex, PhoneError> {
-        // A key whose addition the bank never confirmed would only be refused there.
-        if self.profile.pending_key == Some(purpose) {
-            return Err(PhoneError::KeyUnconfirmed {
-                name: self.name().to_string(),
-                purpose,
-            });
-        }
-        let hex = self
-            .vault
-            .sign(purpose, message, &*self.presence, reason)
-            .map_err(|e| match PhoneError::from(e) {
-                PhoneError::Presence { source, .. } => PhoneError::Presence { purpose, source },
-                other => other,
-            })?;
+        let hex = super::toolkit::sign_hex(
+            &self.profile,
+            &self.vault,
+            &*self.presence,
+            purpose,
+            message,
+            reason,
+        )?;
         SignatureHex::parse(&hex).map_err(|source| PhoneError::Value { step, source })
     }
 }

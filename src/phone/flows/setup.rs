@@ -10,7 +10,11 @@ use crate::phone::{Phone, PhoneError};
 
 impl Phone {
     /// Makes this phone belong to an existing person with an already verified number.
-    pub fn adopt(&mut self, person_id: PersonId, number: PhoneNumber) -> Result<(), PhoneError> {
+    pub fn join_person(
+        &mut self,
+        person_id: PersonId,
+        number: PhoneNumber,
+    ) -> Result<(), PhoneError> {
         self.profile.person_id = Some(person_id);
         self.set_number(number);
         self.profile.number_verified = true;

@@ -65,7 +65,7 @@ impl Phone {
         let now = self.clock.now();
         let purpose = logic::plan_device_answer(&challenge, asked, &self.key_purposes(), now)
             .map_err(|p| self.refuse(p))?;
-        let reason = format!("approve device challenge {}", challenge.id);
+        let reason = format!("device challenge {}", challenge.id);
         let signature = self.sign(
             purpose,
             logic::challenge_message(&challenge.string_to_sign),
@@ -86,6 +86,7 @@ impl Phone {
             challenge_id: challenge.id,
             key_purpose: purpose,
             user_confirmed: logic::needs_presence(purpose),
+            key: self.key_label(purpose),
             timings: clock.finish(),
         })
     }

@@ -1,0 +1,563 @@
+//! The sandbox's HTTP server: its own accept loop around hyper, so that every connection has
+//! deadlines and the number of connections is bounded. `axum::serve` sets no timer at all, so
+//! a client that never finished its request held its connection (and a file descriptor) for
+//! ever, and enough of them starved everyone else.
+//!
+//! - Each connection is in one [phase](Phase): *head* (accepted, or bytes of a request arrived,
+//!   and the request head is not complete yet), *busy* (a request is being answered; its body
+//!   is read under the body-read timeout, a long-poll waits at most its `wait_ms`), or *idle*
+//!   (keep-alive, between requests). A head older than
+//!   [`header_read_timeout`](super::SandboxConfig::header_read_timeout) or an idle phase older
+//!   than [`idle_timeout`](super::SandboxConfig::idle_timeout) closes the connection.
+//! - At most [`connection_cap`] connections are open. A new connection beyond the cap first
+//!   closes the connection that has been waiting longest without a request in progress (head
+//!   or idle), then waits for its slot; busy connections are never closed to make room, so
+//!   established clients keep being answered. Until a slot frees, further connections wait
+//!   in the listen backlog.
+//! - Accept errors (`EMFILE` and friends) back off from 10 ms up to 1 s instead of spinning,
+//!   and are counted in `/sandbox/stats` ([`ConnectionStats`]).
+//!
+//! Hyper parses the request line and headers itself and answers a few malformed requests
+//! before any route sees them; those answers carry no body (see the README, section Sandbox).
+//! [`check_head`] refuses the merely large ones below hyper's own limits, in the errors shape.
+
+use super::error::ApiError;
+use super::state::SandboxState;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// Longest request target (path and query) answered in the errors shape: 8 KiB.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most request headers answered in the errors shape: 100.
+pub const MAX_HEADERS: usize = 100;
+/// Largest total of header names and values answered in the errors shape: 16 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Hyper's own limit on the header count, above which it answers a bare 431.
+const HYPER_MAX_HEADERS: usize = 4 * MAX_HEADERS;
+/// Hyper's read buffer limit: a request head larger than this gets hyper's bare 431. Also
+/// bounds what one hostile connection can make the sandbox hold (hyper's default is ~400 KiB).
+const HYPER_MAX_BUF: usize = 64 * 1024;
+/// File descriptors kept for everything but connections: the listener, the runtime, log and
+/// config files, plus one sixteenth of the limit.
+const FD_RESERVE: u64 = 64;
+
+/// What `/sandbox/stats` reports about connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionStats {
+    /// Connections accepted so far.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// The cap on open connections (0 until the server runs).
+    pub cap: u64,
+    /// `accept` calls that failed (e.g. `EMFILE`); the loop backs off after each.
+    pub accept_errors: u64,
+    /// Connections closed because their request head did not arrive in time.
+    pub header_timeouts: u64,
+    /// Keep-alive connections closed after being idle too long.
+    pub idle_timeouts: u64,
+    /// Requests answered 408 because their body stalled.
+    pub body_timeouts: u64,
+    /// Waiting connections closed to make room for a new one at the cap.
+    pub evicted: u64,
+    /// Times a new connection found the cap reached.
+    pub cap_reached: u64,
+}
+
+/// The live counters behind [`ConnectionStats`].
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounters {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    cap: AtomicU64,
+    accept_errors: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+    body_timeouts: AtomicU64,
+    evicted: AtomicU64,
+    cap_reached: AtomicU64,
+}
+
+impl ConnCounters {
+    /// A snapshot.
+    pub(crate) fn snapshot(&self) -> ConnectionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConnectionStats {
+            accepted: get(&self.accepted),
+            open: get(&self.open),
+            cap: get(&self.cap),
+            accept_errors: get(&self.accept_errors),
+            header_timeouts: get(&self.header_timeouts),
+            idle_timeouts: get(&self.idle_timeouts),
+            body_timeouts: get(&self.body_timeouts),
+            evicted: get(&self.evicted),
+            cap_reached: get(&self.cap_reached),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft limit now in force
+/// (`None`: unlimited). Failing to raise it is not fatal: the old limit stays and is returned.
+pub fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+        }
+    }
+    limit.current
+}
+
+/// The soft `RLIMIT_NOFILE` in force now (`None`: unlimited).
+pub fn nofile_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// The connection cap derived from an open-files limit: the limit minus 64 minus a sixteenth
+/// of it, at least 1; an unlimited one gives 1,000,000.
+pub fn connection_cap(nofile: Option<u64>) -> usize {
+    let cap = match nofile {
+        None => 1_000_000,
+        Some(n) => n.saturating_sub(FD_RESERVE + n / 16).clamp(1, 1_000_000),
+    };
+    usize::try_from(cap).unwrap_or(1_000_000)
+}
+
+/// Where a connection is in its life; see the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Head = 0,
+    Busy = 1,
+    Idle = 2,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Head,
+            1 => Phase::Busy,
+            _ => Phase::Idle,
+        }
+    }
+}
+
+/// Why a connection was closed by its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    Header,
+    Idle,
+}
+
+/// What the connection's timer should do: close it now, or look again at `recheck_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Close(Expired),
+    RecheckAt(u64),
+}
+
+/// The deadline rule, as a plain function of times in microseconds since the server started.
+/// A busy connection has no deadline; it is looked at again after the shorter timeout, the
+/// earliest a deadline could fall once its request ends.
+fn verdict(phase: Phase, since_us: u64, now_us: u64, header_us: u64, idle_us: u64) -> Verdict {
+    let (deadline, why) = match phase {
+        Phase::Head => (since_us.saturating_add(header_us), Expired::Header),
+        Phase::Idle => (since_us.saturating_add(idle_us), Expired::Idle),
+        Phase::Busy => return Verdict::RecheckAt(now_us.saturating_add(header_us.min(idle_us))),
+    };
+    if now_us >= deadline {
+        Verdict::Close(why)
+    } else {
+        Verdict::RecheckAt(deadline)
+    }
+}
+
+/// One open connection, shared by its task, its I/O wrapper, its service and the registry.
+struct Conn {
+    phase: AtomicU8,
+    since_us: AtomicU64,
+    close: Notify,
+}
+
+impl Conn {
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    fn enter(&self, phase: Phase, now_us: u64) {
+        self.since_us.store(now_us, Ordering::Release);
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+}
+
+/// Microseconds since `epoch` (fine enough to order connections that went idle in the same
+/// millisecond).
+fn us_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The TCP stream, noting when the first bytes of a request arrive on an idle connection.
+struct Tracked {
+    io: TcpStream,
+    conn: Arc<Conn>,
+    epoch: Instant,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before && self.conn.phase() == Phase::Idle {
+            self.conn.enter(Phase::Head, us_since(self.epoch));
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    app: Router,
+    state: SandboxState,
+    http: hyper::server::conn::http1::Builder,
+    registry: DashMap<u64, Arc<Conn>>,
+    epoch: Instant,
+    header_us: u64,
+    idle_us: u64,
+    body_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `stop` fires, then closes idle connections, lets busy ones
+/// finish their request, and returns once every connection is gone.
+pub(crate) async fn run(
+    listener: TcpListener,
+    app: Router,
+    state: SandboxState,
+    mut stop: oneshot::Receiver<()>,
+) -> io::Result<()> {
+    let config = state.config();
+    let cap = config
+        .max_connections
+        .unwrap_or_else(|| connection_cap(nofile_limit()));
+    let counters = &state.0.conn_counters;
+    counters.cap.store(cap as u64, Ordering::Relaxed);
+    tracing::info!(cap, "sandbox connection cap");
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.header_read_timeout(None)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_buf_size(HYPER_MAX_BUF);
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let shared = Arc::new(Shared {
+        app,
+        http,
+        registry: DashMap::new(),
+        epoch: Instant::now(),
+        header_us: us(config.header_read_timeout),
+        idle_us: us(config.idle_timeout),
+        body_timeout: config.body_read_timeout,
+        state: state.clone(),
+    });
+    let permits = Arc::new(Semaphore::new(cap));
+    let mut backoff = Duration::ZERO;
+    let mut next_id = 0u64;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::ZERO;
+                    stream
+                }
+                Err(e) => {
+                    bump(&counters.accept_errors);
+                    if is_per_connection(&e) {
+                        continue;
+                    }
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        _ = &mut stop => break,
+                    }
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                bump(&counters.cap_reached);
+                evict_one(&shared.registry);
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        // The semaphore is never closed; stop serving rather than panic.
+                        Err(_) => break,
+                    },
+                    _ = &mut stop => break,
+                }
+            }
+        };
+        next_id += 1;
+        let id = next_id;
+        let conn = Arc::new(Conn {
+            phase: AtomicU8::new(Phase::Head as u8),
+            since_us: AtomicU64::new(us_since(shared.epoch)),
+            close: Notify::new(),
+        });
+        shared.registry.insert(id, conn.clone());
+        bump(&counters.accepted);
+        bump(&counters.open);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, conn, &shared).await;
+            shared.registry.remove(&id);
+            shared
+                .state
+                .0
+                .conn_counters
+                .open
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    for conn in shared.registry.iter() {
+        conn.close.notify_one();
+    }
+    // Every permit back means every connection task has ended.
+    let all = u32::try_from(cap).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
+    Ok(())
+}
+
+/// Errors that concern only the connection being accepted; the next accept can go ahead.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Asks the connection that has waited longest without a request in progress to close.
+fn evict_one(registry: &DashMap<u64, Arc<Conn>>) {
+    let oldest = registry
+        .iter()
+        .filter(|c| c.phase() != Phase::Busy)
+        .min_by_key(|c| (c.since_us.load(Ordering::Acquire), *c.key()))
+        .map(|c| c.value().clone());
+    if let Some(conn) = oldest {
+        conn.close.notify_one();
+    }
+}
+
+/// Serves one connection until the client closes it, it errs, a deadline passes, or it is
+/// asked to close (eviction or shutdown).
+async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(Tracked {
+        io: stream,
+        conn: conn.clone(),
+        epoch: shared.epoch,
+    });
+    let service = {
+        let shared = shared.clone();
+        let conn = conn.clone();
+        tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let shared = shared.clone();
+            let conn = conn.clone();
+            async move {
+                conn.enter(Phase::Busy, us_since(shared.epoch));
+                let timeout = shared.body_timeout;
+                let req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body))
+                });
+                let mut response = shared.app.clone().oneshot(req).await?;
+                if response.status() == StatusCode::REQUEST_TIMEOUT {
+                    // The rest of the body may still come; the connection cannot be reused.
+                    bump(&shared.state.0.conn_counters.body_timeouts);
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                conn.enter(Phase::Idle, us_since(shared.epoch));
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        })
+    };
+    let http = shared
+        .http
+        .serve_connection(io, hyper_util::service::TowerToHyperService::new(service));
+    tokio::pin!(http);
+    let counters = &shared.state.0.conn_counters;
+    let mut closing = false;
+    loop {
+        let now = us_since(shared.epoch);
+        let since = conn.since_us.load(Ordering::Acquire);
+        let recheck = match verdict(conn.phase(), since, now, shared.header_us, shared.idle_us) {
+            Verdict::Close(Expired::Header) => {
+                bump(&counters.header_timeouts);
+                return;
+            }
+            Verdict::Close(Expired::Idle) => {
+                bump(&counters.idle_timeouts);
+                return;
+            }
+            Verdict::RecheckAt(us) => shared.epoch + Duration::from_micros(us),
+        };
+        tokio::select! {
+            result = http.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(recheck) => {}
+            () = conn.close.notified(), if !closing => {
+                if conn.phase() != Phase::Busy {
+                    bump(&counters.evicted);
+                    return;
+                }
+                // Finish the request in progress, then close.
+                http.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Refuses, in the errors shape, request targets and headers larger than the documented
+/// limits (hyper's own, higher limits answer without a body).
+pub(crate) async fn check_head(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            crate::api::ErrorCode::UriTooLong,
+            "URI Too Long",
+            format!("the request target has {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            crate::api::ErrorCode::RequestHeaderFieldsTooLarge,
+            "Request Header Fields Too Large",
+            format!(
+                "the request has {} headers of {bytes} bytes; at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all are accepted",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_or_an_idle_phase_closes_at_its_own_deadline() {
+        assert_eq!(
+            verdict(Phase::Head, 100, 150, 100, 1000),
+            Verdict::RecheckAt(200)
+        );
+        assert_eq!(
+            verdict(Phase::Head, 100, 200, 100, 1000),
+            Verdict::Close(Expired::Header)
+        );
+        assert_eq!(
+            verdict(Phase::Idle, 100, 200, 100, 1000),
+            Verdict::RecheckAt(1100)
+        );
+        assert_eq!(
+            verdict(Phase::Idle, 100, 1100, 100, 1000),
+            Verdict::Close(Expired::Idle)
+        );
+    }
+
+    #[test]
+    fn a_busy_connection_has_no_deadline_and_is_looked_at_again_later() {
+        assert_eq!(
+            verdict(Phase::Busy, 0, 5000, 100, 1000),
+            Verdict::RecheckAt(5100)
+        );
+    }
+
+    #[test]
+    fn the_cap_leaves_room_for_other_files() {
+        assert_eq!(connection_cap(Some(1024)), 1024 - 64 - 64);
+        assert_eq!(connection_cap(Some(65536)), 65536 - 64 - 4096);
+        assert_eq!(connection_cap(Some(10)), 1);
+        assert_eq!(connection_cap(None), 1_000_000);
+    }
+}

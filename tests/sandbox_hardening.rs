@@ -1,0 +1,453 @@
+//! The sandbox holds up against hostile and careless clients: stalled and idle connections are
+//! closed by their deadlines, a connection cap reached by idle clients still lets a normal
+//! request through, one-time codes are rate-limited per person, free text is checked, and the
+//! high-S signature policy is configurable. Every test runs on 127.0.0.1 with short timeouts
+//! and bounds each wait; none asserts a duration beyond "closed within a generous bound".
+#![allow(clippy::unwrap_used)]
+
+mod sandbox_common;
+
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use sandbox_common::{Bank, assert_refused, two_partner_config};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vphone::sandbox::SandboxConfig;
+use vphone::sandbox::config::RateLimit;
+
+/// Far longer than any configured timeout here: only a sandbox that never closes fails.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn short_timeouts() -> SandboxConfig {
+    SandboxConfig {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        body_read_timeout: Duration::from_millis(300),
+        ..two_partner_config()
+    }
+}
+
+/// Reads until the server closes the connection (EOF or reset), within [`BOUND`]; returns
+/// what arrived. Panics if the connection is still open at the bound.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let outcome = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the connection is still open after {BOUND:?}"
+    );
+    got
+}
+
+/// Reads one complete response of a `Content-Length` body from a raw stream.
+async fn read_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut got = Vec::new();
+    tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a whole response arrived");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a response within the bound");
+    let text = String::from_utf8_lossy(&got).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.as_bytes().to_vec();
+    (status, body)
+}
+
+fn health_request() -> &'static [u8] {
+    b"GET /sandbox/health HTTP/1.1\r\nHost: sandbox\r\n\r\n"
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    let bank = Bank::start_with(short_timeouts(), false).await;
+    let mut stalled = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    stalled
+        .write_all(b"GET /sandbox/health HTTP/1.1\r\nHost: sand")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    assert!(read_until_closed(&mut stalled).await.is_empty());
+    assert!(read_until_closed(&mut silent).await.is_empty());
+    assert_eq!(bank.state().stats().connections.header_timeouts, 2);
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_and_the_connection_closed() {
+    let bank = Bank::start_with(short_timeouts(), false).await;
+    let mut stream = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    let head = format!(
+        "POST /v1/persons HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"first_name\"",
+        bank.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let got = String::from_utf8(read_until_closed(&mut stream).await).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    let body: Value = serde_json::from_str(got.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["errors"][0]["code"], "request_timeout", "{body}");
+    assert_eq!(bank.state().stats().connections.body_timeouts, 1);
+    assert_eq!(bank.state().stats().live_persons, 0);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let bank = Bank::start_with(short_timeouts(), false).await;
+    let mut stream = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    stream.write_all(health_request()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200);
+    stream.write_all(health_request()).await.unwrap();
+    assert_eq!(read_response(&mut stream).await.0, 200, "kept alive");
+    assert!(read_until_closed(&mut stream).await.is_empty());
+    let c = bank.state().stats().connections;
+    // The bank's own pooled connection (its token request) idles out too.
+    assert!(c.idle_timeouts >= 1, "{c:?}");
+    assert_eq!((c.header_timeouts, c.evicted), (0, 0), "{c:?}");
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_clients_make_room_and_established_ones_are_still_answered() {
+    let config = SandboxConfig {
+        max_connections: Some(4),
+        ..two_partner_config()
+    };
+    // Bank::start_with fetches a token on one pooled connection: that is one of the four.
+    let bank = Bank::start_with(config, false).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(bank.handle.addr()).await.unwrap();
+        s.write_all(health_request()).await.unwrap();
+        assert_eq!(read_response(&mut s).await.0, 200);
+        idle.push(s);
+    }
+    let c = bank.state().stats().connections;
+    assert_eq!((c.open, c.cap), (4, 4));
+    // A fresh client, on a new connection: it gets an answer.
+    let fresh = reqwest::Client::new();
+    let r = tokio::time::timeout(
+        BOUND,
+        fresh.get(format!("{}/sandbox/health", bank.base)).send(),
+    )
+    .await
+    .expect("answered within the bound")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let c = bank.state().stats().connections;
+    assert_eq!(c.cap_reached, 1);
+    assert_eq!(c.evicted, 1, "{c:?}");
+    assert!(c.open <= 4, "{c:?}");
+    // The longest-waiting connection made room (the token's); the three others still answer.
+    for (i, s) in idle.iter_mut().enumerate() {
+        eprintln!("idle {i}");
+        s.write_all(health_request()).await.unwrap();
+        assert_eq!(read_response(s).await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn oversize_request_targets_and_headers_are_refused_in_the_errors_shape() {
+    let bank = Bank::start().await;
+    let long = format!("{}/sandbox/health?x={}", bank.base, "a".repeat(9000));
+    let r = bank.http.get(long).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "uri_too_long");
+    let mut req = bank.http.get(format!("{}/sandbox/health", bank.base));
+    for i in 0..150 {
+        req = req.header(format!("x-filler-{i}"), "1");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "request_header_fields_too_large");
+}
+
+#[tokio::test]
+async fn the_sixth_sms_to_a_person_within_ten_minutes_is_refused_with_retry_after() {
+    let config = SandboxConfig {
+        sms_rate_limit: RateLimit::SMS_DEFAULT,
+        ..two_partner_config()
+    };
+    let bank = Bank::start_with(config, true).await;
+    // Verifying the number sent the first SMS; four challenges more reach the limit.
+    let (person, _) = bank.verified_person().await;
+    let create = || {
+        bank.call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+    };
+    for _ in 0..4 {
+        let (s, b) = create().await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let r = bank
+        .http
+        .post(format!("{}/v1/mfa/challenges/sms", bank.base))
+        .bearer_auth(&bank.token)
+        .json(&json!({"person_id": person}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_refused(
+        &(reqwest::StatusCode::TOO_MANY_REQUESTS, body),
+        429,
+        "too_many_requests",
+    );
+    // Another person is not affected; this one may send again once the window has passed.
+    let (other, _) = bank.verified_person().await;
+    let (s, b) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": other})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    bank.advance(retry);
+    let (s, b) = create().await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(bank.state().stats().rate_limited, 1);
+}
+
+#[tokio::test]
+async fn change_request_tans_count_against_the_same_per_person_limit() {
+    let config = SandboxConfig {
+        sms_rate_limit: RateLimit {
+            max: 2,
+            window: Duration::from_secs(600),
+        },
+        ..two_partner_config()
+    };
+    let bank = Bank::start_with(config, true).await;
+    let (person, _) = bank.verified_person().await;
+    let (s, cr) = bank
+        .call(
+            "PATCH",
+            &format!("/v1/persons/{person}"),
+            Some(json!({"first_name": "Grace"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{cr}");
+    let authorize = format!(
+        "/v1/change_requests/{}/authorize",
+        cr["id"].as_str().unwrap()
+    );
+    let body = json!({"delivery_method": "mobile_number", "person_id": person});
+    let (s, b) = bank.call("POST", &authorize, Some(body.clone())).await;
+    assert_eq!(s, 201, "{b}");
+    let got = bank.call("POST", &authorize, Some(body)).await;
+    // The change request is already waiting for its TAN: that refusal comes first, or the
+    // limit; either way no third SMS went out.
+    assert!(got.0 == 429 || got.0 == 409, "{got:?}");
+    let (s, _) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/sms",
+            Some(json!({"person_id": person})),
+        )
+        .await;
+    assert_eq!(s, 429);
+}
+
+#[tokio::test]
+async fn token_issuance_is_rate_limited_per_partner() {
+    let config = SandboxConfig {
+        token_rate_limit: RateLimit {
+            max: 2,
+            window: Duration::from_secs(60),
+        },
+        ..two_partner_config()
+    };
+    // The bank fetched one token already.
+    let bank = Bank::start_with(config, true).await;
+    let ask = |id: &'static str, secret: &'static str| {
+        bank.http
+            .post(format!("{}/oauth2/token", bank.base))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    let demo = (
+        vphone::sandbox::config::DEFAULT_CLIENT_ID,
+        vphone::sandbox::config::DEFAULT_CLIENT_SECRET,
+    );
+    assert_eq!(ask(demo.0, demo.1).await.unwrap().status(), 200);
+    let r = ask(demo.0, demo.1).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let other = (sandbox_common::OTHER_ID, sandbox_common::OTHER_SECRET);
+    assert_eq!(ask(other.0, other.1).await.unwrap().status(), 200);
+    bank.advance(60);
+    assert_eq!(ask(demo.0, demo.1).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn long_polls_beyond_the_cap_answer_at_once() {
+    let config = SandboxConfig {
+        max_long_polls: 1,
+        ..two_partner_config()
+    };
+    let bank = Bank::start_with(config, false).await;
+    let number = sandbox_common::random_number();
+    let url = format!(
+        "{}/sandbox/sms?number={}&wait_ms=60000",
+        bank.base,
+        number.replace('+', "%2B")
+    );
+    let waiting = tokio::spawn(bank.http.get(url.clone()).send());
+    // Bounded: the first poll takes its slot within the bound.
+    let mut taken = false;
+    for _ in 0..1_000_000 {
+        if bank.state().long_polls_waiting() == 1 {
+            taken = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(taken, "the first long-poll never started waiting");
+    let r = tokio::time::timeout(BOUND, bank.http.get(url).send())
+        .await
+        .expect("the capped poll answers at once")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Vec<Value>>().await.unwrap(), Vec::<Value>::new());
+    assert_eq!(bank.state().stats().long_polls_capped, 1);
+    // An SMS to the number ends the first poll.
+    bank.verified_person_with(&number).await;
+    let r = tokio::time::timeout(BOUND, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 1);
+}
+
+/// Binds a device whose key is a RustCrypto p256 key; returns its id.
+async fn bind_p256(bank: &Bank, person: &str, key: &SigningKey) -> String {
+    let public = hex::encode(key.verifying_key().to_encoded_point(false).as_bytes());
+    let (s, b) = bank
+        .call(
+            "POST",
+            "/v1/mfa/devices",
+            Some(json!({"person_id": person, "key_type": "ecdsa-p256", "key": public, "name": "p256 phone"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let sig: Signature = key.sign(b"212212");
+    let sig = sig.normalize_s().unwrap_or(sig);
+    let (s, r) = bank
+        .call(
+            "PUT",
+            &format!(
+                "/v1/mfa/challenges/signatures/{}",
+                b["challenge"]["id"].as_str().unwrap()
+            ),
+            Some(json!({"signature": hex::encode(sig.to_der().as_bytes())})),
+        )
+        .await;
+    assert_eq!(s, 204, "{r}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+/// A device challenge's string and its two valid signatures: (low-S, high-S twin s' = n − s).
+async fn challenge_and_twins(
+    bank: &Bank,
+    device: &str,
+    key: &SigningKey,
+) -> (String, String, String) {
+    let (s, c) = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/devices",
+            Some(json!({"device_id": device})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let sig: Signature = key.sign(c["string_to_sign"].as_str().unwrap().as_bytes());
+    let low = sig.normalize_s().unwrap_or(sig);
+    let high = Signature::from_scalars(low.r(), -*low.s()).unwrap();
+    assert!(high.normalize_s().is_some(), "the twin is the high-S one");
+    (
+        c["id"].as_str().unwrap().to_owned(),
+        hex::encode(low.to_der().as_bytes()),
+        hex::encode(high.to_der().as_bytes()),
+    )
+}
+
+#[tokio::test]
+async fn the_high_s_twin_is_accepted_by_default() {
+    let bank = Bank::start().await;
+    let person = bank.verified_person_with("+15550101").await;
+    let key = SigningKey::random(&mut rand::thread_rng());
+    let device = bind_p256(&bank, &person, &key).await;
+    let (id, _low, high) = challenge_and_twins(&bank, &device, &key).await;
+    let (s, b) = bank
+        .call(
+            "PUT",
+            &format!("/v1/mfa/challenges/devices/{id}"),
+            Some(json!({"signature": high})),
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+}
+
+#[tokio::test]
+async fn the_high_s_twin_is_refused_with_strict_low_s() {
+    let config = SandboxConfig {
+        strict_low_s: true,
+        ..two_partner_config()
+    };
+    let bank = Bank::start_with(config, false).await;
+    let person = bank.verified_person_with("+15550101").await;
+    let key = SigningKey::random(&mut rand::thread_rng());
+    let device = bind_p256(&bank, &person, &key).await;
+    let (id, low, high) = challenge_and_twins(&bank, &device, &key).await;
+    let path = format!("/v1/mfa/challenges/devices/{id}");
+    let got = bank
+        .call("PUT", &path, Some(json!({"signature": high})))
+        .await;
+    assert_refused(&got, 403, "invalid_signature");
+    let (s, b) = bank
+        .call("PUT", &path, Some(json!({"signature": low})))
+        .await;
+    assert_eq!(s, 204, "{b}");
+}
