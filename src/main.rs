@@ -29,6 +29,9 @@ enum Command {
     Sandbox(vphone::sandbox::cli::SandboxArgs),
     /// Run a fleet of simulated phones (load test), or merge load reports.
     Load(Box<vphone::fleet::cli::LoadArgs>),
+    /// Host many phones behind an HTTP control API (JSON, SSE events, OpenAPI at
+    /// /openapi.json) for test rigs in any language and a browser.
+    Serve(Box<vphone::control::cli::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,13 @@ fn main() -> ExitCode {
         Command::Demo(args) => finish(vphone::demo::run(args)),
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
         Command::Load(args) => vphone::fleet::cli::main(*args),
+        Command::Serve(args) => match vphone::control::cli::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Sandbox(args) => match vphone::sandbox::cli::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -190,6 +190,16 @@ pub enum PersonChange {
     },
 }
 
+impl PersonChange {
+    /// Step times, whichever way the change went.
+    pub fn timings(&self) -> &Timings {
+        match self {
+            PersonChange::Confirmed(out) => &out.timings,
+            PersonChange::AppliedWithoutConfirmation { timings, .. } => timings,
+        }
+    }
+}
+
 /// A device deleted.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeleteOutcome {

@@ -41,7 +41,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PartnerConfig, SandboxConfig};
 pub use error::ApiError;
 pub use serve::ConnectionStats;
-pub use state::{SandboxState, SandboxStats, Swept};
+pub use state::{ChallengeRecord, SandboxState, SandboxStats, Swept};
 
 use crate::api::SmsMessage;
 use axum::Router;

@@ -177,6 +177,15 @@ pub struct Swept {
     pub change_requests: usize,
 }
 
+/// What the bank recorded about one challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    /// Open, completed, or spent by wrong answers.
+    pub status: super::attempts::Status,
+    /// Wrong answers so far.
+    pub failed: u32,
+}
+
 /// Counters of the sandbox's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SandboxStats {
@@ -320,6 +329,18 @@ impl SandboxState {
         wait: std::time::Duration,
     ) -> Vec<SmsMessage> {
         self.0.sms.wait_since(number, after_seq, wait).await
+    }
+
+    /// Where challenge `id` (of any kind) stands at the bank and how many wrong answers it
+    /// had, for tests and tools that check what the bank recorded; `None` when the sandbox
+    /// does not know it (never issued, or forgotten after retention).
+    pub fn challenge_status(&self, id: &ChallengeId) -> Option<ChallengeRecord> {
+        let entry = self.0.challenges.get(id)?.clone();
+        let c = entry.data.lock();
+        Some(ChallengeRecord {
+            status: c.attempts.status,
+            failed: c.attempts.failed,
+        })
     }
 
     /// `/sandbox/sms` long-polls waiting right now.
