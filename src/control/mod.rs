@@ -22,6 +22,7 @@ mod openapi;
 pub mod phones;
 pub mod policy;
 pub mod push;
+mod toolkit;
 
 pub use error::ControlError;
 pub use events::{Event, EventHub};
@@ -179,6 +180,7 @@ fn all_routes() -> Routes {
     let routes = flows::routes(routes);
     let routes = push::routes(routes);
     let routes = policy::routes(routes);
+    let routes = toolkit::routes(routes);
     events::routes(routes)
 }
 
