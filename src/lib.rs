@@ -7,4 +7,5 @@ pub mod control;
 pub mod demo;
 pub mod fleet;
 pub mod phone;
+pub mod probe;
 pub mod sandbox;

@@ -29,6 +29,9 @@ enum Command {
     Sandbox(vphone::sandbox::cli::SandboxArgs),
     /// Run a fleet of simulated phones (load test), or merge load reports.
     Load(Box<vphone::fleet::cli::LoadArgs>),
+    /// Walk every call of the API once with a throwaway person and tell what the server
+    /// supports: status, shape read, time, and which phone flows work.
+    Probe(vphone::probe::ProbeArgs),
     /// Host many phones behind an HTTP control API (JSON, SSE events, OpenAPI at
     /// /openapi.json) for test rigs in any language and a browser.
     Serve(Box<vphone::control::cli::ServeArgs>),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => finish(vphone::demo::run(args)),
         Command::Phone(args) => finish(vphone::phone::cli::run(args)),
         Command::Load(args) => vphone::fleet::cli::main(*args),
+        Command::Probe(args) => finish(vphone::probe::run(args)),
         Command::Serve(args) => match vphone::control::cli::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

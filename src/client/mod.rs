@@ -8,12 +8,14 @@ mod calls;
 mod credentials;
 mod error;
 mod token;
+pub mod transcript;
 
 pub use credentials::{
     CLIENT_ID_ENV, CLIENT_SECRET_ENV, CREDENTIALS_FILE_ENV, Credentials, CredentialsError,
     SANDBOX_CLIENT_ID,
 };
 pub use error::{ClientError, hint};
+pub use transcript::{Exchange, Transcript};
 
 use crate::api::RemoteError;
 use bytes::Bytes;
@@ -22,9 +24,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use token::TokenCache;
 use url::Url;
+
+/// The `service` a vphone sandbox names in `GET /sandbox/health` (kept equal to the
+/// sandbox's own constant by a test).
+pub const VPHONE_SANDBOX_SERVICE: &str = "vphone-sandbox";
 
 /// The default time one request may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -111,6 +117,8 @@ pub struct ClientConfig {
     pub credentials: Credentials,
     /// How long one request may take.
     pub timeout: Duration,
+    /// Where exchanges are recorded, if anywhere.
+    pub transcript: Option<Arc<Transcript>>,
 }
 
 impl ClientConfig {
@@ -121,6 +129,7 @@ impl ClientConfig {
             token_url: target.token_url(),
             credentials,
             timeout: DEFAULT_TIMEOUT,
+            transcript: None,
         }
     }
 
@@ -132,6 +141,12 @@ impl ClientConfig {
     /// The same config with another timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> ClientConfig {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same config, recording every exchange in `transcript`.
+    pub fn with_transcript(mut self, transcript: Option<Arc<Transcript>>) -> ClientConfig {
+        self.transcript = transcript;
         self
     }
 }
@@ -148,6 +163,7 @@ struct Inner {
     base: String,
     token: TokenCache,
     timeout: Duration,
+    transcript: Option<Arc<Transcript>>,
 }
 
 impl fmt::Debug for ApiClient {
@@ -209,6 +225,7 @@ impl ApiClient {
                 base,
                 token: TokenCache::new(config.token_url, config.credentials),
                 timeout: config.timeout,
+                transcript: config.transcript,
             }),
         })
     }
@@ -228,9 +245,32 @@ impl ApiClient {
         let token = self
             .inner
             .token
-            .get(&self.inner.http, self.inner.timeout)
+            .get(
+                &self.inner.http,
+                self.inner.timeout,
+                self.inner.transcript.as_deref(),
+            )
             .await?;
         Ok(token.lifetime())
+    }
+
+    /// Whether the server answers `GET /sandbox/health` as a vphone sandbox (`service:
+    /// "vphone-sandbox"`), i.e. whether its SMS outbox can be read. Any failure is "no".
+    pub async fn is_vphone_sandbox(&self) -> bool {
+        let answer = self
+            .inner
+            .http
+            .get(self.url("/sandbox/health"))
+            .timeout(self.inner.timeout.min(Duration::from_secs(5)))
+            .send()
+            .await;
+        let Ok(resp) = answer else { return false };
+        if !resp.status().is_success() {
+            return false;
+        }
+        resp.json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v["service"] == VPHONE_SANDBOX_SERVICE)
     }
 
     /// Forgets the cached token, so the next call fetches a new one.
@@ -299,9 +339,14 @@ impl ApiClient {
             None => None,
         };
         let inner = &*self.inner;
+        let transcript = inner.transcript.as_deref();
         let mut refreshed = false;
+        let mut resent = false;
         loop {
-            let token = inner.token.get(&inner.http, inner.timeout).await?;
+            let token = inner
+                .token
+                .get(&inner.http, inner.timeout, transcript)
+                .await?;
             let mut req = inner
                 .http
                 .request(method.clone(), &url)
@@ -312,15 +357,48 @@ impl ApiClient {
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(b.clone());
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| transport_error(e, &url, inner.timeout))?;
-            let status = resp.status();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| transport_error(e, &url, inner.timeout))?;
+            let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq, Instant::now())));
+            let answer = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let request_id = record
+                        .as_ref()
+                        .and_then(|_| transcript::request_id(resp.headers()));
+                    resp.bytes().await.map(|bytes| (status, request_id, bytes))
+                }
+                Err(e) => Err(e),
+            };
+            if let Some((t, seq, started)) = record {
+                let (status, request_id, response) = match &answer {
+                    Ok((status, id, bytes)) => (
+                        Some(status.as_u16()),
+                        id.clone(),
+                        transcript::redacted_body(bytes),
+                    ),
+                    Err(_) => (None, None, None),
+                };
+                t.record(Exchange {
+                    seq,
+                    method: method.as_str().to_owned(),
+                    path: strip_query(path).to_owned(),
+                    status,
+                    ms: started.elapsed().as_secs_f64() * 1e3,
+                    request_id,
+                    request: body.as_deref().and_then(transcript::redacted_body),
+                    response,
+                });
+            }
+            let (status, bytes) = match answer {
+                Ok((status, _, bytes)) => (status, bytes),
+                Err(e) if !resent && is_idempotent(&method) && closed_before_answer(&e) => {
+                    // A pooled connection the server had already closed: the request never
+                    // got an answer, and sending it again cannot do twice what it asks.
+                    // A POST is never resent here: its callers reconcile by reading state.
+                    resent = true;
+                    continue;
+                }
+                Err(e) => return Err(transport_error(e, &url, inner.timeout)),
+            };
             if status.is_success() {
                 if matches!(want, Want::Json) && bytes.iter().all(u8::is_ascii_whitespace) {
                     return Err(ClientError::Decode {
@@ -343,6 +421,44 @@ impl ApiClient {
             });
         }
     }
+}
+
+/// Whether sending `method` twice does no more than sending it once (RFC 9110 §9.2.2). The
+/// API's PUTs answer a challenge with a signature: a second identical answer changes nothing.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::PUT | Method::OPTIONS
+    )
+}
+
+/// Whether the connection closed (or was reset) before any answer arrived, as happens when
+/// a server drops an idle keep-alive connection just as the client reuses it.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() || e.is_status() {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 pub(crate) fn strip_query(path: &str) -> &str {

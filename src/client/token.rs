@@ -1,6 +1,7 @@
 //! The cached OAuth2 token. Reads take a short synchronous lock and clone an `Arc`; one
 //! refresh runs at a time, so a thousand phones whose token expired fetch one new token.
 
+use super::transcript::{self, Exchange, Transcript};
 use super::{ClientError, Credentials, transport_error};
 use crate::api::{RemoteError, TokenResponse};
 use http::HeaderValue;
@@ -83,6 +84,7 @@ impl TokenCache {
         &self,
         http: &reqwest::Client,
         timeout: Duration,
+        transcript: Option<&Transcript>,
     ) -> Result<Arc<Token>, ClientError> {
         if let Some(t) = self.fresh() {
             return Ok(t);
@@ -91,7 +93,7 @@ impl TokenCache {
         if let Some(t) = self.fresh() {
             return Ok(t);
         }
-        let token = Arc::new(self.fetch(http, timeout).await?);
+        let token = Arc::new(self.fetch(http, timeout, transcript).await?);
         *self.current.write() = Some(token.clone());
         Ok(token)
     }
@@ -111,10 +113,16 @@ impl TokenCache {
         *self.current.write() = None;
     }
 
-    async fn fetch(&self, http: &reqwest::Client, timeout: Duration) -> Result<Token, ClientError> {
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        transcript: Option<&Transcript>,
+    ) -> Result<Token, ClientError> {
         let started = Instant::now();
         let url = self.url.as_str();
-        let resp = http
+        let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq)));
+        let sent = http
             .post(url)
             .basic_auth(
                 self.credentials.client_id(),
@@ -123,13 +131,33 @@ impl TokenCache {
             .header(http::header::ACCEPT, "application/json")
             .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
             .send()
-            .await
-            .map_err(|e| transport_error(e, url, timeout))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, url, timeout))?;
+            .await;
+        let answer = match sent {
+            Ok(resp) => {
+                let status = resp.status();
+                let id = transcript::request_id(resp.headers());
+                resp.bytes().await.map(|b| (status, id, b))
+            }
+            Err(e) => Err(e),
+        };
+        if let Some((t, seq)) = record {
+            let (status, request_id, response) = match &answer {
+                Ok((s, id, b)) => (Some(s.as_u16()), id.clone(), transcript::redacted_body(b)),
+                Err(_) => (None, None, None),
+            };
+            t.record(Exchange {
+                seq,
+                method: "POST".to_owned(),
+                path: self.url.path().to_owned(),
+                status,
+                ms: started.elapsed().as_secs_f64() * 1e3,
+                request_id,
+                // The form holds no secret (they travel in the Authorization header).
+                request: None,
+                response,
+            });
+        }
+        let (status, _, bytes) = answer.map_err(|e| transport_error(e, url, timeout))?;
         // A token URL may carry a query (some gateways take keys there): never show it.
         let request = || format!("POST {} (token)", super::strip_query(url));
         if !status.is_success() {

@@ -4,7 +4,8 @@
 use super::runner::{ProgressMode, RunOptions};
 use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, Credentials, Target};
+use crate::client::{ApiClient, ClientConfig, Credentials, Target, Transcript};
+use crate::phone::cli::{OtpArg, parse_otp};
 use crate::sandbox::{SandboxConfig, spawn};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -116,10 +117,22 @@ pub struct RunArgs {
     /// Write the full report, histograms included, as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// The mobile number every fleet person uses (its OTP comes from VPHONE_FLEET_OTP,
-    /// default 212212, the sandbox's test-number OTP).
+    /// The mobile number every fleet person uses (its OTP comes from --otp, else
+    /// VPHONE_FLEET_OTP, default 212212, the sandbox's test-number OTP).
     #[arg(long, default_value = "+15550101")]
     pub number: String,
+    /// Where the fleet's codes come from: static:CODE (the code the target sends to
+    /// --number) or command:CMD (runs `sh -c CMD` for every SMS with VPHONE_OTP_NUMBER and
+    /// VPHONE_OTP_KIND set, and reads the code from its stdout).
+    #[arg(long, value_name = "static:CODE|command:CMD", value_parser = parse_fleet_otp)]
+    pub otp: Option<OtpArg>,
+    /// Write a sample of the HTTP exchanges (see --transcript-every) to FILE as JSON lines,
+    /// OTPs, TANs, tokens and signatures redacted.
+    #[arg(long, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
+    /// With --transcript: record one exchange in N.
+    #[arg(long, value_name = "N", default_value = "100", requires = "transcript")]
+    pub transcript_every: u64,
     /// Per-request timeout.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
     pub timeout: Duration,
@@ -244,9 +257,23 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     let pacing = args.pacing()?;
     let shard: Shard = args.shard.parse()?;
     let number = PhoneNumber::parse(&args.number).map_err(|e| FleetError::Usage(e.to_string()))?;
-    let otp_text = std::env::var(OTP_ENV).unwrap_or_else(|_| "212212".to_owned());
-    let otp = Otp::parse(&otp_text)
-        .map_err(|_| FleetError::Usage(format!("{OTP_ENV} must be exactly 6 digits")))?;
+    let (otp, otp_command) = match &args.otp {
+        Some(OtpArg::Static(code)) => (code.clone(), None),
+        Some(OtpArg::Command(cmd)) => (test_code(), Some(cmd.clone())),
+        _ => {
+            let otp_text = std::env::var(OTP_ENV).unwrap_or_else(|_| "212212".to_owned());
+            let otp = Otp::parse(&otp_text)
+                .map_err(|_| FleetError::Usage(format!("{OTP_ENV} must be exactly 6 digits")))?;
+            (otp, None)
+        }
+    };
+    let transcript = match &args.transcript {
+        Some(path) => Some(Arc::new(
+            Transcript::to_file(path, args.transcript_every)
+                .map_err(|e| FleetError::io(path, e))?,
+        )),
+        None => None,
+    };
 
     // The fleet's identity: the first fleet file's seed and size, unless given.
     let mut first_file = None;
@@ -288,7 +315,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let target = Target::Local(url.clone());
             let credentials = Credentials::for_target(args.credentials.as_deref(), &target)
                 .map_err(|e| FleetError::Client(e.to_string()))?;
-            let config = ClientConfig::new(&target, credentials).with_timeout(args.timeout);
+            let config = ClientConfig::new(&target, credentials)
+                .with_timeout(args.timeout)
+                .with_transcript(transcript.clone());
             (client_for(config)?, None)
         }
         None => {
@@ -299,8 +328,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let sandbox = spawn(config).await.map_err(FleetError::Sandbox)?;
             let url = url::Url::parse(&sandbox.base_url())
                 .map_err(|e| FleetError::Client(e.to_string()))?;
-            let config =
-                ClientConfig::local(url, Credentials::sandbox_default()).with_timeout(args.timeout);
+            let config = ClientConfig::local(url, Credentials::sandbox_default())
+                .with_timeout(args.timeout)
+                .with_transcript(transcript.clone());
             (client_for(config)?, Some(sandbox))
         }
     };
@@ -323,11 +353,16 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         },
         number,
         otp,
+        otp_command,
         shard,
         drain: args.drain,
         ..RunOptions::new(scenario, pacing)
     };
     let report = super::run(&client, fleet.clone(), options).await?;
+    if let Some(t) = &transcript {
+        t.flush()
+            .map_err(|e| FleetError::io(args.transcript.clone().unwrap_or_default(), e))?;
+    }
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
@@ -343,6 +378,18 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The fleet's `--otp`: `static:CODE` or `command:CMD` (a fleet cannot prompt).
+fn parse_fleet_otp(s: &str) -> Result<OtpArg, String> {
+    match parse_otp(s)? {
+        arg @ (OtpArg::Static(_) | OtpArg::Command(_)) => Ok(arg),
+        _ => Err("a fleet takes --otp static:CODE or --otp command:CMD".into()),
+    }
+}
+
+fn test_code() -> Otp {
+    Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits"))
 }
 
 fn parse_signer(text: &str) -> Result<Backend, String> {

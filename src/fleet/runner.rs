@@ -6,6 +6,7 @@ use super::scenario::{Scenario, Step, Steps};
 use super::{Fleet, FleetError, Report, Shard, ShardRun, peak_rss_bytes};
 use crate::api::{Otp, PhoneNumber};
 use crate::client::ApiClient;
+use crate::phone::OtpCommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub number: PhoneNumber,
     /// The OTP the target always sends to that number.
     pub otp: Otp,
+    /// A command printing each code instead of `otp` (`--otp command:CMD`).
+    pub otp_command: Option<OtpCommand>,
     /// Progress display.
     pub progress: ProgressMode,
     /// Which slice of the fleet this is (for the report).
@@ -56,6 +59,7 @@ impl RunOptions {
             number: PhoneNumber::test_number(),
             // A constant six-digit string always parses.
             otp: Otp::parse("212212").expect("212212 is a valid OTP"),
+            otp_command: None,
             progress: ProgressMode::Off,
             shard: Shard::WHOLE,
             drain: DEFAULT_DRAIN,
@@ -127,6 +131,7 @@ impl Shared {
             worker,
             number: &self.options.number,
             otp: &self.options.otp,
+            otp_command: self.options.otp_command.as_ref(),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // A failed iteration is already recorded; the run goes on.

@@ -15,10 +15,14 @@ use crate::api::{
     UpdatePerson,
 };
 use crate::client::{ApiClient, ClientError};
+use crate::phone::{OtpCommand, SmsKind};
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long an OTP command may take for one SMS.
+const OTP_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One kind of step a phone can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,9 +226,30 @@ pub struct Steps<'a> {
     pub number: &'a PhoneNumber,
     /// The OTP the target sends to `number` (`212212` for the sandbox's test number).
     pub otp: &'a Otp,
+    /// A command that prints each code instead (`--otp command:CMD`), run once per SMS.
+    pub otp_command: Option<&'a OtpCommand>,
 }
 
 impl Steps<'_> {
+    /// The code of the SMS `kind` just sent: from the OTP command if there is one (a failure
+    /// is recorded against `op`, the call that needed the code), else the static code.
+    async fn code(&self, op: Op, kind: SmsKind) -> Result<Otp, Aborted> {
+        let Some(command) = self.otp_command else {
+            return Ok(self.otp.clone());
+        };
+        command
+            .run(self.number, kind, OTP_COMMAND_TIMEOUT)
+            .await
+            .map_err(|_| {
+                let failure = Failure {
+                    status: 0,
+                    code: "otp_command".into(),
+                };
+                self.recorder.failed(self.worker, op, &failure);
+                Aborted
+            })
+    }
+
     async fn timed<T>(
         &self,
         op: Op,
@@ -346,7 +371,9 @@ impl Steps<'_> {
                 .await?;
                 let confirm = ConfirmMobileNumber {
                     number: self.number.clone(),
-                    token: self.otp.clone(),
+                    token: self
+                        .code(Op::ConfirmMobileNumber, SmsKind::VerifyNumber)
+                        .await?,
                 };
                 self.timed(
                     Op::ConfirmMobileNumber,
@@ -373,7 +400,14 @@ impl Steps<'_> {
                 };
                 let created = self.timed(Op::CreateDevice, c.create_device(&req)).await?;
                 let answer = AnswerSignatureChallenge {
-                    signature: signature(key.sign_hex(self.otp.expose().as_bytes())),
+                    signature: signature(
+                        key.sign_hex(
+                            self.code(Op::AnswerSignatureChallenge, SmsKind::Binding)
+                                .await?
+                                .expose()
+                                .as_bytes(),
+                        ),
+                    ),
                     device_data: None,
                 };
                 self.timed(
@@ -453,7 +487,9 @@ impl Steps<'_> {
                     .timed(Op::CreateSmsChallenge, c.create_sms_challenge(&req))
                     .await?;
                 let answer = AnswerSmsChallenge {
-                    code: self.otp.clone(),
+                    code: self
+                        .code(Op::AnswerSmsChallenge, SmsKind::SmsChallenge)
+                        .await?,
                 };
                 self.timed(
                     Op::AnswerSmsChallenge,

@@ -194,7 +194,7 @@ impl PhoneError {
             },
             PhoneError::KeyPending { .. } => 3,
             PhoneError::Inbox { source, .. } => match source {
-                InboxError::NoOutbox { .. } => 4,
+                InboxError::NoOutbox { .. } | InboxError::Command(_) => 4,
                 InboxError::Outbox(c) if !c.is_unavailable() => 1,
                 _ => 3,
             },

@@ -3,8 +3,10 @@
 //! Take a [`Marker`] *before* triggering the SMS, then [`Inbox::wait_for_otp`] returns the
 //! first code that arrived after it, so an older SMS is never reused.
 
+use super::otp_input::{OtpCommand, SmsKind, read_line_code};
 use crate::api::{Otp, PhoneNumber, SmsMessage, SmsQuery};
 use crate::client::{ApiClient, ClientError};
+use parking_lot::Mutex;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +37,9 @@ pub enum OtpSource {
     InProcess(Arc<dyn SmsFeed>),
     /// Always the same code (the real Solaris sandbox sends `212212` to test numbers).
     Static(Otp),
-    /// Asks on the terminal.
+    /// Runs a command that prints the code (`--otp command:CMD`).
+    Command(OtpCommand),
+    /// Asks on the terminal, or reads the next line of stdin when it is not a terminal.
     Terminal,
 }
 
@@ -45,6 +49,7 @@ impl fmt::Debug for OtpSource {
             OtpSource::SandboxHttp(_) => "SandboxHttp",
             OtpSource::InProcess(_) => "InProcess",
             OtpSource::Static(_) => "Static(<redacted>)",
+            OtpSource::Command(_) => "Command(<command>)",
             OtpSource::Terminal => "Terminal",
         })
     }
@@ -76,6 +81,21 @@ pub enum InboxError {
         /// How long the prompt waited.
         waited: Duration,
     },
+    /// The `--otp command:CMD` failed (could not start, exited non-zero, printed no code).
+    /// Its output is never quoted: it may hold the code.
+    #[error("the OTP command gave no code: {0}")]
+    Command(String),
+    /// The `--otp command:CMD` was still running when the OTP timeout ended (it was killed).
+    #[error(
+        "the OTP command gave no code for {number} within {}; it was stopped (raise --otp-timeout if its SMS gateway is slow)",
+        humantime::format_duration(*waited)
+    )]
+    CommandTimeout {
+        /// The number whose code was asked for.
+        number: PhoneNumber,
+        /// How long it ran.
+        waited: Duration,
+    },
     /// The server has no vphone SMS outbox (it is not a vphone sandbox).
     #[error(
         "{server} has no vphone SMS outbox (GET /sandbox/sms answered HTTP {status}), so the phone cannot read its SMS there; use --otp prompt to type codes in, or --otp static for the test number +15550101"
@@ -103,6 +123,8 @@ pub struct Inbox {
     source: OtpSource,
     /// The highest sequence number seen so far, so markers cost one incremental poll.
     seen: AtomicU64,
+    /// What the SMS awaited is for, as the flow said when it took its marker.
+    kind: Mutex<SmsKind>,
 }
 
 impl fmt::Debug for Inbox {
@@ -121,6 +143,7 @@ impl Inbox {
             number,
             source,
             seen: AtomicU64::new(0),
+            kind: Mutex::new(SmsKind::Unknown),
         }
     }
 
@@ -140,6 +163,13 @@ impl Inbox {
         }
     }
 
+    /// The current end of the inbox before triggering an SMS of `kind` (an OTP command is
+    /// told the kind).
+    pub async fn marker_for(&self, kind: SmsKind) -> Result<Marker, InboxError> {
+        *self.kind.lock() = kind;
+        self.marker().await
+    }
+
     /// The current end of the inbox. Take it before triggering an SMS.
     pub async fn marker(&self) -> Result<Marker, InboxError> {
         let after = self.seen.load(Ordering::Relaxed);
@@ -157,7 +187,7 @@ impl Inbox {
                 let messages = feed.since(&self.number, after);
                 self.note(&messages);
             }
-            OtpSource::Static(_) | OtpSource::Terminal => {}
+            OtpSource::Static(_) | OtpSource::Command(_) | OtpSource::Terminal => {}
         }
         Ok(Marker(self.seen.load(Ordering::Relaxed)))
     }
@@ -204,6 +234,10 @@ impl Inbox {
         };
         match &self.source {
             OtpSource::Static(otp) => Ok(otp.clone()),
+            OtpSource::Command(command) => {
+                let kind = *self.kind.lock();
+                command.run(&self.number, kind, timeout).await
+            }
             OtpSource::SandboxHttp(client) => {
                 let mut cursor = after.0;
                 loop {
@@ -263,7 +297,7 @@ impl Inbox {
                     }
                 }
             }
-            OtpSource::Terminal => wait_typed(&self.number, timeout, read_code).await,
+            OtpSource::Terminal => wait_typed(&self.number, timeout, read_line_code).await,
         }
     }
 }
@@ -312,24 +346,10 @@ pub fn first_code(messages: &[SmsMessage], number: &PhoneNumber, after: u64) -> 
         .map(|(_, code)| code)
 }
 
-fn read_code(prompt: &str) -> Result<Otp, InboxError> {
-    use std::io::{BufRead, Write};
-    let mut err = std::io::stderr();
-    let _ = write!(err, "{prompt}");
-    let _ = err.flush();
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| InboxError::Terminal(e.to_string()))?;
-    Otp::parse(line.trim()).map_err(|e| InboxError::Terminal(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::{Language, now_utc};
-    use parking_lot::Mutex;
 
     fn sms(seq: u64, number: &PhoneNumber, text: &str) -> SmsMessage {
         SmsMessage {

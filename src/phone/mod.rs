@@ -21,6 +21,7 @@ mod error;
 mod flows;
 mod inbox;
 pub mod logic;
+mod otp_input;
 mod outcome;
 mod profile;
 mod toolkit;
@@ -28,6 +29,7 @@ mod toolkit;
 pub use error::PhoneError;
 pub use flows::{Confirmation, person_named};
 pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, first_code};
+pub use otp_input::{OTP_KIND_ENV, OTP_NUMBER_ENV, OtpCommand, SmsKind, find_code};
 pub use outcome::{
     AddKeyOutcome, BindOutcome, ChangeOutcome, DeleteOutcome, RegisterOutcome, SignOutcome,
     SmsOutcome, StepTime, Timings, VerifyOutcome,

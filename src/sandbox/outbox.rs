@@ -64,9 +64,17 @@ impl Drop for LongPoll<'_> {
     }
 }
 
-/// `GET /sandbox/health`.
+/// What `GET /sandbox/health` names as its service, so a phone can tell a vphone sandbox
+/// (whose SMS outbox it may read) from any other server.
+pub const HEALTH_SERVICE: &str = "vphone-sandbox";
+
+/// `GET /sandbox/health`: `{"status": "ok", "service": "vphone-sandbox", "version"}`.
 pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+    Json(serde_json::json!({
+        "status": "ok",
+        "service": HEALTH_SERVICE,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
 }
 
 /// `GET /sandbox/stats`: the work counters.

@@ -7,7 +7,7 @@ use vphone_keystore::KeyLabel;
 
 /// `vphone phone bind`
 pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.bind().await?;
     ctx.emit(&out, || {
         format!(
@@ -31,7 +31,7 @@ pub(super) async fn add_key(
     name: &PhoneName,
     purpose: Option<KeyPurpose>,
 ) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.add_key(purpose).await?;
     ctx.emit(&out, || {
         format!(
@@ -50,7 +50,7 @@ pub(super) async fn devices(
     name: &PhoneName,
     include_deleted: bool,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let devices = phone.devices(include_deleted).await?;
     ctx.emit(&devices, || {
         if devices.is_empty() {
@@ -78,7 +78,7 @@ pub(super) async fn devices(
 /// `vphone phone keys`: the bank's list, each key also named by the fingerprint of the
 /// phone's key it is (when the phone holds it), as every other command names keys.
 pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let keys = phone.keys().await?;
     let ours = |k: &crate::api::KeySummary| {
         phone
@@ -119,7 +119,7 @@ pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
 
 /// `vphone phone delete-device`
 pub(super) async fn delete(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let mut phone = ctx.open(name)?;
+    let mut phone = ctx.open(name).await?;
     let out = phone.delete_device().await?;
     ctx.emit(&out, || {
         if out.already_deleted {

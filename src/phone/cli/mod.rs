@@ -7,7 +7,10 @@ mod setup;
 mod sign;
 mod toolkit;
 
-pub use options::{ConnectArgs, DEFAULT_LOCAL_API, OtpArg, PhoneOptions, PresenceArg, TargetArg};
+pub use options::{
+    ConnectArgs, DEFAULT_LOCAL_API, OtpArg, PhoneOptions, PresenceArg, TargetArg, otp_source,
+    parse_otp,
+};
 pub use toolkit::KeyIdArg;
 
 use super::{Home, Phone, PhoneError, PhoneName, SavedPhone};
@@ -16,7 +19,6 @@ use crate::api::{
 };
 use crate::client::{ClientError, Target};
 use clap::{Args, Subcommand, ValueEnum};
-use options::otp_source;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -470,16 +472,11 @@ impl Ctx<'_> {
 
     /// Opens saved phone `name`, connected to the server it was set up against unless
     /// --api or --target says otherwise, with the options' OTP source, prompt and timeout.
-    fn open(&self, name: &PhoneName) -> Result<Phone, CliError> {
+    async fn open(&self, name: &PhoneName) -> Result<Phone, CliError> {
         let saved = SavedPhone::load(&self.home, name.clone(), self.passphrase.clone())?;
         let target = self.target(saved.profile().api_base.as_deref());
         let client = self.options.connect.client(&target)?;
-        let source = otp_source(
-            self.options.otp,
-            &target,
-            &client,
-            saved.profile().number.as_ref(),
-        );
+        let source = otp_source(&self.options.otp, &client, saved.profile().number.as_ref()).await;
         Ok(saved
             .into_phone(client, source)
             .with_presence(self.presence.clone())

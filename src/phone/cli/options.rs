@@ -2,8 +2,8 @@
 //! biometric prompt and where SMS codes come from.
 
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, ClientError, Credentials, Target};
-use crate::phone::{Confirmation, OtpSource};
+use crate::client::{ApiClient, ClientConfig, ClientError, Credentials, Target, Transcript};
+use crate::phone::{Confirmation, OtpCommand, OtpSource};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +32,10 @@ pub struct ConnectArgs {
     /// How long one HTTP request may take.
     #[arg(long, global = true, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Write every HTTP exchange (method, path, status, ms, request id, bodies with OTPs,
+    /// TANs, tokens and signatures redacted) to FILE as JSON lines, e.g. for a bug report.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
 }
 
 /// A well-known server.
@@ -62,10 +66,33 @@ impl ConnectArgs {
         }
     }
 
-    /// A client for the target, with credentials from the file or environment.
+    /// A client for the target, with credentials from the file or environment, recording
+    /// into the `--transcript` file if one is named.
     pub fn client(&self, target: &Target) -> Result<ApiClient, ClientError> {
+        let transcript = match &self.transcript {
+            Some(path) => Some(Arc::new(Transcript::to_file(path, 1).map_err(|e| {
+                ClientError::Config(format!(
+                    "cannot write the transcript {}: {e}",
+                    path.display()
+                ))
+            })?)),
+            None => None,
+        };
+        self.client_with(target, transcript)
+    }
+
+    /// A client for the target recording into `transcript` (the caller's, e.g. the demo's).
+    pub fn client_with(
+        &self,
+        target: &Target,
+        transcript: Option<Arc<Transcript>>,
+    ) -> Result<ApiClient, ClientError> {
         let credentials = Credentials::for_target(self.credentials.as_deref(), target)?;
-        ApiClient::new(ClientConfig::new(target, credentials).with_timeout(self.timeout))
+        ApiClient::new(
+            ClientConfig::new(target, credentials)
+                .with_timeout(self.timeout)
+                .with_transcript(transcript),
+        )
     }
 }
 
@@ -82,9 +109,12 @@ pub struct PhoneOptions {
     /// terminal) or delay:DURATION (approve after e.g. delay:2s).
     #[arg(long, global = true, default_value = "approve", value_parser = parse_presence)]
     pub presence: PresenceArg,
-    /// Where SMS codes come from: auto (the sandbox outbox for --api servers, else static
-    /// 212212 for the test number +15550101, else the terminal), sandbox, static, prompt.
-    #[arg(long, global = true, value_enum, default_value = "auto")]
+    /// Where SMS codes come from: auto (the SMS outbox when the server answers GET
+    /// /sandbox/health as a vphone sandbox, else 212212 for the test number +15550101, else
+    /// prompt), sandbox, static (212212), static:CODE, command:CMD (runs `sh -c CMD` with
+    /// VPHONE_OTP_NUMBER and VPHONE_OTP_KIND set; the first 6-digit code on its stdout is the
+    /// code), prompt (the terminal, or one code per line on stdin when it is not a terminal).
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_otp)]
     pub otp: OtpArg,
     /// How long to wait for an SMS.
     #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -136,33 +166,73 @@ impl PresenceArg {
 }
 
 /// Where codes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OtpArg {
-    /// Pick by target and number.
+    /// Pick by what the server is and the number.
     Auto,
     /// The vphone sandbox's SMS outbox.
     Sandbox,
-    /// Always 212212 (the Solaris sandbox's test code).
-    Static,
-    /// Ask on the terminal.
+    /// Always this code (`static` alone: 212212, the Solaris sandbox's test code).
+    Static(Otp),
+    /// Run this command and read the code from its stdout.
+    Command(OtpCommand),
+    /// The terminal, or stdin lines.
     Prompt,
 }
 
-pub(super) fn otp_source(
-    arg: OtpArg,
-    target: &Target,
+/// Parses `auto`, `sandbox`, `static`, `static:CODE`, `command:CMD` or `prompt`.
+pub fn parse_otp(s: &str) -> Result<OtpArg, String> {
+    match s {
+        "auto" => Ok(OtpArg::Auto),
+        "sandbox" => Ok(OtpArg::Sandbox),
+        "static" => Ok(OtpArg::Static(test_code())),
+        "prompt" => Ok(OtpArg::Prompt),
+        other => {
+            if let Some(code) = other.strip_prefix("static:") {
+                // The message does not repeat the argument: it may be a real code.
+                Otp::parse(code)
+                    .map(OtpArg::Static)
+                    .map_err(|_| "static:CODE needs exactly 6 digits".to_owned())
+            } else if let Some(cmd) = other.strip_prefix("command:") {
+                if cmd.trim().is_empty() {
+                    return Err("command:CMD needs a command, e.g. command:'my-sms-reader'".into());
+                }
+                Ok(OtpArg::Command(OtpCommand::new(cmd)))
+            } else {
+                Err(format!(
+                    "{other:?} is not one of auto, sandbox, static, static:CODE, command:CMD, prompt"
+                ))
+            }
+        }
+    }
+}
+
+/// 212212: what the Solaris sandbox (and ours) sends to the test number +15550101.
+fn test_code() -> Otp {
+    Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits"))
+}
+
+/// The OTP source `arg` names for `number` on `client`'s server. `auto` asks the server's
+/// `GET /sandbox/health` whether it is a vphone sandbox (whose outbox can be read).
+pub async fn otp_source(
+    arg: &OtpArg,
     client: &ApiClient,
     number: Option<&PhoneNumber>,
 ) -> OtpSource {
-    let static_code =
-        || OtpSource::Static(Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits")));
     match arg {
         OtpArg::Sandbox => OtpSource::SandboxHttp(client.clone()),
-        OtpArg::Static => static_code(),
+        OtpArg::Static(code) => OtpSource::Static(code.clone()),
+        OtpArg::Command(cmd) => OtpSource::Command(cmd.clone()),
         OtpArg::Prompt => OtpSource::Terminal,
-        OtpArg::Auto if target.is_local() => OtpSource::SandboxHttp(client.clone()),
-        OtpArg::Auto if number == Some(&PhoneNumber::test_number()) => static_code(),
-        OtpArg::Auto => OtpSource::Terminal,
+        OtpArg::Auto => {
+            if client.is_vphone_sandbox().await {
+                OtpSource::SandboxHttp(client.clone())
+            } else if number == Some(&PhoneNumber::test_number()) {
+                OtpSource::Static(test_code())
+            } else {
+                OtpSource::Terminal
+            }
+        }
     }
 }
 
@@ -170,8 +240,6 @@ pub(super) fn confirmation(via: ViaArg) -> Confirmation {
     match via {
         ViaArg::Device => Confirmation::DeviceSigning,
         ViaArg::Sms => Confirmation::Sms,
-        ViaArg::Static => Confirmation::Static(
-            Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits")),
-        ),
+        ViaArg::Static => Confirmation::Static(test_code()),
     }
 }

@@ -43,14 +43,14 @@ pub(super) async fn create(
         let saved_api = p.person_id.as_ref().and(p.api_base.clone());
         let target = ctx.target(saved_api.as_deref());
         let client = ctx.options.connect.client(&target)?;
-        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        let source = otp_source(&ctx.options.otp, &client, Some(&number)).await;
         let mut phone = saved.into_phone(client, source);
         phone.set_api_base();
         phone
     } else {
         let target = ctx.target(None);
         let client = ctx.options.connect.client(&target)?;
-        let source = otp_source(ctx.options.otp, &target, &client, Some(&number));
+        let source = otp_source(&ctx.options.otp, &client, Some(&number)).await;
         Phone::create(
             &ctx.home,
             name.clone(),
@@ -109,7 +109,7 @@ pub(super) async fn show(ctx: &Ctx<'_>, name: &PhoneName, offline: bool) -> Resu
         saved = SavedPhone::load(&ctx.home, name.clone(), ctx.passphrase.clone())?;
         (saved.profile(), saved.vault(), None)
     } else {
-        phone = ctx.open(name)?;
+        phone = ctx.open(name).await?;
         let device = if phone.profile().bound {
             Some(phone.device().await?)
         } else {

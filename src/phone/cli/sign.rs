@@ -10,7 +10,7 @@ pub(super) async fn sign(
     name: &PhoneName,
     challenge: &ChallengeId,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let out = phone.sign_challenge(challenge).await?;
     ctx.emit(&out, || {
         format!(
@@ -29,7 +29,7 @@ pub(super) async fn approve(
     name: &PhoneName,
     purpose: Option<KeyPurpose>,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let out = phone.approve(purpose).await?;
     ctx.emit(&out, || {
         format!(
@@ -44,7 +44,7 @@ pub(super) async fn approve(
 
 /// `vphone phone sms-challenge`
 pub(super) async fn sms_challenge(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let out = phone.sms_challenge().await?;
     ctx.emit(&out, || {
         format!(
@@ -68,7 +68,7 @@ pub(super) async fn change(
             "nothing to change: give --first-name, --last-name or --email".to_owned(),
         ));
     }
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let out = phone.change_person(update, &confirmation(via)).await?;
     print_change(ctx, name, &out);
     Ok(())
@@ -81,7 +81,7 @@ pub(super) async fn confirm(
     change_request: &ChangeRequestId,
     via: ViaArg,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     let out = phone
         .confirm_change(change_request, &confirmation(via))
         .await?;

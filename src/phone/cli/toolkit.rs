@@ -190,7 +190,7 @@ pub(super) async fn otp(
     since: Option<u64>,
     print_marker: bool,
 ) -> Result<(), CliError> {
-    let phone = ctx.open(name)?;
+    let phone = ctx.open(name).await?;
     if print_marker {
         let marker = phone.otp_marker().await?;
         let value = serde_json::json!({"marker": marker.0});

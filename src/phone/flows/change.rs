@@ -133,7 +133,7 @@ impl Phone {
                 authorize.person_id = Some(person_id.clone());
                 let inbox = self.inbox_ref()?;
                 let mark = inbox
-                    .marker()
+                    .marker_for(crate::phone::SmsKind::ChangeRequest)
                     .await
                     .step(self.name(), "change request: read inbox")?;
                 self.client

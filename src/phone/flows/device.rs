@@ -51,7 +51,10 @@ impl Phone {
             device_data: None,
         };
         let inbox = self.inbox_ref()?;
-        let mark = inbox.marker().await.step(self.name(), "bind: read inbox")?;
+        let mark = inbox
+            .marker_for(crate::phone::SmsKind::Binding)
+            .await
+            .step(self.name(), "bind: read inbox")?;
         let created = self
             .client
             .create_device(&req)

@@ -56,7 +56,7 @@ impl Phone {
         let person = self.person_id()?;
         let (number, inbox) = self.number_and_inbox()?;
         let mark = inbox
-            .marker()
+            .marker_for(crate::phone::SmsKind::VerifyNumber)
             .await
             .step(self.name(), "verify number: read inbox")?;
         let req = MobileNumberRequest {

@@ -83,7 +83,7 @@ impl Phone {
         let person_id = self.person_id()?;
         let inbox = self.inbox_ref()?;
         let mark = inbox
-            .marker()
+            .marker_for(crate::phone::SmsKind::SmsChallenge)
             .await
             .step(self.name(), "SMS challenge: read inbox")?;
         let challenge = self

@@ -1,0 +1,258 @@
+//! `vphone demo` and `vphone probe` say what the server really answered: a layer in front
+//! of the server records every status it served, and each demo line and probe row must
+//! show exactly those. Against the variant bank, calls it does not offer are reported as
+//! skipped (demo) or not offered (probe), never as failures, and the exit codes are the
+//! documented ones.
+#![allow(clippy::unwrap_used)]
+
+use assert_cmd::Command;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use vphone::client::transcript::route_of;
+use vphone::sandbox::{self, SandboxConfig, SandboxState, variant};
+
+/// `(METHOD /route/{id}, status)` of every answer the server gave, in order.
+type Served = Arc<Mutex<Vec<(String, u16)>>>;
+
+/// Serves `app` on 127.0.0.1:0 behind a layer recording every status it answers.
+async fn serve_recorded(app: Router) -> (String, Served) {
+    let served: Served = Arc::default();
+    let log = served.clone();
+    let app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
+        let log = log.clone();
+        async move {
+            let call = format!("{} {}", req.method(), route_of(req.uri().path()));
+            let resp: Response = next.run(req).await;
+            log.lock().push((call, resp.status().as_u16()));
+            resp
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, served)
+}
+
+async fn recorded_sandbox() -> (String, Served) {
+    serve_recorded(sandbox::router(SandboxState::new(SandboxConfig::default()))).await
+}
+
+/// Our sandbox, except that SMS challenges answer an HTML 404 page, as a server that does
+/// not offer them.
+async fn recorded_sandbox_without_sms_challenges() -> (String, Served) {
+    let app = sandbox::router(SandboxState::new(SandboxConfig::default())).layer(
+        middleware::from_fn(|req: Request, next: Next| async move {
+            if req.uri().path().starts_with("/v1/mfa/challenges/sms") {
+                let page = format!("<pre>Cannot {} {}</pre>", req.method(), req.uri().path());
+                return (
+                    axum::http::StatusCode::NOT_FOUND,
+                    [("content-type", "text/html")],
+                    page,
+                )
+                    .into_response();
+            }
+            next.run(req).await
+        }),
+    );
+    serve_recorded(app).await
+}
+
+async fn recorded_variant_bank(outbox: bool) -> (String, Served) {
+    let state = SandboxState::new(SandboxConfig::default());
+    serve_recorded(variant::router(state, variant::VariantOptions { outbox })).await
+}
+
+/// Runs `vphone ARGS` off the runtime (the server keeps serving meanwhile).
+async fn vphone(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::cargo_bin("vphone")
+            .unwrap()
+            .env_remove("VPHONE_CREDENTIALS")
+            .env_remove("VPHONE_CLIENT_ID")
+            .env_remove("VPHONE_CLIENT_SECRET")
+            .args(&args)
+            .timeout(Duration::from_secs(90))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The server's answers to the API (its SMS outbox and health are the phone's SIM).
+fn api_answers(served: &Served) -> Vec<(String, u16)> {
+    served
+        .lock()
+        .iter()
+        .filter(|(call, _)| !call.contains("/sandbox/"))
+        .cloned()
+        .collect()
+}
+
+/// Every `→ NNN` status a line prints.
+fn printed_statuses(line: &str) -> Vec<u16> {
+    line.split("→ ")
+        .skip(1)
+        .filter_map(|rest| rest.get(..3)?.parse().ok())
+        .collect()
+}
+
+/// Runs `vphone demo --json` against `base` and checks every step's calls and printed
+/// statuses against what the server served; returns the report and the exit code.
+async fn demo_against(base: &str, served: &Served, extra: &[&str]) -> (Value, Option<i32>) {
+    let mut a = args(&["demo", "--json", "--api", base]);
+    a.extend(args(extra));
+    let out = vphone(a).await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let steps = report["steps"].as_array().unwrap();
+    let mut shown = Vec::new();
+    for step in steps {
+        let calls: Vec<(String, u16)> = step["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["call"].as_str().unwrap().to_owned(),
+                    c["status"].as_u64().unwrap() as u16,
+                )
+            })
+            .collect();
+        let detail = step["detail"].as_str().unwrap();
+        let statuses: Vec<u16> = calls.iter().map(|(_, s)| *s).collect();
+        assert_eq!(printed_statuses(detail), statuses, "{detail}");
+        shown.extend(calls);
+    }
+    assert_eq!(
+        shown,
+        api_answers(served),
+        "the demo's calls are not what the server served"
+    );
+    (report, out.status.code())
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_lines_show_the_statuses_our_sandbox_served() {
+    let (base, served) = recorded_sandbox().await;
+    let (report, code) = demo_against(&base, &served, &[]).await;
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["passed"], 16);
+    assert_eq!(report["skipped"], 0);
+    // Our sandbox answers 202 to a binding and 403 to a deleted device: shown as served.
+    assert!(
+        step(&report, "bind unrestricted key")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("POST /v1/mfa/devices → 202")
+    );
+    assert!(
+        step(&report, "deleted device is refused")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("→ 403")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_server_does_not_offer_is_skipped_and_the_walk_goes_on() {
+    let (base, served) = recorded_sandbox_without_sms_challenges().await;
+    let (report, code) = demo_against(&base, &served, &[]).await;
+    let sms = step(&report, "SMS challenge");
+    assert_eq!(sms["status"], "skipped", "{report:#}");
+    assert_eq!(
+        sms["detail"],
+        "skipped: server does not offer POST /v1/mfa/challenges/sms — POST /v1/mfa/challenges/sms → 404"
+    );
+    // Every later step that does not need it ran and passed.
+    for later in [
+        "change name, SMS TAN",
+        "delete device",
+        "deleted device is refused",
+    ] {
+        assert_eq!(step(&report, later)["status"], "ok", "{report:#}");
+    }
+    assert_eq!(
+        (&report["passed"], &report["skipped"], &report["failed"]),
+        (&Value::from(15), &Value::from(1), &Value::from(0))
+    );
+    // Skipped steps do not fail the demo (documented in `vphone demo --help`).
+    assert_eq!(code, Some(0));
+
+    // The human lines say the same.
+    let out = vphone(args(&["demo", "--api", &base])).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("SMS challenge ..................... skipped: server does not offer POST /v1/mfa/challenges/sms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("summary: 15/16 steps ok, 1 skipped, 0 failed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_api_fails_the_demo_instead_of_skipping_everything() {
+    // Every route of the variant bank's HTML 404 page, token included: a wrong base URL.
+    let (base, served) = recorded_variant_bank(false).await;
+    let wrong = format!("{base}/not-the-api");
+    let (report, code) = demo_against(&wrong, &served, &[]).await;
+    assert_eq!(code, Some(1), "{report:#}");
+    let token = step(&report, "get token");
+    assert_eq!(token["status"], "failed");
+    assert!(
+        token["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not offer POST /not-the-api/oauth2/token"),
+        "{token}"
+    );
+    assert_eq!(report["passed"], 0);
+    assert_eq!(step(&report, "create person")["status"], "not_run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_against_our_sandbox_reads_every_call_as_documented() {
+    let (base, served) = recorded_sandbox().await;
+    let out = vphone(args(&["probe", "--json", "--api", &base])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answers = api_answers(&served);
+    for row in report["calls"].as_array().unwrap() {
+        let call = row["call"].as_str().unwrap();
+        assert_eq!(row["shape"], "as_documented", "{row}");
+        // The row's status is the server's first answer to that call.
+        let first = answers.iter().find(|(c, _)| c == call).unwrap();
+        assert_eq!(row["status"].as_u64(), Some(u64::from(first.1)), "{row}");
+    }
+    assert_eq!(report["calls"].as_array().unwrap().len(), 25);
+    for f in report["flows"].as_array().unwrap() {
+        assert_eq!(f["works"], true, "{f}");
+    }
+}
