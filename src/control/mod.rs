@@ -7,6 +7,7 @@
 //!   backend), `policy` (prompt, faults, pending approvals), `events` (SSE), `openapi`.
 //!   Each adds its routes with [`Routes::add`], which also records them, so a test can
 //!   compare the router with `/openapi.json`.
+//! - `web`: the web phone at `/` (HTML, CSS, JS inside the binary), outside the API's table.
 //! - Every error answers `{"error": {"message", "exit_code", "kind", "status"?, "code"?}}`
 //!   ([`ControlError`]).
 //! - Flows run on blocking threads: the emulated biometric prompt ([`policy::Prompt`]) may
@@ -23,6 +24,7 @@ pub mod phones;
 pub mod policy;
 pub mod push;
 mod toolkit;
+pub mod web;
 
 pub use error::ControlError;
 pub use events::{Event, EventHub};
@@ -198,6 +200,8 @@ pub fn router(state: ControlState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+        // Added after the token layer: the page's files are public and stateless.
+        .merge(web::router())
 }
 
 /// Refuses requests without the bearer token, when the server has one. Compares in
