@@ -23,6 +23,8 @@ mod openapi;
 pub mod phones;
 pub mod policy;
 pub mod push;
+mod sms;
+mod toolkit;
 pub mod web;
 
 pub use error::ControlError;
@@ -181,6 +183,7 @@ fn all_routes() -> Routes {
     let routes = flows::routes(routes);
     let routes = push::routes(routes);
     let routes = policy::routes(routes);
+    let routes = toolkit::routes(routes);
     events::routes(routes)
 }
 
@@ -283,6 +286,7 @@ impl ControlHandle {
         if let Some(sms) = self.sms.take() {
             sms.abort();
         }
+        self.state.phones().sms.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -310,7 +314,7 @@ pub async fn spawn(state: ControlState, addr: SocketAddr) -> std::io::Result<Con
             })
             .await
     });
-    let sms = state.phones().watch_sms();
+    let sms = state.phones().sms.start_embedded();
     Ok(ControlHandle {
         addr,
         state,

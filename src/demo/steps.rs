@@ -60,7 +60,10 @@ pub(super) async fn walk_all(
         .await;
     walk.step(NUMBER, &[PERSON], false, async {
         let m = phone.add_number(number.clone()).await?;
-        Ok(((), format!("number {}", m.number)))
+        Ok((
+            (),
+            format!("number {}", m.number.as_ref().unwrap_or(&number)),
+        ))
     })
     .await;
     walk.step(VERIFY, &[NUMBER], false, async {
@@ -69,7 +72,7 @@ pub(super) async fn walk_all(
         let line = format!(
             "code from the SMS after {:.1} ms, number {} verified",
             waited.as_secs_f64() * 1e3,
-            v.mobile_number.number
+            v.mobile_number.number.as_ref().unwrap_or(&number)
         );
         Ok(((), line))
     })
@@ -189,11 +192,7 @@ pub(super) async fn walk_all(
                 }
                 Err(e) => match e.remote() {
                     Some(r) if (400..500).contains(&r.status) => {
-                        let code = if r.code.is_empty() {
-                            "no code"
-                        } else {
-                            r.code.as_str()
-                        };
+                        let code = r.code.as_ref().map_or("no code", |c| c.as_str());
                         Ok(((), format!("refused ({code}), as it should be")))
                     }
                     _ => Err(e.into()),
@@ -262,10 +261,16 @@ async fn change_steps(
                     )
                     .into());
                 }
-                let line = format!(
-                    "confirmed by {}, {}; the person is now {} {}",
-                    o.delivery_method, o.status, p.first_name, p.last_name
-                );
+                let line = match o {
+                    crate::phone::PersonChange::Confirmed(o) => format!(
+                        "confirmed by {}, {}; the person is now {} {}",
+                        o.delivery_method, o.status, p.first_name, p.last_name
+                    ),
+                    crate::phone::PersonChange::AppliedWithoutConfirmation { .. } => format!(
+                        "applied without confirmation; the person is now {} {}",
+                        p.first_name, p.last_name
+                    ),
+                };
                 Ok(((), line))
             })
             .await;
