@@ -451,3 +451,136 @@ async fn the_high_s_twin_is_refused_with_strict_low_s() {
         .await;
     assert_eq!(s, 204, "{b}");
 }
+
+#[tokio::test]
+async fn control_bidi_and_zero_width_text_is_refused_naming_each_field() {
+    let bank = Bank::start().await;
+    let bad_values = [
+        "Ada\u{1}",
+        "Ada\u{1b}[2J",
+        "Ada\u{85}",
+        "\u{202E}adA",
+        "x\u{2066}y",
+        "\u{200B}\u{200B}",
+    ];
+    let base = json!({"first_name": "Ada", "last_name": "Lovelace", "salutation": "MS",
+                      "email": "ada@example.com", "title": "Countess",
+                      "address": {"line_1": "12 St James's Square", "city": "London"}});
+    let (s, b) = bank.call("POST", "/v1/persons", Some(base.clone())).await;
+    assert_eq!(s, 201, "clean text passes: {b}");
+    assert_eq!(b["address"]["city"], "London");
+    let person = b["id"].as_str().unwrap().to_owned();
+    for value in bad_values {
+        for field in ["first_name", "last_name", "salutation", "email", "title"] {
+            let mut body = base.clone();
+            body[field] = json!(value);
+            let got = bank.call("POST", "/v1/persons", Some(body)).await;
+            assert_refused(&got, 400, "validation_error");
+            assert_eq!(
+                got.1["errors"][0]["source"]["field"], field,
+                "{value:?}: {}",
+                got.1
+            );
+        }
+        let mut body = base.clone();
+        body["address"]["city"] = json!(value);
+        let got = bank.call("POST", "/v1/persons", Some(body)).await;
+        assert_eq!(
+            got.1["errors"][0]["source"]["field"], "address.city",
+            "{}",
+            got.1
+        );
+        let got = bank
+            .call(
+                "PATCH",
+                &format!("/v1/persons/{person}"),
+                Some(json!({"last_name": value})),
+            )
+            .await;
+        assert_refused(&got, 400, "validation_error");
+        assert_eq!(got.1["errors"][0]["source"]["field"], "last_name");
+    }
+    // Lengths are capped per field.
+    let mut body = base.clone();
+    body["first_name"] = json!("a".repeat(201));
+    let got = bank.call("POST", "/v1/persons", Some(body)).await;
+    assert_eq!(got.1["errors"][0]["source"]["field"], "first_name");
+    // A field the bank does not have is refused, not silently stored.
+    let mut body = base.clone();
+    body["favourite_colour"] = json!("green");
+    let got = bank.call("POST", "/v1/persons", Some(body)).await;
+    assert_refused(&got, 400, "validation_error");
+    assert_eq!(got.1["errors"][0]["source"]["field"], "favourite_colour");
+    assert_eq!(
+        bank.state().stats().live_persons,
+        1,
+        "nothing refused was stored"
+    );
+
+    // Device names, and device_data over 4 KiB.
+    let person = bank.verified_person_with("+15550101").await;
+    let key = sandbox_common::Key::new();
+    for (field, body) in [
+        (
+            "name",
+            json!({"person_id": person, "key_type": "ecdsa-p256", "key": key.public_hex(), "name": "phone\u{202E}"}),
+        ),
+        (
+            "name",
+            json!({"person_id": person, "key_type": "ecdsa-p256", "key": key.public_hex(), "name": "\u{7}"}),
+        ),
+        (
+            "device_data",
+            json!({"person_id": person, "key_type": "ecdsa-p256", "key": key.public_hex(), "name": "phone", "device_data": "x".repeat(4097)}),
+        ),
+    ] {
+        let got = bank.call("POST", "/v1/mfa/devices", Some(body)).await;
+        assert_refused(&got, 400, "validation_error");
+        assert_eq!(got.1["errors"][0]["source"]["field"], field, "{}", got.1);
+    }
+    assert_eq!(bank.state().stats().live_devices, 0);
+}
+
+#[tokio::test]
+async fn refusals_hyper_makes_before_any_route_are_the_documented_ones() {
+    let bank = Bank::start().await;
+    // A request line that is not HTTP: 400 from hyper, with no body.
+    let mut s = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    s.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
+    let got = String::from_utf8_lossy(&read_until_closed(&mut s).await).to_string();
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(got.ends_with("\r\n\r\n"), "no body: {got}");
+    // A malformed Content-Length: the same.
+    let mut s = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    s.write_all(b"POST /v1/persons HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n")
+        .await
+        .unwrap();
+    let got = String::from_utf8_lossy(&read_until_closed(&mut s).await).to_string();
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    // Heads beyond hyper's buffer or header count, and targets beyond its URI limit: 431 and
+    // 414 from hyper, with no body.
+    let many: String = (0..500).map(|i| format!("X-{i}: 1\r\n")).collect();
+    for (head, status) in [
+        (
+            format!(
+                "GET /sandbox/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(200 * 1024)
+            ),
+            "431",
+        ),
+        (
+            format!("GET /sandbox/health HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            "431",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            "414",
+        ),
+    ] {
+        let mut s = TcpStream::connect(bank.handle.addr()).await.unwrap();
+        let _ = s.write_all(head.as_bytes()).await;
+        let got = String::from_utf8_lossy(&read_until_closed(&mut s).await).to_string();
+        assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{got}");
+        assert!(got.ends_with("\r\n\r\n"), "no body: {got}");
+    }
+}

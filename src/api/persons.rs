@@ -4,7 +4,8 @@ use super::{MobileNumberId, Otp, PersonId, PhoneNumber, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `POST /v1/persons` body. Fields vphone does not model are kept as they are.
+/// `POST /v1/persons` body. Fields vphone does not model are kept as they are (the sandbox
+/// accepts only the bank's documented person fields among them; see its README section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatePerson {
     /// Given name.

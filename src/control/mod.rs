@@ -7,6 +7,7 @@
 //!   backend), `policy` (prompt, faults, pending approvals), `events` (SSE), `openapi`.
 //!   Each adds its routes with [`Routes::add`], which also records them, so a test can
 //!   compare the router with `/openapi.json`.
+//! - `web`: the web phone at `/` (HTML, CSS, JS inside the binary), outside the API's table.
 //! - Every error answers `{"error": {"message", "exit_code", "kind", "status"?, "code"?}}`
 //!   ([`ControlError`]).
 //! - Flows run on blocking threads: the emulated biometric prompt ([`policy::Prompt`]) may
@@ -22,6 +23,7 @@ mod openapi;
 pub mod phones;
 pub mod policy;
 pub mod push;
+pub mod web;
 
 pub use error::ControlError;
 pub use events::{Event, EventHub};
@@ -196,6 +198,8 @@ pub fn router(state: ControlState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+        // Added after the token layer: the page's files are public and stateless.
+        .merge(web::router())
 }
 
 /// Refuses requests without the bearer token, when the server has one. Compares in

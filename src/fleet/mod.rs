@@ -8,6 +8,7 @@
 //! many machines merge losslessly.
 
 pub mod cli;
+mod clock;
 mod error;
 mod memory;
 mod model;
@@ -19,6 +20,7 @@ mod runner;
 mod scenario;
 mod shard;
 
+pub use clock::{Clock, SYSTEM_CLOCK};
 pub use error::FleetError;
 pub use memory::{peak_rss_bytes, rss_bytes};
 pub use model::{DEFAULT_KEY_CACHE, DEFAULT_SIGNER, Fleet, PhoneSlot, PhoneState, parse_seed};
@@ -30,5 +32,5 @@ pub use report::{
     encode_histogram, new_histogram, record_us, same_values,
 };
 pub use runner::{DEFAULT_DRAIN, ProgressMode, RunOptions, run};
-pub use scenario::{Aborted, Scenario, Step, Steps, failure_of};
+pub use scenario::{Aborted, Ran, Scenario, Step, Steps, failure_of};
 pub use shard::{COUNT_ENV, INDEX_ENV, Shard};

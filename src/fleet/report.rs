@@ -180,6 +180,9 @@ pub struct Report {
     /// Iterations still running when the duration and its drain time were over: cancelled,
     /// their unanswered requests counted nowhere else.
     pub unfinished: u64,
+    /// One-time steps drawn for phones that had already taken them: nothing was sent or
+    /// recorded, and they are not counted in `iterations`.
+    pub skipped: u64,
     /// Per-operation stats by operation name.
     pub ops: BTreeMap<String, OpStats>,
     /// Failure counts.
@@ -225,6 +228,8 @@ struct ReportFile {
     missed: u64,
     #[serde(default)]
     unfinished: u64,
+    #[serde(default)]
+    skipped: u64,
     peak_memory_bytes: u64,
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
@@ -244,6 +249,7 @@ impl Report {
             iterations: 0,
             missed: 0,
             unfinished: 0,
+            skipped: 0,
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
@@ -365,6 +371,7 @@ impl Report {
         self.iterations += other.iterations;
         self.missed += other.missed;
         self.unfinished += other.unfinished;
+        self.skipped += other.skipped;
         self.shards.extend(other.shards.iter().cloned());
         Ok(())
     }
@@ -410,6 +417,7 @@ impl Report {
             iterations: self.iterations,
             missed: self.missed,
             unfinished: self.unfinished,
+            skipped: self.skipped,
             peak_memory_bytes: self.peak_memory_bytes(),
             ops,
             errors: self
@@ -473,6 +481,7 @@ impl Report {
             iterations: file.iterations,
             missed: file.missed,
             unfinished: file.unfinished,
+            skipped: file.skipped,
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
@@ -536,6 +545,14 @@ impl Report {
                  them; they are not in the latencies above (each would have waited at least \
                  until the end): raise --concurrency or lower --rate",
                 self.missed
+            );
+        }
+        if self.skipped > 0 {
+            let _ = writeln!(
+                out,
+                "skipped: {} one-time steps were drawn for phones that had already taken them \
+                 (nothing sent, not counted as iterations)",
+                self.skipped
             );
         }
         if self.unfinished > 0 {

@@ -2,7 +2,7 @@
 
 use super::pacing::{Model, Pacing};
 use super::recorder::Recorder;
-use super::scenario::{Scenario, Step, Steps};
+use super::scenario::{Ran, Scenario, Step, Steps};
 use super::{Fleet, FleetError, Report, Shard, ShardRun, peak_rss_bytes};
 use crate::api::{Otp, PhoneNumber};
 use crate::client::ApiClient;
@@ -89,6 +89,7 @@ struct Shared {
     options: RunOptions,
     next: AtomicU64,
     missed: AtomicU64,
+    skipped: AtomicU64,
     in_flight: AtomicU64,
     cursors: [AtomicUsize; 3],
     limit: u64,
@@ -131,12 +132,17 @@ impl Shared {
             worker,
             number: &self.options.number,
             otp: &self.options.otp,
+            clock: &super::SYSTEM_CLOCK,
             otp_command: self.options.otp_command.as_ref(),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // A failed iteration is already recorded; the run goes on.
-        let _ = steps.run(step, phone, since).await;
-        self.recorder.iteration_done();
+        match steps.run(step, phone, since).await {
+            Ok(Ran::Skipped) => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ran::Done) | Err(_) => self.recorder.iteration_done(),
+        }
         // Not reached by an iteration cancelled at the end of the drain: it stays counted.
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -230,6 +236,7 @@ pub async fn run(
         options,
         next: AtomicU64::new(0),
         missed: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
         cursors: Default::default(),
         limit,
@@ -263,6 +270,7 @@ pub async fn run(
     shared.recorder.fill(&mut report)?;
     report.elapsed_secs = super::report::secs(elapsed);
     report.missed = shared.missed.load(Ordering::Relaxed);
+    report.skipped = shared.skipped.load(Ordering::Relaxed);
     report.unfinished = shared.in_flight.load(Ordering::Relaxed);
     shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
     shard_run.elapsed_secs = report.elapsed_secs;

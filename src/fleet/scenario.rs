@@ -3,8 +3,16 @@
 //!
 //! A step whose prerequisites are missing does them first (signing on a phone that is not
 //! bound onboards and binds it), each prerequisite recorded under its own name, so every
-//! scenario runs on a fresh fleet as well as on a saved one.
+//! scenario runs on a fresh fleet as well as on a saved one. Rows never overlap: the first
+//! row of an iteration is timed from the iteration's start (the intended start in the open
+//! model, so queueing is never hidden), each later row from the end of the one before; a
+//! step's row never includes its prerequisites.
+//!
+//! One rule for one-time steps (`onboard`, `bind`, `add_key`) on a phone that has already
+//! taken them: nothing is sent and nothing recorded, and the iteration is not counted (it
+//! shows as `skipped` in the report).
 
+use super::clock::Clock;
 use super::recorder::{Failure, Recorder};
 use super::{Fleet, FleetError, Op, PhoneState};
 use crate::api::{
@@ -208,8 +216,30 @@ pub fn failure_of(e: &ClientError) -> Failure {
     }
 }
 
-/// An iteration ended early; the failure is already recorded.
-pub struct Aborted;
+/// An iteration ended early; the failure is already recorded, and this is its cause (the
+/// failed request's status and code), which the step rows record too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aborted(pub Failure);
+
+impl Aborted {
+    /// A step found the phone without something the bank should have given it earlier
+    /// (e.g. no device id on a bound phone): the fleet's state is inconsistent.
+    fn missing(what: &str) -> Aborted {
+        Aborted(Failure {
+            status: 0,
+            code: format!("no_{what}"),
+        })
+    }
+}
+
+/// What [`Steps::run`] did with an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The step (and any missing prerequisites) succeeded.
+    Done,
+    /// A one-time step the phone had already taken: nothing sent, nothing recorded.
+    Skipped,
+}
 
 /// What the steps need: the shared client, the fleet, where to record, and the test
 /// number with the OTP the target always sends to it.
@@ -226,6 +256,8 @@ pub struct Steps<'a> {
     pub number: &'a PhoneNumber,
     /// The OTP the target sends to `number` (`212212` for the sandbox's test number).
     pub otp: &'a Otp,
+    /// Where rows read the time ([`super::SYSTEM_CLOCK`] in runs).
+    pub clock: &'a Clock,
     /// A command that prints each code instead (`--otp command:CMD`), run once per SMS.
     pub otp_command: Option<&'a OtpCommand>,
 }
@@ -246,7 +278,7 @@ impl Steps<'_> {
                     code: "otp_command".into(),
                 };
                 self.recorder.failed(self.worker, op, &failure);
-                Aborted
+                Aborted(failure)
             })
     }
 
@@ -255,38 +287,34 @@ impl Steps<'_> {
         op: Op,
         call: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, Aborted> {
-        let started = Instant::now();
+        let started = self.clock.now();
         match call.await {
             Ok(v) => {
-                self.recorder.ok(self.worker, op, started.elapsed());
+                self.recorder.ok(self.worker, op, self.clock.since(started));
                 Ok(v)
             }
             Err(e) => {
-                self.recorder.failed(self.worker, op, &failure_of(&e));
-                Err(Aborted)
+                let failure = failure_of(&e);
+                self.recorder.failed(self.worker, op, &failure);
+                Err(Aborted(failure))
             }
         }
     }
 
-    fn step_failed(&self, step: Step) {
-        self.recorder.failed(
-            self.worker,
-            step.op(),
-            &Failure {
-                status: 0,
-                code: "step_aborted".into(),
-            },
-        );
+    fn step_failed(&self, step: Step, cause: &Aborted) {
+        self.recorder.failed(self.worker, step.op(), &cause.0);
     }
 
-    /// Runs `step` on phone `i`, doing missing prerequisites first. The step's own row is
-    /// timed from `since` (the intended start in the open model).
-    pub async fn run(&self, step: Step, i: usize, since: Instant) -> Result<(), Aborted> {
+    /// Runs `step` on phone `i`, doing missing prerequisites first, each in its own row (see
+    /// the module documentation for what each row's time spans). The first row is timed
+    /// from `since` (the intended start in the open model).
+    pub async fn run(&self, step: Step, i: usize, since: Instant) -> Result<Ran, Aborted> {
         let fleet = self.fleet;
         let mut state = fleet.slot(i).lock().await;
         if step.is_once_per_phone() && step.done(&state) {
-            return Ok(());
+            return Ok(Ran::Skipped);
         }
+        let mut from = since;
         let needs: &[Step] = match step {
             Step::Onboard => &[],
             Step::Bind | Step::Sms => &[Step::Onboard],
@@ -294,15 +322,17 @@ impl Steps<'_> {
         };
         for &need in needs {
             if !need.done(&state) {
-                let started = Instant::now();
-                if self.once(need, i, &mut state).await.is_err() {
+                if let Err(cause) = self.once(need, i, &mut state).await {
                     // The failed request is recorded; the prerequisite and the step it was
-                    // for failed too, so their rows count every attempt.
-                    self.step_failed(need);
-                    self.step_failed(step);
-                    return Err(Aborted);
+                    // for failed too, for the same cause, so their rows count every attempt.
+                    self.step_failed(need, &cause);
+                    self.step_failed(step, &cause);
+                    return Err(cause);
                 }
-                self.recorder.ok(self.worker, need.op(), started.elapsed());
+                let done = self.clock.now();
+                self.recorder
+                    .ok(self.worker, need.op(), done.saturating_duration_since(from));
+                from = done;
             }
         }
         let result = if step.is_once_per_phone() {
@@ -315,12 +345,13 @@ impl Steps<'_> {
         };
         match result {
             Ok(()) => {
-                self.recorder.ok(self.worker, step.op(), since.elapsed());
-                Ok(())
+                self.recorder
+                    .ok(self.worker, step.op(), self.clock.since(from));
+                Ok(Ran::Done)
             }
-            Err(Aborted) => {
-                self.step_failed(step);
-                Err(Aborted)
+            Err(cause) => {
+                self.step_failed(step, &cause);
+                Err(cause)
             }
         }
     }
@@ -349,10 +380,10 @@ impl Steps<'_> {
                 let number = MobileNumberRequest {
                     number: self.number.clone(),
                 };
-                let started = Instant::now();
+                let started = self.clock.now();
                 match c.create_mobile_number(&person, &number).await {
                     Ok(_) => {
-                        let took = started.elapsed();
+                        let took = self.clock.since(started);
                         self.recorder.ok(self.worker, Op::CreateMobileNumber, took);
                     }
                     // Already there from an earlier, interrupted run: go on verifying it.
@@ -361,7 +392,7 @@ impl Steps<'_> {
                         let failure = failure_of(&e);
                         self.recorder
                             .failed(self.worker, Op::CreateMobileNumber, &failure);
-                        return Err(Aborted);
+                        return Err(Aborted(failure));
                     }
                 }
                 self.timed(
@@ -384,7 +415,7 @@ impl Steps<'_> {
             }
             Step::Bind => {
                 let Some(person) = fleet.person_id(state) else {
-                    return Err(Aborted);
+                    return Err(Aborted::missing("person"));
                 };
                 let key = fleet.key(i, KeyPurpose::Unrestricted);
                 let req = CreateDeviceRequest {
@@ -419,7 +450,7 @@ impl Steps<'_> {
             }
             Step::AddKey => {
                 let Some(device) = fleet.device_id(state) else {
-                    return Err(Aborted);
+                    return Err(Aborted::missing("device"));
                 };
                 let new_key = public_key(&fleet.key(i, KeyPurpose::Restricted));
                 let proof = fleet
@@ -452,7 +483,7 @@ impl Steps<'_> {
         match step {
             Step::Sign => {
                 let Some(device) = fleet.device_id(state) else {
-                    return Err(Aborted);
+                    return Err(Aborted::missing("device"));
                 };
                 let req = CreateDeviceChallenge {
                     device_id: device,
@@ -477,7 +508,7 @@ impl Steps<'_> {
             }
             Step::Sms => {
                 let Some(person) = fleet.person_id(state) else {
-                    return Err(Aborted);
+                    return Err(Aborted::missing("person"));
                 };
                 let req = CreateSmsChallenge {
                     person_id: person,
@@ -500,7 +531,7 @@ impl Steps<'_> {
             Step::Change => {
                 let (Some(person), Some(device)) = (fleet.person_id(state), fleet.device_id(state))
                 else {
-                    return Err(Aborted);
+                    return Err(Aborted::missing("device"));
                 };
                 let update = UpdatePerson {
                     email: Some(format!(
@@ -545,7 +576,10 @@ impl Steps<'_> {
                 .await
                 .map(|_| ())
             }
-            Step::Onboard | Step::Bind | Step::AddKey => Err(Aborted),
+            Step::Onboard | Step::Bind | Step::AddKey => Err(Aborted(Failure {
+                status: 0,
+                code: "not_repeatable".into(),
+            })),
         }
     }
 }

@@ -5,6 +5,7 @@ use super::change_requests::{default_purpose, purpose_word};
 use super::devices::der_of;
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
+use super::text::check_device_data;
 use crate::api::{
     AnswerDeviceChallenge, AnswerSmsChallenge, ChallengeId, ChallengeKind, CreateDeviceChallenge,
     CreateSmsChallenge, DeviceChallenge, KeyPurpose, SmsChallenge,
@@ -45,6 +46,7 @@ pub async fn create_device(
     caller: Caller,
     ApiJson(body): ApiJson<CreateDeviceChallenge>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_device_data(body.device_data.as_deref())?;
     let inner = &state.0;
     let device = inner.owned(&inner.devices, caller.0, &body.device_id, "device")?;
     let purpose = {
@@ -115,6 +117,7 @@ pub async fn answer_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerDeviceChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    check_device_data(body.device_data.as_deref())?;
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "device challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "device challenge")?;

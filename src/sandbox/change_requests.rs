@@ -8,6 +8,7 @@ use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::apply;
 use super::sms::STATIC_OTP;
 use super::state::{Inner, PartnerIdx, SandboxState};
+use super::text::check_device_data;
 use super::verify::{VerifyingKey, check_der_signature};
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
@@ -174,6 +175,7 @@ pub async fn authorize(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AuthorizeChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_device_data(body.device_data.as_deref())?;
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
@@ -275,6 +277,7 @@ pub async fn confirm(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConfirmChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    check_device_data(body.device_data.as_deref())?;
     let inner = &state.0;
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;

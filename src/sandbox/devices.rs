@@ -12,6 +12,7 @@ use super::change_requests::purpose_word;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{ChallengeEntry, ChallengeWhat, DeviceEntry, Inner, KeyEntry, SandboxState};
+use super::text::{check_device_data, check_text};
 use super::verify::{KeyError, VerifyingKey, check_der_signature};
 use crate::api::{
     AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, ChallengeId, ChallengeKind,
@@ -72,6 +73,9 @@ fn bound_device(
     Ok(entry)
 }
 
+/// Cap of a device's `name`, in characters.
+const MAX_DEVICE_NAME: usize = 100;
+
 /// `POST /v1/mfa/devices`: starts a binding.
 pub async fn create(
     State(state): State<SandboxState>,
@@ -82,12 +86,8 @@ pub async fn create(
     check_key_type(body.key_type)?;
     let key = parse_key(&body.key, "key")?;
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(
-            ApiError::validation_error("`name` must be 1-100 characters and not blank")
-                .field("name"),
-        );
-    }
+    check_text("name", name, MAX_DEVICE_NAME)?;
+    check_device_data(body.device_data.as_deref())?;
     let app_signature = body
         .sms_challenge
         .as_ref()
@@ -205,6 +205,7 @@ pub async fn answer_signature_challenge(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerSignatureChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    check_device_data(body.device_data.as_deref())?;
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;

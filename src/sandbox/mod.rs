@@ -34,6 +34,7 @@ pub mod ratelimit;
 pub mod serve;
 pub mod sms;
 mod state;
+pub mod text;
 pub mod variant;
 pub mod verify;
 

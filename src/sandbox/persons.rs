@@ -4,6 +4,7 @@ use super::auth::Caller;
 use super::change_requests::{HeldChange, hold_change};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{Inner, MobileEntry, PersonEntry, SandboxState};
+use super::text::check_text;
 use crate::api::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberId, MobileNumberRequest, Person,
     PersonId, UpdatePerson,
@@ -13,16 +14,136 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+/// Cap of names and of every other free-text person field, in characters.
 const MAX_NAME: usize = 200;
+/// Cap of `salutation`, in characters.
+const MAX_SALUTATION: usize = 20;
 
 fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.chars().count() > MAX_NAME {
-        return Err(ApiError::validation_error(format!(
-            "`{field}` must be 1-{MAX_NAME} characters and not blank"
-        ))
-        .field(field));
+    check_text(field, value, MAX_NAME)
+}
+
+/// Person fields of the bank's API besides those vphone models, each stored and returned as
+/// sent: free text (at most [`MAX_NAME`] characters), ...
+const PERSON_TEXT_FIELDS: &[&str] = &[
+    "title",
+    "birth_name",
+    "birth_city",
+    "birth_country",
+    "nationality",
+    "employment_status",
+    "job_title",
+    "business_purpose",
+    "industry",
+    "industry_key",
+    "vat_number",
+    "website_social_media",
+    "business_trading_name",
+    "nace_code",
+    "language",
+    "mobile_number",
+    "annual_income_range",
+    "fatca_crs_confirmed_at",
+    "terms_conditions_signed_at",
+    "data_terms_signed_at",
+    "own_economic_interest_signed_at",
+    "aml_confirmed_on",
+];
+/// ... booleans, ...
+const PERSON_FLAG_FIELDS: &[&str] = &["fatca_relevant", "flagged_by_compliance"];
+/// ... whole numbers, ...
+const PERSON_NUMBER_FIELDS: &[&str] = &["expected_monthly_revenue_cents"];
+/// ... and objects of free-text members.
+const PERSON_OBJECT_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "address",
+        &[
+            "line_1",
+            "line_2",
+            "postal_code",
+            "city",
+            "country",
+            "state",
+        ],
+    ),
+    (
+        "contact_address",
+        &[
+            "line_1",
+            "line_2",
+            "postal_code",
+            "city",
+            "country",
+            "state",
+        ],
+    ),
+    ("tax_information", &["tax_assessment", "marital_status"]),
+];
+
+/// Checks the person fields vphone does not model: known ones of the right shape with clean
+/// text are kept; any other field is refused, so a typo shows at once instead of vanishing.
+fn check_person_extras(
+    extra: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let wrong = |field: &str, what: &str| {
+        Err(ApiError::validation_error(format!("`{field}` must be {what}")).field(field))
+    };
+    for (field, value) in extra {
+        let f = field.as_str();
+        if PERSON_TEXT_FIELDS.contains(&f) {
+            match value {
+                Value::String(v) => check_text(f, v, MAX_NAME)?,
+                _ => return wrong(f, "a string"),
+            }
+        } else if PERSON_FLAG_FIELDS.contains(&f) {
+            if !value.is_boolean() {
+                return wrong(f, "true or false");
+            }
+        } else if PERSON_NUMBER_FIELDS.contains(&f) {
+            if !value.is_i64() {
+                return wrong(f, "a whole number");
+            }
+        } else if let Some((_, members)) = PERSON_OBJECT_FIELDS.iter().find(|(n, _)| *n == f) {
+            let Value::Object(object) = value else {
+                return wrong(f, "an object");
+            };
+            for (member, v) in object {
+                let path = format!("{f}.{member}");
+                if !members.contains(&member.as_str()) {
+                    return Err(ApiError::validation_error(format!(
+                        "`{path}` is not a member of `{f}`; known: {}",
+                        members.join(", ")
+                    ))
+                    .field(path));
+                }
+                match v {
+                    Value::String(text) => check_text(&path, text, MAX_NAME)?,
+                    _ => return wrong(&path, "a string"),
+                }
+            }
+        } else if f == "id" || f == "created_at" {
+            return Err(ApiError::validation_error(format!(
+                "`{f}` is set by the bank; leave it out"
+            ))
+            .field(f));
+        } else {
+            return Err(ApiError::validation_error(format!(
+                "`{f}` is not a person field the sandbox knows; see the README (section Sandbox) for the fields it stores"
+            ))
+            .field(f));
+        }
     }
     Ok(())
+}
+
+/// `birth_date` is an ISO date, `YYYY-MM-DD`.
+fn check_birth_date(value: &str) -> Result<(), ApiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format).map(|_| ()).map_err(|_| {
+        ApiError::validation_error("`birth_date` must be an ISO date like 1815-12-10")
+            .field("birth_date")
+    })
 }
 
 const MAX_EMAIL: usize = 254;
@@ -30,6 +151,7 @@ const MAX_EMAIL: usize = 254;
 /// A minimal e-mail check: 1-254 characters, no whitespace, exactly one `@` with text on
 /// both sides. Deliverability is not the sandbox's business.
 fn check_email(value: &str) -> Result<(), ApiError> {
+    check_text("email", value, MAX_EMAIL)?;
     let well_formed = value.chars().count() <= MAX_EMAIL
         && !value.chars().any(char::is_whitespace)
         && value.split_once('@').is_some_and(|(local, domain)| {
@@ -55,14 +177,13 @@ pub async fn create(
     if let Some(email) = &body.email {
         check_email(email)?;
     }
-    for reserved in ["id", "created_at"] {
-        if body.extra.contains_key(reserved) {
-            return Err(ApiError::validation_error(format!(
-                "`{reserved}` is set by the bank; leave it out"
-            ))
-            .field(reserved));
-        }
+    if let Some(salutation) = &body.salutation {
+        check_text("salutation", salutation, MAX_SALUTATION)?;
     }
+    if let Some(birth_date) = &body.birth_date {
+        check_birth_date(birth_date)?;
+    }
+    check_person_extras(&body.extra)?;
     let id = PersonId::generate();
     let person = Person {
         id: id.clone(),
