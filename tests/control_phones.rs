@@ -292,3 +292,41 @@ async fn the_openapi_document_and_the_router_name_the_same_routes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_set_up_against_another_server_is_shown_but_not_driven() {
+    bounded(async {
+        let rig = Rig::start().await;
+        // A phone file the CLI left behind, set up against another server.
+        let elsewhere = vphone::client::ApiClient::new(vphone::client::ClientConfig::local(
+            "http://127.0.0.1:9".parse().unwrap(),
+            vphone::client::Credentials::sandbox_default(),
+        ))
+        .unwrap();
+        let home = vphone::phone::Home::new(rig.home.path());
+        vphone::phone::Phone::create(
+            &home,
+            vphone::phone::PhoneName::parse("stranger").unwrap(),
+            elsewhere.clone(),
+            vphone::phone::OtpSource::SandboxHttp(elsewhere),
+            None,
+        )
+        .unwrap();
+        let list = rig.get("/phones").await;
+        assert_eq!(list[0]["name"], "stranger");
+        assert_eq!(list[0]["on_this_server"], false);
+        let (status, err) = rig.call("POST", "/phones/stranger/bind", None).await;
+        assert_eq!(status, 409, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("127.0.0.1:9"),
+            "{err}"
+        );
+        // Forgetting it works.
+        let (status, _) = rig.call("DELETE", "/phones/stranger", None).await;
+        assert_eq!(status, 200);
+    })
+    .await;
+}

@@ -23,6 +23,7 @@ mod openapi;
 pub mod phones;
 pub mod policy;
 pub mod push;
+mod sms;
 pub mod web;
 
 pub use error::ControlError;
@@ -283,6 +284,7 @@ impl ControlHandle {
         if let Some(sms) = self.sms.take() {
             sms.abort();
         }
+        self.state.phones().sms.stop();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -310,7 +312,7 @@ pub async fn spawn(state: ControlState, addr: SocketAddr) -> std::io::Result<Con
             })
             .await
     });
-    let sms = state.phones().watch_sms();
+    let sms = state.phones().sms.start_embedded();
     Ok(ControlHandle {
         addr,
         state,

@@ -6,6 +6,7 @@ use super::error::{Body, ControlError, QueryArgs};
 use super::events::EventHub;
 use super::policy::Prompt;
 use super::push::PushLog;
+use super::sms::SmsWatch;
 use super::{Bank, ControlState, Routes, run_blocking};
 use crate::api::{PersonId, PhoneNumber, SmsMessage, SmsQuery};
 use crate::phone::{
@@ -145,6 +146,8 @@ pub struct Phones {
     approval_timeout: Duration,
     otp_timeout: Duration,
     hosted: Arc<Mutex<BTreeMap<PhoneName, Arc<Hosted>>>>,
+    /// Turns SMS into `sms_received` events.
+    pub(super) sms: SmsWatch,
 }
 
 impl std::fmt::Debug for Phones {
@@ -164,6 +167,8 @@ impl Phones {
         approval_timeout: Duration,
         otp_timeout: Duration,
     ) -> Phones {
+        let hosted = Arc::new(Mutex::new(BTreeMap::new()));
+        let sms = SmsWatch::new(bank.clone(), events.clone(), Arc::clone(&hosted));
         Phones {
             home,
             passphrase,
@@ -172,7 +177,8 @@ impl Phones {
             approval_ids: Arc::new(AtomicU64::new(0)),
             approval_timeout,
             otp_timeout,
-            hosted: Arc::new(Mutex::new(BTreeMap::new())),
+            sms,
+            hosted,
         }
     }
 
@@ -233,7 +239,11 @@ impl Phones {
                 .map_err(|e| ControlError::Internal(format!("loading phone {name} failed: {e}")))?
                 .map_err(ControlError::Phone)?;
         let phone = saved.into_phone(self.bank.client.clone(), self.bank.source.clone());
-        Ok(self.host(phone))
+        let hosted = self.host(phone);
+        if let Some(number) = hosted.number() {
+            self.sms.watch(number).await;
+        }
+        Ok(hosted)
     }
 
     /// Loads every phone of the home directory (those that do not load are logged and
@@ -256,49 +266,6 @@ impl Phones {
     /// The phones hosted now, by name.
     pub fn hosted(&self) -> Vec<Arc<Hosted>> {
         self.hosted.lock().values().cloned().collect()
-    }
-
-    /// Turns the embedded sandbox's SMS into `sms_received` events for the phones of the
-    /// receiving number (or for no phone, when none has it).
-    pub(super) fn watch_sms(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let sandbox = self.bank.embedded.clone()?;
-        let mut rx = sandbox.subscribe_sms();
-        let hosted = self.hosted.clone();
-        let events = self.events.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(sms) => {
-                        let owners: Vec<String> = hosted
-                            .lock()
-                            .values()
-                            .filter(|h| h.number().as_ref() == Some(&sms.number))
-                            .map(|h| h.name.to_string())
-                            .collect();
-                        publish_sms(&events, &owners, &sms);
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "SMS events fell behind; some were not announced"
-                        );
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        }))
-    }
-}
-
-fn publish_sms(events: &EventHub, owners: &[String], sms: &SmsMessage) {
-    let data = serde_json::json!({
-        "seq": sms.seq, "number": sms.number, "text": sms.text, "sent_at": sms.sent_at,
-    });
-    if owners.is_empty() {
-        events.publish(None, "sms_received", data.clone());
-    }
-    for owner in owners {
-        events.publish(Some(owner), "sms_received", data.clone());
     }
 }
 
@@ -379,6 +346,8 @@ async fn create(
     let last = req.last_name.unwrap_or_else(|| "Phone".to_owned());
     let events = state.events().clone();
     *hosted.number_hint.lock() = Some(number.clone());
+    // Watching before the first SMS is sent, so it is announced.
+    phones.sms.watch(number.clone()).await;
     let h = hosted.clone();
     let outcome = run_blocking(async move {
         let mut phone = h.phone.write().await;
