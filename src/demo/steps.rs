@@ -246,8 +246,7 @@ async fn change_steps(
                 let Some(person) = person else {
                     return Err("no person to change".to_owned().into());
                 };
-                // How it was carried out (confirmed, or applied at once) shows in the calls.
-                phone.change_person(&update, &via).await?;
+                let o = phone.change_person(&update, &via).await?;
                 let p = client.get_person(person).await?;
                 if (p.first_name.as_str(), p.last_name.as_str()) != (&want.0[..], &want.1[..]) {
                     return Err(format!(
@@ -256,7 +255,16 @@ async fn change_steps(
                     )
                     .into());
                 }
-                let line = format!("the person is now {} {}", p.first_name, p.last_name);
+                let line = match o {
+                    crate::phone::PersonChange::Confirmed(o) => format!(
+                        "confirmed by {}, {}; the person is now {} {}",
+                        o.delivery_method, o.status, p.first_name, p.last_name
+                    ),
+                    crate::phone::PersonChange::AppliedWithoutConfirmation { .. } => format!(
+                        "applied without confirmation; the person is now {} {}",
+                        p.first_name, p.last_name
+                    ),
+                };
                 Ok(((), line))
             })
             .await;

@@ -94,7 +94,7 @@ const CALLS: &[(&str, u16, Body)] = &[
     ("POST /v1/mfa/challenges/sms", 201, Body::SmsChallenge),
     ("PUT /v1/mfa/challenges/sms/{id}", 204, Body::Ignored),
     ("GET /v1/mfa/challenges/sms/{id}", 200, Body::SmsChallenge),
-    ("PATCH /v1/persons/{id}", 202, Body::ChangeRequest),
+    ("PATCH /v1/persons/{id}", 202, Body::PatchPerson),
     (
         "POST /v1/change_requests/{id}/authorize",
         201,

@@ -4,8 +4,9 @@
 //! disagree exactly where a server differs from the documentation but the phone copes.
 
 use crate::api::{
-    AddKeyResponse, ChangeRequest, CreateDeviceResponse, Device, DeviceChallenge, DeviceKeys,
-    KeyDetail, MobileNumber, Person, SignatureChallenge, SmsChallenge, TokenResponse,
+    AddKeyResponse, ChangeRequest, CreateDeviceResponse, Device, DeviceChallenge, KeyDetail,
+    KeysAnswer, MobileNumber, Person, PersonUpdate, SignatureChallenge, SmsChallenge,
+    TokenResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,8 +48,10 @@ pub(super) enum Body {
     Token,
     /// A person.
     Person,
-    /// A change request (PATCH person, DELETE mobile number, authorize).
+    /// A change request (DELETE mobile number, authorize).
     ChangeRequest,
+    /// The answer to `PATCH /v1/persons/{id}`: a change request (documented) or the person.
+    PatchPerson,
     /// A change request's confirmation.
     Confirmation,
     /// A mobile number.
@@ -82,7 +85,7 @@ impl Body {
             Body::Ignored | Body::Any => &[],
             Body::Token => &["access_token", "token_type", "expires_in"],
             Body::Person => &["id", "first_name", "last_name"],
-            Body::ChangeRequest => &["id", "status", "updated_at"],
+            Body::ChangeRequest | Body::PatchPerson => &["id", "status", "updated_at"],
             Body::Confirmation => &[
                 "id",
                 "status",
@@ -121,13 +124,14 @@ impl Body {
             Body::Token => de::<TokenResponse>(v),
             Body::Person => de::<Person>(v),
             Body::ChangeRequest | Body::Confirmation => de::<ChangeRequest>(v),
+            Body::PatchPerson => de::<PersonUpdate>(v),
             Body::MobileNumber => de::<MobileNumber>(v),
             Body::CreateDevice => de::<CreateDeviceResponse>(v),
             Body::DeviceList => de::<Vec<Device>>(v),
             Body::Device => de::<Device>(v),
             Body::SignatureChallenge => de::<SignatureChallenge>(v),
             Body::AddKey => de::<AddKeyResponse>(v),
-            Body::Keys => de::<DeviceKeys>(v),
+            Body::Keys => de::<KeysAnswer>(v),
             Body::Key => de::<KeyDetail>(v),
             Body::DeviceChallenge => de::<DeviceChallenge>(v),
             Body::SmsChallenge => de::<SmsChallenge>(v),
@@ -203,7 +207,7 @@ fn variant(expect: Body, v: &Value) -> Option<String> {
             }
             (!notes.is_empty()).then(|| notes.join("; "))
         }
-        (Body::ChangeRequest | Body::Confirmation, Value::Object(m))
+        (Body::ChangeRequest | Body::Confirmation | Body::PatchPerson, Value::Object(m))
             if m.contains_key("first_name") && !m.contains_key("status") =>
         {
             Some("the person itself (applied without confirmation)".into())
@@ -220,7 +224,10 @@ fn variant(expect: Body, v: &Value) -> Option<String> {
                 notes.push(format!("without {}", missing.join(", ")));
             }
             if let Some(status) = m.get("status").and_then(Value::as_str)
-                && matches!(expect, Body::ChangeRequest | Body::Confirmation)
+                && matches!(
+                    expect,
+                    Body::ChangeRequest | Body::Confirmation | Body::PatchPerson
+                )
                 && status != status.to_ascii_uppercase()
             {
                 notes.push(format!("status in lower case ({status})"));
@@ -282,6 +289,7 @@ fn id_fields(expect: Body) -> &'static [(&'static str, IdFormat)] {
         | Body::SmsChallenge
         | Body::DeviceChallenge
         | Body::ChangeRequest
+        | Body::PatchPerson
         | Body::Confirmation => &[("id", Hex32)],
         Body::AddKey => &[("id", Uuid)],
         Body::Keys => &[

@@ -24,7 +24,7 @@ mod auth;
 mod challenges;
 mod change_requests;
 pub mod cli;
-pub mod clock;
+pub use crate::clock;
 pub mod config;
 mod devices;
 pub mod error;
@@ -174,8 +174,8 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
     let status = response.status();
     let code = response
         .extensions()
-        .get::<error::ErrorCode>()
-        .map_or("", |c| c.0);
+        .get::<error::LoggedCode>()
+        .map_or("", |c| c.0.as_str());
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status.is_server_error() {
         tracing::error!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
