@@ -17,6 +17,9 @@ use vphone_keystore::Backend;
 /// Environment variable with the OTP the target sends to `--number` (default `212212`).
 pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
 
+/// Environment variable holding the fleet seed (a number or 64 hex digits).
+pub const SEED_ENV: &str = "VPHONE_FLEET_SEED";
+
 /// Run a fleet of simulated phones against the in-process sandbox or `--api URL`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -100,10 +103,15 @@ pub struct RunArgs {
     /// Stop after this many iterations (default: one per phone unless --duration is given).
     #[arg(long)]
     pub iterations: Option<u64>,
-    /// Seed the phones' keys derive from: a number or 64 hex digits (default: random,
-    /// printed in the report).
-    #[arg(long)]
+    /// The fleet seed, for throwaway runs only: it derives every key of the fleet, and an
+    /// argument is visible to other users (ps, shell history), so this warns. A number or 64
+    /// hex digits. Prefer --seed-file or VPHONE_FLEET_SEED. Default: the --fleet file's seed,
+    /// else a random one (kept by --save-fleet). Reports and logs show only its fingerprint.
+    #[arg(long, conflicts_with = "seed_file")]
     pub seed: Option<String>,
+    /// Read the fleet seed (a number or 64 hex digits) from this file.
+    #[arg(long, value_name = "FILE")]
+    pub seed_file: Option<PathBuf>,
     /// Run the K-th of N disjoint slices of the fleet (`2/4`), or `auto` to read
     /// JOB_COMPLETION_INDEX (0-based) and VPHONE_SHARD_COUNT.
     #[arg(long, default_value = "1/1")]
@@ -288,11 +296,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             });
         }
     }
-    let seed = match (&args.seed, &first_file) {
-        (Some(seed), _) => seed.clone(),
-        (None, Some((seed, _))) => seed.clone(),
-        (None, None) => hex::encode(rand::random::<[u8; 32]>()),
-    };
+    let (seed, seed_from) = fleet_seed(&args, first_file.as_ref().map(|(s, _)| s.as_str()))?;
     // A --devices that disagrees with the fleet file is refused when the file is loaded.
     let total = match (args.devices, &first_file) {
         (Some(devices), _) => devices,
@@ -335,9 +339,11 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         }
     };
     eprintln!(
-        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, signer {}, target {}",
+        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, signer {}, \
+         seed fingerprint {} ({seed_from}), target {}",
         fleet.range(),
         fleet.signer(),
+        fleet.seed_fingerprint(),
         if sandbox.is_some() {
             "in-process sandbox"
         } else {
@@ -390,6 +396,35 @@ fn parse_fleet_otp(s: &str) -> Result<OtpArg, String> {
 
 fn test_code() -> Otp {
     Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits"))
+}
+
+/// The fleet seed's text and where it came from: `--seed` (with a warning), `--seed-file`,
+/// `VPHONE_FLEET_SEED`, the first fleet file, or fresh randomness. Errors name the source,
+/// never the content.
+fn fleet_seed(
+    args: &RunArgs,
+    fleet_file: Option<&str>,
+) -> Result<(String, &'static str), FleetError> {
+    let (text, from) = if let Some(seed) = &args.seed {
+        eprintln!(
+            "load: warning: --seed puts the fleet seed, which derives every key of the fleet, \
+             on the command line (visible in ps and shell history); fine for throwaway runs, \
+             otherwise use --seed-file FILE or {SEED_ENV}"
+        );
+        (seed.clone(), "--seed")
+    } else if let Some(path) = &args.seed_file {
+        let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
+        (text.trim().to_owned(), "--seed-file")
+    } else if let Ok(text) = std::env::var(SEED_ENV) {
+        (text.trim().to_owned(), SEED_ENV)
+    } else if let Some(text) = fleet_file {
+        (text.to_owned(), "the fleet file")
+    } else {
+        (hex::encode(rand::random::<[u8; 32]>()), "random")
+    };
+    // Checked here so the error can say where the bad seed came from.
+    super::parse_seed(&text).map_err(|e| FleetError::Usage(format!("{from}: {e}")))?;
+    Ok((text, from))
 }
 
 fn parse_signer(text: &str) -> Result<Backend, String> {

@@ -163,7 +163,8 @@ pub struct Report {
     pub scenario: String,
     /// The pacing, e.g. `closed concurrency=64` or `open rate=500/s`.
     pub pacing: String,
-    /// The fleet seed, as given, so a report names the phones it measured.
+    /// The fleet seed's fingerprint (never the seed, which derives every key), so a report
+    /// names the phones it measured and merge can tell runs apart.
     pub seed: String,
     /// Phones in the whole fleet (every shard's slice is part of it); 0 when unknown.
     pub devices: u64,
@@ -297,7 +298,7 @@ impl Report {
             if mine != theirs {
                 return Err(FleetError::Mismatch(format!(
                     "cannot merge reports of different runs: {what} {mine:?} vs {theirs:?} \
-                     (merge only the shards of one run: same --scenario, pacing flags, --seed \
+                     (merge only the shards of one run: same --scenario, pacing flags, fleet seed \
                      and --devices)"
                 )));
             }
@@ -505,7 +506,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "scenario {}  ({}), {} iterations in {:.2}s, seed {}",
+            "scenario {}  ({}), {} iterations in {:.2}s, seed fingerprint {}",
             self.scenario, self.pacing, self.iterations, self.elapsed_secs, self.seed
         );
         let _ = writeln!(

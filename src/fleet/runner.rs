@@ -203,7 +203,7 @@ pub async fn run(
     let mut report = Report::new(
         &options.scenario.to_string(),
         &options.pacing.to_string(),
-        fleet.seed_text(),
+        &fleet.seed_fingerprint(),
         started_unix_ms,
     );
     report.devices = fleet.total();
