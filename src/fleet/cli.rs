@@ -48,6 +48,9 @@ pub struct MergeArgs {
     /// Write the merged report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Merge even when some shards of the run are missing; the table names the gap.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// How progress is shown.
@@ -253,6 +256,15 @@ fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
             "name at least one report to merge".into(),
         ));
     };
+    let missing = merged.missing_shards();
+    if !missing.is_empty() && !args.allow_partial {
+        let names: Vec<&str> = missing.iter().map(|(name, _)| name.as_str()).collect();
+        return Err(FleetError::Mismatch(format!(
+            "shard(s) {} of this run are missing, so the merge would leave their phones out; \
+             pass every shard's report, or --allow-partial to merge anyway with the gap shown",
+            names.join(", ")
+        )));
+    }
     print!("{}", merged.render_table());
     if let Some(path) = &args.json {
         merged.write_file(path)?;

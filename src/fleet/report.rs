@@ -156,6 +156,10 @@ pub struct ShardRun {
     pub elapsed_secs: f64,
 }
 
+/// How many shard numbers [`Report::missing_shards`] checks (a bound on work for a report
+/// that claims absurdly many shards).
+pub const MAX_LISTED_SHARDS: u64 = 100_000;
+
 /// A run's (or several merged runs') measurements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -255,6 +259,27 @@ impl Report {
             errors: BTreeMap::new(),
             shards: Vec::new(),
         }
+    }
+
+    /// The shards of this run that no contributing report covers, by name (`K/N`) with their
+    /// phones: empty for a whole run and for a merge of every shard. Only the first
+    /// [`MAX_LISTED_SHARDS`] shard numbers are looked at.
+    pub fn missing_shards(&self) -> Vec<(String, std::ops::Range<u64>)> {
+        let Some(count) = self.shards.iter().find_map(|s| {
+            s.shard
+                .split_once('/')
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+        }) else {
+            return Vec::new();
+        };
+        (1..=count.min(MAX_LISTED_SHARDS))
+            .filter(|k| {
+                let name = format!("{k}/{count}");
+                !self.shards.iter().any(|s| s.shard == name)
+            })
+            .filter_map(|k| super::Shard::new(k, count).ok())
+            .map(|shard| (shard.to_string(), shard.slice(self.devices)))
+            .collect()
     }
 
     /// The largest peak memory of the contributing processes, bytes.
@@ -509,6 +534,34 @@ impl Report {
             "scenario {}  ({}), {} iterations in {:.2}s, seed fingerprint {}",
             self.scenario, self.pacing, self.iterations, self.elapsed_secs, self.seed
         );
+        let missing = self.missing_shards();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(name, phones)| format!("{name} (phones {}..{})", phones.start, phones.end))
+                .collect();
+            let _ = writeln!(
+                out,
+                "PARTIAL: {} shard(s) missing: {}; their phones were not measured, and rates \
+                 count only the shards present",
+                missing.len(),
+                list.join(", ")
+            );
+        }
+        if self.shards.len() > 1 {
+            let each: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| format!("{} {:.2}s", s.shard, s.elapsed_secs))
+                .collect();
+            let _ = writeln!(
+                out,
+                "wall time per shard: {}; the merged {:.2}s spans the earliest start to the \
+                 latest end, read from each machine's clock (skew between machines adds in)",
+                each.join(", "),
+                self.elapsed_secs
+            );
+        }
         let _ = writeln!(
             out,
             "{:<28} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
