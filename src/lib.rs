@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod control;
 pub mod demo;
 pub mod fleet;

@@ -45,15 +45,15 @@ fn requests_round_trip_exactly() {
 #[test]
 fn responses_round_trip_exactly() {
     let created: CreateDeviceResponse = round_trips_exactly("create_device_response.json");
-    assert_eq!(created.challenge.kind, ChallengeKind::Signature);
+    assert_eq!(created.challenge.kind, Some(ChallengeKind::Signature));
     assert_eq!(
-        created.challenge.expires_at.unix() - created.challenge.created_at.unix(),
+        created.challenge.expires_at.unwrap().unix() - created.challenge.created_at.unwrap().unix(),
         300
     );
     let device: Device = round_trips_exactly("device.json");
     assert!(device.deleted_at.is_some());
     let challenge: DeviceChallenge = round_trips_exactly("device_challenge.json");
-    assert_eq!(challenge.key_purpose, KeyPurpose::Restricted);
+    assert_eq!(challenge.key_purpose, Some(KeyPurpose::Restricted));
     let _: SmsChallenge = round_trips_exactly("sms_challenge.json");
     let cr: ChangeRequest = round_trips_exactly("change_request_completed.json");
     assert_eq!(cr.status, ChangeRequestStatus::Completed);
@@ -88,7 +88,7 @@ fn both_error_shapes_parse_into_one_error_type() {
     let body = serde_json::to_vec(&fixture("error_errors_array.json")).unwrap();
     let e = RemoteError::from_body(403, &body);
     assert_eq!(e.status, 403);
-    assert_eq!(e.code, "invalid_signature");
+    assert_eq!(e.code_str(), "invalid_signature");
     assert_eq!(e.title, "Invalid Signature");
     assert_eq!(e.field.as_deref(), Some("signature"));
     let typed: ApiErrorBody = serde_json::from_slice(&body).unwrap();
@@ -99,7 +99,7 @@ fn both_error_shapes_parse_into_one_error_type() {
 
     let body = serde_json::to_vec(&fixture("error_flat.json")).unwrap();
     let e = RemoteError::from_body(404, &body);
-    assert_eq!((e.status, e.code.as_str()), (404, "model_not_found"));
+    assert_eq!((e.status, e.code_str()), (404, "model_not_found"));
     assert!(e.detail.contains("MfaDevice"));
     assert!(
         e.to_string()

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct CreateDeviceChallenge {
     /// The device that must sign.
+    #[serde(deserialize_with = "super::strict::one")]
     pub device_id: DeviceId,
     /// Which key must sign; see API.md for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,17 +26,21 @@ pub struct CreateDeviceChallenge {
 pub struct DeviceChallenge {
     /// The challenge id.
     pub id: ChallengeId,
-    /// Always `device`.
-    #[serde(rename = "type")]
-    pub kind: ChallengeKind,
+    /// `device`, when the server says.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChallengeKind>,
     /// The exact text to sign (its UTF-8 bytes).
     pub string_to_sign: String,
-    /// Which key must sign.
-    pub key_purpose: KeyPurpose,
+    /// Which key must sign; when the server does not say, the purpose the phone asked for,
+    /// else its only key (see `phone::logic::challenge_purpose`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_purpose: Option<KeyPurpose>,
     /// When it was created.
-    pub created_at: Timestamp,
-    /// When it stops being answerable.
-    pub expires_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// When it stops being answerable; without it, the phone leaves expiry to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// `PUT /v1/mfa/challenges/devices/{id}` body.
@@ -54,6 +59,7 @@ pub struct AnswerDeviceChallenge {
 #[serde(deny_unknown_fields)]
 pub struct CreateSmsChallenge {
     /// Whose verified number receives the OTP.
+    #[serde(deserialize_with = "super::strict::one")]
     pub person_id: PersonId,
     /// Language of the SMS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,13 +71,15 @@ pub struct CreateSmsChallenge {
 pub struct SmsChallenge {
     /// The challenge id.
     pub id: ChallengeId,
-    /// Always `sms`.
-    #[serde(rename = "type")]
-    pub kind: ChallengeKind,
+    /// `sms`, when the server says.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChallengeKind>,
     /// When it was created.
-    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// When it stops being answerable.
-    pub expires_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// `PUT /v1/mfa/challenges/sms/{id}` body.

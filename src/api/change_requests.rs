@@ -14,7 +14,8 @@ pub struct ChangeRequest {
     /// Where it stands.
     pub status: ChangeRequestStatus,
     /// When it last changed.
-    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
     /// Where to authorize it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -29,6 +30,17 @@ pub struct ChangeRequest {
     pub response_body: Option<serde_json::Value>,
 }
 
+/// What `PATCH /v1/persons/{id}` answered: a change request to authorize and confirm (as
+/// documented), or the person itself because the server applied the change at once.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PersonUpdate {
+    /// The change is held until confirmed.
+    Held(ChangeRequest),
+    /// The server applied the change without confirmation and answered the person.
+    Applied(super::Person),
+}
+
 /// `POST /v1/change_requests/{id}/authorize` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,10 +48,18 @@ pub struct AuthorizeChangeRequest {
     /// How the person will confirm.
     pub delivery_method: DeliveryMethod,
     /// The person (`mobile_number` and `static`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::strict::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub person_id: Option<PersonId>,
     /// The signing device (`device_signing`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::strict::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_id: Option<DeviceId>,
     /// Opaque device data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,13 +71,21 @@ pub struct AuthorizeChangeRequest {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmChangeRequest {
     /// The person (TAN confirmation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::strict::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub person_id: Option<PersonId>,
     /// The TAN (SMS or static).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tan: Option<Otp>,
     /// The device (signature confirmation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "super::strict::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_id: Option<DeviceId>,
     /// DER signature of `string_to_sign`, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]

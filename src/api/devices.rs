@@ -21,6 +21,7 @@ pub struct SmsChallengeOptions {
 #[serde(deny_unknown_fields)]
 pub struct CreateDeviceRequest {
     /// Whose device this is.
+    #[serde(deserialize_with = "super::strict::one")]
     pub person_id: PersonId,
     /// Only `ecdsa-p256` is accepted by the bank.
     pub key_type: KeyType,
@@ -45,18 +46,20 @@ pub struct CreateDeviceRequest {
     pub device_data: Option<String>,
 }
 
-/// The binding challenge (`type: "signature"`).
+/// The binding challenge (`type: "signature"`). Only `id` is needed to answer it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignatureChallenge {
     /// The challenge id.
     pub id: ChallengeId,
-    /// Always `signature`.
-    #[serde(rename = "type")]
-    pub kind: ChallengeKind,
+    /// `signature`, when the server says.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ChallengeKind>,
     /// When it was created.
-    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// When it stops being answerable.
-    pub expires_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// `POST /v1/mfa/devices` answer.
@@ -84,12 +87,15 @@ pub struct AnswerSignatureChallenge {
 pub struct Device {
     /// The device id.
     pub id: DeviceId,
-    /// Its name.
+    /// Its name (empty when the server sent none).
+    #[serde(default)]
     pub name: String,
-    /// Its owner.
-    pub person_id: PersonId,
+    /// Its owner, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<PersonId>,
     /// When it was created.
-    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// When it was deleted, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
@@ -103,6 +109,7 @@ pub struct DeviceListQuery {
     #[serde(
         rename = "filter[person_id]",
         default,
+        deserialize_with = "super::strict::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub person_id: Option<PersonId>,
@@ -156,7 +163,8 @@ pub struct AddKeyRequest {
 /// `POST /v1/mfa/devices/{id}/keys` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddKeyResponse {
-    /// The new key's id.
+    /// The new key's id (some servers call it `key_id`).
+    #[serde(alias = "key_id")]
     pub id: KeyId,
 }
 
@@ -172,23 +180,82 @@ pub struct KeySummary {
     pub used_at: Option<Timestamp>,
 }
 
-/// `GET /v1/mfa/devices/{id}/keys` answer.
+/// `GET /v1/mfa/devices/{id}/keys` answer, as documented
+/// (`{device_id, person_id, name, created_at, keys}`). Servers also answer a bare array of
+/// keys or an array of device wrappers; read any of them with [`KeysAnswer`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceKeys {
-    /// The device.
-    pub device_id: DeviceId,
-    /// Its owner.
-    pub person_id: PersonId,
-    /// Its name.
-    pub name: String,
+    /// The device, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<DeviceId>,
+    /// Its owner, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<PersonId>,
+    /// Its name, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// When it was created.
-    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// When it was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
     /// Its keys. Read as an array, a single object, or a map keyed by key id.
     #[serde(deserialize_with = "keys_any_shape")]
     pub keys: Vec<KeySummary>,
+}
+
+/// Any shape a server lists a device's keys in: the documented object, a bare array of
+/// keys, or an array of device wrappers `[{person_id, device_id, name, keys: [...]}]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KeysAnswer {
+    /// `{device_id, ..., keys: [...]}`.
+    Object(DeviceKeys),
+    /// `[{person_id, device_id, name, keys: [...]}]`.
+    Wrappers(Vec<DeviceKeys>),
+    /// `[{key_id, key_purpose}]`.
+    Keys(Vec<KeySummary>),
+}
+
+impl KeysAnswer {
+    /// The keys of `device`: from wrappers, those of the wrapper naming it (or of every
+    /// wrapper when none names a device).
+    pub fn into_device_keys(self, device: &DeviceId) -> DeviceKeys {
+        match self {
+            KeysAnswer::Object(keys) => keys,
+            KeysAnswer::Keys(keys) => DeviceKeys::of(device, keys),
+            KeysAnswer::Wrappers(wrappers) => {
+                let named = wrappers
+                    .iter()
+                    .position(|w| w.device_id.as_ref() == Some(device));
+                match named {
+                    Some(i) => wrappers.into_iter().nth(i).unwrap_or_else(|| {
+                        // `i` was found in this very vector.
+                        DeviceKeys::of(device, Vec::new())
+                    }),
+                    None => {
+                        let keys = wrappers.into_iter().flat_map(|w| w.keys).collect();
+                        DeviceKeys::of(device, keys)
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DeviceKeys {
+    /// Keys of `device` with nothing else known about it.
+    pub fn of(device: &DeviceId, keys: Vec<KeySummary>) -> DeviceKeys {
+        DeviceKeys {
+            device_id: Some(device.clone()),
+            person_id: None,
+            name: None,
+            created_at: None,
+            deleted_at: None,
+            keys,
+        }
+    }
 }
 
 /// The key detail, `GET /v1/mfa/devices/{id}/keys/{key_id}`.
@@ -199,7 +266,8 @@ pub struct KeyDetail {
     /// Its purpose.
     pub key_purpose: KeyPurpose,
     /// When it was added.
-    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// When it last signed a challenge.
     #[serde(default)]
     pub used_at: Option<Timestamp>,

@@ -7,12 +7,38 @@ pub use vphone_keystore::KeyAlgorithm as KeyType;
 pub use vphone_keystore::KeyPurpose;
 
 macro_rules! wire_enum {
+    // Words the sandbox receives: read exactly as documented.
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
+        wire_enum!(@common $name { $($variant = $text),+ });
+    };
+    // Words only servers send: read in any case (`completed`, `Completed`, `COMPLETED`).
+    (answer $(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                $(if word.eq_ignore_ascii_case($text) {
+                    return Ok($name::$variant);
+                })+
+                Err(serde::de::Error::custom(format!(
+                    "{word:?} is not one of: {}",
+                    [$($text),+].join(", ")
+                )))
+            }
+        }
+        wire_enum!(@common $name { $($variant = $text),+ });
+    };
+    (@common $name:ident { $($variant:ident = $text:literal),+ }) => {
 
         impl $name {
             /// Every value, in declaration order.
@@ -54,6 +80,7 @@ wire_enum!(
 );
 
 wire_enum!(
+    answer
     /// The `type` field of a challenge.
     ChallengeKind {
         /// The device-binding challenge.
@@ -78,6 +105,7 @@ wire_enum!(
 );
 
 wire_enum!(
+    answer
     /// Where a change request stands.
     ChangeRequestStatus {
         /// Accepted without further action.
@@ -120,6 +148,11 @@ mod tests {
             );
             assert_eq!(&s.as_str().parse::<ChangeRequestStatus>().unwrap(), s);
         }
+        for word in ["completed", "Completed", "COMPLETED"] {
+            let read: ChangeRequestStatus = serde_json::from_str(&format!("\"{word}\"")).unwrap();
+            assert_eq!(read, ChangeRequestStatus::Completed);
+        }
+        assert!(serde_json::from_str::<DeliveryMethod>("\"STATIC\"").is_err());
         assert!(
             "sms2"
                 .parse::<DeliveryMethod>()

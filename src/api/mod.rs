@@ -10,6 +10,7 @@ mod change_requests;
 mod devices;
 mod enums;
 mod error;
+mod error_code;
 mod ids;
 mod persons;
 mod sms;
@@ -21,18 +22,24 @@ pub use challenges::{
     AnswerDeviceChallenge, AnswerSmsChallenge, CreateDeviceChallenge, CreateSmsChallenge,
     DeviceChallenge, SmsChallenge,
 };
-pub use change_requests::{AuthorizeChangeRequest, ChangeRequest, ConfirmChangeRequest};
+pub use change_requests::{
+    AuthorizeChangeRequest, ChangeRequest, ConfirmChangeRequest, PersonUpdate,
+};
 pub use devices::{
     AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, CreateDeviceRequest,
     CreateDeviceResponse, Device, DeviceKeys, DeviceListQuery, DeviceSignature, KeyDetail,
-    KeySummary, SignatureChallenge, SmsChallengeOptions,
+    KeySummary, KeysAnswer, SignatureChallenge, SmsChallengeOptions,
 };
 pub use enums::{
     BindingChallengeType, ChallengeKind, ChangeRequestStatus, DeliveryMethod, KeyPurpose, KeyType,
     Language,
 };
-pub use error::{ApiErrorBody, ErrorObject, ErrorSource, RemoteError};
-pub use ids::{ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MobileNumberId, PersonId};
+pub use error::{ApiErrorBody, ErrorObject, ErrorShape, ErrorSource, RemoteError};
+pub use error_code::ErrorCode;
+pub use ids::{
+    ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MAX_SERVER_ID, MobileNumberId,
+    PersonId, TypedId, strict,
+};
 pub use persons::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, UpdatePerson,
 };

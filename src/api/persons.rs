@@ -53,9 +53,11 @@ impl UpdatePerson {
 pub struct Person {
     /// The person's id.
     pub id: PersonId,
-    /// Given name.
+    /// Given name (empty when the server sent none).
+    #[serde(default)]
     pub first_name: String,
-    /// Family name.
+    /// Family name (empty when the server sent none).
+    #[serde(default)]
     pub last_name: String,
     /// E-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,9 +99,20 @@ pub struct ConfirmMobileNumber {
 pub struct MobileNumber {
     /// The record's id.
     pub id: MobileNumberId,
-    /// The number.
-    pub number: PhoneNumber,
-    /// Whether the number was confirmed with an OTP.
+    /// The number, when the server sent one in E.164 form (others are ignored: the phone
+    /// knows the number it asked for).
+    #[serde(
+        default,
+        deserialize_with = "e164_or_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub number: Option<PhoneNumber>,
+    /// Whether the number was confirmed with an OTP; `false` when the server does not say.
     #[serde(default)]
     pub verified: bool,
+}
+
+fn e164_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PhoneNumber>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text.and_then(|t| PhoneNumber::parse(&t).ok()))
 }

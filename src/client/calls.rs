@@ -1,5 +1,5 @@
-//! One typed method per API call (see API.md). Paths use typed ids, which are URL-safe by
-//! construction, so no escaping is needed.
+//! One typed method per API call (see API.md). Ids from a server are opaque text, so each
+//! id in a path is percent-encoded as one segment ([`seg`]).
 
 use super::{ApiClient, ClientError, transport_error};
 use crate::api::{
@@ -7,13 +7,28 @@ use crate::api::{
     AnswerSmsChallenge, AuthorizeChangeRequest, ChallengeId, ChangeRequest, ChangeRequestId,
     ConfirmChangeRequest, ConfirmMobileNumber, CreateDeviceChallenge, CreateDeviceRequest,
     CreateDeviceResponse, CreatePerson, CreateSmsChallenge, Device, DeviceChallenge, DeviceId,
-    DeviceKeys, DeviceListQuery, KeyDetail, KeyId, MobileNumber, MobileNumberRequest, Person,
-    PersonId, RemoteError, SignatureChallenge, SmsChallenge, SmsMessage, SmsQuery, UpdatePerson,
+    DeviceKeys, DeviceListQuery, KeyDetail, KeyId, KeysAnswer, MobileNumber, MobileNumberRequest,
+    Person, PersonId, PersonUpdate, RemoteError, SignatureChallenge, SmsChallenge, SmsMessage,
+    SmsQuery, UpdatePerson,
 };
 use reqwest::Method;
 use std::time::Duration;
 
 const NO_BODY: Option<&()> = None;
+
+/// `id` as one path segment: every byte but the unreserved ones (RFC 3986: letters, digits,
+/// `-._~`) percent-encoded, so an opaque id can hold `/`, `?`, spaces or non-ASCII text.
+pub(crate) fn seg(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 impl ApiClient {
     /// `POST /v1/persons`.
@@ -23,18 +38,27 @@ impl ApiClient {
 
     /// `GET /v1/persons/{id}`.
     pub async fn get_person(&self, id: &PersonId) -> Result<Person, ClientError> {
-        self.call(Method::GET, &format!("/v1/persons/{id}"), NO_BODY)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/persons/{}", seg(id.as_str())),
+            NO_BODY,
+        )
+        .await
     }
 
-    /// `PATCH /v1/persons/{id}`: answers a change request to authorize and confirm.
+    /// `PATCH /v1/persons/{id}`: answers a change request to authorize and confirm, or
+    /// (some servers) the person, changed at once.
     pub async fn update_person(
         &self,
         id: &PersonId,
         req: &UpdatePerson,
-    ) -> Result<ChangeRequest, ClientError> {
-        self.call(Method::PATCH, &format!("/v1/persons/{id}"), Some(req))
-            .await
+    ) -> Result<PersonUpdate, ClientError> {
+        self.call(
+            Method::PATCH,
+            &format!("/v1/persons/{}", seg(id.as_str())),
+            Some(req),
+        )
+        .await
     }
 
     /// `POST /v1/persons/{id}/mobile_number`.
@@ -43,8 +67,15 @@ impl ApiClient {
         person: &PersonId,
         req: &MobileNumberRequest,
     ) -> Result<MobileNumber, ClientError> {
-        let path = format!("/v1/persons/{person}/mobile_number");
+        let path = format!("/v1/persons/{}/mobile_number", seg(person.as_str()));
         self.call(Method::POST, &path, Some(req)).await
+    }
+
+    /// `GET /v1/persons/{id}/mobile_number`: the person's number, e.g. to continue after
+    /// the answer to adding it was lost.
+    pub async fn get_mobile_number(&self, person: &PersonId) -> Result<MobileNumber, ClientError> {
+        let path = format!("/v1/persons/{}/mobile_number", seg(person.as_str()));
+        self.call(Method::GET, &path, NO_BODY).await
     }
 
     /// `POST /v1/persons/{id}/mobile_number/authorize`: the bank sends an SMS OTP.
@@ -53,7 +84,10 @@ impl ApiClient {
         person: &PersonId,
         req: &MobileNumberRequest,
     ) -> Result<(), ClientError> {
-        let path = format!("/v1/persons/{person}/mobile_number/authorize");
+        let path = format!(
+            "/v1/persons/{}/mobile_number/authorize",
+            seg(person.as_str())
+        );
         self.call_unit(Method::POST, &path, Some(req)).await
     }
 
@@ -63,7 +97,7 @@ impl ApiClient {
         person: &PersonId,
         req: &ConfirmMobileNumber,
     ) -> Result<MobileNumber, ClientError> {
-        let path = format!("/v1/persons/{person}/mobile_number/confirm");
+        let path = format!("/v1/persons/{}/mobile_number/confirm", seg(person.as_str()));
         self.call(Method::POST, &path, Some(req)).await
     }
 
@@ -72,7 +106,7 @@ impl ApiClient {
         &self,
         person: &PersonId,
     ) -> Result<ChangeRequest, ClientError> {
-        let path = format!("/v1/persons/{person}/mobile_number");
+        let path = format!("/v1/persons/{}/mobile_number", seg(person.as_str()));
         self.call(Method::DELETE, &path, NO_BODY).await
     }
 
@@ -95,9 +129,9 @@ impl ApiClient {
             path.push_str(v);
             sep = '&';
         };
-        // Brackets are percent-encoded; values are ids, booleans and numbers (URL-safe).
+        // Brackets are percent-encoded; ids are encoded, booleans and numbers are URL-safe.
         if let Some(p) = &query.person_id {
-            push("filter%5Bperson_id%5D", p.as_str());
+            push("filter%5Bperson_id%5D", &seg(p.as_str()));
         }
         if let Some(d) = query.include_deleted {
             push(
@@ -116,14 +150,22 @@ impl ApiClient {
 
     /// `GET /v1/mfa/devices/{id}`.
     pub async fn get_device(&self, id: &DeviceId) -> Result<Device, ClientError> {
-        self.call(Method::GET, &format!("/v1/mfa/devices/{id}"), NO_BODY)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/mfa/devices/{}", seg(id.as_str())),
+            NO_BODY,
+        )
+        .await
     }
 
     /// `DELETE /v1/mfa/devices/{id}`.
     pub async fn delete_device(&self, id: &DeviceId) -> Result<(), ClientError> {
-        self.call_unit(Method::DELETE, &format!("/v1/mfa/devices/{id}"), NO_BODY)
-            .await
+        self.call_unit(
+            Method::DELETE,
+            &format!("/v1/mfa/devices/{}", seg(id.as_str())),
+            NO_BODY,
+        )
+        .await
     }
 
     /// `GET /v1/mfa/challenges/signatures/{id}`: a binding challenge.
@@ -131,7 +173,7 @@ impl ApiClient {
         &self,
         id: &ChallengeId,
     ) -> Result<SignatureChallenge, ClientError> {
-        let path = format!("/v1/mfa/challenges/signatures/{id}");
+        let path = format!("/v1/mfa/challenges/signatures/{}", seg(id.as_str()));
         self.call(Method::GET, &path, NO_BODY).await
     }
 
@@ -141,7 +183,7 @@ impl ApiClient {
         id: &ChallengeId,
         req: &AnswerSignatureChallenge,
     ) -> Result<(), ClientError> {
-        let path = format!("/v1/mfa/challenges/signatures/{id}");
+        let path = format!("/v1/mfa/challenges/signatures/{}", seg(id.as_str()));
         self.call_unit(Method::PUT, &path, Some(req)).await
     }
 
@@ -151,19 +193,24 @@ impl ApiClient {
         device: &DeviceId,
         req: &AddKeyRequest,
     ) -> Result<AddKeyResponse, ClientError> {
-        let path = format!("/v1/mfa/devices/{device}/keys");
+        let path = format!("/v1/mfa/devices/{}/keys", seg(device.as_str()));
         self.call(Method::POST, &path, Some(req)).await
     }
 
-    /// `GET /v1/mfa/devices/{id}/keys`.
+    /// `GET /v1/mfa/devices/{id}/keys`, in any shape of [`KeysAnswer`].
     pub async fn list_keys(&self, device: &DeviceId) -> Result<DeviceKeys, ClientError> {
-        let path = format!("/v1/mfa/devices/{device}/keys");
-        self.call(Method::GET, &path, NO_BODY).await
+        let path = format!("/v1/mfa/devices/{}/keys", seg(device.as_str()));
+        let answer: KeysAnswer = self.call(Method::GET, &path, NO_BODY).await?;
+        Ok(answer.into_device_keys(device))
     }
 
     /// `GET /v1/mfa/devices/{id}/keys/{key_id}`.
     pub async fn get_key(&self, device: &DeviceId, key: &KeyId) -> Result<KeyDetail, ClientError> {
-        let path = format!("/v1/mfa/devices/{device}/keys/{key}");
+        let path = format!(
+            "/v1/mfa/devices/{}/keys/{}",
+            seg(device.as_str()),
+            seg(key.as_str())
+        );
         self.call(Method::GET, &path, NO_BODY).await
     }
 
@@ -181,7 +228,7 @@ impl ApiClient {
         &self,
         id: &ChallengeId,
     ) -> Result<DeviceChallenge, ClientError> {
-        let path = format!("/v1/mfa/challenges/devices/{id}");
+        let path = format!("/v1/mfa/challenges/devices/{}", seg(id.as_str()));
         self.call(Method::GET, &path, NO_BODY).await
     }
 
@@ -191,7 +238,7 @@ impl ApiClient {
         id: &ChallengeId,
         req: &AnswerDeviceChallenge,
     ) -> Result<(), ClientError> {
-        let path = format!("/v1/mfa/challenges/devices/{id}");
+        let path = format!("/v1/mfa/challenges/devices/{}", seg(id.as_str()));
         self.call_unit(Method::PUT, &path, Some(req)).await
     }
 
@@ -206,7 +253,7 @@ impl ApiClient {
 
     /// `GET /v1/mfa/challenges/sms/{id}`.
     pub async fn get_sms_challenge(&self, id: &ChallengeId) -> Result<SmsChallenge, ClientError> {
-        let path = format!("/v1/mfa/challenges/sms/{id}");
+        let path = format!("/v1/mfa/challenges/sms/{}", seg(id.as_str()));
         self.call(Method::GET, &path, NO_BODY).await
     }
 
@@ -216,7 +263,7 @@ impl ApiClient {
         id: &ChallengeId,
         req: &AnswerSmsChallenge,
     ) -> Result<(), ClientError> {
-        let path = format!("/v1/mfa/challenges/sms/{id}");
+        let path = format!("/v1/mfa/challenges/sms/{}", seg(id.as_str()));
         self.call_unit(Method::PUT, &path, Some(req)).await
     }
 
@@ -226,7 +273,7 @@ impl ApiClient {
         id: &ChangeRequestId,
         req: &AuthorizeChangeRequest,
     ) -> Result<ChangeRequest, ClientError> {
-        let path = format!("/v1/change_requests/{id}/authorize");
+        let path = format!("/v1/change_requests/{}/authorize", seg(id.as_str()));
         self.call(Method::POST, &path, Some(req)).await
     }
 
@@ -236,7 +283,7 @@ impl ApiClient {
         id: &ChangeRequestId,
         req: &ConfirmChangeRequest,
     ) -> Result<ChangeRequest, ClientError> {
-        let path = format!("/v1/change_requests/{id}/confirm");
+        let path = format!("/v1/change_requests/{}/confirm", seg(id.as_str()));
         self.call(Method::POST, &path, Some(req)).await
     }
 
@@ -276,5 +323,17 @@ impl ApiClient {
             status: status.as_u16(),
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seg;
+
+    #[test]
+    fn ids_become_one_path_segment() {
+        assert_eq!(seg("abc-DEF_1.2~"), "abc-DEF_1.2~");
+        assert_eq!(seg("a/b c?d"), "a%2Fb%20c%3Fd");
+        assert_eq!(seg("ü"), "%C3%BC");
     }
 }

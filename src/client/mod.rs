@@ -14,7 +14,7 @@ pub use credentials::{
     CLIENT_ID_ENV, CLIENT_SECRET_ENV, CREDENTIALS_FILE_ENV, Credentials, CredentialsError,
     SANDBOX_CLIENT_ID,
 };
-pub use error::{ClientError, hint};
+pub use error::{ClientError, Hint, NotFound, hint};
 pub use transcript::{Exchange, Transcript};
 
 use crate::api::RemoteError;

@@ -123,14 +123,12 @@ pub fn phone_error_json(e: &PhoneError) -> serde_json::Value {
         "exit_code": e.exit_code(),
         "kind": kind_of(e.exit_code()),
     });
-    if let Some(r) = e
-        .client_error()
-        .and_then(crate::client::ClientError::remote)
-    {
-        error["status"] = r.status.into();
-        if !r.code.is_empty() {
-            error["code"] = r.code.clone().into();
-        }
+    let client = e.client_error();
+    if let Some(status) = client.and_then(crate::client::ClientError::status) {
+        error["status"] = status.into();
+    }
+    if let Some(code) = client.and_then(crate::client::ClientError::code) {
+        error["code"] = code.into();
     }
     if let Some(step) = step_of(e) {
         error["step"] = step.into();

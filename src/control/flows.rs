@@ -8,7 +8,7 @@ use super::events::EventHub;
 use super::phones::Hosted;
 use super::{ControlState, Routes, run_blocking};
 use crate::api::{ChallengeId, KeyPurpose, Otp, UpdatePerson};
-use crate::phone::{Confirmation, PhoneError, PhoneName, Timings};
+use crate::phone::{Confirmation, PersonChange, PhoneError, PhoneName, Timings};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Method;
@@ -274,7 +274,7 @@ async fn change(
     State(state): State<ControlState>,
     Path(name): Path<String>,
     Body(arg): Body<ChangeArg>,
-) -> Result<Json<Done<crate::phone::ChangeOutcome>>, ControlError> {
+) -> Result<Json<Done<PersonChange>>, ControlError> {
     if arg.first_name.is_none() && arg.last_name.is_none() && arg.email.is_none() {
         return Err(ControlError::BadRequest(
             "name a change: first_name, last_name or email".into(),
@@ -303,12 +303,16 @@ async fn change(
         &h,
         "change",
         result,
-        |o| &o.timings,
-        |o| {
-            Some((
+        |o| o.timings(),
+        |o| match o {
+            PersonChange::Confirmed(o) => Some((
                 "person_changed",
                 serde_json::json!({"change_request_id": o.change_request_id, "delivery_method": o.delivery_method}),
-            ))
+            )),
+            PersonChange::AppliedWithoutConfirmation { .. } => Some((
+                "person_changed",
+                serde_json::json!({"applied_without_confirmation": true}),
+            )),
         },
     )
 }

@@ -276,16 +276,17 @@ async fn handle(
         Ok(c) => c,
         Err(e) => return finish(PushOutcome::Failed, Some(&e)),
     };
-    let purpose = match logic::plan_device_answer(&challenge, &phone.key_purposes(), now_utc()) {
-        Ok(p) => p,
-        Err(problem) => {
-            let e = PhoneError::Challenge {
-                phone: name.clone(),
-                problem,
-            };
-            return finish(PushOutcome::Failed, Some(&e));
-        }
-    };
+    let purpose =
+        match logic::plan_device_answer(&challenge, None, &phone.key_purposes(), now_utc()) {
+            Ok(p) => p,
+            Err(problem) => {
+                let e = PhoneError::Challenge {
+                    phone: name.clone(),
+                    problem,
+                };
+                return finish(PushOutcome::Failed, Some(&e));
+            }
+        };
     h.pushes.update(id, |r| {
         r.key_purpose = Some(purpose);
         r.state = PushState::Prompting;
@@ -294,7 +295,10 @@ async fn handle(
         "challenge_pushed",
         serde_json::json!({"push_id": id, "challenge_id": challenge_id, "key_purpose": purpose, "expires_at": challenge.expires_at}),
     );
-    let left = challenge.expires_at.unix() - now_utc().unix();
+    // A server that sends no expires_at still expires challenges after the API's 5 minutes.
+    let left = challenge
+        .expires_at
+        .map_or(300, |at| at.unix() - now_utc().unix());
     let deadline = Instant::now() + Duration::from_secs(u64::try_from(left.max(0)).unwrap_or(0));
     let asked = h.prompt.ask(Ask {
         reason: format!("Approve device challenge {challenge_id} with the {purpose} key?"),
@@ -315,7 +319,7 @@ async fn handle(
             ok: refused.is_none(),
             sent,
             status: remote.map(|r| r.status),
-            code: remote.map(|r| r.code.clone()).filter(|c| !c.is_empty()),
+            code: remote.and_then(|r| r.code.as_ref().map(|c| c.as_str().to_owned())),
             ms,
         };
         publish(

@@ -59,17 +59,16 @@ pub(super) async fn walk_all(
         })
         .await;
     walk.step(NUMBER, &[PERSON], false, async {
-        let m = phone.add_number(number.clone()).await?;
-        Ok(((), format!("number {}", m.number)))
+        phone.add_number(number.clone()).await?;
+        Ok(((), format!("number {number}")))
     })
     .await;
     walk.step(VERIFY, &[NUMBER], false, async {
         let v = phone.verify_number().await?;
         let waited = v.timings.get("wait for SMS").unwrap_or_default();
         let line = format!(
-            "code from the SMS after {:.1} ms, number {} verified",
+            "code from the SMS after {:.1} ms, number {number} verified",
             waited.as_secs_f64() * 1e3,
-            v.mobile_number.number
         );
         Ok(((), line))
     })
@@ -187,17 +186,11 @@ pub(super) async fn walk_all(
                 Ok(ch) => {
                     Err(format!("the bank issued challenge {} for a deleted device", ch.id).into())
                 }
-                Err(e) => match e.remote() {
-                    Some(r) if (400..500).contains(&r.status) => {
-                        let code = if r.code.is_empty() {
-                            "no code"
-                        } else {
-                            r.code.as_str()
-                        };
-                        Ok(((), format!("refused ({code}), as it should be")))
-                    }
-                    _ => Err(e.into()),
-                },
+                Err(e) if e.remote().is_some_and(|r| (400..500).contains(&r.status)) => {
+                    let code = e.code().filter(|c| !c.is_empty()).unwrap_or("no code");
+                    Ok(((), format!("refused ({code}), as it should be")))
+                }
+                Err(e) => Err(e.into()),
             }
         },
     )
@@ -262,10 +255,16 @@ async fn change_steps(
                     )
                     .into());
                 }
-                let line = format!(
-                    "confirmed by {}, {}; the person is now {} {}",
-                    o.delivery_method, o.status, p.first_name, p.last_name
-                );
+                let line = match o {
+                    crate::phone::PersonChange::Confirmed(o) => format!(
+                        "confirmed by {}, {}; the person is now {} {}",
+                        o.delivery_method, o.status, p.first_name, p.last_name
+                    ),
+                    crate::phone::PersonChange::AppliedWithoutConfirmation { .. } => format!(
+                        "applied without confirmation; the person is now {} {}",
+                        p.first_name, p.last_name
+                    ),
+                };
                 Ok(((), line))
             })
             .await;

@@ -19,8 +19,8 @@ use crate::api::{
     AddKeyRequest, AnswerDeviceChallenge, AnswerSignatureChallenge, AnswerSmsChallenge,
     AuthorizeChangeRequest, ConfirmChangeRequest, ConfirmMobileNumber, CreateDeviceChallenge,
     CreateDeviceRequest, CreatePerson, CreateSmsChallenge, DeliveryMethod, DeviceSignature,
-    KeyPurpose, KeyType, MobileNumberRequest, Otp, PhoneNumber, PublicKeyHex, SignatureHex,
-    UpdatePerson,
+    KeyPurpose, KeyType, MobileNumberRequest, Otp, PersonUpdate, PhoneNumber, PublicKeyHex,
+    SignatureHex, UpdatePerson,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::phone::{OtpCommand, SmsKind};
@@ -187,11 +187,10 @@ pub fn failure_of(e: &ClientError) -> Failure {
     match e {
         ClientError::Api { remote, .. } => Failure {
             status: remote.status,
-            code: if remote.code.is_empty() {
-                "-".to_owned()
-            } else {
-                remote.code.clone()
-            },
+            code: remote
+                .code
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |c| c.as_str().to_owned()),
         },
         ClientError::Timeout { .. } => Failure {
             status: 0,
@@ -494,7 +493,9 @@ impl Steps<'_> {
                     .timed(Op::CreateDeviceChallenge, c.create_device_challenge(&req))
                     .await?;
                 let sig = fleet
-                    .key(i, ch.key_purpose)
+                    // It asked for the unrestricted key: a server that leaves the purpose
+                    // out means that one.
+                    .key(i, ch.key_purpose.unwrap_or(KeyPurpose::Unrestricted))
                     .sign_hex(ch.string_to_sign.as_bytes());
                 let answer = AnswerDeviceChallenge {
                     signature: signature(sig),
@@ -541,9 +542,14 @@ impl Steps<'_> {
                     )),
                     ..UpdatePerson::default()
                 };
-                let cr = self
+                let cr = match self
                     .timed(Op::UpdatePerson, c.update_person(&person, &update))
-                    .await?;
+                    .await?
+                {
+                    PersonUpdate::Held(cr) => cr,
+                    // The server applied the change at once: nothing to confirm.
+                    PersonUpdate::Applied(_) => return Ok(()),
+                };
                 let auth = AuthorizeChangeRequest {
                     delivery_method: DeliveryMethod::DeviceSigning,
                     person_id: None,

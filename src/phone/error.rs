@@ -11,11 +11,11 @@ use vphone_keystore::{KeystoreError, PresenceError};
 #[derive(Debug, thiserror::Error)]
 pub enum PhoneError {
     /// The bank refused a step, or could not be reached.
-    #[error("{step}: {}", source.message_for_phone(phone))]
+    #[error("{step}: {source}")]
     Bank {
         /// The step, e.g. "bind: create device".
         step: &'static str,
-        /// The phone, named in the hint's commands.
+        /// The phone (the CLI names it in the commands it suggests).
         phone: String,
         /// What went wrong on the wire.
         #[source]
@@ -132,7 +132,7 @@ pub enum PhoneError {
     /// phone keeps it, marked pending, until a later command asks the bank.
     #[error(
         "add key: {}\nthe bank's answer was lost, so it is not known whether it added the {purpose} key; phone {name:?} keeps the key as pending. Once the server answers, run `vphone phone keys {name}` (or `vphone phone add-key {name}`): it asks the bank, keeps the key if the bank has it and forgets it otherwise",
-        source.message_for_phone(name)
+        source
     )]
     KeyPending {
         /// The phone.
@@ -269,14 +269,14 @@ mod tests {
         let at = Timestamp::from_unix(1_800_000_000).unwrap();
         let challenge = DeviceChallenge {
             id: ChallengeId::generate(),
-            kind: ChallengeKind::Device,
+            kind: Some(ChallengeKind::Device),
             string_to_sign: "pay".into(),
-            key_purpose: KeyPurpose::Restricted,
-            created_at: at,
-            expires_at: at.plus_seconds(300),
+            key_purpose: Some(KeyPurpose::Restricted),
+            created_at: Some(at),
+            expires_at: Some(at.plus_seconds(300)),
         };
         let problem =
-            super::super::logic::key_for_challenge(&challenge, &[KeyPurpose::Unrestricted])
+            super::super::logic::key_for_challenge(&challenge, None, &[KeyPurpose::Unrestricted])
                 .unwrap_err();
         let err = PhoneError::Challenge {
             phone: "alice".into(),

@@ -56,14 +56,29 @@ pub fn check_requested_purpose(
     challenge: &DeviceChallenge,
     requested: Option<KeyPurpose>,
 ) -> Result<(), ChallengeProblem> {
-    match requested {
-        Some(asked) if asked != challenge.key_purpose => Err(ChallengeProblem::PurposeMismatch {
+    match (requested, challenge.key_purpose) {
+        (Some(asked), Some(got)) if asked != got => Err(ChallengeProblem::PurposeMismatch {
             id: challenge.id.to_string(),
             asked,
-            got: challenge.key_purpose,
+            got,
         }),
         _ => Ok(()),
     }
+}
+
+/// The purpose of the key that must answer `challenge`: the one it names; when a server
+/// leaves `key_purpose` out, the one the phone asked for, else the phone's only key, else
+/// (both held) `restricted`, the API's documented default for a challenge without purpose.
+pub fn challenge_purpose(
+    challenge: &DeviceChallenge,
+    asked: Option<KeyPurpose>,
+    held: &[KeyPurpose],
+) -> KeyPurpose {
+    challenge
+        .key_purpose
+        .or(asked)
+        .or_else(|| change_request_key(held))
+        .unwrap_or(KeyPurpose::Unrestricted)
 }
 
 /// Refuses an empty `string_to_sign`: a signature over nothing approves nothing the user
@@ -92,34 +107,36 @@ pub fn challenge_message(string_to_sign: &str) -> &[u8] {
     string_to_sign.as_bytes()
 }
 
-/// Refuses a challenge whose `expires_at` is not after `now`.
+/// Refuses a challenge whose `expires_at` is not after `now`. A challenge without
+/// `expires_at` is left to the server to judge.
 pub fn check_not_expired(
     id: &str,
-    expires_at: Timestamp,
+    expires_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<(), ChallengeProblem> {
-    if now < expires_at {
-        Ok(())
-    } else {
-        Err(ChallengeProblem::Expired {
+    match expires_at {
+        Some(expires_at) if now >= expires_at => Err(ChallengeProblem::Expired {
             id: id.to_owned(),
             expires_at,
             now,
-        })
+        }),
+        _ => Ok(()),
     }
 }
 
-/// The key that must answer `challenge`: the purpose the bank names, if the phone has it.
+/// The key that must answer `challenge` (see [`challenge_purpose`]), if the phone has it.
 pub fn key_for_challenge(
     challenge: &DeviceChallenge,
+    asked: Option<KeyPurpose>,
     held: &[KeyPurpose],
 ) -> Result<KeyPurpose, ChallengeProblem> {
-    if held.contains(&challenge.key_purpose) {
-        Ok(challenge.key_purpose)
+    let needed = challenge_purpose(challenge, asked, held);
+    if held.contains(&needed) {
+        Ok(needed)
     } else {
         Err(ChallengeProblem::NoSuchKey {
             id: challenge.id.to_string(),
-            needed: challenge.key_purpose,
+            needed,
             held: if held.is_empty() {
                 "no keys".to_owned()
             } else {
@@ -132,15 +149,17 @@ pub fn key_for_challenge(
     }
 }
 
-/// Checks a device challenge and picks its key in one step.
+/// Checks a device challenge and picks its key in one step; `asked` is the purpose the
+/// phone asked for when it created the challenge.
 pub fn plan_device_answer(
     challenge: &DeviceChallenge,
+    asked: Option<KeyPurpose>,
     held: &[KeyPurpose],
     now: Timestamp,
 ) -> Result<KeyPurpose, ChallengeProblem> {
     check_not_expired(challenge.id.as_str(), challenge.expires_at, now)?;
     check_string_to_sign(challenge.id.as_str(), &challenge.string_to_sign)?;
-    key_for_challenge(challenge, held)
+    key_for_challenge(challenge, asked, held)
 }
 
 /// Whether signing with `purpose` needs the user's biometric approval.
@@ -174,21 +193,54 @@ mod tests {
         let created_at = Timestamp::from_unix(created).unwrap();
         DeviceChallenge {
             id: ChallengeId::generate(),
-            kind: ChallengeKind::Device,
+            kind: Some(ChallengeKind::Device),
             string_to_sign: "sign me".into(),
-            key_purpose: purpose,
-            created_at,
-            expires_at: created_at.plus_seconds(300),
+            key_purpose: Some(purpose),
+            created_at: Some(created_at),
+            expires_at: Some(created_at.plus_seconds(300)),
         }
+    }
+
+    fn at(c: &DeviceChallenge, seconds: i64) -> Timestamp {
+        c.created_at.unwrap().plus_seconds(seconds)
+    }
+
+    #[test]
+    fn a_challenge_without_purpose_is_answered_by_the_asked_or_the_only_key() {
+        let mut c = challenge(KeyPurpose::Restricted, 1_800_000_000);
+        c.key_purpose = None;
+        let both = [KeyPurpose::Unrestricted, KeyPurpose::Restricted];
+        let only = [KeyPurpose::Unrestricted];
+        assert_eq!(
+            challenge_purpose(&c, Some(KeyPurpose::Unrestricted), &both),
+            KeyPurpose::Unrestricted
+        );
+        assert_eq!(challenge_purpose(&c, None, &only), KeyPurpose::Unrestricted);
+        assert_eq!(challenge_purpose(&c, None, &both), KeyPurpose::Restricted);
+        assert_eq!(
+            check_requested_purpose(&c, Some(KeyPurpose::Restricted)),
+            Ok(())
+        );
+        c.expires_at = None;
+        assert_eq!(
+            plan_device_answer(
+                &c,
+                None,
+                &only,
+                Timestamp::from_unix(1_900_000_000).unwrap()
+            ),
+            Ok(KeyPurpose::Unrestricted),
+            "no expires_at: the server judges expiry"
+        );
     }
 
     #[test]
     fn the_challenge_picks_the_key_it_names() {
         let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
         let both = [KeyPurpose::Unrestricted, KeyPurpose::Restricted];
-        let now = c.created_at.plus_seconds(10);
+        let now = at(&c, 10);
         assert_eq!(
-            plan_device_answer(&c, &both, now),
+            plan_device_answer(&c, None, &both, now),
             Ok(KeyPurpose::Restricted)
         );
     }
@@ -196,15 +248,15 @@ mod tests {
     #[test]
     fn a_restricted_challenge_is_refused_without_a_restricted_key() {
         let c = challenge(KeyPurpose::Restricted, 1_800_000_000);
-        let err = key_for_challenge(&c, &[KeyPurpose::Unrestricted]).unwrap_err();
+        let err = key_for_challenge(&c, None, &[KeyPurpose::Unrestricted]).unwrap_err();
         assert!(err.to_string().contains("holds only unrestricted"), "{err}");
     }
 
     #[test]
     fn an_expired_challenge_is_not_answered() {
         let c = challenge(KeyPurpose::Unrestricted, 1_800_000_000);
-        let at_expiry = c.expires_at;
-        let err = plan_device_answer(&c, &[KeyPurpose::Unrestricted], at_expiry).unwrap_err();
+        let at_expiry = c.expires_at.unwrap();
+        let err = plan_device_answer(&c, None, &[KeyPurpose::Unrestricted], at_expiry).unwrap_err();
         assert!(matches!(err, ChallengeProblem::Expired { .. }));
         assert!(err.to_string().contains("5 minutes"));
     }
@@ -229,8 +281,8 @@ mod tests {
     fn an_empty_string_to_sign_is_refused() {
         let mut c = challenge(KeyPurpose::Unrestricted, 1_800_000_000);
         c.string_to_sign.clear();
-        let now = c.created_at.plus_seconds(1);
-        let err = plan_device_answer(&c, &[KeyPurpose::Unrestricted], now).unwrap_err();
+        let now = at(&c, 1);
+        let err = plan_device_answer(&c, None, &[KeyPurpose::Unrestricted], now).unwrap_err();
         assert!(
             matches!(err, ChallengeProblem::NothingToSign { .. }),
             "{err}"

@@ -31,14 +31,15 @@ pub use flows::{Confirmation, person_named};
 pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, first_code};
 pub use otp_input::{OTP_KIND_ENV, OTP_NUMBER_ENV, OtpCommand, SmsKind, find_code};
 pub use outcome::{
-    AddKeyOutcome, BindOutcome, ChangeOutcome, DeleteOutcome, RegisterOutcome, SignOutcome,
-    SmsOutcome, StepTime, Timings, VerifyOutcome,
+    AddKeyOutcome, BindOutcome, ChangeOutcome, DeleteOutcome, PersonChange, RegisterOutcome,
+    SignOutcome, SmsOutcome, StepTime, Timings, VerifyOutcome,
 };
 pub use profile::{HOME_ENV, Home, PhoneName, Profile, ProfileError, ProfileStore};
 pub use toolkit::{Adoption, ReceivedOtp};
 
 use crate::api::{KeyPurpose, PhoneNumber};
 use crate::client::ApiClient;
+use crate::clock::{Clock, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
 use vphone_keystore::{AlwaysApprove, Passphrase, UserPresence, Vault};
@@ -106,6 +107,7 @@ pub struct Phone {
     presence: Arc<dyn UserPresence>,
     store: Option<ProfileStore>,
     otp_timeout: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -145,6 +147,7 @@ impl Phone {
             presence: Arc::new(AlwaysApprove),
             store,
             otp_timeout: DEFAULT_OTP_TIMEOUT,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -198,6 +201,13 @@ impl Phone {
             .clone()
             .map(|n| Inbox::new(n, source.clone()));
         self.source = source;
+        self
+    }
+
+    /// The same phone reading the time from `clock` (a `ManualClock` in tests), e.g. to
+    /// judge whether a challenge expired.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Phone {
+        self.clock = clock;
         self
     }
 

@@ -174,6 +174,32 @@ pub struct ChangeOutcome {
     pub timings: Timings,
 }
 
+/// What changing the person came to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PersonChange {
+    /// Held as a change request (as API.md documents), then authorized and confirmed.
+    Confirmed(ChangeOutcome),
+    /// The server applied the change at once and answered the person: there was nothing
+    /// to confirm. Not a failure, but not a confirmed change either.
+    AppliedWithoutConfirmation {
+        /// The person as the server answered it.
+        person: Person,
+        /// Step times.
+        timings: Timings,
+    },
+}
+
+impl PersonChange {
+    /// Step times, whichever way the change went.
+    pub fn timings(&self) -> &Timings {
+        match self {
+            PersonChange::Confirmed(out) => &out.timings,
+            PersonChange::AppliedWithoutConfirmation { timings, .. } => timings,
+        }
+    }
+}
+
 /// A device deleted.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeleteOutcome {

@@ -24,11 +24,11 @@ fn device_view(id: &ChallengeId, c: &ChallengeEntry) -> Option<DeviceChallenge> 
             ..
         } => Some(DeviceChallenge {
             id: id.clone(),
-            kind: ChallengeKind::Device,
+            kind: Some(ChallengeKind::Device),
             string_to_sign: string_to_sign.clone(),
-            key_purpose: *purpose,
-            created_at: c.attempts.created_at,
-            expires_at: c.attempts.expires_at,
+            key_purpose: Some(*purpose),
+            created_at: Some(c.attempts.created_at),
+            expires_at: Some(c.attempts.expires_at),
         }),
         _ => None,
     }
@@ -185,9 +185,9 @@ pub async fn answer_device(
 fn sms_view(id: &ChallengeId, c: &ChallengeEntry) -> Option<SmsChallenge> {
     matches!(c.what, ChallengeWhat::Sms { .. }).then(|| SmsChallenge {
         id: id.clone(),
-        kind: ChallengeKind::Sms,
-        created_at: c.attempts.created_at,
-        expires_at: c.attempts.expires_at,
+        kind: Some(ChallengeKind::Sms),
+        created_at: Some(c.attempts.created_at),
+        expires_at: Some(c.attempts.expires_at),
     })
 }
 

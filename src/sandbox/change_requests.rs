@@ -107,7 +107,7 @@ impl ChangeRequestEntry {
         ChangeRequest {
             id: self.id.clone(),
             status: self.status,
-            updated_at: self.updated_at,
+            updated_at: Some(self.updated_at),
             url: (self.status == ChangeRequestStatus::AuthorizationRequired)
                 .then(|| format!("/v1/change_requests/{}/authorize", self.id)),
             string_to_sign,

@@ -52,8 +52,8 @@ fn device_view(d: &DeviceEntry) -> Device {
     Device {
         id: d.id.clone(),
         name: d.name.clone(),
-        person_id: d.person_id.clone(),
-        created_at: d.created_at,
+        person_id: Some(d.person_id.clone()),
+        created_at: Some(d.created_at),
         deleted_at: d.deleted_at,
     }
 }
@@ -148,9 +148,9 @@ pub async fn create(
     let attempts = inner.new_attempts();
     let challenge = SignatureChallenge {
         id: ChallengeId::generate(),
-        kind: ChallengeKind::Signature,
-        created_at: attempts.created_at,
-        expires_at: attempts.expires_at,
+        kind: Some(ChallengeKind::Signature),
+        created_at: Some(attempts.created_at),
+        expires_at: Some(attempts.expires_at),
     };
     Inner::insert(
         &inner.challenges,
@@ -192,9 +192,9 @@ pub async fn get_signature_challenge(
     }
     Ok(Json(SignatureChallenge {
         id,
-        kind: ChallengeKind::Signature,
-        created_at: c.attempts.created_at,
-        expires_at: c.attempts.expires_at,
+        kind: Some(ChallengeKind::Signature),
+        created_at: Some(c.attempts.created_at),
+        expires_at: Some(c.attempts.expires_at),
     }))
 }
 
@@ -439,10 +439,10 @@ pub async fn list_keys(
     let entry = bound_device(&state.0, caller, &id)?;
     let d = entry.data.lock();
     Ok(Json(DeviceKeys {
-        device_id: d.id.clone(),
-        person_id: d.person_id.clone(),
-        name: d.name.clone(),
-        created_at: d.created_at,
+        device_id: Some(d.id.clone()),
+        person_id: Some(d.person_id.clone()),
+        name: Some(d.name.clone()),
+        created_at: Some(d.created_at),
         deleted_at: d.deleted_at,
         keys: d
             .keys
@@ -474,7 +474,7 @@ pub async fn get_key(
     Ok(Json(KeyDetail {
         key_id: k.id.clone(),
         key_purpose: k.purpose,
-        created_at: k.created_at,
+        created_at: Some(k.created_at),
         used_at: k.used_at,
     }))
 }

@@ -2,7 +2,7 @@
 //! extractors whose failures (wrong content type, malformed JSON, oversize body, bad query)
 //! answer in the same shape.
 
-use crate::api::{ApiErrorBody, ErrorObject, ErrorSource};
+use crate::api::{ApiErrorBody, ErrorCode, ErrorObject, ErrorSource};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// The machine-readable code, e.g. `invalid_signature`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// A short title.
     pub title: &'static str,
     /// What was wrong and what to do. Never contains OTPs, keys or tokens.
@@ -26,12 +26,12 @@ pub struct ApiError {
 }
 
 macro_rules! constructors {
-    ($($(#[$doc:meta])* $fn:ident => $status:ident, $code:literal, $title:literal;)+) => {
+    ($($(#[$doc:meta])* $fn:ident => $status:ident, $code:ident, $title:literal;)+) => {
         impl ApiError {
             $(
                 $(#[$doc])*
                 pub fn $fn(detail: impl Into<String>) -> Self {
-                    ApiError::new(StatusCode::$status, $code, $title, detail)
+                    ApiError::new(StatusCode::$status, ErrorCode::$code, $title, detail)
                 }
             )+
         }
@@ -40,76 +40,76 @@ macro_rules! constructors {
 
 constructors! {
     /// 401: no bearer token was sent.
-    unauthorized => UNAUTHORIZED, "unauthorized", "Unauthorized";
+    unauthorized => UNAUTHORIZED, Unauthorized, "Unauthorized";
     /// 401: the bearer token is unknown or expired.
-    invalid_token => UNAUTHORIZED, "invalid_token", "Invalid Token";
+    invalid_token => UNAUTHORIZED, InvalidToken, "Invalid Token";
     /// 401: wrong client id or secret at the token endpoint.
-    invalid_client => UNAUTHORIZED, "invalid_client", "Invalid Client";
+    invalid_client => UNAUTHORIZED, InvalidClient, "Invalid Client";
     /// 400: the token request is not a client-credentials grant for scope `partners`.
-    invalid_grant => BAD_REQUEST, "invalid_request", "Invalid Token Request";
+    invalid_grant => BAD_REQUEST, InvalidRequest, "Invalid Token Request";
     /// 404: no such resource for this partner.
-    not_found => NOT_FOUND, "not_found", "Not Found";
+    not_found => NOT_FOUND, NotFound, "Not Found";
     /// 404: no such route.
-    route_not_found => NOT_FOUND, "route_not_found", "Route Not Found";
+    route_not_found => NOT_FOUND, RouteNotFound, "Route Not Found";
     /// 405: the route exists with other methods.
-    method_not_allowed => METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed";
+    method_not_allowed => METHOD_NOT_ALLOWED, MethodNotAllowed, "Method Not Allowed";
     /// 400: the body is not JSON.
-    invalid_json => BAD_REQUEST, "invalid_json", "Invalid JSON";
+    invalid_json => BAD_REQUEST, InvalidJson, "Invalid JSON";
     /// 415: the body is not `application/json`.
-    unsupported_media_type => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported Media Type";
+    unsupported_media_type => UNSUPPORTED_MEDIA_TYPE, UnsupportedMediaType, "Unsupported Media Type";
     /// 413: the body is over 64 KiB.
-    payload_too_large => PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large";
+    payload_too_large => PAYLOAD_TOO_LARGE, PayloadTooLarge, "Payload Too Large";
     /// 400: a field is missing, unknown or out of range.
-    validation_error => BAD_REQUEST, "validation_error", "Validation Error";
+    validation_error => BAD_REQUEST, ValidationError, "Validation Error";
     /// 400: the public key is not a valid uncompressed P-256 point.
-    invalid_key => BAD_REQUEST, "invalid_key", "Invalid Key";
+    invalid_key => BAD_REQUEST, InvalidKey, "Invalid Key";
     /// 400: only `ecdsa-p256` keys are accepted.
-    unsupported_key_type => BAD_REQUEST, "unsupported_key_type", "Unsupported Key Type";
+    unsupported_key_type => BAD_REQUEST, UnsupportedKeyType, "Unsupported Key Type";
     /// 400: the signature is not lowercase hex of strict DER.
-    invalid_signature_encoding => BAD_REQUEST, "invalid_signature_encoding", "Invalid Signature Encoding";
+    invalid_signature_encoding => BAD_REQUEST, InvalidSignatureEncoding, "Invalid Signature Encoding";
     /// 403: the signature does not verify.
-    invalid_signature => FORBIDDEN, "invalid_signature", "Invalid Signature";
+    invalid_signature => FORBIDDEN, InvalidSignature, "Invalid Signature";
     /// 403: wrong OTP or TAN.
-    invalid_otp => FORBIDDEN, "invalid_otp", "Invalid OTP";
+    invalid_otp => FORBIDDEN, InvalidOtp, "Invalid OTP";
     /// 403: the challenge's lifetime is over.
-    challenge_expired => FORBIDDEN, "challenge_expired", "Challenge Expired";
+    challenge_expired => FORBIDDEN, ChallengeExpired, "Challenge Expired";
     /// 403: the challenge was already completed.
-    challenge_already_used => FORBIDDEN, "challenge_already_used", "Challenge Already Used";
+    challenge_already_used => FORBIDDEN, ChallengeAlreadyUsed, "Challenge Already Used";
     /// 403: the challenge's failed attempts are spent.
-    challenge_failed => FORBIDDEN, "challenge_failed", "Challenge Failed";
+    challenge_failed => FORBIDDEN, ChallengeFailed, "Challenge Failed";
     /// 400: the person has no verified mobile number.
-    telephone_number_not_found => BAD_REQUEST, "telephone_number_not_found", "Telephone Number Not Found";
+    telephone_number_not_found => BAD_REQUEST, TelephoneNumberNotFound, "Telephone Number Not Found";
     /// 409: the person already has the maximum of bound devices.
-    device_limit_reached => CONFLICT, "device_limit_reached", "Device Limit Reached";
+    device_limit_reached => CONFLICT, DeviceLimitReached, "Device Limit Reached";
     /// 409: the public key is already bound.
-    key_already_bound => CONFLICT, "key_already_bound", "Key Already Bound";
+    key_already_bound => CONFLICT, KeyAlreadyBound, "Key Already Bound";
     /// 409: the device already has a key of this purpose.
-    key_purpose_taken => CONFLICT, "key_purpose_taken", "Key Purpose Taken";
+    key_purpose_taken => CONFLICT, KeyPurposeTaken, "Key Purpose Taken";
     /// 409: the person already has a mobile number.
-    mobile_number_exists => CONFLICT, "mobile_number_exists", "Mobile Number Exists";
+    mobile_number_exists => CONFLICT, MobileNumberExists, "Mobile Number Exists";
     /// 403: the device was deleted and signs nothing.
-    device_deleted => FORBIDDEN, "device_deleted", "Device Deleted";
+    device_deleted => FORBIDDEN, DeviceDeleted, "Device Deleted";
     /// 403: a restricted-key challenge needs the device's restricted key.
-    restricted_key_required => FORBIDDEN, "restricted_key_required", "Restricted Key Required";
+    restricted_key_required => FORBIDDEN, RestrictedKeyRequired, "Restricted Key Required";
     /// 403: the device has no key of the purpose asked for.
-    key_not_found => FORBIDDEN, "key_not_found", "Key Not Found";
+    key_not_found => FORBIDDEN, KeyNotFound, "Key Not Found";
     /// 403: a person or device does not belong to the change request's person.
-    person_mismatch => FORBIDDEN, "person_mismatch", "Person Mismatch";
+    person_mismatch => FORBIDDEN, PersonMismatch, "Person Mismatch";
     /// 409: the change request is not in a state that allows this call.
-    change_request_state => CONFLICT, "invalid_change_request_state", "Invalid Change Request State";
+    change_request_state => CONFLICT, InvalidChangeRequestState, "Invalid Change Request State";
     /// 400: the number in the request is not the person's number.
-    mobile_number_mismatch => BAD_REQUEST, "mobile_number_mismatch", "Mobile Number Mismatch";
+    mobile_number_mismatch => BAD_REQUEST, MobileNumberMismatch, "Mobile Number Mismatch";
     /// 403: the OTP or TAN went to a number that is no longer the person's verified number.
-    mobile_number_changed => FORBIDDEN, "mobile_number_changed", "Mobile Number Changed";
+    mobile_number_changed => FORBIDDEN, MobileNumberChanged, "Mobile Number Changed";
     /// 409: the mobile number is already verified.
-    mobile_number_already_verified => CONFLICT, "mobile_number_already_verified", "Mobile Number Already Verified";
+    mobile_number_already_verified => CONFLICT, MobileNumberAlreadyVerified, "Mobile Number Already Verified";
 }
 
 impl ApiError {
     /// An error with any status and code.
     pub fn new(
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
@@ -127,7 +127,7 @@ impl ApiError {
     pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
+            crate::api::ErrorCode::TooManyRequests,
             "Too Many Requests",
             detail,
         );
@@ -139,7 +139,7 @@ impl ApiError {
     pub fn request_timeout(detail: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            crate::api::ErrorCode::RequestTimeout,
             "Request Timeout",
             detail,
         )
@@ -157,7 +157,7 @@ impl ApiError {
             errors: vec![ErrorObject {
                 id: uuid::Uuid::new_v4().to_string(),
                 status: self.status.as_u16(),
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 title: self.title.to_owned(),
                 detail: self.detail.clone(),
                 source: self.field.as_ref().map(|f| ErrorSource {
@@ -178,14 +178,14 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         // Lets the logging middleware record the code without parsing the body.
-        response.extensions_mut().insert(ErrorCode(self.code));
+        response.extensions_mut().insert(LoggedCode(self.code));
         response
     }
 }
 
 /// The `code` of an error response, for the request log.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+#[derive(Debug, Clone)]
+pub struct LoggedCode(pub ErrorCode);
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;

@@ -14,6 +14,9 @@
 //!   for [`SandboxConfig::retention`] (15 minutes), then a background sweep forgets them, with
 //!   the unverified device of a forgotten binding; their ids answer 404 `not_found` from then
 //!   on. Long load runs stay within bounded memory; [`SandboxStats`] counts what is held.
+//! - [`serve`](mod@serve) is its own accept loop: header, idle and body timeouts, a connection cap that
+//!   makes idle clients give way, accept-error backoff. One-time codes are rate-limited per
+//!   person and tokens per partner ([`ratelimit`]); free text is checked by [`text`].
 //! - State lives in sharded maps with one small lock per entity; signatures are verified with
 //!   aws-lc-rs against keys parsed once when registered.
 //! - [`variant::spawn`] serves the same sandbox behind a layer that answers in the shapes
@@ -24,7 +27,7 @@ mod auth;
 mod challenges;
 mod change_requests;
 pub mod cli;
-pub mod clock;
+pub use crate::clock;
 pub mod config;
 mod devices;
 pub mod error;
@@ -174,8 +177,8 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
     let status = response.status();
     let code = response
         .extensions()
-        .get::<error::ErrorCode>()
-        .map_or("", |c| c.0);
+        .get::<error::LoggedCode>()
+        .map_or("", |c| c.0.as_str());
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status.is_server_error() {
         tracing::error!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");

@@ -252,7 +252,7 @@ pub async fn update(
 fn mobile_view(m: &MobileEntry) -> MobileNumber {
     MobileNumber {
         id: m.id.clone(),
-        number: m.number.clone(),
+        number: Some(m.number.clone()),
         verified: m.verified,
     }
 }
@@ -364,7 +364,7 @@ pub async fn confirm_mobile(
     let Some((otp, attempts)) = mobile.otp.as_mut() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "authorization_required",
+            crate::api::ErrorCode::AuthorizationRequired,
             "Authorization Required",
             "no OTP was sent yet; call POST .../mobile_number/authorize first",
         ));
@@ -465,7 +465,7 @@ mod tests {
         ] {
             let e = check_email(bad).unwrap_err();
             assert_eq!(
-                (e.code, e.field.as_deref()),
+                (e.code.as_str(), e.field.as_deref()),
                 ("validation_error", Some("email")),
                 "{bad:?}"
             );

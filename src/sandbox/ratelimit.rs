@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn the_refusal_is_429_too_many_requests_with_the_wait() {
         let e = RetryAfter(42).refusal("SMS to this person", RateLimit::SMS_DEFAULT);
-        assert_eq!((e.status.as_u16(), e.code), (429, "too_many_requests"));
+        assert_eq!(
+            (e.status.as_u16(), e.code.as_str()),
+            (429, "too_many_requests")
+        );
         assert_eq!(e.retry_after, Some(42));
         assert!(e.detail.contains("at most 5 per 10m"), "{}", e.detail);
     }

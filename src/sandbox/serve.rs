@@ -495,7 +495,7 @@ pub(crate) async fn check_head(req: Request, next: Next) -> Response {
     if uri_len > MAX_URI_BYTES {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            crate::api::ErrorCode::UriTooLong,
             "URI Too Long",
             format!("the request target has {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
         )
@@ -509,7 +509,7 @@ pub(crate) async fn check_head(req: Request, next: Next) -> Response {
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
         return ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_fields_too_large",
+            crate::api::ErrorCode::RequestHeaderFieldsTooLarge,
             "Request Header Fields Too Large",
             format!(
                 "the request has {} headers of {bytes} bytes; at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all are accepted",

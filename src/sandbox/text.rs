@@ -130,7 +130,7 @@ mod tests {
     fn the_refusal_names_the_field() {
         let e = check_text("last_name", "x\u{202E}", 200).unwrap_err();
         assert_eq!(
-            (e.code, e.field.as_deref()),
+            (e.code.as_str(), e.field.as_deref()),
             ("validation_error", Some("last_name"))
         );
         assert!(e.detail.contains("bidi"), "{}", e.detail);

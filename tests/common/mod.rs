@@ -20,10 +20,20 @@ pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
         .expect("the test took longer than its time limit")
 }
 
-/// A sandbox and a client of it.
+/// Which server a rig runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// The sandbox, answering as API.md documents.
+    Sandbox,
+    /// The variant bank: the same sandbox answering in other servers' shapes.
+    Variant,
+}
+
+/// A sandbox (or the variant bank over one) and a client of it.
 pub struct Rig {
     pub sandbox: SandboxHandle,
     pub client: ApiClient,
+    pub server: Server,
 }
 
 impl Rig {
@@ -31,12 +41,39 @@ impl Rig {
         Rig::with_state(SandboxState::new(SandboxConfig::default())).await
     }
 
+    /// A rig on `server`.
+    pub async fn on(server: Server) -> Rig {
+        let state = SandboxState::new(SandboxConfig::default());
+        match server {
+            Server::Sandbox => Rig::with_state(state).await,
+            Server::Variant => {
+                let sandbox = sandbox::variant::spawn_with(
+                    state,
+                    "127.0.0.1:0".parse().unwrap(),
+                    sandbox::variant::VariantOptions::default(),
+                )
+                .await
+                .unwrap();
+                let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
+                Rig {
+                    sandbox,
+                    client,
+                    server,
+                }
+            }
+        }
+    }
+
     pub async fn with_state(state: SandboxState) -> Rig {
         let sandbox = sandbox::spawn_with(state, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
-        Rig { sandbox, client }
+        Rig {
+            sandbox,
+            client,
+            server: Server::Sandbox,
+        }
     }
 
     pub fn base_url(&self) -> String {

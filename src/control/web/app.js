@@ -163,6 +163,8 @@ function renderPhone(phone, data) {
   phone.data = data;
   const a = phone.el;
   a.dataset.bound = data.bound ? 'true' : 'false';
+  // Binding is the next step of a new phone; once bound, other flows matter more.
+  $('[data-flow="bind"]', a).classList.toggle('primary', !data.bound);
   $('.phone-number', a).textContent = data.number || 'no number';
   const badge = $('.badge', a);
   if (data.bound) {
@@ -189,8 +191,11 @@ function renderPhone(phone, data) {
     li.append(el('span', 'key-purpose', k.purpose));
     const fp = el('code', 'key-fp', short(k.fingerprint));
     fp.title = `public key fingerprint ${k.fingerprint}`;
-    li.append(fp);
-    li.append(el('span', 'key-id', k.pending ? 'pending at the bank' : (k.key_id ? `id ${short(k.key_id)}` : '')));
+    const right = el('span', 'key-right');
+    right.append(fp);
+    const id = k.pending ? 'pending at the bank' : (k.key_id ? `key id ${short(k.key_id)}` : '');
+    if (id) right.append(el('span', 'key-id', id));
+    li.append(right);
     keys.append(li);
   }
   if (!keys.children.length) keys.append(el('li', 'key none', 'No keys yet'));
@@ -392,11 +397,13 @@ function entry(ev, dir, text, nums, extra) {
   const li = el('li', `entry dir-${dir}`);
   li.dataset.event = ev.type;
   li.dataset.seq = String(ev.seq);
+  const meta = el('div', 'meta');
+  const who = { out: 'phone → bank', in: 'bank → phone', flow: 'phone ⇄ bank', self: 'on the phone', sms: 'SMS' }[dir];
+  meta.append(el('span', 'who', who));
   const t = el('time', 'when', clock(ev.at));
   t.dateTime = ev.at;
-  li.append(t);
-  const arrow = { out: '→ bank', in: '← bank', self: '•', sms: '✉' }[dir];
-  li.append(el('span', 'who', arrow));
+  meta.append(t);
+  li.append(meta);
   li.append(el('span', 'what', text));
   if (nums) li.append(el('span', 'nums', nums));
   if (extra) li.append(extra);
@@ -434,10 +441,10 @@ function timelineEntry(ev) {
     case 'person_changed':
       return entry(ev, 'in', `Person changed, confirmed by ${d.delivery_method}`);
     case 'flow_finished': {
-      if (d.ok) return entry(ev, 'in', `${d.flow} done`, `total ${ms(d.total_ms)}`, stepsList(d.outcome));
+      if (d.ok) return entry(ev, 'flow', `${d.flow} done`, `total ${ms(d.total_ms)}`, stepsList(d.outcome));
       const err = d.error || {};
       const status = err.status ? `${err.status}${err.code ? ` ${err.code}` : ''}` : '';
-      const li = entry(ev, 'in', `${d.flow} failed${err.step ? ` at ${err.step}` : ''}: ${err.message || ''}`, status);
+      const li = entry(ev, 'flow', `${d.flow} failed${err.step ? ` at ${err.step}` : ''}: ${err.message || ''}`, status);
       li.classList.add('bad');
       return li;
     }
@@ -464,7 +471,9 @@ function timelineEntry(ev) {
       return li;
     }
     case 'push_finished': {
-      const li = entry(ev, 'self', `Push ${d.push_id}: ${String(d.outcome).replace('_', ' ')}`, d.error && d.error.status ? String(d.error.status) : null);
+      const e = d.error || {};
+      const status = e.status ? `bank answered ${e.status}${e.code ? ` ${e.code}` : ''}` : null;
+      const li = entry(ev, 'self', `Push ${d.push_id}: ${String(d.outcome).replace('_', ' ')}`, status);
       li.dataset.outcome = d.outcome;
       li.dataset.challenge = d.challenge_id;
       if (d.outcome !== 'answered') li.classList.add('bad');

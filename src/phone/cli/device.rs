@@ -63,7 +63,8 @@ pub(super) async fn devices(
                     "{}  {}  created {}{}",
                     d.id,
                     d.name,
-                    d.created_at,
+                    d.created_at
+                        .map_or_else(|| "(not given)".to_owned(), |t| t.to_string()),
                     d.deleted_at
                         .map(|t| format!("  deleted {t}"))
                         .unwrap_or_default()

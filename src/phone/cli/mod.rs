@@ -17,7 +17,7 @@ use super::{Home, Phone, PhoneError, PhoneName, SavedPhone};
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, KeyPurpose, PersonId, PhoneNumber, UpdatePerson,
 };
-use crate::client::{ClientError, Target};
+use crate::client::{ClientError, Hint, NotFound, Target};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::sync::Arc;
@@ -249,7 +249,7 @@ pub enum PhoneCommand {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// A flow failed.
-    #[error(transparent)]
+    #[error("{}{}", .0, next_step_after(.0))]
     Phone(#[from] PhoneError),
     /// `create` stopped half-way; the phone is saved and the same command finishes it.
     #[error(
@@ -261,8 +261,8 @@ pub enum CliError {
         /// Why setup stopped.
         source: PhoneError,
     },
-    /// The client could not be built.
-    #[error(transparent)]
+    /// The client could not be built, or a call outside a phone flow failed.
+    #[error("{}{}", .0, next_step(.0, None))]
     Client(#[from] ClientError),
     /// The arguments do not make sense together.
     #[error("{0}")]
@@ -282,25 +282,66 @@ pub enum CliError {
     },
 }
 
+/// The commands that help after a failed call, as a line to append (the library says what
+/// a refusal means; naming commands is the CLI's business). `phone` names the phone in them.
+fn next_step(e: &ClientError, phone: Option<&str>) -> String {
+    if matches!(e, ClientError::Unreachable { .. }) {
+        return "\nnext: start a server with `vphone sandbox`, or point --api at a running one"
+            .to_owned();
+    }
+    let (Some(hint), Some(phone)) = (e.hint(), phone) else {
+        return String::new();
+    };
+    let text = match hint {
+        Hint::DeviceLimit => format!(
+            "list the devices with `vphone phone devices {phone}`, delete one with `vphone phone delete-device <its phone>`, then bind again"
+        ),
+        Hint::DeviceDeleted => format!(
+            "forget it with `vphone phone delete-device {phone}`, then bind again with `vphone phone bind {phone}`"
+        ),
+        Hint::KeyPurposeTaken | Hint::NotFound(NotFound::Key) => {
+            format!("list its keys with `vphone phone keys {phone}`")
+        }
+        Hint::RestrictedKeyRequired => {
+            format!("add one with `vphone phone add-key {phone} --purpose restricted`")
+        }
+        Hint::NoVerifiedNumber => {
+            format!("create the phone with `vphone phone create {phone} --number +15550101`")
+        }
+        Hint::NotFound(NotFound::Device) => format!(
+            "list the person's devices with `vphone phone devices {phone}`, or bind again with `vphone phone bind {phone}`"
+        ),
+        _ => return String::new(),
+    };
+    format!("\nnext: {text}")
+}
+
+fn next_step_after(e: &PhoneError) -> String {
+    match e {
+        PhoneError::Bank { phone, source, .. } => next_step(source, Some(phone)),
+        other => other
+            .client_error()
+            .map_or_else(String::new, |c| next_step(c, None)),
+    }
+}
+
 impl CliError {
     /// The error as `{"error": {"message", "exit_code", "status"?, "code"?}}`, for `--json`.
     pub fn to_json(&self) -> serde_json::Value {
-        let remote = match self {
-            CliError::Phone(e) | CliError::Unfinished { source: e, .. } => {
-                e.client_error().and_then(ClientError::remote)
-            }
-            CliError::Client(e) => e.remote(),
+        let client = match self {
+            CliError::Phone(e) | CliError::Unfinished { source: e, .. } => e.client_error(),
+            CliError::Client(e) => Some(e),
             _ => None,
         };
         let mut error = serde_json::json!({
             "message": self.to_string(),
             "exit_code": self.exit_code(),
         });
-        if let Some(r) = remote {
-            error["status"] = r.status.into();
-            if !r.code.is_empty() {
-                error["code"] = r.code.clone().into();
-            }
+        if let Some(status) = client.and_then(ClientError::status) {
+            error["status"] = status.into();
+        }
+        if let Some(code) = client.and_then(ClientError::code) {
+            error["code"] = code.into();
         }
         serde_json::json!({ "error": error })
     }

@@ -81,6 +81,7 @@ pub(super) async fn create(
             });
         }
         None => {
+            let number_shown = number.clone();
             let out = phone
                 .register(person_named(first_name, last_name), number)
                 .await
@@ -92,7 +93,7 @@ pub(super) async fn create(
                 format!(
                     "phone {name}: person {} created, number {} verified ({})",
                     out.person.id,
-                    out.mobile_number.number,
+                    number_shown,
                     ms(out.timings.total())
                 )
             });

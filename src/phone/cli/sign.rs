@@ -2,7 +2,7 @@
 
 use super::{CliError, Ctx, ViaArg, ms, options::confirmation};
 use crate::api::{ChallengeId, ChangeRequestId, KeyPurpose, UpdatePerson};
-use crate::phone::{ChangeOutcome, PhoneName};
+use crate::phone::{ChangeOutcome, PersonChange, PhoneName};
 
 /// `vphone phone sign`
 pub(super) async fn sign(
@@ -69,8 +69,17 @@ pub(super) async fn change(
         ));
     }
     let phone = ctx.open(name).await?;
-    let out = phone.change_person(update, &confirmation(via)).await?;
-    print_change(ctx, name, &out);
+    match phone.change_person(update, &confirmation(via)).await? {
+        PersonChange::Confirmed(out) => print_change(ctx, name, &out),
+        applied @ PersonChange::AppliedWithoutConfirmation { .. } => {
+            ctx.emit(&applied, || {
+                format!(
+                    "phone {name}: the server applied the change without confirmation ({})",
+                    ms(applied_time(&applied))
+                )
+            });
+        }
+    }
     Ok(())
 }
 
@@ -87,6 +96,13 @@ pub(super) async fn confirm(
         .await?;
     print_change(ctx, name, &out);
     Ok(())
+}
+
+fn applied_time(change: &PersonChange) -> std::time::Duration {
+    match change {
+        PersonChange::Confirmed(out) => out.timings.total(),
+        PersonChange::AppliedWithoutConfirmation { timings, .. } => timings.total(),
+    }
 }
 
 fn print_change(ctx: &Ctx<'_>, name: &PhoneName, out: &ChangeOutcome) {

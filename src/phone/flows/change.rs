@@ -2,11 +2,11 @@
 
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ChangeRequestStatus,
-    ConfirmChangeRequest, DeliveryMethod, Otp, UpdatePerson,
+    ConfirmChangeRequest, DeliveryMethod, Otp, PersonUpdate, UpdatePerson,
 };
 use crate::phone::error::StepContext;
 use crate::phone::logic;
-use crate::phone::outcome::{ChangeOutcome, StepTime, Stopwatch};
+use crate::phone::outcome::{ChangeOutcome, PersonChange, StepTime, Stopwatch};
 use crate::phone::{Phone, PhoneError};
 
 /// How a change request is confirmed.
@@ -32,20 +32,39 @@ impl Confirmation {
 }
 
 impl Phone {
-    /// Changes the person (`PATCH /v1/persons/{id}`) and confirms the change request.
+    /// Changes the person (`PATCH /v1/persons/{id}`) and confirms the change request; a
+    /// server that applies the change at once (answering the person) needs no confirmation.
     pub async fn change_person(
         &self,
         update: &UpdatePerson,
         via: &Confirmation,
-    ) -> Result<ChangeOutcome, PhoneError> {
+    ) -> Result<PersonChange, PhoneError> {
         let person_id = self.person_id()?;
+        if matches!(via, Confirmation::Sms) {
+            // Read the inbox before the PATCH (as bind does before creating the device), so a
+            // phone whose OTP source cannot deliver leaves no held change behind.
+            self.inbox_ref()?
+                .marker()
+                .await
+                .step(self.name(), "change person: read inbox")?;
+        }
         let started = std::time::Instant::now();
-        let cr = self
+        let answer = self
             .client
             .update_person(&person_id, update)
             .await
             .step(self.name(), "change person")?;
-        self.confirm_requested_change(&cr.id, via, started).await
+        match answer {
+            PersonUpdate::Held(cr) => Ok(PersonChange::Confirmed(
+                self.confirm_requested_change(&cr.id, via, started).await?,
+            )),
+            PersonUpdate::Applied(person) => Ok(PersonChange::AppliedWithoutConfirmation {
+                person,
+                timings: crate::phone::Timings {
+                    steps: vec![StepTime::new("request change", started.elapsed())],
+                },
+            }),
+        }
     }
 
     /// Deletes the person's mobile number and confirms the change request.

@@ -2,7 +2,7 @@
 
 use crate::api::{
     AnswerDeviceChallenge, AnswerSmsChallenge, ChallengeId, CreateDeviceChallenge,
-    CreateSmsChallenge, DeviceChallenge, KeyPurpose, now_utc,
+    CreateSmsChallenge, DeviceChallenge, KeyPurpose,
 };
 use crate::phone::error::StepContext;
 use crate::phone::logic;
@@ -13,6 +13,17 @@ impl Phone {
     /// Answers the device-signing challenge `id`: fetches it, checks it, picks its key,
     /// asks the user for a restricted key, signs `string_to_sign` and submits.
     pub async fn sign_challenge(&self, id: &ChallengeId) -> Result<SignOutcome, PhoneError> {
+        self.sign_challenge_for(id, None).await
+    }
+
+    /// [`Phone::sign_challenge`] for a challenge the caller knows was made for the key of
+    /// `purpose`: used when the server's challenge does not say (a named purpose wins, and
+    /// one that differs from `purpose` is refused).
+    pub async fn sign_challenge_for(
+        &self,
+        id: &ChallengeId,
+        purpose: Option<KeyPurpose>,
+    ) -> Result<SignOutcome, PhoneError> {
         let mut clock = Stopwatch::start();
         self.bound_device()?;
         let challenge = self
@@ -21,7 +32,8 @@ impl Phone {
             .await
             .step(self.name(), "sign: fetch challenge")?;
         clock.lap("fetch challenge");
-        self.answer(challenge, clock).await
+        logic::check_requested_purpose(&challenge, purpose).map_err(|p| self.refuse(p))?;
+        self.answer(challenge, purpose, clock).await
     }
 
     /// Creates a device-signing challenge for this phone and answers it (what a bank app
@@ -41,15 +53,17 @@ impl Phone {
             .step(self.name(), "approve: create challenge")?;
         clock.lap("create challenge");
         logic::check_requested_purpose(&challenge, purpose).map_err(|p| self.refuse(p))?;
-        self.answer(challenge, clock).await
+        self.answer(challenge, purpose, clock).await
     }
 
     async fn answer(
         &self,
         challenge: DeviceChallenge,
+        asked: Option<KeyPurpose>,
         mut clock: Stopwatch,
     ) -> Result<SignOutcome, PhoneError> {
-        let purpose = logic::plan_device_answer(&challenge, &self.key_purposes(), now_utc())
+        let now = self.clock.now();
+        let purpose = logic::plan_device_answer(&challenge, asked, &self.key_purposes(), now)
             .map_err(|p| self.refuse(p))?;
         let reason = format!("device challenge {}", challenge.id);
         let signature = self.sign(

@@ -1,4 +1,5 @@
-//! Time as the sandbox sees it, injectable so tests can expire challenges without waiting.
+//! Time as the sandbox and the phone see it, injectable so tests can expire challenges
+//! without waiting and without skewing a server's clock.
 
 use crate::api::Timestamp;
 use parking_lot::Mutex;
