@@ -157,9 +157,13 @@ pub struct RunArgs {
     /// or `rustcrypto` (the reference single phones use, RFC 6979). The keys are the same.
     #[arg(long, default_value = "aws-lc", value_parser = parse_signer)]
     pub signer: Backend,
-    /// Exit with status 1 when any operation failed.
+    /// Exit with status 1 when any operation failed (the default; kept for scripts).
     #[arg(long)]
     pub fail_on_error: bool,
+    /// Exit with status 1 only when more than this share of iterations failed
+    /// (`0.05` or `5%`); without it, any failed iteration does.
+    #[arg(long, value_name = "P", value_parser = parse_rate)]
+    pub max_error_rate: Option<f64>,
 }
 
 impl RunArgs {
@@ -385,17 +389,50 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         sandbox.shutdown().await;
     }
     print!("{}", report.render_table());
+    if let Some(line) = report.render_top_errors(3) {
+        println!("{line}");
+    }
     if let Some(path) = &args.json {
         report.write_file(path)?;
     }
     if let Some(path) = &args.save_fleet {
         fleet.save(path).await?;
     }
-    Ok(if args.fail_on_error && report.total_errors() > 0 {
+    Ok(if failed_too_often(&report, args.max_error_rate) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether the run counts as failed: any failed iteration or request, or with a maximum,
+/// a share of failed iterations above it.
+fn failed_too_often(report: &super::Report, max_error_rate: Option<f64>) -> bool {
+    match max_error_rate {
+        None => report.failed_iterations > 0 || report.total_errors() > 0,
+        Some(max) => {
+            let failed = report.failed_iterations as f64;
+            report.iterations > 0 && failed / report.iterations as f64 > max
+        }
+    }
+}
+
+/// `--max-error-rate`: a share in 0..=1, or a percentage (`5%`).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (text, 1.0),
+    };
+    let value = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a share like 0.05 or 5%"))?
+        / scale;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} is not between 0 and 1 (0% and 100%)"))
+    }
 }
 
 /// The fleet's `--otp`: `static:CODE` or `command:CMD` (a fleet cannot prompt).

@@ -319,7 +319,7 @@ impl Fleet {
         } else {
             format!("{:032x}cper", state.person)
         };
-        PersonId::parse(&text).ok()
+        PersonId::from_server(&text).ok()
     }
 
     /// The phone's device id, if it is bound.
@@ -332,7 +332,7 @@ impl Fleet {
         } else {
             format!("{:032x}", state.device)
         };
-        DeviceId::parse(&text).ok()
+        DeviceId::from_server(&text).ok()
     }
 
     /// The fleet file: the seed, the fleet size, and one line per phone the bank knows
@@ -413,14 +413,14 @@ impl Fleet {
                 .lock()
                 .await;
             let person =
-                PersonId::parse(person).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+                PersonId::from_server(person).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
             self.set_person(&mut state, &person);
             if flags & VERIFIED != 0 {
                 self.set_verified(&mut state);
             }
             if flags & BOUND != 0 {
-                let device =
-                    DeviceId::parse(device).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+                let device = DeviceId::from_server(device)
+                    .map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
                 self.set_device(&mut state, &device);
             }
             if flags & RESTRICTED != 0 {

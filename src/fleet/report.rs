@@ -17,6 +17,11 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// The report format's version, written into every report file.
 pub const REPORT_VERSION: u32 = 1;
 
+/// Whether `op` names a scenario step (one per failed iteration), not a request.
+fn is_step(op: &str) -> bool {
+    super::Op::ALL.iter().any(|o| o.is_step() && o.name() == op)
+}
+
 /// `d` in seconds at microsecond resolution. Such a value is a whole number of
 /// microseconds divided by 10^6, which JSON writes as a short decimal that every parser,
 /// serde_json's fast default one included, reads back as exactly the same `f64`: report
@@ -179,6 +184,8 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// Iterations (scenario runs) completed, successful or not.
     pub iterations: u64,
+    /// Of `iterations`, those that failed.
+    pub failed_iterations: u64,
     /// Open model: iterations due before the end that no worker could start in time (not
     /// run; a sign that `--concurrency` bounds in-flight work below what the rate needs).
     pub missed: u64,
@@ -230,6 +237,8 @@ struct ReportFile {
     elapsed_secs: f64,
     iterations: u64,
     #[serde(default)]
+    failed_iterations: u64,
+    #[serde(default)]
     missed: u64,
     #[serde(default)]
     unfinished: u64,
@@ -252,6 +261,7 @@ impl Report {
             started_unix_ms,
             elapsed_secs: 0.0,
             iterations: 0,
+            failed_iterations: 0,
             missed: 0,
             unfinished: 0,
             skipped: 0,
@@ -309,6 +319,41 @@ impl Report {
     /// All failures, over every operation.
     pub fn total_errors(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// The `n` most frequent request failures (scenario steps left out: they repeat them),
+    /// most frequent first.
+    pub fn top_errors(&self, n: usize) -> Vec<(&ErrorKey, u64)> {
+        let mut all: Vec<(&ErrorKey, u64)> = self
+            .errors
+            .iter()
+            .filter(|(k, _)| !is_step(&k.op))
+            .map(|(k, n)| (k, *n))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// One line naming the top errors (`top errors: 12x bind 409 device_limit_reached; ...`),
+    /// or `None` when nothing failed.
+    pub fn render_top_errors(&self, n: usize) -> Option<String> {
+        let top = self.top_errors(n);
+        if top.is_empty() {
+            return None;
+        }
+        let items: Vec<String> = top
+            .iter()
+            .map(|(k, count)| {
+                let status = if k.status == 0 {
+                    "-".to_owned()
+                } else {
+                    k.status.to_string()
+                };
+                format!("{count}x {} {status} {}", k.op, k.code)
+            })
+            .collect();
+        Some(format!("top errors: {}", items.join("; ")))
     }
 
     /// Whether `other` measured another part of the same run: the same scenario, pacing,
@@ -395,6 +440,7 @@ impl Report {
         self.elapsed_secs =
             micros_to_secs(end.saturating_sub(self.started_unix_ms.saturating_mul(1000)));
         self.iterations += other.iterations;
+        self.failed_iterations += other.failed_iterations;
         self.missed += other.missed;
         self.unfinished += other.unfinished;
         self.skipped += other.skipped;
@@ -441,6 +487,7 @@ impl Report {
             started_unix_ms: self.started_unix_ms,
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
+            failed_iterations: self.failed_iterations,
             missed: self.missed,
             unfinished: self.unfinished,
             skipped: self.skipped,
@@ -505,6 +552,7 @@ impl Report {
             started_unix_ms: file.started_unix_ms,
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,
+            failed_iterations: file.failed_iterations,
             missed: file.missed,
             unfinished: file.unfinished,
             skipped: file.skipped,
