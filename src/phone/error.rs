@@ -1,4 +1,5 @@
-//! The phone's one error type. Each variant names the cause and the next step.
+//! The phone's one error type. Each variant says what happened and carries the data a caller
+//! needs to suggest the next step; naming commands is the CLI's business (`phone::cli`).
 
 use super::inbox::InboxError;
 use super::logic::ChallengeProblem;
@@ -31,9 +32,7 @@ pub enum PhoneError {
         source: InboxError,
     },
     /// The user did not approve the use of the restricted key.
-    #[error(
-        "the {purpose} key needs the user's approval and {source}; approve the prompt, or run with --presence approve"
-    )]
+    #[error("the {purpose} key needs the user's approval and {source}")]
     Presence {
         /// The key that would have signed.
         purpose: KeyPurpose,
@@ -42,9 +41,9 @@ pub enum PhoneError {
         source: PresenceError,
     },
     /// The phone refuses to answer a challenge (expired, or needs a key it lacks).
-    #[error("{problem}{}", challenge_next_step(problem, phone))]
+    #[error("{problem}")]
     Challenge {
-        /// The phone.
+        /// The phone (the CLI names it in the command it suggests).
         phone: String,
         /// Why it will not answer.
         #[source]
@@ -57,17 +56,13 @@ pub enum PhoneError {
     #[error("key vault: {0}")]
     Keystore(KeystoreError),
     /// The phone has no person yet.
-    #[error(
-        "phone {name:?} belongs to no person yet; create it with `vphone phone create {name} --number +15550101`"
-    )]
+    #[error("phone {name:?} belongs to no person yet")]
     NoPerson {
         /// The phone.
         name: String,
     },
     /// The phone has no mobile number yet.
-    #[error(
-        "phone {name:?} has no mobile number; create it with `vphone phone create {name} --number +15550101`"
-    )]
+    #[error("phone {name:?} has no mobile number")]
     NoNumber {
         /// The phone.
         name: String,
@@ -83,9 +78,7 @@ pub enum PhoneError {
         person: String,
     },
     /// Setup is being resumed with another number than the one it started with.
-    #[error(
-        "phone {name:?} was being set up with number {saved}, not {given}; finish with `vphone phone create {name} --number {saved}`, or delete its file to start over"
-    )]
+    #[error("phone {name:?} was being set up with number {saved}, not {given}")]
     NumberMismatch {
         /// The phone.
         name: String,
@@ -95,15 +88,13 @@ pub enum PhoneError {
         given: String,
     },
     /// The flow needs a bound device.
-    #[error("phone {name:?} is not bound to a device; bind it with `vphone phone bind {name}`")]
+    #[error("phone {name:?} is not bound to a device")]
     NotBound {
         /// The phone.
         name: String,
     },
     /// Binding again would orphan the bound device.
-    #[error(
-        "phone {name:?} is already bound as device {device}; delete it first with `vphone phone delete-device {name}`"
-    )]
+    #[error("phone {name:?} is already bound as device {device}")]
     AlreadyBound {
         /// The phone.
         name: String,
@@ -111,7 +102,7 @@ pub enum PhoneError {
         device: String,
     },
     /// The device already has a key of this purpose.
-    #[error("phone {name:?} already holds a {purpose} key; see `vphone phone keys {name}`")]
+    #[error("phone {name:?} already holds a {purpose} key")]
     KeyExists {
         /// The phone.
         name: String,
@@ -120,7 +111,7 @@ pub enum PhoneError {
     },
     /// The key a signature needs is still pending: the bank never confirmed adding it.
     #[error(
-        "phone {name:?} does not sign with its {purpose} key yet: the bank never confirmed adding it. Run `vphone phone keys {name}` to ask the bank and settle it, then try again"
+        "phone {name:?} does not sign with its {purpose} key yet: the bank never confirmed adding it, so it is pending until the phone asks the bank again"
     )]
     KeyUnconfirmed {
         /// The phone.
@@ -131,8 +122,7 @@ pub enum PhoneError {
     /// The answer to adding a key was lost: the bank may or may not have the key. The
     /// phone keeps it, marked pending, until a later command asks the bank.
     #[error(
-        "add key: {}\nthe bank's answer was lost, so it is not known whether it added the {purpose} key; phone {name:?} keeps the key as pending. Once the server answers, run `vphone phone keys {name}` (or `vphone phone add-key {name}`): it asks the bank, keeps the key if the bank has it and forgets it otherwise",
-        source
+        "add key: {source}\nthe bank's answer was lost, so it is not known whether it added the {purpose} key; phone {name:?} keeps the key as pending until it next asks the bank, which keeps the key if the bank has it and forgets it otherwise"
     )]
     KeyPending {
         /// The phone.
@@ -228,16 +218,6 @@ impl From<KeystoreError> for PhoneError {
     }
 }
 
-/// The command that fixes a challenge problem, naming the phone.
-fn challenge_next_step(problem: &ChallengeProblem, phone: &str) -> String {
-    match problem {
-        ChallengeProblem::NoSuchKey { needed, .. } => {
-            format!("; add it with `vphone phone add-key {phone} --purpose {needed}`")
-        }
-        _ => String::new(),
-    }
-}
-
 /// Attaches the phone and a step name to a client or inbox result.
 pub(crate) trait StepContext<T> {
     fn step(self, phone: &PhoneName, step: &'static str) -> Result<T, PhoneError>;
@@ -264,8 +244,8 @@ mod tests {
     use super::*;
     use crate::api::{ChallengeId, ChallengeKind, DeviceChallenge, Timestamp};
 
-    #[test]
-    fn a_challenge_needing_a_missing_key_names_the_command_for_this_phone() {
+    /// One of every variant that can be built without the network, with a real source.
+    fn samples() -> Vec<PhoneError> {
         let at = Timestamp::from_unix(1_800_000_000).unwrap();
         let challenge = DeviceChallenge {
             id: ChallengeId::generate(),
@@ -278,14 +258,68 @@ mod tests {
         let problem =
             super::super::logic::key_for_challenge(&challenge, None, &[KeyPurpose::Unrestricted])
                 .unwrap_err();
-        let err = PhoneError::Challenge {
-            phone: "alice".into(),
-            problem,
+        let name = || "alice".to_owned();
+        vec![
+            PhoneError::Challenge {
+                phone: name(),
+                problem,
+            },
+            PhoneError::NoPerson { name: name() },
+            PhoneError::NoNumber { name: name() },
+            PhoneError::AlreadyRegistered {
+                name: name(),
+                person: "p1".into(),
+            },
+            PhoneError::NumberMismatch {
+                name: name(),
+                saved: "+15550101".into(),
+                given: "+15550102".into(),
+            },
+            PhoneError::NotBound { name: name() },
+            PhoneError::AlreadyBound {
+                name: name(),
+                device: "d1".into(),
+            },
+            PhoneError::KeyExists {
+                name: name(),
+                purpose: KeyPurpose::Restricted,
+            },
+            PhoneError::KeyUnconfirmed {
+                name: name(),
+                purpose: KeyPurpose::Restricted,
+            },
+            PhoneError::Profile(ProfileError::NotFound {
+                name: name(),
+                home: "/tmp/h".into(),
+            }),
+            PhoneError::Profile(ProfileError::BadName("a b".into())),
+        ]
+    }
+
+    #[test]
+    fn no_library_error_names_a_vphone_command() {
+        let errors = samples();
+        assert!(errors.len() >= 11);
+        for err in errors {
+            let text = err.to_string();
+            assert!(!text.contains("vphone "), "{text}");
+            assert!(!text.contains('`'), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_needing_a_missing_key_carries_the_purpose_it_needs() {
+        let err = samples().remove(0);
+        let PhoneError::Challenge { phone, problem } = &err else {
+            panic!("{err:?}")
         };
-        let text = err.to_string();
-        assert!(
-            text.contains("`vphone phone add-key alice --purpose restricted`"),
-            "{text}"
-        );
+        assert_eq!(phone, "alice");
+        assert!(matches!(
+            problem,
+            ChallengeProblem::NoSuchKey {
+                needed: KeyPurpose::Restricted,
+                ..
+            }
+        ));
     }
 }

@@ -18,10 +18,7 @@ pub enum ProfileError {
     #[error("{0:?} is not a phone name: use 1-64 letters, digits, '-' or '_'")]
     BadName(String),
     /// No phone of this name exists.
-    #[error(
-        "no phone named {name:?} in {}; create it with `vphone phone create {name} --number +15550101`, or see `vphone phone list`",
-        home.display()
-    )]
+    #[error("no phone named {name:?} in {}", home.display())]
     NotFound {
         /// The name asked for.
         name: String,

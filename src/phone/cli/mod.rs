@@ -13,7 +13,8 @@ pub use options::{
 };
 pub use toolkit::KeyIdArg;
 
-use super::{Home, Phone, PhoneError, PhoneName, SavedPhone};
+use super::logic::ChallengeProblem;
+use super::{Home, Phone, PhoneError, PhoneName, ProfileError, SavedPhone};
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, KeyPurpose, PersonId, PhoneNumber, UpdatePerson,
 };
@@ -112,6 +113,10 @@ pub enum PhoneCommand {
         /// The challenge id.
         #[arg(long)]
         challenge: ChallengeId,
+        /// The key the challenge was made for, when the server's challenge does not name
+        /// one (a purpose the challenge names wins; a different one is refused).
+        #[arg(long)]
+        purpose: Option<KeyPurpose>,
     },
     /// Create a device-signing challenge and answer it.
     Approve {
@@ -316,13 +321,45 @@ fn next_step(e: &ClientError, phone: Option<&str>) -> String {
     format!("\nnext: {text}")
 }
 
+/// What to do after a failed flow, as a line to append: the library error says what
+/// happened and carries the phone, number or purpose; the command to run is named here.
 fn next_step_after(e: &PhoneError) -> String {
-    match e {
-        PhoneError::Bank { phone, source, .. } => next_step(source, Some(phone)),
-        other => other
-            .client_error()
-            .map_or_else(String::new, |c| next_step(c, None)),
-    }
+    let text = match e {
+        PhoneError::Bank { phone, source, .. } => return next_step(source, Some(phone)),
+        PhoneError::Challenge {
+            phone,
+            problem: ChallengeProblem::NoSuchKey { needed, .. },
+        } => format!("add it with `vphone phone add-key {phone} --purpose {needed}`"),
+        PhoneError::Presence { .. } => {
+            "approve the prompt, or run with --presence approve".to_owned()
+        }
+        PhoneError::NoPerson { name } | PhoneError::NoNumber { name } => {
+            format!("create it with `vphone phone create {name} --number +15550101`")
+        }
+        PhoneError::Profile(ProfileError::NotFound { name, .. }) => format!(
+            "create it with `vphone phone create {name} --number +15550101`, or see `vphone phone list`"
+        ),
+        PhoneError::NumberMismatch { name, saved, .. } => format!(
+            "finish with `vphone phone create {name} --number {saved}`, or delete its file to start over"
+        ),
+        PhoneError::NotBound { name } => format!("bind it with `vphone phone bind {name}`"),
+        PhoneError::AlreadyBound { name, .. } => {
+            format!("delete it first with `vphone phone delete-device {name}`")
+        }
+        PhoneError::KeyExists { name, .. } => format!("see `vphone phone keys {name}`"),
+        PhoneError::KeyUnconfirmed { name, .. } => {
+            format!("run `vphone phone keys {name}` to ask the bank and settle it, then try again")
+        }
+        PhoneError::KeyPending { name, .. } => format!(
+            "once the server answers, run `vphone phone keys {name}` (or `vphone phone add-key {name}`) to settle the pending key"
+        ),
+        other => {
+            return other
+                .client_error()
+                .map_or_else(String::new, |c| next_step(c, None));
+        }
+    };
+    format!("\nnext: {text}")
 }
 
 impl CliError {
@@ -463,7 +500,11 @@ pub async fn execute(args: PhoneArgs) -> Result<(), CliError> {
         } => device::devices(&ctx, &name, include_deleted).await,
         PhoneCommand::Keys { name } => device::keys(&ctx, &name).await,
         PhoneCommand::DeleteDevice { name } => device::delete(&ctx, &name).await,
-        PhoneCommand::Sign { name, challenge } => sign::sign(&ctx, &name, &challenge).await,
+        PhoneCommand::Sign {
+            name,
+            challenge,
+            purpose,
+        } => sign::sign(&ctx, &name, &challenge, purpose).await,
         PhoneCommand::Approve { name, purpose } => sign::approve(&ctx, &name, purpose).await,
         PhoneCommand::SmsChallenge { name } => sign::sms_challenge(&ctx, &name).await,
         PhoneCommand::Change {

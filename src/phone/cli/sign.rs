@@ -4,14 +4,15 @@ use super::{CliError, Ctx, ViaArg, ms, options::confirmation};
 use crate::api::{ChallengeId, ChangeRequestId, KeyPurpose, UpdatePerson};
 use crate::phone::{ChangeOutcome, PersonChange, PhoneName};
 
-/// `vphone phone sign`
+/// `vphone phone sign`; `--purpose` tells a challenge that names no key which one to use.
 pub(super) async fn sign(
     ctx: &Ctx<'_>,
     name: &PhoneName,
     challenge: &ChallengeId,
+    purpose: Option<KeyPurpose>,
 ) -> Result<(), CliError> {
     let phone = ctx.open(name).await?;
-    let out = phone.sign_challenge(challenge).await?;
+    let out = phone.sign_challenge_for(challenge, purpose).await?;
     ctx.emit(&out, || {
         format!(
             "phone {name}: challenge {} signed with the {} ({})",
