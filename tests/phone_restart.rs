@@ -126,6 +126,21 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
                 .await
                 .unwrap()
         });
+        // --purpose reaches the phone: one that differs from the challenge's is refused
+        // before anything is signed, and the matching one signs.
+        let mut c = vphone(&home, &base);
+        sealed(&mut c);
+        c.args([
+            "sign",
+            "kim",
+            "--challenge",
+            challenge.id.as_str(),
+            "--purpose",
+            "unrestricted",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("restricted"));
         let mut c = vphone(&home, &base);
         sealed(&mut c);
         let signed = json(
@@ -135,6 +150,8 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
                 "kim",
                 "--challenge",
                 challenge.id.as_str(),
+                "--purpose",
+                "restricted",
             ])
             .output()
             .unwrap(),
@@ -161,7 +178,9 @@ fn cli_errors_map_to_exit_codes_and_name_the_next_step() {
         .args(["bind", "nobody"])
         .assert()
         .code(4)
-        .stderr(predicates::str::contains("vphone phone create nobody"));
+        .stderr(predicates::str::contains(
+            "next: create it with `vphone phone create nobody --number",
+        ));
     vphone(dir.path(), &down)
         .args(["create", "x", "--number", "+4917012345678"])
         .assert()

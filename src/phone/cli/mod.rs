@@ -258,7 +258,8 @@ pub enum CliError {
     Phone(#[from] PhoneError),
     /// `create` stopped half-way; the phone is saved and the same command finishes it.
     #[error(
-        "{source}\nphone {name} is saved with what the bank has so far; run `vphone phone create {name}` again (with the same --number) to finish setting it up"
+        "{source}{}\nphone {name} is saved with what the bank has so far; run `vphone phone create {name}` again (with the same --number) to finish setting it up",
+        next_step_after(source)
     )]
     Unfinished {
         /// The phone.
