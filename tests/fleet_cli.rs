@@ -105,5 +105,84 @@ fn an_open_model_run_on_the_command_line_reports_its_fleet() {
     .success();
     let report = vphone::fleet::Report::read_file(&json).unwrap();
     assert_eq!((report.devices, report.ok("bind")), (3, 3));
-    assert_eq!(report.seed, "5");
+    // Reports name the seed by its fingerprint only.
+    assert_eq!(
+        report.seed,
+        vphone_keystore::Seed::from_u64(5).fingerprint()
+    );
+}
+
+#[test]
+fn a_run_with_failed_iterations_exits_1_and_ends_with_the_top_errors() {
+    // A wrong static OTP: every binding is refused by the bank.
+    let args = [
+        "--scenario",
+        "bind",
+        "--devices",
+        "3",
+        "--iterations",
+        "3",
+        "--seed",
+        "7",
+        "--progress",
+        "off",
+        "--otp",
+        "static:000000",
+    ];
+    let out = load(&args).assert().code(1).get_output().clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("top errors: "), "{stdout}");
+    assert!(last.contains("403 invalid_otp"), "{last}");
+    // Within the allowed share of failed iterations, the run passes; above it, it fails.
+    let mut allowed = args.to_vec();
+    allowed.extend(["--max-error-rate", "100%"]);
+    load(&allowed).assert().success();
+    let mut strict = args.to_vec();
+    strict.extend(["--max-error-rate", "0.5"]);
+    load(&strict).assert().code(1);
+    refused(&["--max-error-rate", "150%"], "between 0 and 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_binds_every_phone_against_the_variant_bank() {
+    let bank = vphone::sandbox::variant::spawn(vphone::sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
+    let url = bank.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let json_arg = json.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        load(&[
+            "--api",
+            &url,
+            "--scenario",
+            "bind",
+            "--devices",
+            "20",
+            "--iterations",
+            "20",
+            "--seed",
+            "11",
+            "--progress",
+            "off",
+        ])
+        .arg("--json")
+        .arg(&json_arg)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let report = vphone::fleet::Report::read_file(&json).unwrap();
+    assert_eq!(
+        (report.ok("bind"), report.total_errors()),
+        (20, 0),
+        "{stdout}"
+    );
+    bank.shutdown().await;
 }

@@ -256,3 +256,78 @@ async fn probe_against_our_sandbox_reads_every_call_as_documented() {
         assert_eq!(f["works"], true, "{f}");
     }
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_against_the_variant_bank_shows_its_statuses_and_skips_what_it_does_not_offer() {
+    let (base, served) = recorded_variant_bank(true).await;
+    let (report, code) = demo_against(&base, &served, &[]).await;
+    let sms = step(&report, "SMS challenge");
+    assert_eq!(sms["status"], "skipped", "{report:#}");
+    assert_eq!(
+        sms["detail"],
+        "skipped: server does not offer POST /v1/mfa/challenges/sms — POST /v1/mfa/challenges/sms → 404"
+    );
+    // The bank answers 200 where our sandbox answers 201/202: the lines say 200.
+    let person = step(&report, "create person");
+    assert_eq!(person["status"], "ok", "{report:#}");
+    assert!(
+        person["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("POST /v1/persons → 200")
+    );
+    // The phone reads every other variant: the rest passes, and skipped steps do not fail
+    // the demo (documented in `vphone demo --help`).
+    assert_eq!(
+        (&report["passed"], &report["skipped"], &report["failed"]),
+        (&Value::from(15), &Value::from(1), &Value::from(0)),
+        "{report:#}"
+    );
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_against_the_variant_bank_names_the_variants_and_what_it_does_not_offer() {
+    let (base, served) = recorded_variant_bank(true).await;
+    let out = vphone(args(&["probe", "--json", "--api", &base])).await;
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answers = api_answers(&served);
+    let rows = report["calls"].as_array().unwrap();
+    for row in rows {
+        let call = row["call"].as_str().unwrap();
+        match answers.iter().find(|(c, _)| c == call) {
+            Some((_, status)) => {
+                assert_eq!(row["status"].as_u64(), Some(u64::from(*status)), "{row}")
+            }
+            None => assert_eq!(row["outcome"], "not reached", "{row}"),
+        }
+    }
+    let row = |call: &str| rows.iter().find(|r| r["call"] == call).unwrap();
+    let sms = row("POST /v1/mfa/challenges/sms");
+    assert_eq!(
+        (sms["status"].as_u64(), &sms["outcome"]),
+        (Some(404), &Value::from("not offered"))
+    );
+    let person = row("POST /v1/persons");
+    assert_eq!(person["status"], 200);
+    assert_eq!(person["shape"], "variant", "{person}");
+    let note = |call: &str| row(call)["note"].as_str().unwrap_or_default().to_owned();
+    let person = note("POST /v1/persons");
+    assert!(person.starts_with("200 instead of 201"), "{person}");
+    assert!(
+        person.contains("ids not in the documented format (id personId-"),
+        "{person}"
+    );
+    assert!(note("GET /v1/mfa/devices/{id}/keys").contains("keys as an array of device wrappers"));
+    assert!(note("POST /v1/mfa/challenges/devices").contains("without key_purpose"));
+    assert!(
+        note("PATCH /v1/persons/{id}").contains("the person itself (applied without confirmation)")
+    );
+    // Every flow but the SMS challenge works against it.
+    for f in report["flows"].as_array().unwrap() {
+        assert_eq!(f["works"], f["flow"] != "sms-challenge", "{f}");
+    }
+    let flows = report["flows"].as_array().unwrap();
+    let sms_flow = flows.iter().find(|f| f["flow"] == "sms-challenge").unwrap();
+    assert_eq!(sms_flow["works"], false, "{sms_flow}");
+}

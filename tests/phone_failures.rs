@@ -6,7 +6,7 @@ mod common;
 use common::{Rig, bounded, client_for, closed_port_url, unique_number};
 use std::sync::Arc;
 use std::time::Duration;
-use vphone::api::{CreateDeviceChallenge, KeyPurpose, Otp, now_utc};
+use vphone::api::{CreateDeviceChallenge, KeyPurpose, MobileNumberRequest, Otp, now_utc};
 use vphone::client::Credentials;
 use vphone::phone::cli::CliError;
 use vphone::phone::{Home, OtpSource, Phone, PhoneError, PhoneName, person_named};
@@ -709,6 +709,53 @@ async fn delete_device_keeps_the_keys_when_the_bank_does_not_list_the_device_as_
         assert_eq!(phone.profile().device_id.as_ref(), Some(&device));
         assert!(phone.profile().bound);
         phone.approve(None).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_run_again_after_a_lost_answer_reads_the_number_and_continues() {
+    bounded(async {
+        let rig = Rig::start().await;
+        let number = unique_number();
+        let mut phone = rig.phone("lost");
+        phone
+            .create_person(&person_named("Lost", "Answer"))
+            .await
+            .unwrap();
+        let person = phone.profile().person_id.clone().unwrap();
+        // The bank added the number, but its answer never reached the phone.
+        let req = MobileNumberRequest {
+            number: number.clone(),
+        };
+        rig.client
+            .create_mobile_number(&person, &req)
+            .await
+            .unwrap();
+        assert!(phone.profile().number.is_none());
+        // Running create again: 409 mobile_number_exists, then the phone reads the
+        // person's number and verifies it.
+        let out = phone
+            .register(person_named("Lost", "Answer"), number.clone())
+            .await
+            .unwrap();
+        assert_eq!(out.person.id, person);
+        assert!(out.mobile_number.verified && phone.profile().number_verified);
+        phone.bind().await.unwrap();
+
+        // Another number than the one the bank holds is not taken over.
+        let mut other = rig.phone("other");
+        other
+            .create_person(&person_named("Other", "Number"))
+            .await
+            .unwrap();
+        let p = other.profile().person_id.clone().unwrap();
+        rig.client.create_mobile_number(&p, &req).await.unwrap();
+        let err = other
+            .register(person_named("Other", "Number"), unique_number())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PhoneError::NumberMismatch { .. }), "{err:?}");
     })
     .await;
 }

@@ -20,6 +20,8 @@ const DERIVE_SALT: &[u8] = b"vphone-keystore/derive/v1";
 const SCALAR_TAG: &[u8] = b"vphone-keystore/p256-scalar/v1";
 /// HKDF info prefix for the key id.
 const KEY_ID_TAG: &[u8] = b"vphone-keystore/key-id/v1";
+/// Domain tag of `Seed::fingerprint`.
+const FINGERPRINT_TAG: &[u8] = b"vphone-keystore/seed-fingerprint/v1";
 
 /// 32 secret bytes from which keys are derived; `Debug` is redacted, zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -62,6 +64,16 @@ impl Seed {
     /// Wraps raw bytes as a seed.
     pub fn from_bytes(bytes: [u8; 32]) -> Seed {
         Seed(bytes)
+    }
+
+    /// A public name for the seed, safe to print: the first 8 bytes of SHA-256(domain tag ||
+    /// seed), in hex. Two runs with the same fingerprint used the same seed; the seed cannot
+    /// be recovered from it.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(FINGERPRINT_TAG);
+        hasher.update(self.0);
+        hex::encode(&hasher.finalize()[..8])
     }
 }
 
@@ -119,6 +131,15 @@ mod tests {
         assert!(Seed::from_hex("00").is_err());
         assert!(Seed::from_hex(&"zz".repeat(32)).is_err());
         assert!(Seed::from_hex(&"ab".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn fingerprints_name_seeds_without_showing_them() {
+        let seed = Seed::from_u64(42);
+        assert_eq!(seed.fingerprint(), Seed::from_u64(42).fingerprint());
+        assert_ne!(seed.fingerprint(), Seed::from_u64(43).fingerprint());
+        assert_eq!(seed.fingerprint().len(), 16);
+        assert!(!hex::encode(seed.0).contains(&seed.fingerprint()));
     }
 
     #[test]

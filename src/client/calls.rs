@@ -71,6 +71,13 @@ impl ApiClient {
         self.call(Method::POST, &path, Some(req)).await
     }
 
+    /// `GET /v1/persons/{id}/mobile_number`: the person's number, e.g. to continue after
+    /// the answer to adding it was lost.
+    pub async fn get_mobile_number(&self, person: &PersonId) -> Result<MobileNumber, ClientError> {
+        let path = format!("/v1/persons/{}/mobile_number", seg(person.as_str()));
+        self.call(Method::GET, &path, NO_BODY).await
+    }
+
     /// `POST /v1/persons/{id}/mobile_number/authorize`: the bank sends an SMS OTP.
     pub async fn authorize_mobile_number(
         &self,

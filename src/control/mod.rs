@@ -24,6 +24,7 @@ pub mod phones;
 pub mod policy;
 pub mod push;
 mod sms;
+mod toolkit;
 pub mod web;
 
 pub use error::ControlError;
@@ -182,6 +183,7 @@ fn all_routes() -> Routes {
     let routes = flows::routes(routes);
     let routes = push::routes(routes);
     let routes = policy::routes(routes);
+    let routes = toolkit::routes(routes);
     events::routes(routes)
 }
 

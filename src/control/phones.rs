@@ -187,6 +187,11 @@ impl Phones {
         &self.home
     }
 
+    /// The passphrase sealing the phones' files, if any.
+    pub fn passphrase(&self) -> Option<Arc<Passphrase>> {
+        self.passphrase.clone()
+    }
+
     /// Validates a phone name from a path.
     pub fn known_name(&self, name: &str) -> Result<PhoneName, ControlError> {
         Ok(PhoneName::parse(name)?)

@@ -59,20 +59,16 @@ pub(super) async fn walk_all(
         })
         .await;
     walk.step(NUMBER, &[PERSON], false, async {
-        let m = phone.add_number(number.clone()).await?;
-        Ok((
-            (),
-            format!("number {}", m.number.as_ref().unwrap_or(&number)),
-        ))
+        phone.add_number(number.clone()).await?;
+        Ok(((), format!("number {number}")))
     })
     .await;
     walk.step(VERIFY, &[NUMBER], false, async {
         let v = phone.verify_number().await?;
         let waited = v.timings.get("wait for SMS").unwrap_or_default();
         let line = format!(
-            "code from the SMS after {:.1} ms, number {} verified",
+            "code from the SMS after {:.1} ms, number {number} verified",
             waited.as_secs_f64() * 1e3,
-            v.mobile_number.number.as_ref().unwrap_or(&number)
         );
         Ok(((), line))
     })
@@ -190,13 +186,11 @@ pub(super) async fn walk_all(
                 Ok(ch) => {
                     Err(format!("the bank issued challenge {} for a deleted device", ch.id).into())
                 }
-                Err(e) => match e.remote() {
-                    Some(r) if (400..500).contains(&r.status) => {
-                        let code = r.code.as_ref().map_or("no code", |c| c.as_str());
-                        Ok(((), format!("refused ({code}), as it should be")))
-                    }
-                    _ => Err(e.into()),
-                },
+                Err(e) if e.remote().is_some_and(|r| (400..500).contains(&r.status)) => {
+                    let code = e.code().filter(|c| !c.is_empty()).unwrap_or("no code");
+                    Ok(((), format!("refused ({code}), as it should be")))
+                }
+                Err(e) => Err(e.into()),
             }
         },
     )

@@ -17,6 +17,9 @@ use vphone_keystore::Backend;
 /// Environment variable with the OTP the target sends to `--number` (default `212212`).
 pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
 
+/// Environment variable holding the fleet seed (a number or 64 hex digits).
+pub const SEED_ENV: &str = "VPHONE_FLEET_SEED";
+
 /// Run a fleet of simulated phones against the in-process sandbox or `--api URL`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -45,6 +48,9 @@ pub struct MergeArgs {
     /// Write the merged report here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Merge even when some shards of the run are missing; the table names the gap.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// How progress is shown.
@@ -100,10 +106,15 @@ pub struct RunArgs {
     /// Stop after this many iterations (default: one per phone unless --duration is given).
     #[arg(long)]
     pub iterations: Option<u64>,
-    /// Seed the phones' keys derive from: a number or 64 hex digits (default: random,
-    /// printed in the report).
-    #[arg(long)]
+    /// The fleet seed, for throwaway runs only: it derives every key of the fleet, and an
+    /// argument is visible to other users (ps, shell history), so this warns. A number or 64
+    /// hex digits. Prefer --seed-file or VPHONE_FLEET_SEED. Default: the --fleet file's seed,
+    /// else a random one (kept by --save-fleet). Reports and logs show only its fingerprint.
+    #[arg(long, conflicts_with = "seed_file")]
     pub seed: Option<String>,
+    /// Read the fleet seed (a number or 64 hex digits) from this file.
+    #[arg(long, value_name = "FILE")]
+    pub seed_file: Option<PathBuf>,
     /// Run the K-th of N disjoint slices of the fleet (`2/4`), or `auto` to read
     /// JOB_COMPLETION_INDEX (0-based) and VPHONE_SHARD_COUNT.
     #[arg(long, default_value = "1/1")]
@@ -146,9 +157,13 @@ pub struct RunArgs {
     /// or `rustcrypto` (the reference single phones use, RFC 6979). The keys are the same.
     #[arg(long, default_value = "aws-lc", value_parser = parse_signer)]
     pub signer: Backend,
-    /// Exit with status 1 when any operation failed.
+    /// Exit with status 1 when any operation failed (the default; kept for scripts).
     #[arg(long)]
     pub fail_on_error: bool,
+    /// Exit with status 1 only when more than this share of iterations failed
+    /// (`0.05` or `5%`); without it, any failed iteration does.
+    #[arg(long, value_name = "P", value_parser = parse_rate)]
+    pub max_error_rate: Option<f64>,
 }
 
 impl RunArgs {
@@ -245,6 +260,15 @@ fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
             "name at least one report to merge".into(),
         ));
     };
+    let missing = merged.missing_shards();
+    if !missing.is_empty() && !args.allow_partial {
+        let names: Vec<&str> = missing.iter().map(|(name, _)| name.as_str()).collect();
+        return Err(FleetError::Mismatch(format!(
+            "shard(s) {} of this run are missing, so the merge would leave their phones out; \
+             pass every shard's report, or --allow-partial to merge anyway with the gap shown",
+            names.join(", ")
+        )));
+    }
     print!("{}", merged.render_table());
     if let Some(path) = &args.json {
         merged.write_file(path)?;
@@ -288,11 +312,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             });
         }
     }
-    let seed = match (&args.seed, &first_file) {
-        (Some(seed), _) => seed.clone(),
-        (None, Some((seed, _))) => seed.clone(),
-        (None, None) => hex::encode(rand::random::<[u8; 32]>()),
-    };
+    let (seed, seed_from) = fleet_seed(&args, first_file.as_ref().map(|(s, _)| s.as_str()))?;
     // A --devices that disagrees with the fleet file is refused when the file is loaded.
     let total = match (args.devices, &first_file) {
         (Some(devices), _) => devices,
@@ -335,9 +355,11 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         }
     };
     eprintln!(
-        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, signer {}, target {}",
+        "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, signer {}, \
+         seed fingerprint {} ({seed_from}), target {}",
         fleet.range(),
         fleet.signer(),
+        fleet.seed_fingerprint(),
         if sandbox.is_some() {
             "in-process sandbox"
         } else {
@@ -367,17 +389,50 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         sandbox.shutdown().await;
     }
     print!("{}", report.render_table());
+    if let Some(line) = report.render_top_errors(3) {
+        println!("{line}");
+    }
     if let Some(path) = &args.json {
         report.write_file(path)?;
     }
     if let Some(path) = &args.save_fleet {
         fleet.save(path).await?;
     }
-    Ok(if args.fail_on_error && report.total_errors() > 0 {
+    Ok(if failed_too_often(&report, args.max_error_rate) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether the run counts as failed: any failed iteration or request, or with a maximum,
+/// a share of failed iterations above it.
+fn failed_too_often(report: &super::Report, max_error_rate: Option<f64>) -> bool {
+    match max_error_rate {
+        None => report.failed_iterations > 0 || report.total_errors() > 0,
+        Some(max) => {
+            let failed = report.failed_iterations as f64;
+            report.iterations > 0 && failed / report.iterations as f64 > max
+        }
+    }
+}
+
+/// `--max-error-rate`: a share in 0..=1, or a percentage (`5%`).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (text, 1.0),
+    };
+    let value = number
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a share like 0.05 or 5%"))?
+        / scale;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} is not between 0 and 1 (0% and 100%)"))
+    }
 }
 
 /// The fleet's `--otp`: `static:CODE` or `command:CMD` (a fleet cannot prompt).
@@ -390,6 +445,35 @@ fn parse_fleet_otp(s: &str) -> Result<OtpArg, String> {
 
 fn test_code() -> Otp {
     Otp::parse("212212").unwrap_or_else(|_| unreachable!("six digits"))
+}
+
+/// The fleet seed's text and where it came from: `--seed` (with a warning), `--seed-file`,
+/// `VPHONE_FLEET_SEED`, the first fleet file, or fresh randomness. Errors name the source,
+/// never the content.
+fn fleet_seed(
+    args: &RunArgs,
+    fleet_file: Option<&str>,
+) -> Result<(String, &'static str), FleetError> {
+    let (text, from) = if let Some(seed) = &args.seed {
+        eprintln!(
+            "load: warning: --seed puts the fleet seed, which derives every key of the fleet, \
+             on the command line (visible in ps and shell history); fine for throwaway runs, \
+             otherwise use --seed-file FILE or {SEED_ENV}"
+        );
+        (seed.clone(), "--seed")
+    } else if let Some(path) = &args.seed_file {
+        let text = std::fs::read_to_string(path).map_err(|e| FleetError::io(path, e))?;
+        (text.trim().to_owned(), "--seed-file")
+    } else if let Ok(text) = std::env::var(SEED_ENV) {
+        (text.trim().to_owned(), SEED_ENV)
+    } else if let Some(text) = fleet_file {
+        (text.to_owned(), "the fleet file")
+    } else {
+        (hex::encode(rand::random::<[u8; 32]>()), "random")
+    };
+    // Checked here so the error can say where the bad seed came from.
+    super::parse_seed(&text).map_err(|e| FleetError::Usage(format!("{from}: {e}")))?;
+    Ok((text, from))
 }
 
 fn parse_signer(text: &str) -> Result<Backend, String> {

@@ -28,8 +28,8 @@ pub use op::Op;
 pub use pacing::{Model, Pacing};
 pub use recorder::{Failure, Recorder};
 pub use report::{
-    ErrorKey, MAX_LATENCY_US, OpStats, REPORT_VERSION, Report, ShardRun, decode_histogram,
-    encode_histogram, new_histogram, record_us, same_values,
+    ErrorKey, MAX_LATENCY_US, MAX_LISTED_SHARDS, OpStats, REPORT_VERSION, Report, ShardRun,
+    decode_histogram, encode_histogram, new_histogram, record_us, same_values,
 };
 pub use runner::{DEFAULT_DRAIN, ProgressMode, RunOptions, run};
 pub use scenario::{Aborted, Ran, Scenario, Step, Steps, failure_of};

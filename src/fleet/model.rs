@@ -128,15 +128,16 @@ fn compact(id: &str, suffix: &str) -> Option<u128> {
     u128::from_str_radix(hex, 16).ok()
 }
 
-/// How a seed was given: a number (`42`) or 64 hex digits.
+/// How a seed was given: a number (`42`) or 64 hex digits. The error does not repeat the
+/// text: it may be a secret with a typo.
 pub fn parse_seed(text: &str) -> Result<Seed, FleetError> {
     if let Ok(n) = text.parse::<u64>() {
         return Ok(Seed::from_u64(n));
     }
     Seed::from_hex(text).map_err(|_| {
-        FleetError::Usage(format!(
-            "--seed {text:?}: give a whole number (e.g. 42) or 64 hex digits"
-        ))
+        FleetError::Usage(
+            "the fleet seed must be a whole number (e.g. 42) or 64 hex digits".to_owned(),
+        )
     })
 }
 
@@ -196,7 +197,13 @@ impl Fleet {
         self.signer
     }
 
-    /// The seed as given.
+    /// The seed's public fingerprint (see `Seed::fingerprint`): what reports and logs show
+    /// instead of the seed, which derives every key of the fleet.
+    pub fn seed_fingerprint(&self) -> String {
+        self.seed.fingerprint()
+    }
+
+    /// The seed as given (a secret: written only to the owner-only fleet file).
     pub fn seed_text(&self) -> &str {
         &self.seed_text
     }
@@ -312,7 +319,7 @@ impl Fleet {
         } else {
             format!("{:032x}cper", state.person)
         };
-        PersonId::parse(&text).ok()
+        PersonId::from_server(&text).ok()
     }
 
     /// The phone's device id, if it is bound.
@@ -325,7 +332,7 @@ impl Fleet {
         } else {
             format!("{:032x}", state.device)
         };
-        DeviceId::parse(&text).ok()
+        DeviceId::from_server(&text).ok()
     }
 
     /// The fleet file: the seed, the fleet size, and one line per phone the bank knows
@@ -380,11 +387,13 @@ impl Fleet {
             return Err(bad("missing `seed` or `devices` line".into()));
         };
         if seed != self.seed_text || total != self.total {
+            let theirs = parse_seed(seed).map_or_else(|_| "?".to_owned(), |s| s.fingerprint());
             return Err(FleetError::Mismatch(format!(
-                "{}: the fleet file holds seed {seed} with {total} devices, but this run has \
-                 seed {} with {} devices; pass the file's --seed and --devices (or omit them)",
+                "{}: the fleet file holds the seed with fingerprint {theirs} and {total} \
+                 devices, but this run has the seed with fingerprint {} and {} devices; give \
+                 the file's seed and --devices (or omit them)",
                 path.display(),
-                self.seed_text,
+                self.seed_fingerprint(),
                 self.total
             )));
         }
@@ -404,14 +413,14 @@ impl Fleet {
                 .lock()
                 .await;
             let person =
-                PersonId::parse(person).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+                PersonId::from_server(person).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
             self.set_person(&mut state, &person);
             if flags & VERIFIED != 0 {
                 self.set_verified(&mut state);
             }
             if flags & BOUND != 0 {
-                let device =
-                    DeviceId::parse(device).map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
+                let device = DeviceId::from_server(device)
+                    .map_err(|e| bad(format!("line {}: {e}", n + 4)))?;
                 self.set_device(&mut state, &device);
             }
             if flags & RESTRICTED != 0 {

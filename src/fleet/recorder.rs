@@ -33,6 +33,7 @@ pub struct Failure {
 pub struct Recorder {
     stripes: Vec<Mutex<Stripe>>,
     iterations: AtomicU64,
+    failed_iterations: AtomicU64,
     steps_ok: AtomicU64,
     failures: AtomicU64,
 }
@@ -42,6 +43,7 @@ impl Default for Recorder {
         Recorder {
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             iterations: AtomicU64::new(0),
+            failed_iterations: AtomicU64::new(0),
             steps_ok: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
@@ -77,6 +79,11 @@ impl Recorder {
     /// Counts one finished iteration, successful or not.
     pub fn iteration_done(&self) {
         self.iterations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one finished iteration that failed (also counted by `iteration_done`).
+    pub fn iteration_failed(&self) {
+        self.failed_iterations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Iterations finished so far.
@@ -121,6 +128,7 @@ impl Recorder {
             }
         }
         report.iterations += self.iterations();
+        report.failed_iterations += self.failed_iterations.load(Ordering::Relaxed);
         Ok(())
     }
 }

@@ -17,6 +17,11 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// The report format's version, written into every report file.
 pub const REPORT_VERSION: u32 = 1;
 
+/// Whether `op` names a scenario step (one per failed iteration), not a request.
+fn is_step(op: &str) -> bool {
+    super::Op::ALL.iter().any(|o| o.is_step() && o.name() == op)
+}
+
 /// `d` in seconds at microsecond resolution. Such a value is a whole number of
 /// microseconds divided by 10^6, which JSON writes as a short decimal that every parser,
 /// serde_json's fast default one included, reads back as exactly the same `f64`: report
@@ -156,6 +161,10 @@ pub struct ShardRun {
     pub elapsed_secs: f64,
 }
 
+/// How many shard numbers [`Report::missing_shards`] checks (a bound on work for a report
+/// that claims absurdly many shards).
+pub const MAX_LISTED_SHARDS: u64 = 100_000;
+
 /// A run's (or several merged runs') measurements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -163,7 +172,8 @@ pub struct Report {
     pub scenario: String,
     /// The pacing, e.g. `closed concurrency=64` or `open rate=500/s`.
     pub pacing: String,
-    /// The fleet seed, as given, so a report names the phones it measured.
+    /// The fleet seed's fingerprint (never the seed, which derives every key), so a report
+    /// names the phones it measured and merge can tell runs apart.
     pub seed: String,
     /// Phones in the whole fleet (every shard's slice is part of it); 0 when unknown.
     pub devices: u64,
@@ -174,6 +184,8 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// Iterations (scenario runs) completed, successful or not.
     pub iterations: u64,
+    /// Of `iterations`, those that failed.
+    pub failed_iterations: u64,
     /// Open model: iterations due before the end that no worker could start in time (not
     /// run; a sign that `--concurrency` bounds in-flight work below what the rate needs).
     pub missed: u64,
@@ -225,6 +237,8 @@ struct ReportFile {
     elapsed_secs: f64,
     iterations: u64,
     #[serde(default)]
+    failed_iterations: u64,
+    #[serde(default)]
     missed: u64,
     #[serde(default)]
     unfinished: u64,
@@ -247,6 +261,7 @@ impl Report {
             started_unix_ms,
             elapsed_secs: 0.0,
             iterations: 0,
+            failed_iterations: 0,
             missed: 0,
             unfinished: 0,
             skipped: 0,
@@ -254,6 +269,27 @@ impl Report {
             errors: BTreeMap::new(),
             shards: Vec::new(),
         }
+    }
+
+    /// The shards of this run that no contributing report covers, by name (`K/N`) with their
+    /// phones: empty for a whole run and for a merge of every shard. Only the first
+    /// [`MAX_LISTED_SHARDS`] shard numbers are looked at.
+    pub fn missing_shards(&self) -> Vec<(String, std::ops::Range<u64>)> {
+        let Some(count) = self.shards.iter().find_map(|s| {
+            s.shard
+                .split_once('/')
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+        }) else {
+            return Vec::new();
+        };
+        (1..=count.min(MAX_LISTED_SHARDS))
+            .filter(|k| {
+                let name = format!("{k}/{count}");
+                !self.shards.iter().any(|s| s.shard == name)
+            })
+            .filter_map(|k| super::Shard::new(k, count).ok())
+            .map(|shard| (shard.to_string(), shard.slice(self.devices)))
+            .collect()
     }
 
     /// The largest peak memory of the contributing processes, bytes.
@@ -285,6 +321,41 @@ impl Report {
         self.errors.values().sum()
     }
 
+    /// The `n` most frequent request failures (scenario steps left out: they repeat them),
+    /// most frequent first.
+    pub fn top_errors(&self, n: usize) -> Vec<(&ErrorKey, u64)> {
+        let mut all: Vec<(&ErrorKey, u64)> = self
+            .errors
+            .iter()
+            .filter(|(k, _)| !is_step(&k.op))
+            .map(|(k, n)| (k, *n))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        all.truncate(n);
+        all
+    }
+
+    /// One line naming the top errors (`top errors: 12x bind 409 device_limit_reached; ...`),
+    /// or `None` when nothing failed.
+    pub fn render_top_errors(&self, n: usize) -> Option<String> {
+        let top = self.top_errors(n);
+        if top.is_empty() {
+            return None;
+        }
+        let items: Vec<String> = top
+            .iter()
+            .map(|(k, count)| {
+                let status = if k.status == 0 {
+                    "-".to_owned()
+                } else {
+                    k.status.to_string()
+                };
+                format!("{count}x {} {status} {}", k.op, k.code)
+            })
+            .collect();
+        Some(format!("top errors: {}", items.join("; ")))
+    }
+
     /// Whether `other` measured another part of the same run: the same scenario, pacing,
     /// seed and fleet size, cut into the same number of shards, none of them run twice.
     /// Anything else would not be one fleet's report, so it is refused with the reason.
@@ -297,7 +368,7 @@ impl Report {
             if mine != theirs {
                 return Err(FleetError::Mismatch(format!(
                     "cannot merge reports of different runs: {what} {mine:?} vs {theirs:?} \
-                     (merge only the shards of one run: same --scenario, pacing flags, --seed \
+                     (merge only the shards of one run: same --scenario, pacing flags, fleet seed \
                      and --devices)"
                 )));
             }
@@ -369,6 +440,7 @@ impl Report {
         self.elapsed_secs =
             micros_to_secs(end.saturating_sub(self.started_unix_ms.saturating_mul(1000)));
         self.iterations += other.iterations;
+        self.failed_iterations += other.failed_iterations;
         self.missed += other.missed;
         self.unfinished += other.unfinished;
         self.skipped += other.skipped;
@@ -415,6 +487,7 @@ impl Report {
             started_unix_ms: self.started_unix_ms,
             elapsed_secs: self.elapsed_secs,
             iterations: self.iterations,
+            failed_iterations: self.failed_iterations,
             missed: self.missed,
             unfinished: self.unfinished,
             skipped: self.skipped,
@@ -479,6 +552,7 @@ impl Report {
             started_unix_ms: file.started_unix_ms,
             elapsed_secs: file.elapsed_secs,
             iterations: file.iterations,
+            failed_iterations: file.failed_iterations,
             missed: file.missed,
             unfinished: file.unfinished,
             skipped: file.skipped,
@@ -505,9 +579,37 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "scenario {}  ({}), {} iterations in {:.2}s, seed {}",
+            "scenario {}  ({}), {} iterations in {:.2}s, seed fingerprint {}",
             self.scenario, self.pacing, self.iterations, self.elapsed_secs, self.seed
         );
+        let missing = self.missing_shards();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(name, phones)| format!("{name} (phones {}..{})", phones.start, phones.end))
+                .collect();
+            let _ = writeln!(
+                out,
+                "PARTIAL: {} shard(s) missing: {}; their phones were not measured, and rates \
+                 count only the shards present",
+                missing.len(),
+                list.join(", ")
+            );
+        }
+        if self.shards.len() > 1 {
+            let each: Vec<String> = self
+                .shards
+                .iter()
+                .map(|s| format!("{} {:.2}s", s.shard, s.elapsed_secs))
+                .collect();
+            let _ = writeln!(
+                out,
+                "wall time per shard: {}; the merged {:.2}s spans the earliest start to the \
+                 latest end, read from each machine's clock (skew between machines adds in)",
+                each.join(", "),
+                self.elapsed_secs
+            );
+        }
         let _ = writeln!(
             out,
             "{:<28} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -141,7 +141,11 @@ impl Shared {
             Ok(Ran::Skipped) => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(Ran::Done) | Err(_) => self.recorder.iteration_done(),
+            Ok(Ran::Done) => self.recorder.iteration_done(),
+            Err(_) => {
+                self.recorder.iteration_failed();
+                self.recorder.iteration_done();
+            }
         }
         // Not reached by an iteration cancelled at the end of the drain: it stays counted.
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -203,7 +207,7 @@ pub async fn run(
     let mut report = Report::new(
         &options.scenario.to_string(),
         &options.pacing.to_string(),
-        fleet.seed_text(),
+        &fleet.seed_fingerprint(),
         started_unix_ms,
     );
     report.devices = fleet.total();

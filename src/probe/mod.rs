@@ -47,42 +47,70 @@ pub struct ProbeArgs {
     pub connect: ConnectArgs,
 }
 
-/// Every call of API.md, in the order the probe makes them, with the answer it documents.
-const CALLS: &[(&str, Body)] = &[
-    ("POST /oauth2/token", Body::Token),
-    ("POST /v1/persons", Body::Person),
-    ("GET /v1/persons/{id}", Body::Person),
-    ("POST /v1/persons/{id}/mobile_number", Body::MobileNumber),
-    ("POST /v1/persons/{id}/mobile_number/authorize", Body::Any),
+/// Every call of API.md, in the order the probe makes them, with the status and answer it
+/// documents.
+const CALLS: &[(&str, u16, Body)] = &[
+    ("POST /oauth2/token", 200, Body::Token),
+    ("POST /v1/persons", 201, Body::Person),
+    ("GET /v1/persons/{id}", 200, Body::Person),
     (
-        "POST /v1/persons/{id}/mobile_number/confirm",
+        "POST /v1/persons/{id}/mobile_number",
+        201,
         Body::MobileNumber,
     ),
-    ("POST /v1/mfa/devices", Body::CreateDevice),
-    ("PUT /v1/mfa/challenges/signatures/{id}", Body::Ignored),
+    (
+        "POST /v1/persons/{id}/mobile_number/authorize",
+        201,
+        Body::Any,
+    ),
+    (
+        "POST /v1/persons/{id}/mobile_number/confirm",
+        201,
+        Body::MobileNumber,
+    ),
+    ("POST /v1/mfa/devices", 202, Body::CreateDevice),
+    ("PUT /v1/mfa/challenges/signatures/{id}", 204, Body::Ignored),
     (
         "GET /v1/mfa/challenges/signatures/{id}",
+        200,
         Body::SignatureChallenge,
     ),
-    ("GET /v1/mfa/devices", Body::DeviceList),
-    ("GET /v1/mfa/devices/{id}", Body::Device),
-    ("GET /v1/mfa/devices/{id}/keys", Body::Keys),
-    ("POST /v1/mfa/devices/{id}/keys", Body::AddKey),
-    ("GET /v1/mfa/devices/{id}/keys/{id}", Body::Key),
-    ("POST /v1/mfa/challenges/devices", Body::DeviceChallenge),
-    ("PUT /v1/mfa/challenges/devices/{id}", Body::Ignored),
-    ("GET /v1/mfa/challenges/devices/{id}", Body::DeviceChallenge),
-    ("POST /v1/mfa/challenges/sms", Body::SmsChallenge),
-    ("PUT /v1/mfa/challenges/sms/{id}", Body::Ignored),
-    ("GET /v1/mfa/challenges/sms/{id}", Body::SmsChallenge),
-    ("PATCH /v1/persons/{id}", Body::ChangeRequest),
+    ("GET /v1/mfa/devices", 200, Body::DeviceList),
+    ("GET /v1/mfa/devices/{id}", 200, Body::Device),
+    ("GET /v1/mfa/devices/{id}/keys", 200, Body::Keys),
+    ("POST /v1/mfa/devices/{id}/keys", 201, Body::AddKey),
+    ("GET /v1/mfa/devices/{id}/keys/{id}", 200, Body::Key),
+    (
+        "POST /v1/mfa/challenges/devices",
+        201,
+        Body::DeviceChallenge,
+    ),
+    ("PUT /v1/mfa/challenges/devices/{id}", 204, Body::Ignored),
+    (
+        "GET /v1/mfa/challenges/devices/{id}",
+        200,
+        Body::DeviceChallenge,
+    ),
+    ("POST /v1/mfa/challenges/sms", 201, Body::SmsChallenge),
+    ("PUT /v1/mfa/challenges/sms/{id}", 204, Body::Ignored),
+    ("GET /v1/mfa/challenges/sms/{id}", 200, Body::SmsChallenge),
+    ("PATCH /v1/persons/{id}", 202, Body::PatchPerson),
     (
         "POST /v1/change_requests/{id}/authorize",
+        201,
         Body::ChangeRequest,
     ),
-    ("POST /v1/change_requests/{id}/confirm", Body::Confirmation),
-    ("DELETE /v1/mfa/devices/{id}", Body::Ignored),
-    ("DELETE /v1/persons/{id}/mobile_number", Body::ChangeRequest),
+    (
+        "POST /v1/change_requests/{id}/confirm",
+        201,
+        Body::Confirmation,
+    ),
+    ("DELETE /v1/mfa/devices/{id}", 204, Body::Ignored),
+    (
+        "DELETE /v1/persons/{id}/mobile_number",
+        202,
+        Body::ChangeRequest,
+    ),
 ];
 
 /// One call's row.
@@ -308,7 +336,7 @@ async fn walk(phone: &mut Phone, client: &ApiClient, number: PhoneNumber) -> Vec
 fn rows(exchanges: &[Exchange]) -> Vec<Row> {
     CALLS
         .iter()
-        .map(|(call, body)| {
+        .map(|(call, documented, body)| {
             let first = exchanges.iter().find(|e| e.call() == *call);
             let Some(e) = first else {
                 return Row {
@@ -321,7 +349,9 @@ fn rows(exchanges: &[Exchange]) -> Vec<Row> {
             };
             let (outcome, shape) = match e.status {
                 None => ("no answer", Shape::None),
-                Some(s) if (200..300).contains(&s) => ("ok", classify(*body, e.response.as_ref())),
+                Some(s) if (200..300).contains(&s) => {
+                    ("ok", classify(*body, s, *documented, e.response.as_ref()))
+                }
                 Some(_) if not_offered(e) => ("not offered", Shape::None),
                 Some(_) => ("refused", Shape::None),
             };
@@ -339,7 +369,7 @@ fn rows(exchanges: &[Exchange]) -> Vec<Row> {
 /// The table and the flows, as printed.
 pub fn render(r: &ProbeReport) -> String {
     use std::fmt::Write;
-    let width = CALLS.iter().map(|(c, _)| c.len()).max().unwrap_or(40);
+    let width = CALLS.iter().map(|(c, _, _)| c.len()).max().unwrap_or(40);
     let mut out = String::new();
     let _ = writeln!(out, "vphone probe: {}", r.api);
     let _ = writeln!(

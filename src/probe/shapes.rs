@@ -4,8 +4,9 @@
 //! disagree exactly where a server differs from the documentation but the phone copes.
 
 use crate::api::{
-    AddKeyResponse, ChangeRequest, CreateDeviceResponse, Device, DeviceChallenge, DeviceKeys,
-    KeyDetail, MobileNumber, Person, SignatureChallenge, SmsChallenge, TokenResponse,
+    AddKeyResponse, ChangeRequest, CreateDeviceResponse, Device, DeviceChallenge, KeyDetail,
+    KeysAnswer, MobileNumber, Person, PersonUpdate, SignatureChallenge, SmsChallenge,
+    TokenResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,8 +48,10 @@ pub(super) enum Body {
     Token,
     /// A person.
     Person,
-    /// A change request (PATCH person, DELETE mobile number, authorize).
+    /// A change request (DELETE mobile number, authorize).
     ChangeRequest,
+    /// The answer to `PATCH /v1/persons/{id}`: a change request (documented) or the person.
+    PatchPerson,
     /// A change request's confirmation.
     Confirmation,
     /// A mobile number.
@@ -82,7 +85,7 @@ impl Body {
             Body::Ignored | Body::Any => &[],
             Body::Token => &["access_token", "token_type", "expires_in"],
             Body::Person => &["id", "first_name", "last_name"],
-            Body::ChangeRequest => &["id", "status", "updated_at"],
+            Body::ChangeRequest | Body::PatchPerson => &["id", "status", "updated_at"],
             Body::Confirmation => &[
                 "id",
                 "status",
@@ -121,13 +124,14 @@ impl Body {
             Body::Token => de::<TokenResponse>(v),
             Body::Person => de::<Person>(v),
             Body::ChangeRequest | Body::Confirmation => de::<ChangeRequest>(v),
+            Body::PatchPerson => de::<PersonUpdate>(v),
             Body::MobileNumber => de::<MobileNumber>(v),
             Body::CreateDevice => de::<CreateDeviceResponse>(v),
             Body::DeviceList => de::<Vec<Device>>(v),
             Body::Device => de::<Device>(v),
             Body::SignatureChallenge => de::<SignatureChallenge>(v),
             Body::AddKey => de::<AddKeyResponse>(v),
-            Body::Keys => de::<DeviceKeys>(v),
+            Body::Keys => de::<KeysAnswer>(v),
             Body::Key => de::<KeyDetail>(v),
             Body::DeviceChallenge => de::<DeviceChallenge>(v),
             Body::SmsChallenge => de::<SmsChallenge>(v),
@@ -135,8 +139,23 @@ impl Body {
     }
 }
 
-/// The shape of a success answer `body` (`None`: empty) to a call expecting `expect`.
-pub(super) fn classify(expect: Body, body: Option<&Value>) -> Shape {
+/// The shape of a success answer (`status`; `body`, `None` when empty) to a call whose
+/// documented answer is `documented` with `expect`.
+pub(super) fn classify(expect: Body, status: u16, documented: u16, body: Option<&Value>) -> Shape {
+    let shape = classify_body(expect, body);
+    if status == documented {
+        return shape;
+    }
+    // Any 2xx is success, but a different one is worth naming.
+    let note = format!("{status} instead of {documented}");
+    match shape {
+        Shape::AsDocumented => Shape::Variant(note),
+        Shape::Variant(v) => Shape::Variant(format!("{note}; {v}")),
+        other => other,
+    }
+}
+
+fn classify_body(expect: Body, body: Option<&Value>) -> Shape {
     let Some(v) = body else {
         return match expect {
             Body::Ignored | Body::Any => Shape::AsDocumented,
@@ -174,10 +193,21 @@ fn variant(expect: Body, v: &Value) -> Option<String> {
             .into(),
         ),
         (Body::DeviceList, Value::Array(items)) => {
+            let mut notes = Vec::new();
             let missing = missing_in_all(items, Body::Device.documented());
-            (!missing.is_empty()).then(|| format!("devices without {}", missing.join(", ")))
+            if !missing.is_empty() {
+                notes.push(format!("devices without {}", missing.join(", ")));
+            }
+            let odd = odd_ids(expect, v);
+            if !odd.is_empty() {
+                notes.push(format!(
+                    "ids not in the documented format ({})",
+                    odd.join(", ")
+                ));
+            }
+            (!notes.is_empty()).then(|| notes.join("; "))
         }
-        (Body::ChangeRequest | Body::Confirmation, Value::Object(m))
+        (Body::ChangeRequest | Body::Confirmation | Body::PatchPerson, Value::Object(m))
             if m.contains_key("first_name") && !m.contains_key("status") =>
         {
             Some("the person itself (applied without confirmation)".into())
@@ -194,10 +224,20 @@ fn variant(expect: Body, v: &Value) -> Option<String> {
                 notes.push(format!("without {}", missing.join(", ")));
             }
             if let Some(status) = m.get("status").and_then(Value::as_str)
-                && matches!(expect, Body::ChangeRequest | Body::Confirmation)
+                && matches!(
+                    expect,
+                    Body::ChangeRequest | Body::Confirmation | Body::PatchPerson
+                )
                 && status != status.to_ascii_uppercase()
             {
                 notes.push(format!("status in lower case ({status})"));
+            }
+            let odd = odd_ids(expect, v);
+            if !odd.is_empty() {
+                notes.push(format!(
+                    "ids not in the documented format ({})",
+                    odd.join(", ")
+                ));
             }
             if let (Body::Keys, Some(Value::Array(keys))) = (expect, m.get("keys")) {
                 let missing = missing_in_all(keys, &["key_id", "key_purpose", "used_at"]);
@@ -209,6 +249,90 @@ fn variant(expect: Body, v: &Value) -> Option<String> {
         }
         _ => Some("not the documented JSON type".into()),
     }
+}
+
+/// The documented id formats (API.md, Conventions).
+#[derive(Clone, Copy)]
+enum IdFormat {
+    /// `<32 hex>cper`.
+    Person,
+    /// `<32 hex>cmno`.
+    MobileNumber,
+    /// 32 lowercase hex (devices, challenges, change requests).
+    Hex32,
+    /// A UUID (keys).
+    Uuid,
+}
+
+impl IdFormat {
+    fn holds(self, id: &str) -> bool {
+        let hex32 =
+            |s: &str| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match self {
+            IdFormat::Person => id.strip_suffix("cper").is_some_and(hex32),
+            IdFormat::MobileNumber => id.strip_suffix("cmno").is_some_and(hex32),
+            IdFormat::Hex32 => hex32(id),
+            IdFormat::Uuid => uuid::Uuid::parse_str(id).is_ok() && id.len() == 36,
+        }
+    }
+}
+
+/// The id fields of an answer and their documented formats.
+fn id_fields(expect: Body) -> &'static [(&'static str, IdFormat)] {
+    use IdFormat::*;
+    match expect {
+        Body::Person => &[("id", Person)],
+        Body::MobileNumber => &[("id", MobileNumber)],
+        Body::CreateDevice => &[("id", Hex32), ("challenge/id", Hex32)],
+        Body::Device | Body::DeviceList => &[("id", Hex32), ("person_id", Person)],
+        Body::SignatureChallenge
+        | Body::SmsChallenge
+        | Body::DeviceChallenge
+        | Body::ChangeRequest
+        | Body::PatchPerson
+        | Body::Confirmation => &[("id", Hex32)],
+        Body::AddKey => &[("id", Uuid)],
+        Body::Keys => &[
+            ("device_id", Hex32),
+            ("person_id", Person),
+            ("keys/key_id", Uuid),
+        ],
+        Body::Key => &[("key_id", Uuid)],
+        Body::Ignored | Body::Any | Body::Token => &[],
+    }
+}
+
+/// The id fields of `v` (an object, or an array of them) whose value is not in the
+/// documented format, each with a short sample.
+fn odd_ids(expect: Body, v: &Value) -> Vec<String> {
+    let mut odd = Vec::new();
+    let objects: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for (field, format) in id_fields(expect) {
+        let mut values: Vec<&str> = Vec::new();
+        for o in &objects {
+            match field.split_once('/') {
+                Some((outer, inner)) => match o.get(outer) {
+                    Some(Value::Array(items)) => {
+                        values.extend(items.iter().filter_map(|i| i.get(inner)?.as_str()));
+                    }
+                    Some(obj) => values.extend(obj.get(inner).and_then(Value::as_str)),
+                    None => {}
+                },
+                None => values.extend(o.get(*field).and_then(Value::as_str)),
+            }
+        }
+        if let Some(bad) = values.iter().find(|id| !format.holds(id)) {
+            let head: String = bad.chars().take(12).collect();
+            odd.push(format!(
+                "{field} {head}…, {} characters",
+                bad.chars().count()
+            ));
+        }
+    }
+    odd
 }
 
 /// The fields missing from at least one of `items`.
@@ -236,15 +360,15 @@ mod tests {
 
     #[test]
     fn a_documented_challenge_is_as_documented_and_one_without_key_purpose_is_named() {
-        let mut ch = json!({"id": "c1", "type": "device", "string_to_sign": "s",
+        let mut ch = json!({"id": "0123456789abcdef0123456789abcdef", "type": "device", "string_to_sign": "s",
             "key_purpose": "restricted", "created_at": "2026-11-28T15:56:19Z",
             "expires_at": "2026-11-28T16:01:19Z"});
         assert_eq!(
-            classify(Body::DeviceChallenge, Some(&ch)),
+            classify_body(Body::DeviceChallenge, Some(&ch)),
             Shape::AsDocumented
         );
         ch.as_object_mut().unwrap().remove("key_purpose");
-        match classify(Body::DeviceChallenge, Some(&ch)) {
+        match classify_body(Body::DeviceChallenge, Some(&ch)) {
             Shape::Variant(v) => assert_eq!(v, "without key_purpose"),
             // Until the phone reads challenges without key_purpose, this is the honest answer.
             Shape::Unreadable(_) => {}
@@ -255,17 +379,39 @@ mod tests {
     #[test]
     fn bodies_the_phone_cannot_read_are_unreadable_and_empty_answers_as_documented() {
         assert!(matches!(
-            classify(Body::Person, Some(&json!({"name": "x"}))),
+            classify_body(Body::Person, Some(&json!({"name": "x"}))),
             Shape::Unreadable(_)
         ));
         assert!(matches!(
-            classify(Body::Person, Some(&json!("<html>oops</html>"))),
+            classify_body(Body::Person, Some(&json!("<html>oops</html>"))),
             Shape::Unreadable(_)
         ));
-        assert_eq!(classify(Body::Ignored, None), Shape::AsDocumented);
+        assert_eq!(classify_body(Body::Ignored, None), Shape::AsDocumented);
         assert!(matches!(
-            classify(Body::Ignored, Some(&json!({"ok": true}))),
+            classify_body(Body::Ignored, Some(&json!({"ok": true}))),
             Shape::Variant(_)
         ));
+    }
+
+    #[test]
+    fn another_status_and_opaque_ids_are_named_variants() {
+        let person = json!({"id": "0123456789abcdef0123456789abcdefcper",
+            "first_name": "A", "last_name": "B"});
+        assert_eq!(
+            classify(Body::Person, 201, 201, Some(&person)),
+            Shape::AsDocumented
+        );
+        assert_eq!(
+            classify(Body::Person, 200, 201, Some(&person)),
+            Shape::Variant("200 instead of 201".into())
+        );
+        let person = json!({"id": "personId-0123456789ab", "first_name": "A", "last_name": "B"});
+        let Shape::Variant(v) = classify(Body::Person, 201, 201, Some(&person)) else {
+            panic!("not a variant")
+        };
+        assert_eq!(
+            v,
+            "ids not in the documented format (id personId-012…, 21 characters)"
+        );
     }
 }

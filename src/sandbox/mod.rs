@@ -14,6 +14,9 @@
 //!   for [`SandboxConfig::retention`] (15 minutes), then a background sweep forgets them, with
 //!   the unverified device of a forgotten binding; their ids answer 404 `not_found` from then
 //!   on. Long load runs stay within bounded memory; [`SandboxStats`] counts what is held.
+//! - [`serve`](mod@serve) is its own accept loop: header, idle and body timeouts, a connection cap that
+//!   makes idle clients give way, accept-error backoff. One-time codes are rate-limited per
+//!   person and tokens per partner ([`ratelimit`]); free text is checked by [`text`].
 //! - State lives in sharded maps with one small lock per entity; signatures are verified with
 //!   aws-lc-rs against keys parsed once when registered.
 //! - [`variant::spawn`] serves the same sandbox behind a layer that answers in the shapes

@@ -1,8 +1,8 @@
 //! Setting a phone up: the person, the mobile number, SMS verification.
 
 use crate::api::{
-    ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, PersonId,
-    PhoneNumber,
+    ConfirmMobileNumber, CreatePerson, ErrorCode, MobileNumber, MobileNumberRequest, Person,
+    PersonId, PhoneNumber,
 };
 use crate::phone::error::StepContext;
 use crate::phone::outcome::{RegisterOutcome, Stopwatch, VerifyOutcome};
@@ -39,11 +39,31 @@ impl Phone {
         let req = MobileNumberRequest {
             number: number.clone(),
         };
-        let created = self
-            .client
-            .create_mobile_number(&person, &req)
-            .await
-            .step(self.name(), "add mobile number")?;
+        let created = match self.client.create_mobile_number(&person, &req).await {
+            Ok(created) => created,
+            // Added by an earlier run whose answer was lost: read the number and continue
+            // with it, if it is the one asked for.
+            Err(e) if e.error_code() == Some(&ErrorCode::MobileNumberExists) => {
+                let held = self
+                    .client
+                    .get_mobile_number(&person)
+                    .await
+                    .step(self.name(), "add mobile number: read the person's number")?;
+                match &held.number {
+                    Some(n) if n == &number => held,
+                    other => {
+                        return Err(PhoneError::NumberMismatch {
+                            name: self.name().to_string(),
+                            saved: other
+                                .as_ref()
+                                .map_or_else(|| "(not shown)".to_owned(), |n| n.to_string()),
+                            given: number.to_string(),
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(e).step(self.name(), "add mobile number"),
+        };
         self.set_number(number);
         self.profile.number_verified = created.verified;
         self.save()?;
@@ -130,8 +150,16 @@ impl Phone {
             }
         };
         if self.profile.number.is_none() {
-            self.add_number(number).await?;
+            let added = self.add_number(number).await?;
             clock.lap("add number");
+            if added.verified {
+                // An earlier run added and verified it; only its answers were lost.
+                return Ok(RegisterOutcome {
+                    person,
+                    mobile_number: added,
+                    timings: clock.finish(),
+                });
+            }
         }
         let verified = self.verify_number().await?;
         let mut timings = clock.finish();
