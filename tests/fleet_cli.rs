@@ -186,3 +186,29 @@ async fn a_fleet_binds_every_phone_against_the_variant_bank() {
     );
     bank.shutdown().await;
 }
+
+#[test]
+fn the_built_in_bank_of_a_load_run_does_not_rate_limit_its_phones_sms() {
+    // One phone, eight SMS challenges: past the sandbox's default of 5 SMS per person per
+    // 10 minutes, which protects a shared sandbox but would turn a load run into 429s.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    load(&[
+        "--devices",
+        "1",
+        "--scenario",
+        "sms",
+        "--iterations",
+        "8",
+        "--seed",
+        "9",
+        "--progress",
+        "off",
+    ])
+    .arg("--json")
+    .arg(&json)
+    .assert()
+    .success();
+    let report = vphone::fleet::Report::read_file(&json).unwrap();
+    assert_eq!(report.ok("sms"), 8);
+}

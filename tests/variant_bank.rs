@@ -274,3 +274,28 @@ async fn without_the_outbox_the_bank_hides_its_sandbox_routes() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn the_sandbox_itself_still_refuses_ids_outside_the_strict_rule() {
+    // The phone reads long opaque ids; the sandbox keeps validating what it receives.
+    let bank = Bank::start().await;
+    let long = format!("personId-{}-{}", "a".repeat(32), "b".repeat(32));
+    let key = Key::new();
+    let got = bank
+        .call(
+            "POST",
+            "/v1/mfa/devices",
+            Some(json!({"person_id": long, "key_type": "ecdsa-p256",
+                "key": key.public_hex(), "name": "n"})),
+        )
+        .await;
+    assert_eq!(got.0, 400, "{}", got.1);
+    let got = bank
+        .call(
+            "POST",
+            "/v1/mfa/challenges/devices",
+            Some(json!({"device_id": "a device"})),
+        )
+        .await;
+    assert_eq!(got.0, 400, "{}", got.1);
+}

@@ -7,6 +7,7 @@ use crate::client::{ApiClient, ClientConfig, ClientError, Credentials};
 use crate::phone::cli::ConnectArgs;
 use crate::phone::{Home, OtpSource, ProfileError};
 use crate::sandbox::{self, SandboxConfig, SandboxState};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -228,18 +229,24 @@ async fn serve(
             addr,
             source,
         })?;
-    println!("vphone serve listening on {}", handle.base_url());
-    println!("OpenAPI document: {}/openapi.json", handle.base_url());
-    if sandbox.is_some() {
-        println!("bank: embedded sandbox at {api_base} (partner vphone-demo)");
+    let bank = if sandbox.is_some() {
+        format!("embedded sandbox at {api_base} (partner vphone-demo)")
     } else {
-        println!("bank: {api_base}");
-    }
-    println!(
+        api_base
+    };
+    // A closed stdout (the caller stopped reading) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "vphone serve listening on {}", handle.base_url());
+    let _ = writeln!(out, "OpenAPI document: {}/openapi.json", handle.base_url());
+    let _ = writeln!(out, "bank: {bank}");
+    let _ = writeln!(
+        out,
         "phones: {} ({} hosted)",
         home.root().display(),
         state.phones().hosted().len()
     );
+    let _ = out.flush();
+    drop(out);
     if let Err(e) = tokio::signal::ctrl_c().await {
         tracing::warn!(error = %e, "cannot wait for Ctrl-C; stopping");
     }

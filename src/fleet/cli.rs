@@ -6,6 +6,7 @@ use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
 use crate::api::{Otp, PhoneNumber};
 use crate::client::{ApiClient, ClientConfig, Credentials, Target, Transcript};
 use crate::phone::cli::{OtpArg, parse_otp};
+use crate::sandbox::ratelimit::RateLimit;
 use crate::sandbox::{SandboxConfig, spawn};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -341,8 +342,15 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             (client_for(config)?, None)
         }
         None => {
+            // Fleet phones share the test number and repeat SMS challenges by design: the
+            // per-person SMS limit that protects a shared sandbox would turn a load run's
+            // `sms` rows into 429s, so the fleet's own in-process bank runs without it.
             let config = SandboxConfig {
                 latency: args.sandbox_latency,
+                sms_rate_limit: RateLimit {
+                    max: 0,
+                    ..RateLimit::SMS_DEFAULT
+                },
                 ..SandboxConfig::default()
             };
             let sandbox = spawn(config).await.map_err(FleetError::Sandbox)?;

@@ -30,6 +30,14 @@ pub struct SandboxArgs {
     /// Delay every /v1 response by this much (fault injection), e.g. `50ms`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub latency: Option<Duration>,
+    /// A fault rule, repeatable, e.g. `PUT /v1/mfa/challenges/*: status=503 p=0.05` (see the
+    /// README, section Faults); added after the config file's rules.
+    #[arg(long = "fault", value_name = "RULE", value_parser = parse_fault)]
+    pub faults: Vec<super::faults::FaultRule>,
+    /// Seed of the fault decisions (default: the config's `faults_seed`, else a random one,
+    /// logged at start); the same seed replays the same faults.
+    #[arg(long)]
+    pub faults_seed: Option<u64>,
     /// How long finished challenges and change requests are kept before they are forgotten
     /// (then their ids answer 404), e.g. `15m`.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -37,6 +45,10 @@ pub struct SandboxArgs {
     /// Log lines on stderr as readable text, or one JSON object per line for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_fault(text: &str) -> Result<super::faults::FaultRule, String> {
+    super::faults::FaultRule::parse(text).map_err(|e| e.to_string())
 }
 
 /// How `vphone sandbox` writes its log.
@@ -98,6 +110,10 @@ impl SandboxArgs {
         if let Some(v) = self.retention {
             config.retention = v;
         }
+        config.faults.extend(self.faults.iter().cloned());
+        if let Some(seed) = self.faults_seed {
+            config.faults_seed = Some(seed);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -153,6 +169,16 @@ async fn serve(args: SandboxArgs, config: SandboxConfig) -> Result<(), CliError>
         addr: args.listen,
         source,
     };
+    let rules = state.fault_counts();
+    if !rules.is_empty() {
+        for rule in &rules {
+            tracing::info!(rule = %rule.rule, "fault rule");
+        }
+        tracing::info!(
+            faults_seed = state.faults_seed(),
+            "fault decisions draw from this seed"
+        );
+    }
     let handle = super::spawn_with(state, args.listen)
         .await
         .map_err(serve_err)?;

@@ -27,8 +27,15 @@ pub struct SandboxConfig {
     pub max_failed_attempts: u32,
     /// Bound (verified, not deleted) devices a person may have (5).
     pub max_devices_per_person: usize,
-    /// Fault injection: every `/v1` response is delayed by this much.
+    /// Fault injection: every `/v1` response is delayed by this much (the same as the
+    /// fault rule `* /v1/*: latency=...`, which it becomes, listed first).
     pub latency: Option<Duration>,
+    /// Fault rules (see [`super::faults`]), tried in order on every request outside
+    /// `/sandbox/*`.
+    pub faults: Vec<super::faults::FaultRule>,
+    /// Seed of the generator every fault decision draws from; `None` picks one at start
+    /// (logged, so a run can be replayed).
+    pub faults_seed: Option<u64>,
     /// How long an access token is accepted (one hour).
     pub token_lifetime: Duration,
     /// How long a finished challenge or change request (completed, spent or expired) is kept
@@ -70,6 +77,8 @@ impl Default for SandboxConfig {
             max_failed_attempts: 3,
             max_devices_per_person: 5,
             latency: None,
+            faults: Vec::new(),
+            faults_seed: None,
             token_lifetime: Duration::from_secs(3600),
             retention: DEFAULT_RETENTION,
             header_read_timeout: Duration::from_secs(10),
@@ -154,6 +163,9 @@ struct ConfigFile {
     max_failed_attempts: Option<u32>,
     max_devices_per_person: Option<usize>,
     latency: Option<String>,
+    #[serde(default)]
+    faults: Vec<String>,
+    faults_seed: Option<u64>,
     token_lifetime: Option<String>,
     retention: Option<String>,
     header_read_timeout: Option<String>,
@@ -236,6 +248,13 @@ impl SandboxConfig {
                 .max_devices_per_person
                 .unwrap_or(defaults.max_devices_per_person),
             latency: duration("latency", file.latency)?.filter(|d| !d.is_zero()),
+            faults: file
+                .faults
+                .iter()
+                .map(|text| super::faults::FaultRule::parse(text))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            faults_seed: file.faults_seed,
             token_lifetime: duration("token_lifetime", file.token_lifetime)?
                 .unwrap_or(defaults.token_lifetime),
             retention: duration("retention", file.retention)?.unwrap_or(defaults.retention),
@@ -382,6 +401,21 @@ mod tests {
         assert!(e.to_string().contains("max_connections"), "{e}");
         let e = SandboxConfig::from_toml_str("idle_timeout = \"0s\"").unwrap_err();
         assert!(e.to_string().contains("idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn fault_rules_and_their_seed_are_read_from_the_file() {
+        let c = SandboxConfig::from_toml_str(
+            "faults_seed = 7\nfaults = [\"PUT /v1/mfa/challenges/*: status=503 p=0.05\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.faults_seed, Some(7));
+        assert_eq!(
+            c.faults[0].to_string(),
+            "PUT /v1/mfa/challenges/*: status=503 p=0.05"
+        );
+        let e = SandboxConfig::from_toml_str("faults = [\"PUT /v1/x: status=418\"]").unwrap_err();
+        assert!(e.to_string().contains("418"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub use crate::clock;
 pub mod config;
 mod devices;
 pub mod error;
+pub mod faults;
 mod outbox;
 mod persons;
 pub mod ratelimit;
@@ -122,11 +123,7 @@ pub fn router(state: SandboxState) -> Router {
         .route(
             "/v1/change_requests/{change_request_id}/confirm",
             post(change_requests::confirm),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            inject_latency,
-        ));
+        );
     Router::new()
         .merge(v1)
         .route("/oauth2/token", post(auth::token))
@@ -136,18 +133,13 @@ pub fn router(state: SandboxState) -> Router {
         .route("/sandbox/stats", get(outbox::stats))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
         .layer(middleware::from_fn(serve::check_head))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
-}
-
-/// Fault injection: delays every `/v1` response by the configured latency.
-async fn inject_latency(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    if let Some(latency) = state.0.config.latency {
-        tokio::time::sleep(latency).await;
-    }
-    response
 }
 
 /// One log line per request: id, method, route template, status, code, latency. Never bodies,
@@ -179,8 +171,23 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
         .extensions()
         .get::<error::LoggedCode>()
         .map_or("", |c| c.0.as_str());
+    let fault = response
+        .extensions()
+        .get::<faults::InjectedFault>()
+        .map(|f| f.0.clone());
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if status.is_server_error() {
+    if let Some(fault) = fault {
+        let status = if response
+            .extensions()
+            .get::<faults::DropConnection>()
+            .is_some()
+        {
+            "dropped".to_owned()
+        } else {
+            status.as_u16().to_string()
+        };
+        tracing::warn!(%request_id, %method, route, status, code, latency_us, fault, "request (fault injected)");
+    } else if status.is_server_error() {
         tracing::error!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
     } else {
         tracing::info!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");

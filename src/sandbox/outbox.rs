@@ -77,7 +77,20 @@ pub async fn health() -> Json<serde_json::Value> {
     }))
 }
 
-/// `GET /sandbox/stats`: the work counters.
-pub async fn stats(State(state): State<SandboxState>) -> Json<SandboxStats> {
-    Json(state.stats())
+/// What `GET /sandbox/stats` answers: the work counters and the faults injected per rule.
+#[derive(Debug, serde::Serialize)]
+pub struct StatsBody {
+    /// The work counters.
+    #[serde(flatten)]
+    pub stats: SandboxStats,
+    /// Every fault rule in force with the faults it injected (empty without rules).
+    pub faults: Vec<super::faults::FaultCount>,
+}
+
+/// `GET /sandbox/stats`: the work counters and the faults injected per rule.
+pub async fn stats(State(state): State<SandboxState>) -> Json<StatsBody> {
+    Json(StatsBody {
+        stats: state.stats(),
+        faults: state.fault_counts(),
+    })
 }

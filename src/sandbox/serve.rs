@@ -413,6 +413,11 @@ fn evict_one(registry: &DashMap<u64, Arc<Conn>>) {
     }
 }
 
+/// A fault rule's `drop_before` or `drop_after`: the connection closes without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by a fault rule")]
+struct FaultDrop;
+
 /// Serves one connection until the client closes it, it errs, a deadline passes, or it is
 /// asked to close (eviction or shutdown).
 async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Shared>) {
@@ -434,7 +439,19 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                 let req = req.map(|body| {
                     axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body))
                 });
-                let mut response = shared.app.clone().oneshot(req).await?;
+                let mut response = match shared.app.clone().oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                if response
+                    .extensions()
+                    .get::<super::faults::DropConnection>()
+                    .is_some()
+                {
+                    // A fault rule asked for no answer: failing the service makes hyper
+                    // close the connection without writing anything.
+                    return Err(FaultDrop);
+                }
                 if response.status() == StatusCode::REQUEST_TIMEOUT {
                     // The rest of the body may still come; the connection cannot be reused.
                     bump(&shared.state.0.conn_counters.body_timeouts);
@@ -443,7 +460,7 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 conn.enter(Phase::Idle, us_since(shared.epoch));
-                Ok::<_, std::convert::Infallible>(response)
+                Ok::<_, FaultDrop>(response)
             }
         })
     };

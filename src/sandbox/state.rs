@@ -250,6 +250,8 @@ pub(crate) struct Inner {
     pub sms: SmsCenter,
     pub counters: Counters,
     pub conn_counters: ConnCounters,
+    /// The fault rules in force, with their counters and seeded generator.
+    pub faults: super::faults::FaultEngine,
     /// `/sandbox/sms` long-polls waiting now.
     pub long_polls: AtomicUsize,
     /// Tokens issued lately, per partner (indexed like the config's partners).
@@ -283,7 +285,15 @@ impl SandboxState {
             .iter()
             .map(|_| Mutex::new(Window::default()))
             .collect();
+        let rules = config
+            .latency
+            .map(super::faults::FaultRule::fixed_latency)
+            .into_iter()
+            .chain(config.faults.iter().cloned())
+            .collect();
+        let seed = config.faults_seed.unwrap_or_else(rand::random);
         SandboxState(Arc::new(Inner {
+            faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
             conn_counters: ConnCounters::default(),
             long_polls: AtomicUsize::new(0),
@@ -341,6 +351,16 @@ impl SandboxState {
             status: c.attempts.status,
             failed: c.attempts.failed,
         })
+    }
+
+    /// Every fault rule in force with the faults it injected so far.
+    pub fn fault_counts(&self) -> Vec<super::faults::FaultCount> {
+        self.0.faults.counts()
+    }
+
+    /// The seed fault decisions draw from.
+    pub fn faults_seed(&self) -> u64 {
+        self.0.faults.seed()
     }
 
     /// `/sandbox/sms` long-polls waiting right now.
