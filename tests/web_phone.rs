@@ -63,11 +63,16 @@ async fn scenario(chromium: PathBuf, driver: PathBuf) {
     b.type_into("#create-name", "alice").await;
     b.click("#create-button").await;
     let phone = "[data-phone=\"alice\"]";
-    b.find(&format!("{phone}[data-bound=\"false\"]")).await;
+    // Set up: the number verified by SMS (what the page shows once the API says so).
+    b.find(&format!(
+        "{phone}[data-verified=\"true\"][data-bound=\"false\"]"
+    ))
+    .await;
     let shown = rig.get("/phones/alice").await;
     let number = shown["number"].as_str().unwrap().to_owned();
     assert_eq!(b.text(&format!("{phone} .phone-number")).await, number);
-    // Focus moved to the new phone's next step.
+    // Once created, focus moved to the new phone's next step.
+    b.find("#create[data-created=\"alice\"]").await;
     let focused = b
         .exec(
             "return document.activeElement.dataset.flow || null;",
@@ -217,6 +222,25 @@ async fn scenario(chromium: PathBuf, driver: PathBuf) {
         .await;
     assert_eq!(inside, true);
 
+    // Resuming by sequence number: drop the event stream, let something happen, reconnect.
+    // The page asks for what it missed (`?after=` its last seq) and shows each event once.
+    b.exec("app.source.close(); return true;", json!([])).await;
+    let missed = rig.put_policy("alice", json!({"prompt": "deny"})).await;
+    assert_eq!(missed["prompt"], "deny");
+    b.exec("connect(); return true;", json!([])).await;
+    b.find(&format!(
+        "{phone} .timeline [data-event=\"policy_changed\"]"
+    ))
+    .await;
+    b.find(&format!("{phone}[data-prompt=\"deny\"]")).await;
+    let duplicates = b
+        .exec(
+            "const seqs = [...document.querySelectorAll(arguments[0])].map((e) => e.dataset.seq); return seqs.length - new Set(seqs).size;",
+            json!([format!("{phone} .timeline .entry")]),
+        )
+        .await;
+    assert_eq!(duplicates, 0, "an event was shown twice after resuming");
+
     // Nothing secret reached the page: no private key material, no partner secret.
     let html = b
         .exec("return document.documentElement.outerHTML;", json!([]))
@@ -227,5 +251,35 @@ async fn scenario(chromium: PathBuf, driver: PathBuf) {
     }
 
     b.quit().await;
+    rig.control.shutdown().await;
+}
+
+/// The page and its files are served with their types and a same-origin policy, also by a
+/// server with a token (they are public); the API behind them still needs the token.
+#[tokio::test]
+async fn web_page_and_assets_are_served_and_the_api_keeps_its_token() {
+    let rig = Rig::with(control_common::RigOptions {
+        token: Some("a-token-of-sixteen-chars".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for (path, kind, needle) in [
+        ("/", "text/html", "/web/app.js"),
+        ("/web/app.js", "text/javascript", "new EventSource("),
+        ("/web/app.css", "text/css", ".sheet"),
+    ] {
+        let resp = http.get(rig.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let headers = resp.headers().clone();
+        let ctype = headers["content-type"].to_str().unwrap();
+        assert!(ctype.starts_with(kind), "{path}: {ctype}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains(needle), "{path} lacks {needle}");
+    }
+    let resp = http.get(rig.url("/phones")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
     rig.control.shutdown().await;
 }

@@ -14,7 +14,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long `find` waits for an element to appear (WebDriver's implicit wait: the browser
 /// polls, the test does not sleep).
-pub const FIND_WAIT: Duration = Duration::from_secs(20);
+pub const FIND_WAIT: Duration = Duration::from_secs(30);
 
 /// WebDriver's code for the Tab key.
 pub const TAB: &str = "\u{E004}";
@@ -23,13 +23,19 @@ pub const ENTER: &str = "\u{E007}";
 
 /// Where the browser and its driver are, or why the tests cannot run here.
 pub fn tools() -> Result<(PathBuf, PathBuf), String> {
-    let chromium = std::env::var_os("VPHONE_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| which("chromium"))
-        .or_else(|| which("chromium-browser"));
-    let driver = std::env::var_os("VPHONE_CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| which("chromedriver"));
+    let named = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    };
+    let chromium = match std::env::var_os("VPHONE_CHROMIUM") {
+        Some(_) => named("VPHONE_CHROMIUM"),
+        None => which("chromium").or_else(|| which("chromium-browser")),
+    };
+    let driver = match std::env::var_os("VPHONE_CHROMEDRIVER") {
+        Some(_) => named("VPHONE_CHROMEDRIVER"),
+        None => which("chromedriver"),
+    };
     match (chromium, driver) {
         (Some(c), Some(d)) => Ok((c, d)),
         (c, d) => Err(format!(
@@ -154,10 +160,13 @@ impl Browser {
             "DELETE" => self.http.delete(url),
             _ => self.http.post(url).json(&body),
         };
+        // Named in a failure's message: which selector or script it was.
+        let body = body.to_string();
+        let body = &body[..body.len().min(300)];
         let resp: Value = req.send().await.unwrap().json().await.unwrap();
         if let Some(err) = resp["value"]["error"].as_str() {
             panic!(
-                "webdriver {method} {path}: {err}: {}",
+                "webdriver {method} {path} {body}: {err}: {}",
                 resp["value"]["message"]
             );
         }

@@ -163,6 +163,7 @@ function renderPhone(phone, data) {
   phone.data = data;
   const a = phone.el;
   a.dataset.bound = data.bound ? 'true' : 'false';
+  a.dataset.verified = data.number_verified ? 'true' : 'false';
   // Binding is the next step of a new phone; once bound, other flows matter more.
   $('[data-flow="bind"]', a).classList.toggle('primary', !data.bound);
   $('.phone-number', a).textContent = data.number || 'no number';
@@ -298,6 +299,7 @@ async function createPhone(ev) {
     status.textContent = `Created ${out.phone.name} (${out.phone.number || 'no number'}).`;
     input.value = '';
     $('[data-flow="bind"]', phone.el).focus();
+    $('#create').dataset.created = out.phone.name;
   } catch (e) {
     status.textContent = `Not created: ${describeError(e)}`;
   } finally {

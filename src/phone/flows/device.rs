@@ -88,9 +88,12 @@ impl Phone {
             .await
         {
             // A timeout may have lost only the bank's answer: the device lists once
-            // verified, so ask before telling the user that binding failed.
-            let verified =
-                source.is_unavailable() && self.client.get_device(&created.id).await.is_ok();
+            // verified, so ask before telling the user that binding failed. The client
+            // resends a PUT once when a connection closes unanswered; if the first one was
+            // applied, the resend meets `challenge_already_used`: the same question.
+            let maybe_applied = source.is_unavailable()
+                || source.code() == Some(crate::api::ErrorCode::ChallengeAlreadyUsed.as_str());
+            let verified = maybe_applied && self.client.get_device(&created.id).await.is_ok();
             if !verified {
                 return Err(PhoneError::Bank {
                     phone: self.name().to_string(),
