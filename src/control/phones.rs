@@ -11,6 +11,7 @@ use super::{Bank, ControlState, Routes, run_blocking};
 use crate::api::{PersonId, PhoneNumber, SmsMessage, SmsQuery};
 use crate::phone::{
     Home, Phone, PhoneError, PhoneName, Profile, ProfileError, SavedPhone, person_named,
+    random_number,
 };
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,7 +19,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use parking_lot::Mutex;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -294,11 +294,6 @@ pub struct CreatePhone {
     pub last_name: Option<String>,
     /// Join this existing person (whose `number` is already verified) instead of creating one.
     pub person_id: Option<String>,
-}
-
-fn random_number() -> PhoneNumber {
-    let digits: u32 = rand::thread_rng().gen_range(0..100_000_000);
-    PhoneNumber::parse(&format!("+49151{digits:08}")).unwrap_or_else(|_| PhoneNumber::test_number())
 }
 
 /// `POST /phones`: a new person with a verified number, or an existing person.

@@ -13,11 +13,10 @@ mod steps;
 
 use crate::api::{PhoneNumber, SmsMessage};
 use crate::client::{ApiClient, ClientConfig, Credentials, Transcript};
-use crate::phone::cli::{CliError, ConnectArgs, OtpArg, otp_source, parse_otp};
-use crate::phone::{OtpSource, SmsFeed};
+use crate::phone::cli::{CliError, ConnectArgs, OtpArg, otp_source_known, parse_otp};
+use crate::phone::{OtpSource, SmsFeed, random_number};
 use crate::sandbox::{self, SandboxConfig, SandboxState};
 use clap::Args;
-use rand::Rng;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,12 +105,6 @@ change the exit code; the token and create-person steps cannot be skipped (witho
 nothing can be shown; the usual cause is a wrong --api base URL). Otherwise the code of the \
 first failure: 1 refused, 3 server unreachable or timed out, 4 local state or an OTP source \
 that cannot deliver.";
-fn random_number() -> PhoneNumber {
-    let digits: u32 = rand::thread_rng().gen_range(0..100_000_000);
-    // `+49151` and 8 digits is valid E.164 by construction.
-    PhoneNumber::parse(&format!("+49151{digits:08}")).unwrap_or_else(|_| PhoneNumber::test_number())
-}
-
 /// Runs `vphone demo` on a fresh runtime.
 /// With `--json`, stdout holds one JSON document whatever happens: the report, or
 /// `{"error": {...}}` when the walk could not start.
@@ -181,7 +174,7 @@ pub async fn execute(args: DemoArgs) -> Result<(), CliError> {
             let feed: Arc<dyn SmsFeed> = Arc::new(handle.state().clone());
             OtpSource::InProcess(feed)
         }
-        (_, arg) => otp_source(arg, &client, Some(&number)).await,
+        (_, arg) => otp_source_known(arg, &client, Some(&number), vphone_sandbox),
     };
     let api = client.base_url().to_owned();
     if !args.json {

@@ -27,7 +27,7 @@ mod profile;
 mod toolkit;
 
 pub use error::PhoneError;
-pub use flows::{Confirmation, person_named};
+pub use flows::{Confirmation, person_named, random_number};
 pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, first_code};
 pub use otp_input::{OTP_KIND_ENV, OTP_NUMBER_ENV, OtpCommand, SmsKind, find_code};
 pub use outcome::{
@@ -159,16 +159,7 @@ impl Phone {
         source: OtpSource,
         passphrase: Option<Arc<Passphrase>>,
     ) -> Result<Phone, PhoneError> {
-        let path = home.path_of(&name);
-        if path.exists() {
-            return Err(ProfileError::Exists {
-                name: name.to_string(),
-                path,
-            }
-            .into());
-        }
-        home.ensure()?;
-        let store = ProfileStore { path, passphrase };
+        let store = ProfileStore::new_phone(home, &name, passphrase)?;
         let mut profile = Profile::new(name);
         profile.api_base = Some(client.base_url().to_owned());
         let mut phone = Phone::from_parts(profile, Vault::new(), client, source, Some(store));

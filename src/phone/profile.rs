@@ -194,6 +194,23 @@ impl std::fmt::Debug for ProfileStore {
 }
 
 impl ProfileStore {
+    /// Where a new phone `name` under `home` will be saved; refuses a name already taken.
+    pub fn new_phone(
+        home: &Home,
+        name: &PhoneName,
+        passphrase: Option<Arc<Passphrase>>,
+    ) -> Result<ProfileStore, ProfileError> {
+        let path = home.path_of(name);
+        if path.exists() {
+            return Err(ProfileError::Exists {
+                name: name.to_string(),
+                path,
+            });
+        }
+        home.ensure()?;
+        Ok(ProfileStore { path, passphrase })
+    }
+
     /// Saves `vault` atomically.
     pub fn save(&self, vault: &Vault) -> Result<(), ProfileError> {
         vault.save(&self.path, self.passphrase.as_deref())?;

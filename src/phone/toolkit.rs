@@ -7,7 +7,7 @@
 //! file) as well as on [`Phone`]; both share the functions below.
 
 use super::inbox::Marker;
-use super::{Home, Phone, PhoneError, PhoneName, Profile, ProfileError, ProfileStore, SavedPhone};
+use super::{Home, Phone, PhoneError, PhoneName, Profile, ProfileStore, SavedPhone};
 use crate::api::{DeviceId, KeyId, KeyPurpose, Otp, PersonId, PhoneNumber};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,22 +180,14 @@ impl SavedPhone {
         number: Option<PhoneNumber>,
         api_base: Option<String>,
     ) -> Result<SavedPhone, PhoneError> {
-        let path = home.path_of(&name);
-        if path.exists() {
-            return Err(ProfileError::Exists {
-                name: name.to_string(),
-                path,
-            }
-            .into());
-        }
-        home.ensure()?;
+        let store = ProfileStore::new_phone(home, &name, passphrase)?;
         let mut profile = Profile::new(name);
         profile.number = number;
         profile.api_base = api_base;
         let mut saved = SavedPhone {
             profile,
             vault: Vault::new(),
-            store: ProfileStore { path, passphrase },
+            store,
         };
         saved.save()?;
         Ok(saved)

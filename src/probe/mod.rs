@@ -11,10 +11,9 @@ pub use shapes::Shape;
 use crate::api::{KeyPurpose, PhoneNumber, UpdatePerson};
 use crate::client::{ApiClient, Exchange, Transcript};
 use crate::demo::not_offered;
-use crate::phone::cli::{CliError, ConnectArgs, OtpArg, otp_source, parse_otp};
-use crate::phone::{Confirmation, Phone, PhoneError, PhoneName, person_named};
+use crate::phone::cli::{CliError, ConnectArgs, OtpArg, otp_source_known, parse_otp};
+use crate::phone::{Confirmation, Phone, PhoneError, PhoneName, person_named, random_number};
 use clap::Args;
-use rand::Rng;
 use serde::Serialize;
 use shapes::{Body, classify};
 use std::sync::Arc;
@@ -179,16 +178,16 @@ pub async fn execute(args: ProbeArgs) -> Result<(), CliError> {
     {
         return Err(e.into());
     }
+    // One health check serves both the default number and the `auto` OTP source, asked only
+    // when one of them needs it.
+    let vphone_sandbox = (args.number.is_none() || matches!(args.otp, OtpArg::Auto))
+        && client.is_vphone_sandbox().await;
     let number = match &args.number {
         Some(n) => n.clone(),
-        None if client.is_vphone_sandbox().await => {
-            let n: u64 = rand::thread_rng().gen_range(0..100_000_000);
-            PhoneNumber::parse(&format!("+49152{n:08}"))
-                .unwrap_or_else(|_| PhoneNumber::test_number())
-        }
+        None if vphone_sandbox => random_number(),
         None => PhoneNumber::test_number(),
     };
-    let source = otp_source(&args.otp, &client, Some(&number)).await;
+    let source = otp_source_known(&args.otp, &client, Some(&number), vphone_sandbox);
     let name = PhoneName::parse("probe").map_err(|e| CliError::Usage(e.to_string()))?;
     let mut phone = Phone::new(name, client.clone(), source).with_otp_timeout(args.otp_timeout);
     let flows = walk(&mut phone, &client, number).await;

@@ -9,7 +9,7 @@ mod toolkit;
 
 pub use options::{
     ConnectArgs, DEFAULT_LOCAL_API, OtpArg, PhoneOptions, PresenceArg, TargetArg, otp_source,
-    parse_otp,
+    otp_source_known, parse_otp,
 };
 pub use toolkit::KeyIdArg;
 

@@ -219,13 +219,25 @@ pub async fn otp_source(
     client: &ApiClient,
     number: Option<&PhoneNumber>,
 ) -> OtpSource {
+    let vphone_sandbox = matches!(arg, OtpArg::Auto) && client.is_vphone_sandbox().await;
+    otp_source_known(arg, client, number, vphone_sandbox)
+}
+
+/// [`otp_source`] for a caller that already asked the server whether it is a vphone
+/// sandbox (`vphone_sandbox`), so the health check is not sent twice.
+pub fn otp_source_known(
+    arg: &OtpArg,
+    client: &ApiClient,
+    number: Option<&PhoneNumber>,
+    vphone_sandbox: bool,
+) -> OtpSource {
     match arg {
         OtpArg::Sandbox => OtpSource::SandboxHttp(client.clone()),
         OtpArg::Static(code) => OtpSource::Static(code.clone()),
         OtpArg::Command(cmd) => OtpSource::Command(cmd.clone()),
         OtpArg::Prompt => OtpSource::Terminal,
         OtpArg::Auto => {
-            if client.is_vphone_sandbox().await {
+            if vphone_sandbox {
                 OtpSource::SandboxHttp(client.clone())
             } else if number == Some(&PhoneNumber::test_number()) {
                 OtpSource::Static(test_code())

@@ -13,6 +13,14 @@ use super::{Inbox, Phone, PhoneError};
 use crate::api::{CreatePerson, DeviceId, KeyPurpose, PersonId, PhoneNumber, SignatureHex};
 use std::collections::BTreeMap;
 
+/// A fresh random German mobile number (`+49151` and 8 digits), so that on a sandbox that
+/// really delivers SMS a phone's codes are not mixed with other phones' codes.
+pub fn random_number() -> PhoneNumber {
+    let digits: u32 = rand::Rng::gen_range(&mut rand::thread_rng(), 0..100_000_000);
+    // `+49151` and 8 digits is valid E.164 by construction.
+    PhoneNumber::parse(&format!("+49151{digits:08}")).unwrap_or_else(|_| PhoneNumber::test_number())
+}
+
 /// A person with just a first and last name.
 pub fn person_named(first_name: &str, last_name: &str) -> CreatePerson {
     CreatePerson {
