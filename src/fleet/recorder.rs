@@ -63,6 +63,15 @@ impl Recorder {
         super::report::record_us(&mut stats.latency_us, us);
     }
 
+    /// Records `n` retries the client made for `op` (called only when there were some, so
+    /// the success path takes no lock for it).
+    pub fn retried(&self, worker: usize, op: Op, n: u32) {
+        let mut stripe = self.stripes[worker % STRIPES].lock();
+        stripe.ops[op.index()]
+            .get_or_insert_with(OpStats::default)
+            .retries += u64::from(n);
+    }
+
     /// Records a failure of `op`.
     pub fn failed(&self, worker: usize, op: Op, failure: &Failure) {
         self.failures.fetch_add(1, Ordering::Relaxed);

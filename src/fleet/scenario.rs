@@ -22,7 +22,7 @@ use crate::api::{
     KeyPurpose, KeyType, MobileNumberRequest, Otp, PersonUpdate, PhoneNumber, PublicKeyHex,
     SignatureHex, UpdatePerson,
 };
-use crate::client::{ApiClient, ClientError};
+use crate::client::{ApiClient, ClientError, counting_retries};
 use crate::phone::{OtpCommand, SmsKind};
 use std::fmt;
 use std::future::Future;
@@ -287,7 +287,7 @@ impl Steps<'_> {
         call: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, Aborted> {
         let started = self.clock.now();
-        match call.await {
+        match self.counted(op, call).await {
             Ok(v) => {
                 self.recorder.ok(self.worker, op, self.clock.since(started));
                 Ok(v)
@@ -298,6 +298,15 @@ impl Steps<'_> {
                 Err(Aborted(failure))
             }
         }
+    }
+
+    /// Runs one request's `call`, recording against `op` the retries the client made.
+    async fn counted<T>(&self, op: Op, call: impl Future<Output = T>) -> T {
+        let (out, retries) = counting_retries(call).await;
+        if retries > 0 {
+            self.recorder.retried(self.worker, op, retries);
+        }
+        out
     }
 
     fn step_failed(&self, step: Step, cause: &Aborted) {
@@ -380,7 +389,13 @@ impl Steps<'_> {
                     number: self.number.clone(),
                 };
                 let started = self.clock.now();
-                match c.create_mobile_number(&person, &number).await {
+                match self
+                    .counted(
+                        Op::CreateMobileNumber,
+                        c.create_mobile_number(&person, &number),
+                    )
+                    .await
+                {
                     Ok(_) => {
                         let took = self.clock.since(started);
                         self.recorder.ok(self.worker, Op::CreateMobileNumber, took);
