@@ -5,13 +5,20 @@ use assert_cmd::Command;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vphone::api::KeyPurpose;
-use vphone::fleet::{Failure, Fleet, Op, Recorder, Report, Shard};
+use vphone::fleet::{Failure, Fleet, Op, Recorder, Report, SecondClock, Shard};
 
-/// Records a deterministic stream of outcomes; `keep(i)` picks which of them go here.
+/// Where the recorded rows' seconds count from: Unix second 1,800,000,000 at `origin()`.
+fn origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Records a deterministic stream of outcomes, row `i` ending `i` ms after [`origin`] (so
+/// they spread over five seconds); `keep(i)` picks which of them go here.
 fn record(keep: impl Fn(usize) -> bool) -> Report {
-    let recorder = Recorder::default();
+    let recorder = Recorder::new(SecondClock::new(origin(), 1_800_000_000_000_000));
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     for i in 0..5_000 {
         let op = Op::ALL[rng.gen_range(0..Op::ALL.len())];
@@ -22,15 +29,16 @@ fn record(keep: impl Fn(usize) -> bool) -> Report {
         if !keep(i) {
             continue;
         }
+        let end = origin() + Duration::from_millis(i as u64);
         if fails {
             let code = if status == 0 { "timeout" } else { "conflict" };
             let failure = Failure {
                 status,
                 code: code.into(),
             };
-            recorder.failed(i, op, &failure);
+            recorder.failed(i, op, &failure, end);
         } else {
-            recorder.ok(i, op, Duration::from_micros(us));
+            recorder.ok(i, op, end - Duration::from_micros(us), end);
         }
         recorder.iteration_done();
     }
@@ -59,6 +67,44 @@ fn merging_two_reports_equals_the_report_of_the_whole() {
                 stats.quantile_us(q),
                 "{name} {q}"
             );
+        }
+    }
+}
+
+#[test]
+fn the_time_series_adds_up_to_the_totals_and_merges_second_by_second() {
+    let whole = record(|_| true);
+    // 5,000 rows one millisecond apart from the start of a second: five full seconds.
+    let seconds: Vec<u64> = whole.series.seconds.keys().copied().collect();
+    assert_eq!(seconds, (1_800_000_000..1_800_000_005).collect::<Vec<_>>());
+    for (name, stats) in &whole.ops {
+        assert_eq!(whole.series.totals(name), (stats.ok, stats.failed), "{name}");
+        for ops in whole.series.seconds.values() {
+            if let Some(s) = ops.get(name) {
+                assert_eq!(s.latency_us.len(), s.ok, "{name}");
+                assert!(s.quantile_us(0.5) <= s.quantile_us(0.99), "{name}");
+            }
+        }
+    }
+
+    // Two shards, through their JSON files: every second's counts are the sum of theirs.
+    let read = |r: &Report| Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+    let first = read(&record(|i| i % 2 == 0));
+    let second = read(&record(|i| i % 2 == 1));
+    let mut merged = first.clone();
+    merged.merge(&second).unwrap();
+    assert_eq!(merged.series, whole.series);
+    let count = |r: &Report, sec: u64, op: &str| {
+        r.series
+            .seconds
+            .get(&sec)
+            .and_then(|ops| ops.get(op))
+            .map_or((0, 0), |s| (s.ok, s.failed))
+    };
+    for (&sec, ops) in &merged.series.seconds {
+        for name in ops.keys() {
+            let (a, b) = (count(&first, sec, name), count(&second, sec, name));
+            assert_eq!(count(&merged, sec, name), (a.0 + b.0, a.1 + b.1), "{sec} {name}");
         }
     }
 }

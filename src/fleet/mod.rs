@@ -18,6 +18,7 @@ mod recorder;
 mod report;
 mod runner;
 mod scenario;
+mod series;
 mod shard;
 
 pub use clock::{Clock, SYSTEM_CLOCK};
@@ -33,4 +34,5 @@ pub use report::{
 };
 pub use runner::{DEFAULT_DRAIN, ProgressMode, RunOptions, run};
 pub use scenario::{Aborted, Ran, Scenario, Step, Steps, failure_of};
+pub use series::{SERIES_SIGNIFICANT_DIGITS, SecondBuffer, SecondClock, SecondOp, Series};
 pub use shard::{COUNT_ENV, INDEX_ENV, Shard};

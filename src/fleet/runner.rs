@@ -232,11 +232,15 @@ pub async fn run(
     let workers = options.pacing.workers();
     let progress = options.progress;
     let t0 = Instant::now();
+    // The time series' seconds: Unix seconds from here on, on the monotonic clock.
+    let seconds = super::SecondClock::now();
+    // The run's start is the time series' origin (after the token, which no row includes).
+    report.started_unix_ms = seconds.origin_unix_ms();
     let shared = Arc::new(Shared {
         client: client.clone(),
         deadline: options.pacing.duration.map(|d| t0 + d),
         fleet: fleet.clone(),
-        recorder: Recorder::default(),
+        recorder: Recorder::new(seconds),
         options,
         next: AtomicU64::new(0),
         missed: AtomicU64::new(0),
