@@ -78,7 +78,11 @@ fn the_time_series_adds_up_to_the_totals_and_merges_second_by_second() {
     let seconds: Vec<u64> = whole.series.seconds.keys().copied().collect();
     assert_eq!(seconds, (1_800_000_000..1_800_000_005).collect::<Vec<_>>());
     for (name, stats) in &whole.ops {
-        assert_eq!(whole.series.totals(name), (stats.ok, stats.failed), "{name}");
+        assert_eq!(
+            whole.series.totals(name),
+            (stats.ok, stats.failed),
+            "{name}"
+        );
         for ops in whole.series.seconds.values() {
             if let Some(s) = ops.get(name) {
                 assert_eq!(s.latency_us.len(), s.ok, "{name}");
@@ -104,7 +108,11 @@ fn the_time_series_adds_up_to_the_totals_and_merges_second_by_second() {
     for (&sec, ops) in &merged.series.seconds {
         for name in ops.keys() {
             let (a, b) = (count(&first, sec, name), count(&second, sec, name));
-            assert_eq!(count(&merged, sec, name), (a.0 + b.0, a.1 + b.1), "{sec} {name}");
+            assert_eq!(
+                count(&merged, sec, name),
+                (a.0 + b.0, a.1 + b.1),
+                "{sec} {name}"
+            );
         }
     }
 }
@@ -115,6 +123,7 @@ fn vphone_load_merge_merges_report_files() {
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
     let out = dir.path().join("merged.json");
+    let html = dir.path().join("merged.html");
     record(|i| i % 2 == 0).write_file(&a).unwrap();
     record(|i| i % 2 == 1).write_file(&b).unwrap();
     let assert = Command::cargo_bin("vphone")
@@ -124,6 +133,8 @@ fn vphone_load_merge_merges_report_files() {
         .arg(&b)
         .arg("--json")
         .arg(&out)
+        .arg("--html")
+        .arg(&html)
         .assert()
         .success();
     let table = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
@@ -133,7 +144,12 @@ fn vphone_load_merge_merges_report_files() {
     );
     let merged = Report::read_file(&out).unwrap();
     let whole = record(|_| true);
-    assert_eq!((merged.ops, merged.errors), (whole.ops, whole.errors));
+    // The page is the merged report's.
+    assert_eq!(std::fs::read_to_string(&html).unwrap(), merged.to_html());
+    assert_eq!(
+        (merged.ops, merged.errors, merged.series),
+        (whole.ops, whole.errors, whole.series)
+    );
 }
 
 #[test]

@@ -301,7 +301,10 @@ fn assert_series_matches_totals(report: &Report) {
     let start = report.started_unix_ms / 1000;
     // Milliseconds in the file: one more covers the rounding of the start.
     let end = (report.started_unix_ms + (report.elapsed_secs * 1000.0).ceil() as u64 + 1) / 1000;
-    assert!(start <= first && last <= end, "{first}..{last} outside {start}..{end}");
+    assert!(
+        start <= first && last <= end,
+        "{first}..{last} outside {start}..{end}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,11 @@
 //! with the histograms serialized (HdrHistogram V2 + DEFLATE, base64), and a lossless merge.
 
 use super::FleetError;
+use super::series::Series;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use super::series::Series;
-use hdrhistogram::{Counter, Histogram};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +30,18 @@ fn is_step(op: &str) -> bool {
 /// off).
 pub fn secs(d: std::time::Duration) -> f64 {
     micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// `ms` milliseconds after the Unix epoch as RFC 3339 UTC (`2026-11-29T10:00:00.250Z`).
+pub(super) fn unix_ms_text(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
 fn micros_to_secs(us: u64) -> f64 {

@@ -290,8 +290,7 @@ impl Steps<'_> {
         let started = self.clock.now();
         match call.await {
             Ok(v) => {
-                self.recorder
-                    .ok(self.worker, op, started, self.clock.now());
+                self.recorder.ok(self.worker, op, started, self.clock.now());
                 Ok(v)
             }
             Err(e) => {
@@ -393,8 +392,12 @@ impl Steps<'_> {
                     Err(e) if e.status() == Some(409) => {}
                     Err(e) => {
                         let failure = failure_of(&e);
-                        self.recorder
-                            .failed(self.worker, Op::CreateMobileNumber, &failure, self.clock.now());
+                        self.recorder.failed(
+                            self.worker,
+                            Op::CreateMobileNumber,
+                            &failure,
+                            self.clock.now(),
+                        );
                         return Err(Aborted(failure));
                     }
                 }

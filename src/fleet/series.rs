@@ -266,7 +266,13 @@ impl SecondBuffer {
     /// The stats of `op` in `second`: this buffer's, or, for a second it has already handed
     /// over (a row that finished just before another stripe's), the shared series'. A later
     /// second first moves the buffer's into `sink`.
-    pub fn record(&mut self, second: u64, op: Op, sink: &Mutex<Series>, f: impl FnOnce(&mut SecondOp)) {
+    pub fn record(
+        &mut self,
+        second: u64,
+        op: Op,
+        sink: &Mutex<Series>,
+        f: impl FnOnce(&mut SecondOp),
+    ) {
         if second < self.second {
             f(sink.lock().at(second, op.name()));
             return;
@@ -302,8 +308,14 @@ mod tests {
         let origin = Instant::now();
         let clock = SecondClock::new(origin, 1_700_000_000_900_000);
         assert_eq!(clock.second(origin), 1_700_000_000);
-        assert_eq!(clock.second(origin + Duration::from_millis(99)), 1_700_000_000);
-        assert_eq!(clock.second(origin + Duration::from_millis(100)), 1_700_000_001);
+        assert_eq!(
+            clock.second(origin + Duration::from_millis(99)),
+            1_700_000_000
+        );
+        assert_eq!(
+            clock.second(origin + Duration::from_millis(100)),
+            1_700_000_001
+        );
         assert_eq!(clock.second(origin + Duration::from_secs(5)), 1_700_000_005);
     }
 
