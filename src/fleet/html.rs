@@ -27,17 +27,19 @@ svg.chart { width: 100%; height: auto; background: #fff; border: 1px solid #eaee
 svg .axis { stroke: #8c959f; stroke-width: 1; } svg .gridline { stroke: #eaeef2; stroke-width: 1; }
 svg text { font: 11px system-ui, sans-serif; fill: #57606a; }
 svg .line { fill: none; stroke-width: 1.8; stroke-linejoin: round; }
-svg .p50 { stroke-dasharray: 5 3; }
+svg .p50 { stroke-dasharray: 5 3; } svg .failed { stroke-dasharray: 2 2; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 12px; margin: 2px 0 6px; }
 .swatch { display: inline-block; width: 14px; height: 3px; vertical-align: middle; margin-right: 4px; }
 .none { color: #57606a; }
 "#;
 
-/// Line colours, by the operation's place in the chart.
-const COLOURS: [&str; 10] = [
-    "#0969da", "#1a7f37", "#8250df", "#bf8700", "#cf222e", "#1b7c83", "#bc4c00", "#4d2d8f",
-    "#57606a", "#a40e26",
+/// Line colours, by the operation's place in the chart (no red: red is for failures).
+const COLOURS: [&str; 8] = [
+    "#0969da", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#bc4c00", "#4d2d8f", "#57606a",
 ];
+
+/// The colour of failures.
+const FAILED: &str = "#cf222e";
 
 /// One line of a chart: a name, a colour, a dash class, and one value (or a gap) per second.
 struct Line {
@@ -170,9 +172,32 @@ fn chart(id: &str, frame: &Frame, seconds: usize, lines: &[Line], y_unit: &str) 
                 path class=(format!("line {}", l.class)) stroke=(l.colour) d=(path(&l.values)) data-name=(l.name) {
                     title { (l.name) }
                 }
+                @for (i, v) in marked(&l.values) {
+                    circle class=(format!("point {}", l.class)) fill=(l.colour) r="2.5"
+                        cx=(format!("{:.1}", x(i as f64))) cy=(format!("{:.1}", y(v))) {
+                        title { (l.name) ": " (label(v)) " at second " (i) }
+                    }
+                }
             }
         }
     }
+}
+
+/// Up to this many seconds, every point of a line gets a marker; beyond, only the points a
+/// line cannot show (a second with no neighbour that has a value).
+const MARK_ALL_UP_TO: usize = 60;
+
+/// The points of `values` that get a marker (see [`MARK_ALL_UP_TO`]).
+fn marked(values: &[Option<f64>]) -> Vec<(usize, f64)> {
+    let has = |i: Option<usize>| i.and_then(|i| values.get(i)).is_some_and(Option::is_some);
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .filter(|(i, _)| {
+            values.len() <= MARK_ALL_UP_TO || !(has(i.checked_sub(1)) || has(Some(i + 1)))
+        })
+        .collect()
 }
 
 fn legend(lines: &[Line]) -> Markup {
@@ -265,7 +290,7 @@ impl Report {
         if failed.iter().flatten().any(|n| *n > 0.0) {
             throughput.push(Line {
                 name: "failed requests/s".into(),
-                colour: "#cf222e",
+                colour: FAILED,
                 class: "failed",
                 values: failed,
             });
@@ -473,6 +498,15 @@ mod tests {
         assert!(page.contains("id=\"throughput\""));
         assert!(page.contains("data-name=\"sign ok/s\""));
         assert!(page.contains("id=\"latency-sign\""));
+    }
+
+    #[test]
+    fn isolated_points_get_markers_on_long_series() {
+        let mut values = vec![Some(1.0); 100];
+        values[50] = None;
+        values[52] = None;
+        assert_eq!(marked(&values), [(51, 1.0)]);
+        assert_eq!(marked(&[Some(1.0), None, Some(2.0)]).len(), 2);
     }
 
     #[test]
