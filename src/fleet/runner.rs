@@ -261,10 +261,10 @@ pub async fn run(
     }
     // Without a token no iteration can succeed; each will record the failure itself.
     let _ = client.authenticate().await;
-    if let Some(at) = options.start_at {
-        if let Start::In(wait) = start_delay(at, SystemTime::now())? {
-            tokio::time::sleep(wait).await;
-        }
+    if let Some(at) = options.start_at
+        && let Start::In(wait) = start_delay(at, SystemTime::now())?
+    {
+        tokio::time::sleep(wait).await;
     }
     let limit = options.limit(fleet.len() as u64);
     let workers = options.pacing.workers();
