@@ -18,8 +18,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 
+/// A fuzz target's body: returns on any input, panics when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their file in `fuzz/fuzz_targets/` and corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("der_signature", der_signature),
     ("json_body", json_body),
     ("values", values),
@@ -157,9 +160,13 @@ fn six_digit_values(data: &[u8]) -> Vec<String> {
             let end = start + 6;
             if end <= data.len()
                 && data[start..end].iter().all(u8::is_ascii_digit)
-                && data
-                    .get(end)
-                    .is_some_and(|&b| if quoted { b == b'"' } else { !b.is_ascii_digit() })
+                && data.get(end).is_some_and(|&b| {
+                    if quoted {
+                        b == b'"'
+                    } else {
+                        !b.is_ascii_digit()
+                    }
+                })
             {
                 out.push(String::from_utf8_lossy(&data[start..end]).into_owned());
             }
@@ -257,7 +264,10 @@ pub fn values(data: &[u8]) {
     if let Ok(otp) = Otp::parse(text) {
         assert_eq!(otp.expose(), text);
         assert!(otp.matches(&Otp::parse(text).expect("parsed above")));
-        assert!(!format!("{otp:?} {otp}").contains(text), "an OTP printed itself");
+        assert!(
+            !format!("{otp:?} {otp}").contains(text),
+            "an OTP printed itself"
+        );
         assert!(text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit()));
     }
     if let Ok(number) = PhoneNumber::parse(text) {
@@ -267,7 +277,10 @@ pub fn values(data: &[u8]) {
     let keystore_ok = vphone_keystore::public_key_hex_is_valid(text);
     let sandbox_ok = PublicKeyHex::parse(text)
         .is_ok_and(|k| VerifyingKey::from_uncompressed(&k.to_bytes()).is_ok());
-    assert_eq!(keystore_ok, sandbox_ok, "the key checks disagree on {text:?}");
+    assert_eq!(
+        keystore_ok, sandbox_ok,
+        "the key checks disagree on {text:?}"
+    );
     if let Ok(sig) = SignatureHex::parse(text) {
         assert_eq!(hex::encode(sig.to_bytes()), text);
     }
@@ -341,8 +354,7 @@ pub fn report_merge(data: &[u8]) {
     };
     let (a, b) = text.split_once('\0').unwrap_or((text, text));
     let path = Path::new("fuzz.json");
-    let (Ok(mut left), Ok(right)) = (Report::from_json(a, path), Report::from_json(b, path))
-    else {
+    let (Ok(mut left), Ok(right)) = (Report::from_json(a, path), Report::from_json(b, path)) else {
         return;
     };
     let before = left.clone();

@@ -98,8 +98,10 @@ fn write_generated_seeds() {
         r.devices = 4;
         r.iterations = 2;
         r.elapsed_secs = 1.5;
-        let mut stats = vphone::fleet::OpStats::default();
-        stats.ok = 2;
+        let mut stats = vphone::fleet::OpStats {
+            ok: 2,
+            ..Default::default()
+        };
         vphone::fleet::record_us(&mut stats.latency_us, 1_200 + k);
         r.ops.insert("bind".to_owned(), stats);
         r.shards.push(ShardRun {

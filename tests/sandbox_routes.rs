@@ -1744,7 +1744,10 @@ async fn injected_latency_delays_v1_responses_only() {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(bank.state().stats().requests > before, "the /v1 call never arrived");
+        assert!(
+            bank.state().stats().requests > before,
+            "the /v1 call never arrived"
+        );
         let r = bank
             .http
             .get(format!("{}/sandbox/health", bank.base))
