@@ -285,3 +285,52 @@ async fn a_failed_prerequisite_counts_as_a_failure_of_the_step() {
     );
     sb.shutdown().await;
 }
+
+/// Every operation's per-second rows add up to its totals, and lie within the run's wall time.
+fn assert_series_matches_totals(report: &Report) {
+    let table = report.render_table();
+    assert!(!report.series.seconds.is_empty(), "{table}");
+    for (name, stats) in &report.ops {
+        assert_eq!(
+            report.series.totals(name),
+            (stats.ok, stats.failed),
+            "{name}\n{table}"
+        );
+    }
+    let (first, last) = report.series.span().unwrap();
+    let start = report.started_unix_ms / 1000;
+    // Milliseconds in the file: one more covers the rounding of the start.
+    let end = (report.started_unix_ms + (report.elapsed_secs * 1000.0).ceil() as u64 + 1) / 1000;
+    assert!(
+        start <= first && last <= end,
+        "{first}..{last} outside {start}..{end}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_time_series_adds_up_to_its_totals_with_and_without_failures() {
+    let (sb, client) = sandbox(None).await;
+    let fleet = Arc::new(Fleet::new("17", 20, 0..20).unwrap());
+    let report = go(&client, &fleet, "mix:sign=3,sms=1", closed(4, Some(80))).await;
+    assert_eq!(report.total_errors(), 0, "{}", report.render_table());
+    assert_series_matches_totals(&report);
+    let sign: u64 = report
+        .series
+        .seconds
+        .values()
+        .filter_map(|ops| ops.get("sign"))
+        .map(|s| s.latency_us.len())
+        .sum();
+    assert_eq!(sign, report.ok("sign"));
+
+    // The wrong OTP: failures land in the series as they do in the totals.
+    let fleet = Arc::new(Fleet::new("18", 3, 0..3).unwrap());
+    let options = RunOptions {
+        otp: vphone::api::Otp::parse("000000").unwrap(),
+        ..RunOptions::new(Scenario::Single(Step::Sign), closed(1, Some(3)))
+    };
+    let failed = run(&client, fleet, options).await.unwrap();
+    assert_eq!(failed.series.totals("confirm_mobile_number"), (0, 3));
+    assert_series_matches_totals(&failed);
+    sb.shutdown().await;
+}

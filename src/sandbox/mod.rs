@@ -22,13 +22,13 @@
 //! - [`variant::spawn`] serves the same sandbox behind a layer that answers in the shapes
 //!   other servers use (the variant bank), to test the phone's tolerance.
 
-pub mod attempts;
 mod auth;
 mod challenges;
 mod change_requests;
 pub mod cli;
 pub use crate::clock;
 pub mod config;
+pub mod core;
 mod devices;
 pub mod error;
 pub mod faults;
@@ -41,6 +41,9 @@ mod state;
 pub mod text;
 pub mod variant;
 pub mod verify;
+
+/// The life of anything answerable (moved into the core; kept at its old path).
+pub use self::core::attempts;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PartnerConfig, SandboxConfig};
