@@ -513,7 +513,10 @@ mod tests {
     #[test]
     fn retries_and_injected_faults_are_shown_apart_from_the_errors() {
         let mut r = sample();
-        assert!(!r.to_html().contains("id=\"faults\""), "no faults were read");
+        assert!(
+            !r.to_html().contains("id=\"faults\""),
+            "no faults were read"
+        );
         r.ops.get_mut("sign").unwrap().retries = 7;
         r.faults = Some([("* /v1/*: status=503 p=0.05".to_owned(), 9)].into());
         let page = r.to_html();
