@@ -264,6 +264,17 @@ pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Resul
     serve(state, addr, app).await
 }
 
+/// Serves `app`, a layer over [`router`]`(state)` (a test's middleware, say), on `addr` with
+/// the sandbox's own accept loop: a response marked [`faults::DropConnection`] closes its
+/// connection unanswered, the way a lost answer looks to a client.
+pub async fn spawn_router(
+    state: SandboxState,
+    addr: SocketAddr,
+    app: Router,
+) -> std::io::Result<SandboxHandle> {
+    serve(state, addr, app).await
+}
+
 /// Serves `app` (the sandbox's router, or a layer over it such as [`variant`]) on `addr`,
 /// with the background sweep of `state`.
 async fn serve(
