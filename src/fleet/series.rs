@@ -87,8 +87,9 @@ impl SecondOp {
 
     /// Adds another second's counts and latencies to these.
     pub fn merge(&mut self, other: &SecondOp) -> Result<(), String> {
-        self.ok += other.ok;
-        self.failed += other.failed;
+        // Saturating: counts read from a file may be anything.
+        self.ok = self.ok.saturating_add(other.ok);
+        self.failed = self.failed.saturating_add(other.failed);
         self.latency_us
             .add(&other.latency_us)
             .map_err(|e| format!("{e:?}"))
