@@ -328,6 +328,7 @@ impl SandboxState {
 
     /// The SMS delivered to `number` with `seq > after_seq`, oldest first.
     pub fn sms_since(&self, number: &PhoneNumber, after_seq: u64) -> Vec<SmsMessage> {
+        self.0.sms.release_due(self.0.clock.now());
         self.0.sms.since(number, after_seq)
     }
 
@@ -338,6 +339,7 @@ impl SandboxState {
         after_seq: u64,
         wait: std::time::Duration,
     ) -> Vec<SmsMessage> {
+        self.0.sms.release_due(self.0.clock.now());
         self.0.sms.wait_since(number, after_seq, wait).await
     }
 
@@ -602,7 +604,10 @@ impl Inner {
             self.config.challenge_lifetime,
             app_signature,
         );
-        self.sms.deliver(number, text, language, self.clock.now());
+        // Fault rules may delay, drop, repeat or reorder it (decided per request).
+        let fate = super::faults::sms_fate(&self.faults);
+        self.sms
+            .send(number, text, language, self.clock.now(), fate);
         self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
         otp
     }
