@@ -233,18 +233,25 @@ fn admin_token(
                 Some(dir) if file.is_relative() => dir.join(&file),
                 _ => file,
             };
-            zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-                invalid(format!(
-                    "cannot read admin_token_file {}: {e}",
-                    path.display()
-                ))
-            })?)
+            return read_admin_token_file(&path).map(Some);
         }
         (None, None) => return Ok(None),
     };
     super::faults::admin::AdminToken::new(&text)
         .map(Some)
         .map_err(invalid)
+}
+
+/// The admin token held in the file at `path` (a final newline is dropped).
+pub fn read_admin_token_file(path: &Path) -> Result<super::faults::admin::AdminToken, ConfigError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "cannot read admin_token_file {}: {e}",
+            path.display()
+        ))
+    })?);
+    super::faults::admin::AdminToken::new(&text)
+        .map_err(|why| ConfigError::Invalid(format!("admin_token_file {}: {why}", path.display())))
 }
 
 impl SandboxConfig {
@@ -469,6 +476,39 @@ mod tests {
         );
         let e = SandboxConfig::from_toml_str("faults = [\"PUT /v1/x: status=418\"]").unwrap_err();
         assert!(e.to_string().contains("418"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_file_or_a_token_file_and_never_shows() {
+        let c = SandboxConfig::from_toml_str("admin_token = \"s3cr3t-admin-token-42\"").unwrap();
+        let token = c.admin_token.as_ref().unwrap();
+        assert!(token.matches("s3cr3t-admin-token-42"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), "from-a-file-0123456789\n").unwrap();
+        let config = dir.path().join("sandbox.toml");
+        std::fs::write(&config, "admin_token_file = \"admin.token\"\n").unwrap();
+        let c = SandboxConfig::from_toml_file(&config).unwrap();
+        assert!(c.admin_token.unwrap().matches("from-a-file-0123456789"));
+        for (text, says) in [
+            ("admin_token = \"short\"", "at least 16"),
+            (
+                "admin_token = \"s3cr3t-admin-token-42\"\nadmin_token_file = \"x\"",
+                "not both",
+            ),
+            (
+                "admin_token_file = \"/nonexistent/admin.token\"",
+                "admin_token_file",
+            ),
+            (
+                "admin_token = \"vphone-demo-secret-but-longer\"\n[[partners]]\nclient_id = \"a\"\nclient_secret = \"vphone-demo-secret-but-longer\"",
+                "partner",
+            ),
+        ] {
+            let e = SandboxConfig::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("but-longer"), "{e}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use std::time::Duration;
 /// The longest delay any latency or SMS rule injects (a draw above it is cut to it).
 pub const MAX_DELAY: Duration = Duration::from_secs(600);
 /// The longest a `slow_body` answer trickles; what is left then goes at once.
-pub const MAX_TRICKLE: Duration = Duration::from_secs(60);
+pub const MAX_TRICKLE: Duration = Duration::from_secs(30);
 /// The longest `sms_reorder` holds an SMS back when no other SMS to its number follows.
 pub const REORDER_HOLD: Duration = Duration::from_secs(60);
 
