@@ -2,7 +2,7 @@
 //! [`main`]; everything else happens here.
 
 use super::runner::{ProgressMode, RunOptions};
-use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
+use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard, Start};
 use crate::api::{Otp, PhoneNumber};
 use crate::client::{ApiClient, ClientConfig, Credentials, Target, Transcript};
 use crate::phone::cli::{OtpArg, parse_otp};
@@ -21,6 +21,9 @@ pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
 /// Environment variable holding the fleet seed (a number or 64 hex digits).
 pub const SEED_ENV: &str = "VPHONE_FLEET_SEED";
 
+/// Environment variable that may give `--start-at`.
+pub const START_AT_ENV: &str = "VPHONE_START_AT";
+
 /// Run a fleet of simulated phones against the in-process sandbox or `--api URL`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -38,6 +41,19 @@ pub struct LoadArgs {
 pub enum LoadCommand {
     /// Merge reports of shards losslessly (histograms are merged, not percentiles averaged).
     Merge(MergeArgs),
+    /// Show a report file written by `--json`: its table, and with --html a page to look at.
+    Report(ReportArgs),
+}
+
+/// `vphone load report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report written by `vphone load --json` or `vphone load merge --json`.
+    pub report: PathBuf,
+    /// Write the report as one self-contained HTML page (charts over time, errors,
+    /// parameters; nothing is fetched when it is viewed).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `vphone load merge`.
@@ -52,6 +68,9 @@ pub struct MergeArgs {
     /// Merge even when some shards of the run are missing; the table names the gap.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Also write the merged report as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// How progress is shown.
@@ -126,9 +145,19 @@ pub struct RunArgs {
     /// Save the fleet (seed and the bank's ids per phone) after the run.
     #[arg(long, value_name = "FILE")]
     pub save_fleet: Option<PathBuf>,
-    /// Write the full report, histograms included, as JSON.
+    /// Write the full report, histograms and time series included, as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page: throughput and latency charts over
+    /// the run's seconds, the errors and the run's parameters (nothing fetched when viewed).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Start the run at this wall-clock time (RFC 3339, e.g. `2026-11-29T12:00:00Z`), so
+    /// the shards of one run on many machines begin together. Setup (fleet files, sandbox,
+    /// token) happens first. A time more than 5 s past is refused; one up to 5 s past
+    /// starts at once, with a warning.
+    #[arg(long, value_name = "RFC3339", env = START_AT_ENV, value_parser = parse_start_at)]
+    pub start_at: Option<time::OffsetDateTime>,
     /// The mobile number every fleet person uses (its OTP comes from --otp, else
     /// VPHONE_FLEET_OTP, default 212212, the sandbox's test-number OTP).
     #[arg(long, default_value = "+15550101")]
@@ -243,6 +272,7 @@ pub fn main(args: LoadArgs) -> ExitCode {
 pub async fn execute(args: LoadArgs) -> Result<ExitCode, FleetError> {
     match args.command {
         Some(LoadCommand::Merge(m)) => merge(m),
+        Some(LoadCommand::Report(r)) => show(r),
         None => run(args.run).await,
     }
 }
@@ -274,12 +304,35 @@ fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
     if let Some(path) = &args.json {
         merged.write_file(path)?;
     }
+    if let Some(path) = &args.html {
+        merged.write_html(path)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ReportArgs) -> Result<ExitCode, FleetError> {
+    let report = Report::read_file(&args.report)?;
+    print!("{}", report.render_table());
+    if let Some(path) = &args.html {
+        report.write_html(path)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--start-at`: an RFC 3339 time with its offset.
+fn parse_start_at(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-11-29T12:00:00Z ({e})"))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     let scenario: Scenario = args.scenario.parse()?;
     let pacing = args.pacing()?;
+    let start_at = args.start_at.map(std::time::SystemTime::from);
+    if let Some(at) = start_at {
+        // Refused before any setup when it is already too late.
+        super::start_delay(at, std::time::SystemTime::now())?;
+    }
     let shard: Shard = args.shard.parse()?;
     let number = PhoneNumber::parse(&args.number).map_err(|e| FleetError::Usage(e.to_string()))?;
     let (otp, otp_command) = match &args.otp {
@@ -386,8 +439,28 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         otp_command,
         shard,
         drain: args.drain,
+        start_at,
         ..RunOptions::new(scenario, pacing)
     };
+    if let Some(at) = start_at {
+        let text = args
+            .start_at
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        match super::start_delay(at, std::time::SystemTime::now())? {
+            Start::In(wait) => eprintln!(
+                "load: waiting until {text} ({:.1} s) to start with the other shards",
+                wait.as_secs_f64()
+            ),
+            Start::Late(late) => eprintln!(
+                "load: warning: --start-at {text} passed {:.1} s ago; starting at once",
+                late.as_secs_f64()
+            ),
+        }
+    }
     let report = super::run(&client, fleet.clone(), options).await?;
     if let Some(t) = &transcript {
         t.flush()
@@ -402,6 +475,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     }
     if let Some(path) = &args.json {
         report.write_file(path)?;
+    }
+    if let Some(path) = &args.html {
+        report.write_html(path)?;
     }
     if let Some(path) = &args.save_fleet {
         fleet.save(path).await?;

@@ -2,10 +2,11 @@
 //! with the histograms serialized (HdrHistogram V2 + DEFLATE, base64), and a lossless merge.
 
 use super::FleetError;
+use super::series::Series;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +30,18 @@ fn is_step(op: &str) -> bool {
 /// off).
 pub fn secs(d: std::time::Duration) -> f64 {
     micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// `ms` milliseconds after the Unix epoch as RFC 3339 UTC (`2026-11-29T10:00:00.250Z`).
+pub(super) fn unix_ms_text(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
 fn micros_to_secs(us: u64) -> f64 {
@@ -58,7 +71,7 @@ pub fn record_us(h: &mut Histogram<u64>, us: u64) {
 }
 
 /// Encodes a histogram as base64 of its V2 + DEFLATE serialization.
-pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, String> {
+pub fn encode_histogram<T: Counter>(h: &Histogram<T>) -> Result<String, String> {
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
         .serialize(h, &mut buf)
@@ -68,8 +81,17 @@ pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, String> {
 
 /// Decodes what [`encode_histogram`] wrote.
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    decode_any(text)
+}
+
+/// Decodes a per-second histogram (32-bit counts) that [`encode_histogram`] wrote.
+pub(super) fn decode_histogram_u32(text: &str) -> Result<Histogram<u32>, String> {
+    decode_any(text)
+}
+
+fn decode_any<T: Counter>(text: &str) -> Result<Histogram<T>, String> {
     let bytes = B64.decode(text).map_err(|e| e.to_string())?;
-    let mut h: Histogram<u64> = Deserializer::new()
+    let mut h: Histogram<T> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| format!("{e:?}"))?;
     h.auto(true);
@@ -201,6 +223,8 @@ pub struct Report {
     pub errors: BTreeMap<ErrorKey, u64>,
     /// The processes that contributed.
     pub shards: Vec<ShardRun>,
+    /// Per-second counts and latencies, aligned by Unix second (see [`Series`]).
+    pub series: Series,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -248,6 +272,9 @@ struct ReportFile {
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
     shards: Vec<ShardRun>,
+    /// Absent in reports of vphone versions before the time series: read as empty.
+    #[serde(default)]
+    series: Vec<super::series::SecondFile>,
 }
 
 impl Report {
@@ -268,6 +295,7 @@ impl Report {
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
+            series: Series::default(),
         }
     }
 
@@ -410,8 +438,8 @@ impl Report {
 
     /// Adds another shard's report of the same run (see [`Report::check_mergeable`]; a
     /// mismatch is refused and leaves `self` untouched): counts add, histograms merge
-    /// exactly, the wall time becomes the span from the earliest start to the latest end.
-    /// Nothing is averaged.
+    /// exactly, the time series add second by second (aligned by Unix second), the wall time
+    /// becomes the span from the earliest start to the latest end. Nothing is averaged.
     pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
         self.check_mergeable(other)?;
         // Merge the histograms into copies first, so a failure leaves `self` as it was.
@@ -425,7 +453,15 @@ impl Report {
                     detail,
                 })?;
         }
+        let mut series = self.series.clone();
+        series
+            .merge(&other.series)
+            .map_err(|detail| FleetError::Histogram {
+                op: "time series".into(),
+                detail,
+            })?;
         self.ops = ops;
+        self.series = series;
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
@@ -502,6 +538,10 @@ impl Report {
                 })
                 .collect(),
             shards: self.shards.clone(),
+            series: self
+                .series
+                .to_file()
+                .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         };
         serde_json::to_string_pretty(&file).map_err(|e| FleetError::Format {
             path: "-".into(),
@@ -559,6 +599,8 @@ impl Report {
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
+            series: Series::from_file(file.series)
+                .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         })
     }
 

@@ -276,7 +276,8 @@ impl Steps<'_> {
                     status: 0,
                     code: "otp_command".into(),
                 };
-                self.recorder.failed(self.worker, op, &failure);
+                self.recorder
+                    .failed(self.worker, op, &failure, self.clock.now());
                 Aborted(failure)
             })
     }
@@ -289,19 +290,21 @@ impl Steps<'_> {
         let started = self.clock.now();
         match call.await {
             Ok(v) => {
-                self.recorder.ok(self.worker, op, self.clock.since(started));
+                self.recorder.ok(self.worker, op, started, self.clock.now());
                 Ok(v)
             }
             Err(e) => {
                 let failure = failure_of(&e);
-                self.recorder.failed(self.worker, op, &failure);
+                self.recorder
+                    .failed(self.worker, op, &failure, self.clock.now());
                 Err(Aborted(failure))
             }
         }
     }
 
     fn step_failed(&self, step: Step, cause: &Aborted) {
-        self.recorder.failed(self.worker, step.op(), &cause.0);
+        self.recorder
+            .failed(self.worker, step.op(), &cause.0, self.clock.now());
     }
 
     /// Runs `step` on phone `i`, doing missing prerequisites first, each in its own row (see
@@ -329,8 +332,7 @@ impl Steps<'_> {
                     return Err(cause);
                 }
                 let done = self.clock.now();
-                self.recorder
-                    .ok(self.worker, need.op(), done.saturating_duration_since(from));
+                self.recorder.ok(self.worker, need.op(), from, done);
                 from = done;
             }
         }
@@ -345,7 +347,7 @@ impl Steps<'_> {
         match result {
             Ok(()) => {
                 self.recorder
-                    .ok(self.worker, step.op(), self.clock.since(from));
+                    .ok(self.worker, step.op(), from, self.clock.now());
                 Ok(Ran::Done)
             }
             Err(cause) => {
@@ -382,15 +384,20 @@ impl Steps<'_> {
                 let started = self.clock.now();
                 match c.create_mobile_number(&person, &number).await {
                     Ok(_) => {
-                        let took = self.clock.since(started);
-                        self.recorder.ok(self.worker, Op::CreateMobileNumber, took);
+                        let ended = self.clock.now();
+                        self.recorder
+                            .ok(self.worker, Op::CreateMobileNumber, started, ended);
                     }
                     // Already there from an earlier, interrupted run: go on verifying it.
                     Err(e) if e.status() == Some(409) => {}
                     Err(e) => {
                         let failure = failure_of(&e);
-                        self.recorder
-                            .failed(self.worker, Op::CreateMobileNumber, &failure);
+                        self.recorder.failed(
+                            self.worker,
+                            Op::CreateMobileNumber,
+                            &failure,
+                            self.clock.now(),
+                        );
                         return Err(Aborted(failure));
                     }
                 }

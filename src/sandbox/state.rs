@@ -7,7 +7,8 @@
 //! 1. a challenge's or a change request's lock (one at most);
 //! 2. a person's lock (one at most);
 //! 3. a device's lock (one at most);
-//! 4. a `bound_keys` shard, innermost: nothing is locked while it is held.
+//! 4. a `bound_keys` shard, or the generator (`rng`), innermost: nothing is locked while
+//!    either is held, and neither is held while the other is taken.
 //!
 //! For example, binding (answering the signature challenge) takes challenge, person, device,
 //! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
@@ -18,21 +19,21 @@
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
 //! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
 
-use super::attempts::Attempts;
-use super::change_requests::ChangeRequestEntry;
 use super::clock::{Clock, SystemClock};
 use super::config::{PartnerConfig, SandboxConfig};
+use super::core::{KeyIndex, Refusal, SendOtp, Verifier};
 use super::error::ApiError;
 use super::ratelimit::Window;
 use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
 use super::verify::VerifyingKey;
 use crate::api::{
-    ChallengeId, ChangeRequestId, DeviceId, KeyId, KeyPurpose, MobileNumberId, Otp, Person,
-    PersonId, PhoneNumber, SmsMessage, Timestamp,
+    ChallengeId, ChangeRequestId, DeviceId, PersonId, PhoneNumber, SmsMessage, Timestamp,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -49,122 +50,10 @@ pub(crate) struct Owned<T> {
 
 pub(crate) type Table<K, T> = DashMap<K, Arc<Owned<T>>>;
 
-/// A person and what hangs off it.
-pub(crate) struct PersonEntry {
-    pub person: Person,
-    pub mobile: Option<MobileEntry>,
-    /// Every device that was ever bound, in binding order (deleted ones included).
-    pub devices: Vec<DeviceId>,
-    /// Bound and not deleted devices; the device-limit rule is checked against this.
-    pub bound: usize,
-    /// The latest SMS with a code sent to the person, for [`SandboxConfig::sms_rate_limit`].
-    pub sms_sent: Window,
-}
-
-/// A person's mobile number.
-pub(crate) struct MobileEntry {
-    pub id: MobileNumberId,
-    pub number: PhoneNumber,
-    pub verified: bool,
-    pub otp: Option<(Otp, Attempts)>,
-}
-
-/// One public key of a device.
-pub(crate) struct KeyEntry {
-    pub id: KeyId,
-    pub purpose: KeyPurpose,
-    pub key: VerifyingKey,
-    pub created_at: Timestamp,
-    pub used_at: Option<Timestamp>,
-}
-
-/// A device, bound once its binding challenge is answered.
-pub(crate) struct DeviceEntry {
-    pub id: DeviceId,
-    pub person_id: PersonId,
-    pub name: String,
-    pub created_at: Timestamp,
-    pub deleted_at: Option<Timestamp>,
-    pub verified: bool,
-    pub keys: Vec<KeyEntry>,
-    pub device_data: Option<String>,
-}
-
-impl PersonEntry {
-    /// The person's verified number, where an OTP or TAN `for_what` can be sent; else the
-    /// bank's `telephone_number_not_found` refusal ending in `next_step`.
-    pub fn verified_number(
-        &self,
-        for_what: &str,
-        next_step: &str,
-    ) -> Result<PhoneNumber, ApiError> {
-        self.mobile
-            .as_ref()
-            .filter(|m| m.verified)
-            .map(|m| m.number.clone())
-            .ok_or_else(|| {
-                ApiError::telephone_number_not_found(format!(
-                    "the person has no verified mobile number to send the {for_what} to; {next_step}"
-                ))
-            })
-    }
-}
-
-impl PersonEntry {
-    /// Refuses with 403 `mobile_number_changed` unless the person's verified number is still
-    /// `sent_to`, the number the `what` (an OTP or TAN) was sent to; `start_again` says what
-    /// to start anew.
-    pub fn check_still_verified(
-        &self,
-        sent_to: &PhoneNumber,
-        what: &str,
-        start_again: &str,
-    ) -> Result<(), ApiError> {
-        match &self.mobile {
-            Some(m) if m.verified && m.number == *sent_to => Ok(()),
-            _ => Err(ApiError::mobile_number_changed(format!(
-                "the {what} was sent to a mobile number that is no longer the person's verified number; {start_again}"
-            ))),
-        }
-    }
-}
-
-impl DeviceEntry {
-    /// The key of a purpose, if the device has one.
-    pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
-        self.keys.iter().find(|k| k.purpose == purpose)
-    }
-}
-
-/// What a challenge asks for.
-pub(crate) enum ChallengeWhat {
-    /// Binding: the new device signs the OTP sent by SMS to `sent_to`, which must still be
-    /// the person's verified number when it is answered.
-    Binding {
-        device_id: DeviceId,
-        otp: Otp,
-        sent_to: PhoneNumber,
-    },
-    /// Device signing: the device signs `string_to_sign` with the key of `purpose`.
-    Device {
-        device_id: DeviceId,
-        purpose: KeyPurpose,
-        string_to_sign: String,
-    },
-    /// SMS: the person types the OTP sent to `sent_to`, which must still be their verified
-    /// number when it is answered.
-    Sms {
-        person_id: PersonId,
-        otp: Otp,
-        sent_to: PhoneNumber,
-    },
-}
-
-/// A challenge of any kind.
-pub(crate) struct ChallengeEntry {
-    pub what: ChallengeWhat,
-    pub attempts: Attempts,
-}
+pub(crate) use super::core::challenges::{ChallengeEntry, ChallengeWhat};
+pub(crate) use super::core::change_requests::ChangeRequestEntry;
+pub(crate) use super::core::devices::DeviceEntry;
+pub(crate) use super::core::persons::PersonEntry;
 
 /// What one [`SandboxState::sweep`] forgot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -256,6 +145,9 @@ pub(crate) struct Inner {
     pub long_polls: AtomicUsize,
     /// Tokens issued lately, per partner (indexed like the config's partners).
     pub tokens_issued: Vec<Mutex<Window>>,
+    /// The generator every id, OTP and string to sign draws from (innermost lock: held only
+    /// while drawing bytes, see [`SharedRng`]).
+    pub rng: Mutex<StdRng>,
 }
 
 /// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
@@ -292,7 +184,12 @@ impl SandboxState {
             .chain(config.faults.iter().cloned())
             .collect();
         let seed = config.faults_seed.unwrap_or_else(rand::random);
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
         SandboxState(Arc::new(Inner {
+            rng: Mutex::new(rng),
             faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
             conn_counters: ConnCounters::default(),
@@ -551,16 +448,6 @@ impl Inner {
         );
     }
 
-    /// Admits one more SMS with a code to a person under [`SandboxConfig::sms_rate_limit`],
-    /// or refuses with 429 `too_many_requests`. Called with the person's lock held.
-    pub fn admit_sms(&self, person: &mut PersonEntry) -> Result<(), ApiError> {
-        let limit = self.config.sms_rate_limit;
-        person.sms_sent.admit(limit, self.clock.now()).map_err(|r| {
-            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            r.refusal("SMS with a code to this person", limit)
-        })
-    }
-
     /// Admits one more access token for a partner under [`SandboxConfig::token_rate_limit`].
     pub fn admit_token(&self, partner: PartnerIdx) -> Result<(), ApiError> {
         let limit = self.config.token_rate_limit;
@@ -589,17 +476,17 @@ impl Inner {
         ok
     }
 
-    /// Sends an OTP to a number by SMS.
+    /// Delivers an OTP a rule asked to send, in `language` (English by default), with the
+    /// app's signature for SMS retrievers.
     pub fn send_otp(
         &self,
-        number: &PhoneNumber,
+        send: &SendOtp,
         language: Option<crate::api::Language>,
         app_signature: Option<&str>,
-    ) -> Otp {
-        let otp = super::sms::new_otp(number, self.config.static_otp);
+    ) {
         let language = language.unwrap_or(crate::api::Language::En);
         let text = super::sms::sms_text(
-            &otp,
+            &send.otp,
             language,
             self.config.challenge_lifetime,
             app_signature,
@@ -607,13 +494,77 @@ impl Inner {
         // Fault rules may delay, drop, repeat or reorder it (decided per request).
         let fate = super::faults::sms_fate(&self.faults);
         self.sms
-            .send(number, text, language, self.clock.now(), fate);
+            .send(&send.number, text, language, self.clock.now(), fate);
         self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
-        otp
     }
 
-    /// A new, open attempt budget starting now.
-    pub fn new_attempts(&self) -> Attempts {
-        Attempts::new(self.clock.now(), self.config.challenge_lifetime)
+    /// A refusal of the core as the bank's error, counting rate-limit refusals.
+    pub fn refused(&self, refusal: Refusal) -> ApiError {
+        if matches!(refusal.reason, super::core::Reason::TooManyRequests { .. }) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        ApiError::from(refusal)
+    }
+
+    /// The generator the core draws from.
+    pub fn rng(&self) -> SharedRng<'_> {
+        SharedRng(&self.rng)
+    }
+
+    /// The partner's bound keys, for the core.
+    pub fn keys(&self, partner: PartnerIdx) -> PartnerKeys<'_> {
+        PartnerKeys {
+            map: &self.bound_keys,
+            partner,
+        }
+    }
+}
+
+impl Verifier for Inner {
+    fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
+        Inner::verify(self, key, message, der)
+    }
+}
+
+/// The sandbox's generator as an [`rand::RngCore`]: each draw locks it briefly, so a rule can
+/// draw while entity locks are held (it is the innermost lock).
+pub(crate) struct SharedRng<'a>(&'a Mutex<StdRng>);
+
+impl rand::RngCore for SharedRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.lock().next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.lock().next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.lock().fill_bytes(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.0.lock().try_fill_bytes(dest)
+    }
+}
+
+/// One partner's view of the bound keys, for the core's [`KeyIndex`].
+pub(crate) struct PartnerKeys<'a> {
+    map: &'a DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
+    partner: PartnerIdx,
+}
+
+impl KeyIndex for PartnerKeys<'_> {
+    fn is_bound(&self, point: &[u8]) -> bool {
+        self.map.contains_key(&(self.partner, Box::from(point)))
+    }
+    fn claim(&self, point: &[u8], device: &DeviceId) -> bool {
+        match self.map.entry((self.partner, Box::from(point))) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(device.clone());
+                true
+            }
+        }
+    }
+    fn release(&self, point: &[u8]) {
+        self.map.remove(&(self.partner, Box::from(point)));
     }
 }
