@@ -22,7 +22,7 @@ use crate::api::{
     KeyPurpose, KeyType, MobileNumberRequest, Otp, PersonUpdate, PhoneNumber, PublicKeyHex,
     SignatureHex, UpdatePerson,
 };
-use crate::client::{ApiClient, ClientError};
+use crate::client::{ApiClient, ClientError, counting_retries};
 use crate::phone::{OtpCommand, SmsKind};
 use std::fmt;
 use std::future::Future;
@@ -288,7 +288,7 @@ impl Steps<'_> {
         call: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, Aborted> {
         let started = self.clock.now();
-        match call.await {
+        match self.counted(op, call).await {
             Ok(v) => {
                 self.recorder.ok(self.worker, op, started, self.clock.now());
                 Ok(v)
@@ -300,6 +300,15 @@ impl Steps<'_> {
                 Err(Aborted(failure))
             }
         }
+    }
+
+    /// Runs one request's `call`, recording against `op` the retries the client made.
+    async fn counted<T>(&self, op: Op, call: impl Future<Output = T>) -> T {
+        let (out, retries) = counting_retries(call).await;
+        if retries > 0 {
+            self.recorder.retried(self.worker, op, retries);
+        }
+        out
     }
 
     fn step_failed(&self, step: Step, cause: &Aborted) {
@@ -382,7 +391,13 @@ impl Steps<'_> {
                     number: self.number.clone(),
                 };
                 let started = self.clock.now();
-                match c.create_mobile_number(&person, &number).await {
+                match self
+                    .counted(
+                        Op::CreateMobileNumber,
+                        c.create_mobile_number(&person, &number),
+                    )
+                    .await
+                {
                     Ok(_) => {
                         let ended = self.clock.now();
                         self.recorder
