@@ -84,13 +84,16 @@ fn without_retries_the_injected_faults_are_the_failures() {
     let injected = report.faults.as_ref().unwrap()[FIVE_PERCENT_503];
     assert!(injected > 0, "{stdout}");
     // Each injected 503 failed its request (and its iteration): the failed requests are
-    // exactly the injected faults.
+    // exactly the injected faults, each marked as injected.
     let failed_requests: u64 = report
         .errors
         .iter()
         .filter(|(k, _)| k.op != "bind" && k.op != "onboard")
         .map(|(k, n)| {
-            assert_eq!((k.status, k.code.as_str()), (503, "service_unavailable"));
+            assert_eq!(
+                (k.status, k.code.as_str()),
+                (503, "service_unavailable (injected)")
+            );
             n
         })
         .sum();

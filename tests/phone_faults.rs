@@ -203,6 +203,12 @@ async fn a_503_that_outlasts_the_retries_is_reported_as_the_bank_s_failure() {
         assert_eq!(err.status(), Some(503), "{err}");
         assert_eq!(err.exit_code(), 1, "{err}");
         assert!(err.to_string().contains("service_unavailable"), "{err}");
+        // The sandbox marks what its fault rules made up, and the phone says so.
+        assert!(
+            err.to_string()
+                .contains("[a fault the vphone sandbox injected]"),
+            "{err}"
+        );
         assert_eq!(
             injected(&rig).await,
             [3],
@@ -328,6 +334,27 @@ async fn a_dropped_sms_ends_in_an_otp_timeout_that_names_the_number() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_to_creating_the_device_is_unreachable_and_binding_again_works() {
+    bounded(async {
+        // The bank creates the (unbound) device, the answer never arrives: a POST is not
+        // resent, so the phone reports the server unreachable; nothing is bound, and the
+        // next bind starts afresh with the same key.
+        let rig = rig_with(&["POST /v1/mfa/devices: drop_after next=1"]).await;
+        let mut phone = rig.registered("lost-create").await;
+        let err = phone.bind().await.unwrap_err();
+        assert_eq!(err.exit_code(), 3, "{err}");
+        assert!(!phone.profile().bound);
+        assert_eq!(rig.sandbox.state().stats().bindings, 0);
+        let outcome = phone.bind().await.unwrap();
+        assert!(!outcome.answer_lost);
+        assert!(phone.profile().bound);
+        assert_eq!(rig.sandbox.state().stats().bindings, 1);
+        assert_eq!(injected(&rig).await, [1]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_delayed_sms_is_answered_when_it_arrives() {
     bounded(async {
         let (rig, clock) = rig_on_clock(&[&format!("{SMS_CHALLENGE}: sms_delay=30s")]).await;
@@ -404,6 +431,29 @@ async fn an_older_code_delivered_after_a_newer_one_is_skipped() {
             "the older code arrived between the newer ones: {ids:?}"
         );
         assert_eq!(rig.sandbox.state().fault_counts()[0].injected, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn repeated_drops_of_an_idempotent_answer_are_retried_with_backoff() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &[&format!("{ANSWER_BINDING}: drop_before next=3")],
+            RetryPolicy::default(),
+        )
+        .await;
+        let mut phone = rig.registered("dropped-thrice").await;
+        // The first resend is immediate (a stale keep-alive connection looks the same);
+        // the next two wait a backoff each.
+        let outcome = phone.bind().await.unwrap();
+        assert!(
+            !outcome.answer_lost,
+            "the bank never acted before the last attempt"
+        );
+        assert_eq!(rig.sandbox.state().stats().bindings, 1);
+        assert_eq!(injected(&rig).await, [3]);
+        assert_eq!(waits.taken().len(), 2, "{:?}", waits.taken());
     })
     .await;
 }

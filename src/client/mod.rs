@@ -403,18 +403,11 @@ impl ApiClient {
                     let request_id = record
                         .as_ref()
                         .and_then(|_| transcript::request_id(resp.headers()));
-                    // Read only off the success path, where a retry may need it.
-                    let retry_after = if status.is_success() {
-                        None
-                    } else {
-                        resp.headers()
-                            .get(http::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned)
-                    };
+                    // Read only off the success path, where a retry or a report needs them.
+                    let marks = (!status.is_success()).then(|| Marks::of(resp.headers()));
                     resp.bytes()
                         .await
-                        .map(|bytes| (status, request_id, retry_after, bytes))
+                        .map(|bytes| (status, request_id, marks, bytes))
                 }
                 Err(e) => Err(e),
             };
@@ -438,8 +431,8 @@ impl ApiClient {
                     response,
                 });
             }
-            let (status, retry_after, bytes) = match answer {
-                Ok((status, _, retry_after, bytes)) => (status, retry_after, bytes),
+            let (status, marks, bytes) = match answer {
+                Ok((status, _, marks, bytes)) => (status, marks.unwrap_or_default(), bytes),
                 Err(e) => {
                     let failure = if e.is_timeout() {
                         Failure::TimedOut
@@ -475,15 +468,17 @@ impl ApiClient {
             }
             let failure = Failure::Status {
                 status: status.as_u16(),
-                retry_after: retry_after.as_deref(),
+                retry_after: marks.retry_after.as_deref(),
             };
             if self.wait_to_retry(&method, failure, retries).await {
                 retries += 1;
                 continue;
             }
+            let mut remote = RemoteError::from_body(status.as_u16(), &bytes);
+            remote.injected = marks.injected;
             return Err(ClientError::Api {
                 request: format!("{method} {}", strip_query(path)),
-                remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+                remote: Box::new(remote),
             });
         }
     }
@@ -502,6 +497,27 @@ impl ApiClient {
                 true
             }
             Verdict::GiveUp => false,
+        }
+    }
+}
+
+/// What an error answer's headers say beyond its body.
+#[derive(Default)]
+struct Marks {
+    /// `Retry-After`, as sent.
+    retry_after: Option<String>,
+    /// A vphone sandbox's fault rule made the answer up ([`crate::api::INJECTED_FAULT_HEADER`]).
+    injected: bool,
+}
+
+impl Marks {
+    fn of(headers: &http::HeaderMap) -> Marks {
+        Marks {
+            retry_after: headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            injected: headers.contains_key(crate::api::INJECTED_FAULT_HEADER),
         }
     }
 }

@@ -170,7 +170,8 @@ pub struct ErrorKey {
     pub op: String,
     /// The HTTP status, or 0 when no answer came (connection error, timeout).
     pub status: u16,
-    /// The API's error code, or a word for transport failures (`timeout`, `connect`).
+    /// The API's error code, or a word for transport failures (`timeout`, `connect`); an
+    /// answer a vphone sandbox's fault rule made up has ` (injected)` after its code.
     pub code: String,
 }
 

@@ -182,16 +182,22 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// How an error is grouped in the report.
+/// How an error is grouped in the report; an answer a vphone sandbox's fault rule made up
+/// (see [`crate::api::INJECTED_FAULT_HEADER`]) is grouped apart, its code marked `(injected)`.
 pub fn failure_of(e: &ClientError) -> Failure {
     match e {
-        ClientError::Api { remote, .. } => Failure {
-            status: remote.status,
-            code: remote
-                .code
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |c| c.as_str().to_owned()),
-        },
+        ClientError::Api { remote, .. } => {
+            let code = remote.code.as_ref().map_or("-", |c| c.as_str());
+            Failure {
+                status: remote.status,
+                // Kept apart from the bank's own refusals of the same code.
+                code: if remote.injected {
+                    format!("{code} (injected)")
+                } else {
+                    code.to_owned()
+                },
+            }
+        }
         ClientError::Timeout { .. } => Failure {
             status: 0,
             code: "timeout".into(),

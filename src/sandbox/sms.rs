@@ -335,6 +335,22 @@ impl SmsCenter {
         self.broadcast.subscribe()
     }
 
+    /// Numbers the next message after `seq` at least (a restarted sandbox goes on from its
+    /// stored sequence number, so `after=` markers taken before the restart stay valid), and
+    /// its next message id too (so a phone never takes a new SMS for one it has seen).
+    pub fn resume_after(&self, seq: u64) {
+        self.seq.fetch_max(seq, Ordering::Relaxed);
+        self.sent.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The highest sequence number or message id handed out: what a restarted sandbox must
+    /// number after ([`SmsCenter::resume_after`]).
+    pub fn high_water(&self) -> u64 {
+        self.seq
+            .load(Ordering::Relaxed)
+            .max(self.sent.load(Ordering::Relaxed))
+    }
+
     /// The last sequence number handed out.
     pub fn last_seq(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)
