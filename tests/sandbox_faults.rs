@@ -458,3 +458,54 @@ async fn put_replaces_the_rules_only_when_every_rule_is_valid_and_delete_clears_
     assert_eq!((s, body["rules"].as_array().unwrap().len()), (200, 0));
     assert_eq!(stats(&bank).await["faults"], json!([]));
 }
+
+/// How many SMS each of `n` SMS challenges delivered (0 dropped, 1, 2 duplicated), and the
+/// statuses of the challenge calls, on a sandbox with chance SMS rules and `seed`.
+async fn sms_sequence(seed: u64, n: usize) -> (Vec<usize>, Vec<u16>) {
+    let route = "POST /v1/mfa/challenges/sms";
+    let mut config = with_rules(
+        &[
+            &format!("{route}: status=503 p=0.2"),
+            &format!("{route}: sms_drop p=0.3"),
+            &format!("{route}: sms_duplicate p=0.4"),
+        ],
+        seed,
+    );
+    config.sms_rate_limit.max = 0;
+    let bank = Bank::start_with(config, false).await;
+    let (person, number) = bank.verified_person().await;
+    let mut seen = bank.sms(&number).await.len();
+    let (mut delivered, mut statuses) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (s, _) = bank
+            .call(
+                "POST",
+                "/v1/mfa/challenges/sms",
+                Some(json!({"person_id": person})),
+            )
+            .await;
+        statuses.push(s.as_u16());
+        let now = bank.sms(&number).await.len();
+        delivered.push(now - seen);
+        seen = now;
+    }
+    (delivered, statuses)
+}
+
+#[tokio::test]
+async fn the_same_faults_seed_gives_the_same_sms_faults() {
+    let a = sms_sequence(77, 30).await;
+    assert_eq!(a, sms_sequence(77, 30).await);
+    assert_ne!(
+        a,
+        sms_sequence(78, 30).await,
+        "another seed, another sequence"
+    );
+    for kind in [0, 1, 2] {
+        assert!(a.0.contains(&kind), "{a:?}");
+    }
+    // A refused call sends nothing.
+    for (d, s) in a.0.iter().zip(&a.1) {
+        assert!(*s == 201 || *d == 0, "{a:?}");
+    }
+}
