@@ -203,10 +203,11 @@ async fn a_503_that_outlasts_the_retries_is_reported_as_the_bank_s_failure() {
         assert_eq!(err.status(), Some(503), "{err}");
         assert_eq!(err.exit_code(), 1, "{err}");
         assert!(err.to_string().contains("service_unavailable"), "{err}");
-        // The sandbox marks what its fault rules made up, and the phone says so.
+        // The sandbox marks what its fault rules made up, and the phone says so, and how
+        // often the client tried.
         assert!(
             err.to_string()
-                .contains("[a fault the vphone sandbox injected]"),
+                .contains("[a fault the vphone sandbox injected] (after 2 retries)"),
             "{err}"
         );
         assert_eq!(
