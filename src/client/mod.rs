@@ -7,6 +7,7 @@
 mod calls;
 mod credentials;
 mod error;
+pub mod retry;
 mod token;
 pub mod transcript;
 
@@ -15,6 +16,8 @@ pub use credentials::{
     SANDBOX_CLIENT_ID,
 };
 pub use error::{ClientError, Hint, NotFound, hint};
+use retry::{Failure, Verdict};
+pub use retry::{RetryPolicy, Sleeper, counting_retries};
 pub use transcript::{Exchange, Transcript};
 
 use crate::api::RemoteError;
@@ -119,6 +122,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Where exchanges are recorded, if anywhere.
     pub transcript: Option<Arc<Transcript>>,
+    /// Which failed requests are sent again ([`RetryPolicy::default`] unless changed).
+    pub retry: RetryPolicy,
 }
 
 impl ClientConfig {
@@ -130,6 +135,7 @@ impl ClientConfig {
             credentials,
             timeout: DEFAULT_TIMEOUT,
             transcript: None,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -141,6 +147,12 @@ impl ClientConfig {
     /// The same config with another timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> ClientConfig {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same config with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ClientConfig {
+        self.retry = retry;
         self
     }
 
@@ -164,6 +176,7 @@ struct Inner {
     token: TokenCache,
     timeout: Duration,
     transcript: Option<Arc<Transcript>>,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for ApiClient {
@@ -226,6 +239,7 @@ impl ApiClient {
                 token: TokenCache::new(config.token_url, config.credentials),
                 timeout: config.timeout,
                 transcript: config.transcript,
+                retry: config.retry,
             }),
         })
     }
@@ -233,6 +247,11 @@ impl ApiClient {
     /// The API base URL (no trailing slash).
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// The retry policy every call follows.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
     }
 
     /// The underlying HTTP client (its pool is shared).
@@ -341,12 +360,32 @@ impl ApiClient {
         let inner = &*self.inner;
         let transcript = inner.transcript.as_deref();
         let mut refreshed = false;
-        let mut resent = false;
+        let mut retries = 0;
         loop {
-            let token = inner
+            let token = match inner
                 .token
                 .get(&inner.http, inner.timeout, transcript)
-                .await?;
+                .await
+            {
+                Ok(token) => token,
+                Err(e) => {
+                    // A token grant changes nothing at the bank: judged as an idempotent call.
+                    let failure = match &e {
+                        ClientError::Api { remote, .. } => Failure::Status {
+                            status: remote.status,
+                            retry_after: None,
+                        },
+                        ClientError::Unreachable { .. } => Failure::NotSent,
+                        ClientError::Transport { .. } => Failure::Unanswered,
+                        _ => return Err(e),
+                    };
+                    if self.wait_to_retry(&Method::GET, failure, retries).await {
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
             let mut req = inner
                 .http
                 .request(method.clone(), &url)
@@ -364,13 +403,17 @@ impl ApiClient {
                     let request_id = record
                         .as_ref()
                         .and_then(|_| transcript::request_id(resp.headers()));
-                    resp.bytes().await.map(|bytes| (status, request_id, bytes))
+                    // Read only off the success path, where a retry or a report needs them.
+                    let marks = (!status.is_success()).then(|| Marks::of(resp.headers()));
+                    resp.bytes()
+                        .await
+                        .map(|bytes| (status, request_id, marks, bytes))
                 }
                 Err(e) => Err(e),
             };
             if let Some((t, seq, started)) = record {
                 let (status, request_id, response) = match &answer {
-                    Ok((status, id, bytes)) => (
+                    Ok((status, id, _, bytes)) => (
                         Some(status.as_u16()),
                         id.clone(),
                         transcript::redacted_body(bytes),
@@ -388,16 +431,24 @@ impl ApiClient {
                     response,
                 });
             }
-            let (status, bytes) = match answer {
-                Ok((status, _, bytes)) => (status, bytes),
-                Err(e) if !resent && is_idempotent(&method) && closed_before_answer(&e) => {
-                    // A pooled connection the server had already closed: the request never
-                    // got an answer, and sending it again cannot do twice what it asks.
-                    // A POST is never resent here: its callers reconcile by reading state.
-                    resent = true;
-                    continue;
+            let (status, marks, bytes) = match answer {
+                Ok((status, _, marks, bytes)) => (status, marks.unwrap_or_default(), bytes),
+                Err(e) => {
+                    let failure = if e.is_timeout() {
+                        Failure::TimedOut
+                    } else if e.is_connect() {
+                        Failure::NotSent
+                    } else if closed_before_answer(&e) {
+                        Failure::Unanswered
+                    } else {
+                        return Err(transport_error(e, &url, inner.timeout));
+                    };
+                    if self.wait_to_retry(&method, failure, retries).await {
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(transport_error(e, &url, inner.timeout));
                 }
-                Err(e) => return Err(transport_error(e, &url, inner.timeout)),
             };
             if status.is_success() {
                 if matches!(want, Want::Json) && bytes.iter().all(u8::is_ascii_whitespace) {
@@ -415,21 +466,60 @@ impl ApiClient {
                 refreshed = true;
                 continue;
             }
+            let failure = Failure::Status {
+                status: status.as_u16(),
+                retry_after: marks.retry_after.as_deref(),
+            };
+            if self.wait_to_retry(&method, failure, retries).await {
+                retries += 1;
+                continue;
+            }
+            let mut remote = RemoteError::from_body(status.as_u16(), &bytes);
+            remote.injected = marks.injected;
             return Err(ClientError::Api {
                 request: format!("{method} {}", strip_query(path)),
-                remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+                remote: Box::new(remote),
             });
+        }
+    }
+
+    /// Whether the policy retries `failure` after `done` retries; if so, waits first and
+    /// counts the retry (see [`counting_retries`]).
+    async fn wait_to_retry(&self, method: &Method, failure: Failure<'_>, done: u32) -> bool {
+        let policy = &self.inner.retry;
+        let sleeper = policy.sleeper();
+        match policy.verdict(method, failure, done, sleeper.now(), rand::random()) {
+            Verdict::Retry(wait) => {
+                if !wait.is_zero() {
+                    sleeper.sleep(wait).await;
+                }
+                retry::note_retry();
+                true
+            }
+            Verdict::GiveUp => false,
         }
     }
 }
 
-/// Whether sending `method` twice does no more than sending it once (RFC 9110 §9.2.2). The
-/// API's PUTs answer a challenge with a signature: a second identical answer changes nothing.
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::DELETE | Method::PUT | Method::OPTIONS
-    )
+/// What an error answer's headers say beyond its body.
+#[derive(Default)]
+struct Marks {
+    /// `Retry-After`, as sent.
+    retry_after: Option<String>,
+    /// A vphone sandbox's fault rule made the answer up ([`crate::api::INJECTED_FAULT_HEADER`]).
+    injected: bool,
+}
+
+impl Marks {
+    fn of(headers: &http::HeaderMap) -> Marks {
+        Marks {
+            retry_after: headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            injected: headers.contains_key(crate::api::INJECTED_FAULT_HEADER),
+        }
+    }
 }
 
 /// Whether the connection closed (or was reset) before any answer arrived, as happens when

@@ -1,11 +1,14 @@
 //! `vphone load`: the command-line face of fleets. `main.rs` parses [`LoadArgs`] and calls
 //! [`main`]; everything else happens here.
 
+use super::faults::{FaultSource, injected_between};
 use super::runner::{ProgressMode, RunOptions};
 use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard, Start};
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, Credentials, Target, Transcript};
+use crate::client::retry::DEFAULT_RETRIES;
+use crate::client::{ApiClient, ClientConfig, Credentials, RetryPolicy, Target, Transcript};
 use crate::phone::cli::{OtpArg, parse_otp};
+use crate::sandbox::faults::FaultRule;
 use crate::sandbox::ratelimit::RateLimit;
 use crate::sandbox::{SandboxConfig, spawn};
 use clap::{Args, Subcommand, ValueEnum};
@@ -180,6 +183,20 @@ pub struct RunArgs {
     /// In-process sandbox only: delay every /v1 response by this much (fault injection).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub sandbox_latency: Option<Duration>,
+    /// In-process sandbox only: a fault rule, as `vphone sandbox --fault` takes it
+    /// (repeatable), e.g. '* /v1/*: status=503 p=0.05'.
+    #[arg(long, value_name = "RULE", value_parser = parse_fault)]
+    pub sandbox_fault: Vec<FaultRule>,
+    /// In-process sandbox only: the seed of its fault decisions (default: random, printed).
+    #[arg(long, value_name = "N")]
+    pub sandbox_faults_seed: Option<u64>,
+    /// How often a failed request is sent again (see README "Retries"); each retry is
+    /// counted under its operation in the report.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// Send every request once (the same as --retries 0).
+    #[arg(long, conflicts_with = "retries")]
+    pub no_retry: bool,
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -219,6 +236,14 @@ impl RunArgs {
             return usage(
                 "--sandbox-latency only applies to the in-process sandbox; leave out --api \
                  to use it",
+            );
+        }
+        if self.api.is_some()
+            && (!self.sandbox_fault.is_empty() || self.sandbox_faults_seed.is_some())
+        {
+            return usage(
+                "--sandbox-fault and --sandbox-faults-seed only apply to the in-process \
+                 sandbox; give a sandbox at --api its rules with `vphone sandbox --fault`",
             );
         }
         let model = match self.rate {
@@ -384,6 +409,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         );
     }
 
+    let retry = RetryPolicy::default().with_retries(if args.no_retry { 0 } else { args.retries });
     let (client, sandbox) = match &args.api {
         Some(url) => {
             let target = Target::Local(url.clone());
@@ -391,7 +417,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
                 .map_err(|e| FleetError::Client(e.to_string()))?;
             let config = ClientConfig::new(&target, credentials)
                 .with_timeout(args.timeout)
-                .with_transcript(transcript.clone());
+                .with_transcript(transcript.clone())
+                .with_retry(retry.clone());
             (client_for(config)?, None)
         }
         None => {
@@ -400,6 +427,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             // `sms` rows into 429s, so the fleet's own in-process bank runs without it.
             let config = SandboxConfig {
                 latency: args.sandbox_latency,
+                faults: args.sandbox_fault.clone(),
+                faults_seed: args.sandbox_faults_seed,
                 sms_rate_limit: RateLimit {
                     max: 0,
                     ..RateLimit::SMS_DEFAULT
@@ -411,7 +440,15 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
                 .map_err(|e| FleetError::Client(e.to_string()))?;
             let config = ClientConfig::local(url, Credentials::sandbox_default())
                 .with_timeout(args.timeout)
-                .with_transcript(transcript.clone());
+                .with_transcript(transcript.clone())
+                .with_retry(retry.clone());
+            if !args.sandbox_fault.is_empty() {
+                eprintln!(
+                    "load: the in-process sandbox injects faults ({} rule(s)), seed {}",
+                    args.sandbox_fault.len(),
+                    sandbox.state().faults_seed()
+                );
+            }
             (client_for(config)?, Some(sandbox))
         }
     };
@@ -461,7 +498,21 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             ),
         }
     }
-    let report = super::run(&client, fleet.clone(), options).await?;
+    let faults = match &sandbox {
+        Some(sandbox) => Some(FaultSource::InProcess(sandbox.state().clone())),
+        None => FaultSource::probe(&client).await,
+    };
+    let before = match &faults {
+        Some(source) => source.read().await,
+        None => None,
+    };
+    let mut report = super::run(&client, fleet.clone(), options).await?;
+    if let (Some(source), Some(before)) = (&faults, &before) {
+        report.faults = source
+            .read()
+            .await
+            .map(|after| injected_between(before, &after));
+    }
     if let Some(t) = &transcript {
         t.flush()
             .map_err(|e| FleetError::io(args.transcript.clone().unwrap_or_default(), e))?;
@@ -563,6 +614,10 @@ fn fleet_seed(
 fn parse_signer(text: &str) -> Result<Backend, String> {
     text.parse()
         .map_err(|e: vphone_keystore::KeystoreError| e.to_string())
+}
+
+fn parse_fault(text: &str) -> Result<FaultRule, String> {
+    FaultRule::parse(text).map_err(|e| e.to_string())
 }
 
 fn client_for(config: ClientConfig) -> Result<ApiClient, FleetError> {

@@ -381,15 +381,25 @@ impl Report {
                     }
                     h2 { "Operations" }
                     table id="operations" {
-                        tr { th { "operation" } th { "ok" } th { "failed" } th { "ok/s" } th { "p50 ms" } th { "p90 ms" } th { "p99 ms" } th { "p99.9 ms" } th { "max ms" } }
+                        tr { th { "operation" } th { "ok" } th { "failed" } th { "retries" } th { "ok/s" } th { "p50 ms" } th { "p90 ms" } th { "p99 ms" } th { "p99.9 ms" } th { "max ms" } }
                         @for name in &names {
                             @let s = &self.ops[name.as_str()];
                             tr {
-                                td.text { (name) } td { (s.ok) } td { (s.failed) }
+                                td.text { (name) } td { (s.ok) } td { (s.failed) } td { (s.retries) }
                                 td { (format!("{:.1}", self.rate(name))) }
                                 td { (ms(s.quantile_us(0.5))) } td { (ms(s.quantile_us(0.9))) }
                                 td { (ms(s.quantile_us(0.99))) } td { (ms(s.quantile_us(0.999))) }
                                 td { (ms(s.latency_us.max())) }
+                            }
+                        }
+                    }
+                    @if let Some(faults) = &self.faults {
+                        h2 { "Injected faults" }
+                        p.sub { "Faults the sandbox injected during the run, from its /sandbox/stats; the errors below are what remained after the client's retries." }
+                        table id="faults" {
+                            tr { th { "rule" } th { "injected" } }
+                            @for (rule, n) in faults {
+                                tr { td.text { (rule) } td { (n) } }
                             }
                         }
                     }
@@ -498,6 +508,24 @@ mod tests {
         assert!(page.contains("id=\"throughput\""));
         assert!(page.contains("data-name=\"sign ok/s\""));
         assert!(page.contains("id=\"latency-sign\""));
+    }
+
+    #[test]
+    fn retries_and_injected_faults_are_shown_apart_from_the_errors() {
+        let mut r = sample();
+        assert!(
+            !r.to_html().contains("id=\"faults\""),
+            "no faults were read"
+        );
+        r.ops.get_mut("sign").unwrap().retries = 7;
+        r.faults = Some([("* /v1/*: status=503 p=0.05".to_owned(), 9)].into());
+        let page = r.to_html();
+        assert!(page.contains("<th>retries</th>"), "{page}");
+        assert!(page.contains("<td>7</td>"), "{page}");
+        assert!(
+            page.contains("<td class=\"text\">* /v1/*: status=503 p=0.05</td><td>9</td>"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod cli;
 mod clock;
 mod error;
+pub mod faults;
 mod html;
 mod memory;
 mod model;

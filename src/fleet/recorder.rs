@@ -85,6 +85,15 @@ impl Recorder {
             .record(second, op, &self.series, |s| s.record_ok(us));
     }
 
+    /// Records `n` retries the client made for `op` (called only when there were some, so
+    /// the success path takes no lock for it).
+    pub fn retried(&self, worker: usize, op: Op, n: u32) {
+        let mut stripe = self.stripes[worker % STRIPES].lock();
+        stripe.ops[op.index()]
+            .get_or_insert_with(OpStats::default)
+            .retries += u64::from(n);
+    }
+
     /// Records a failure of `op` that happened `at`.
     pub fn failed(&self, worker: usize, op: Op, failure: &Failure, at: Instant) {
         let second = self.clock.second(at);

@@ -7,6 +7,7 @@ use super::core::{Env, device_challenges, sms_challenges};
 use super::devices::env;
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
+use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
     AnswerDeviceChallenge, AnswerSmsChallenge, ChallengeId, ChallengeKind, CreateDeviceChallenge,
@@ -51,6 +52,7 @@ pub async fn create_device(
         &mut inner.rng(),
     )?;
     let view = device_view(&id, &entry);
+    inner.commit(&[Write::Challenge(inner.partner_name(caller.0), &id, &entry)])?;
     Inner::insert(&inner.challenges, caller.0, id, entry);
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -97,13 +99,20 @@ pub async fn answer_device(
         keys: &keys,
         verifier: &**inner,
     };
-    device_challenges::answer(
+    let answered = device_challenges::answer(
         &mut challenge,
         &mut device,
         &body.signature,
         body.device_data,
         env,
-    )?;
+    );
+    // Kept whatever the outcome: a wrong signature counts as a failed attempt.
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[
+        Write::Challenge(partner, &id, &challenge),
+        Write::Device(partner, &device),
+    ])?;
+    answered?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,8 +139,12 @@ pub async fn create_sms(
         &mut inner.rng(),
     )
     .map_err(|r| inner.refused(r))?;
-    inner.send_otp(&send, body.language, None);
+    let seq = inner.send_otp(&send, body.language, None);
     let view = sms_view(&id, &entry);
+    inner.commit(&[
+        Write::Challenge(inner.partner_name(caller.0), &id, &entry),
+        Write::SmsSeq(seq),
+    ])?;
     Inner::insert(&inner.challenges, caller.0, id, entry);
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -168,12 +181,19 @@ pub async fn answer_sms(
         challenge.sms_person(&id)?,
         "person",
     )?;
-    sms_challenges::answer(
+    let answered = sms_challenges::answer(
         &mut challenge,
         &person.data.lock(),
         &body.code,
         &inner.config,
         inner.clock.now(),
-    )?;
+    );
+    // Kept whatever the outcome: a wrong code counts as a failed attempt.
+    inner.commit(&[Write::Challenge(
+        inner.partner_name(caller.0),
+        &id,
+        &challenge,
+    )])?;
+    answered?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,7 @@ use super::devices::env;
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::mobile_view;
 use super::state::{Inner, PartnerIdx, SandboxState};
+use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
     AuthorizeChangeRequest, ChangeRequest, ChangeRequestId, ConfirmChangeRequest, MobileNumber,
@@ -26,11 +27,12 @@ pub(crate) fn hold_change(
     partner: PartnerIdx,
     person_id: PersonId,
     change: HeldChange,
-) -> ChangeRequest {
+) -> Result<ChangeRequest, ApiError> {
     let entry = rules::hold(person_id, change, inner.clock.now(), &mut inner.rng());
     let view = entry.view();
+    inner.commit(&[Write::ChangeRequest(inner.partner_name(partner), &entry)])?;
     Inner::insert(&inner.change_requests, partner, entry.id.clone(), entry);
-    view
+    Ok(view)
 }
 
 /// `GET /v1/change_requests/{id}`.
@@ -60,18 +62,25 @@ pub async fn authorize(
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
     let (config, now) = (&inner.config, inner.clock.now());
+    let partner = inner.partner_name(caller.0);
     match cr.plan_authorization(&body)? {
-        Needs::Nothing => cr.authorize_static(config, now),
+        Needs::Nothing => {
+            cr.authorize_static(config, now);
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+        }
         Needs::Person(person_id) => {
             let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
+            let mut person = person.data.lock();
             let send = cr
-                .authorize_sms(&mut person.data.lock(), config, now, &mut inner.rng())
+                .authorize_sms(&mut person, config, now, &mut inner.rng())
                 .map_err(|r| inner.refused(r))?;
-            inner.send_otp(&send, None, None);
+            let seq = inner.send_otp(&send, None, None);
+            inner.commit(&[Write::ChangeRequest(partner, &cr), Write::SmsSeq(seq)])?;
         }
         Needs::Device(device_id) => {
             let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
             cr.authorize_device(&device.data.lock(), config, now, &mut inner.rng())?;
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
         }
     }
     Ok((StatusCode::CREATED, Json(cr.view())))
@@ -96,22 +105,41 @@ pub async fn confirm(
         keys: &keys,
         verifier: &**inner,
     };
-    match cr.plan_confirmation(&body, now)? {
-        Needs::Nothing => cr.check_proof(&body, None, None, env)?,
+    let partner = inner.partner_name(caller.0);
+    let checked = match cr.plan_confirmation(&body, now)? {
+        Needs::Nothing => cr.check_proof(&body, None, None, env),
         Needs::Person(person_id) => {
             let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
-            cr.check_proof(&body, Some(&person.data.lock()), None, env)?;
+            cr.check_proof(&body, Some(&person.data.lock()), None, env)
         }
         Needs::Device(device_id) => {
             let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
-            cr.check_proof(&body, None, Some(&device.data.lock()), env)?;
+            cr.check_proof(&body, None, Some(&device.data.lock()), env)
+        }
+    };
+    if let Err(refusal) = checked {
+        // A wrong proof counts as a failed attempt (and may fail the change request).
+        inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+        return Err(refusal.into());
+    }
+    match inner.owned(&inner.persons, caller.0, &cr.person_id, "person") {
+        Ok(person) => {
+            let mut person = person.data.lock();
+            let response = render(cr.apply(&mut person)?);
+            cr.complete(response, now);
+            inner.commit(&[
+                Write::ChangeRequest(partner, &cr),
+                Write::Person(partner, &person),
+            ])?;
+        }
+        Err(e) => {
+            cr.complete(
+                (404, serde_json::to_value(e.body()).unwrap_or_default()),
+                now,
+            );
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
         }
     }
-    let response = match inner.owned(&inner.persons, caller.0, &cr.person_id, "person") {
-        Ok(person) => render(cr.apply(&mut person.data.lock())?),
-        Err(e) => (404, serde_json::to_value(e.body()).unwrap_or_default()),
-    };
-    cr.complete(response, now);
     Ok((StatusCode::CREATED, Json(cr.view())))
 }
 

@@ -14,6 +14,7 @@ use super::core::keys::{NewKey, add_key as add_key_rule};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState};
+use super::store::Write;
 use super::text::{check_device_data, check_text};
 use super::verify::{KeyError, VerifyingKey};
 use crate::api::{
@@ -125,8 +126,14 @@ pub async fn create(
         &mut inner.rng(),
     )?;
     let device_id = started.device.id.clone();
+    let seq = inner.send_otp(&started.send, body.language, app_signature);
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[
+        Write::Device(partner, &started.device),
+        Write::Challenge(partner, &started.challenge_id, &started.challenge),
+        Write::SmsSeq(seq),
+    ])?;
     Inner::insert(&inner.devices, caller.0, device_id.clone(), started.device);
-    inner.send_otp(&started.send, body.language, app_signature);
     let challenge = SignatureChallenge {
         id: started.challenge_id.clone(),
         kind: Some(ChallengeKind::Signature),
@@ -200,14 +207,22 @@ pub async fn answer_signature_challenge(
         keys: &keys,
         verifier: &**inner,
     };
-    rules::answer_binding(
+    let bound = rules::answer_binding(
         &mut challenge,
         &mut device,
         &mut person,
         &body.signature,
         body.device_data,
         env,
-    )?;
+    );
+    // Kept whatever the outcome: a wrong signature counts as a failed attempt.
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[
+        Write::Challenge(partner, &id, &challenge),
+        Write::Device(partner, &device),
+        Write::Person(partner, &person),
+    ])?;
+    bound?;
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -281,6 +296,8 @@ pub async fn delete(
         &inner.keys(caller.0),
         inner.clock.now(),
     )?;
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)])?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,6 +333,7 @@ pub async fn add_key(
         der: &der,
     };
     let key_id = add_key_rule(&mut d, new, env, &mut inner.rng())?;
+    inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)])?;
     Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
 }
 

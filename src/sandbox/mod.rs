@@ -39,6 +39,7 @@ pub mod ratelimit;
 pub mod serve;
 pub mod sms;
 mod state;
+pub mod store;
 pub mod text;
 pub mod variant;
 pub mod verify;

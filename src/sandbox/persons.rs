@@ -6,6 +6,7 @@ use super::core::change_requests::HeldChange;
 use super::core::persons::{self as rules, MobileEntry};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{Inner, SandboxState};
+use super::store::Write;
 use super::text::check_text;
 use crate::api::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, PersonId,
@@ -188,6 +189,9 @@ pub async fn create(
     check_person_extras(&body.extra)?;
     let entry = rules::create(body, state.now(), &mut state.0.rng());
     let person = entry.person.clone();
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &entry)])?;
     Inner::insert(&state.0.persons, caller.0, person.id.clone(), entry);
     Ok((StatusCode::CREATED, Json(person)))
 }
@@ -227,7 +231,7 @@ pub async fn update(
     if let Some(v) = &body.email {
         check_email(v)?;
     }
-    let request = hold_change(&state.0, caller.0, id, HeldChange::UpdatePerson(body));
+    let request = hold_change(&state.0, caller.0, id, HeldChange::UpdatePerson(body))?;
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
@@ -248,12 +252,11 @@ pub async fn add_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let view = mobile_view(
-        entry
-            .data
-            .lock()
-            .add_number(body.number, &mut state.0.rng())?,
-    );
+    let mut person = entry.data.lock();
+    let view = mobile_view(person.add_number(body.number, &mut state.0.rng())?);
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -278,7 +281,7 @@ pub async fn authorize_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let (send, view) = {
+    let (_, view) = {
         let mut person = entry.data.lock();
         let send = person
             .authorize_number(
@@ -288,9 +291,13 @@ pub async fn authorize_mobile(
                 &mut state.0.rng(),
             )
             .map_err(|r| state.0.refused(r))?;
+        let seq = state.0.send_otp(&send, None, None);
+        state.0.commit(&[
+            Write::Person(state.0.partner_name(caller.0), &person),
+            Write::SmsSeq(seq),
+        ])?;
         (send, mobile_view(person.mobile()?))
     };
-    state.0.send_otp(&send, None, None);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -304,12 +311,14 @@ pub async fn confirm_mobile(
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
     let mut person = entry.data.lock();
-    let view = mobile_view(person.confirm_number(
-        &body.number,
-        &body.token,
-        &state.0.config,
-        state.now(),
-    )?);
+    // A wrong OTP counts as a failed attempt, which is kept like any change.
+    let confirmed = person
+        .confirm_number(&body.number, &body.token, &state.0.config, state.now())
+        .map(mobile_view);
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
+    let view = confirmed?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -327,7 +336,7 @@ pub async fn delete_mobile(
         caller.0,
         id,
         HeldChange::DeleteMobileNumber(mobile_id),
-    );
+    )?;
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 

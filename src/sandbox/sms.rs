@@ -175,6 +175,12 @@ impl SmsCenter {
         self.broadcast.subscribe()
     }
 
+    /// Numbers the next message after `seq` at least (a restarted sandbox goes on from its
+    /// stored sequence number, so `after=` markers taken before the restart stay valid).
+    pub fn resume_after(&self, seq: u64) {
+        self.seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
     /// The last sequence number handed out.
     pub fn last_seq(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)

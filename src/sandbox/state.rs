@@ -26,6 +26,7 @@ use super::error::ApiError;
 use super::ratelimit::Window;
 use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
+use super::store::{MemoryStore, Snapshot, Store, StoreError, Write};
 use super::verify::VerifyingKey;
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, PersonId, PhoneNumber, SmsMessage, Timestamp,
@@ -38,6 +39,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
+
+/// How far a restarted sandbox's SMS numbering jumps past the stored number.
+const SMS_SEQ_GAP: u64 = 100_000;
 
 /// Index of a partner in the configuration.
 pub(crate) type PartnerIdx = u16;
@@ -148,6 +152,10 @@ pub(crate) struct Inner {
     /// The generator every id, OTP and string to sign draws from (innermost lock: held only
     /// while drawing bytes, see [`SharedRng`]).
     pub rng: Mutex<StdRng>,
+    /// Where entities are kept beyond the process (see [`super::store`]).
+    pub store: Box<dyn Store>,
+    /// Whether `store` keeps anything (else no writes are built).
+    pub durable: bool,
 }
 
 /// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
@@ -172,6 +180,79 @@ impl SandboxState {
 
     /// A sandbox on the given clock (use a `ManualClock` to expire challenges in tests).
     pub fn with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, clock, Box::new(MemoryStore))
+    }
+
+    /// A sandbox that keeps its bank in `store`, starting from what the store holds.
+    /// Entities of partners no longer configured are left in the store and not served.
+    pub fn with_store(
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+        store: Box<dyn Store>,
+    ) -> Result<Self, StoreError> {
+        let snapshot = store.load()?;
+        let state = Self::build(config, clock, store);
+        state.restore(snapshot);
+        Ok(state)
+    }
+
+    fn restore(&self, snapshot: Snapshot) {
+        let inner = &*self.0;
+        let partner = |client_id: &str| {
+            inner
+                .config
+                .partners
+                .iter()
+                .position(|p| p.client_id == client_id)
+                .and_then(|i| PartnerIdx::try_from(i).ok())
+        };
+        let mut skipped = 0usize;
+        for (client_id, entry) in snapshot.persons {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.persons, p, entry.person.id.clone(), entry),
+                None => skipped += 1,
+            }
+        }
+        for (client_id, entry) in snapshot.devices {
+            let Some(p) = partner(&client_id) else {
+                skipped += 1;
+                continue;
+            };
+            if entry.verified && entry.deleted_at.is_none() {
+                for key in &entry.keys {
+                    inner
+                        .bound_keys
+                        .insert((p, Box::from(key.key.point())), entry.id.clone());
+                }
+            }
+            Inner::insert(&inner.devices, p, entry.id.clone(), entry);
+        }
+        for (client_id, id, entry) in snapshot.challenges {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.challenges, p, id, entry),
+                None => skipped += 1,
+            }
+        }
+        for (client_id, entry) in snapshot.change_requests {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.change_requests, p, entry.id.clone(), entry),
+                None => skipped += 1,
+            }
+        }
+        // Messages delivered but not yet committed when the process died have numbers above
+        // the stored one; a gap larger than any number of requests in flight skips them.
+        if snapshot.sms_seq > 0 {
+            inner.sms.resume_after(snapshot.sms_seq + SMS_SEQ_GAP);
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "stored entities of partners that are no longer configured are not served"
+            );
+        }
+    }
+
+    fn build(config: SandboxConfig, clock: Arc<dyn Clock>, store: Box<dyn Store>) -> Self {
         let tokens_issued = config
             .partners
             .iter()
@@ -190,6 +271,8 @@ impl SandboxState {
         };
         SandboxState(Arc::new(Inner {
             rng: Mutex::new(rng),
+            durable: store.is_durable(),
+            store,
             faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
             conn_counters: ConnCounters::default(),
@@ -301,7 +384,11 @@ impl SandboxState {
         let lifetime = inner.config.challenge_lifetime;
         let mut swept = Swept::default();
         let mut orphans = Vec::new();
-        inner.challenges.retain(|_, entry| {
+        let mut forgotten_challenges = Vec::new();
+        let mut forgotten_devices = Vec::new();
+        let mut forgotten_change_requests = Vec::new();
+        let durable = inner.durable;
+        inner.challenges.retain(|id, entry| {
             let Some(c) = entry.data.try_lock() else {
                 return true;
             };
@@ -312,6 +399,9 @@ impl SandboxState {
                 orphans.push(device_id.clone());
             }
             swept.challenges += 1;
+            if durable {
+                forgotten_challenges.push(id.clone());
+            }
             false
         });
         // Only a finished binding's challenge could verify the device, so an unverified
@@ -335,19 +425,38 @@ impl SandboxState {
                 });
             if gone {
                 swept.devices += 1;
+                if durable {
+                    forgotten_devices.push(id.clone());
+                }
             } else if !unlocked {
                 busy.push(id);
             }
         }
         inner.orphans.lock().append(&mut busy);
-        inner.change_requests.retain(|_, entry| {
+        inner.change_requests.retain(|id, entry| {
             let Some(cr) = entry.data.try_lock() else {
                 return true;
             };
             let forget = cr.forgettable(now, lifetime, retention);
             swept.change_requests += usize::from(forget);
+            if forget && durable {
+                forgotten_change_requests.push(id.clone());
+            }
             !forget
         });
+        // Forgetting is not urgent: if the commit fails, the entries come back on restart
+        // and are swept again.
+        let writes: Vec<Write<'_>> = forgotten_challenges
+            .iter()
+            .map(Write::ForgetChallenge)
+            .chain(forgotten_devices.iter().map(Write::ForgetDevice))
+            .chain(
+                forgotten_change_requests
+                    .iter()
+                    .map(Write::ForgetChangeRequest),
+            )
+            .collect();
+        let _ = inner.commit(&writes);
         let total = swept.challenges + swept.devices + swept.change_requests;
         inner
             .counters
@@ -481,7 +590,7 @@ impl Inner {
         send: &SendOtp,
         language: Option<crate::api::Language>,
         app_signature: Option<&str>,
-    ) {
+    ) -> u64 {
         let language = language.unwrap_or(crate::api::Language::En);
         let text = super::sms::sms_text(
             &send.otp,
@@ -489,9 +598,36 @@ impl Inner {
             self.config.challenge_lifetime,
             app_signature,
         );
-        self.sms
+        let seq = self
+            .sms
             .deliver(&send.number, text, language, self.clock.now());
         self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
+        seq
+    }
+
+    /// The client id of a partner, as entities are stored under it.
+    pub fn partner_name(&self, partner: PartnerIdx) -> &str {
+        self.config
+            .partners
+            .get(usize::from(partner))
+            .map_or("", |p| p.client_id.as_str())
+    }
+
+    /// Commits `writes` to the store before the answer is sent; a failed commit is a 500
+    /// (the request's change is then not durable, and the client is told so).
+    pub fn commit(&self, writes: &[Write<'_>]) -> Result<(), ApiError> {
+        if !self.durable {
+            return Ok(());
+        }
+        self.store.commit(writes).map_err(|e| {
+            tracing::error!(error = %e, "state commit failed");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                crate::api::ErrorCode::Other("storage_error".to_owned()),
+                "Storage Error",
+                "the sandbox could not save this change to its state file; it may be lost on restart",
+            )
+        })
     }
 
     /// A refusal of the core as the bank's error, counting rate-limit refusals.

@@ -12,7 +12,7 @@ use crate::api::Timestamp;
 use std::time::Duration;
 
 /// Where an answerable thing stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     /// Waiting for an answer.
     Open,
@@ -23,7 +23,7 @@ pub enum Status {
 }
 
 /// Lifetime and attempt accounting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Attempts {
     /// When it was created.
     pub created_at: Timestamp,
