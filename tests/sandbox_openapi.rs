@@ -35,9 +35,10 @@ fn routed() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for (i, piece) in body.split(".route(").enumerate().skip(1) {
         let piece = piece.split(".fallback(").next().unwrap();
-        let path = piece.split('"').nth(1).unwrap_or_else(|| {
-            panic!("route {i} of sandbox::router has no literal path: {piece}")
-        });
+        let path = piece
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| panic!("route {i} of sandbox::router has no literal path: {piece}"));
         let mut methods = 0;
         for verb in VERBS {
             let call = format!("{verb}(");
