@@ -141,9 +141,20 @@ fn every_refusal_and_every_operation_is_described() {
                 "{verb} {path} has no success"
             );
             assert!(op["operationId"].is_string(), "{verb} {path}");
-            let public = path.starts_with("/sandbox/");
-            let security = op["security"].as_array().unwrap();
-            assert_eq!(security.is_empty(), public, "{verb} {path}: security");
+            let security = &op["security"];
+            if path.starts_with("/v1/") {
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{"bearer": []}]),
+                    "{verb} {path}"
+                );
+            } else if path.ends_with("/token") {
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{"basic": []}]),
+                    "{verb} {path}"
+                );
+            }
         }
     }
 }

@@ -822,11 +822,13 @@ impl Report {
     /// The retries per operation and the faults the sandbox injected, apart from the
     /// failures (which are what remained after the retries).
     fn render_retries_and_faults(&self, out: &mut String) {
-        let retried: Vec<String> = self
-            .ops
+        // In the order of the table's rows.
+        let retried: Vec<String> = super::Op::ALL
             .iter()
-            .filter(|(_, s)| s.retries > 0)
-            .map(|(name, s)| format!("{} {name}", s.retries))
+            .filter_map(|op| {
+                let s = self.ops.get(op.name())?;
+                (s.retries > 0).then(|| format!("{} {}", s.retries, op.name()))
+            })
             .collect();
         if retried.is_empty() {
             let _ = writeln!(out, "retries: none");
