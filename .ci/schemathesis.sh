@@ -53,6 +53,9 @@ token=$(curl -fsS -u vphone-demo:vphone-demo-secret -d 'grant_type=client_creden
 
 echo "== schemathesis against $base/sandbox/openapi.json"
 status=0
+# Run from the scratch directory: schemathesis and hypothesis keep caches (replayed crashes)
+# in the working directory, which must not steer the next run or land in the repository.
+cd "$work"
 schemathesis run "$base/sandbox/openapi.json" \
   --url "$base" \
   -H "Authorization: Bearer $token" \
