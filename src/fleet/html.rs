@@ -299,12 +299,11 @@ impl Report {
         // Failed requests (steps left out: they repeat their requests' failures).
         let failed: Vec<Option<f64>> = (0..seconds.len())
             .map(|i| {
-                let n: u64 = columns
+                let n = columns
                     .iter()
                     .filter(|(name, _)| !is_step(name))
                     .filter_map(|(_, c)| c[i])
-                    .map(|s| s.failed)
-                    .sum();
+                    .fold(0u64, |sum, s| sum.saturating_add(s.failed));
                 Some(n as f64)
             })
             .collect();
@@ -347,8 +346,8 @@ impl Report {
             .errors
             .iter()
             .filter(|(k, _)| !is_step(&k.op))
-            .map(|(_, n)| n)
-            .sum();
+            // Saturating: counts read from a file may be anything.
+            .fold(0u64, |sum, (_, n)| sum.saturating_add(*n));
         let page = html! {
             (DOCTYPE)
             html lang="en" {
@@ -572,6 +571,28 @@ mod tests {
             .at(1_800_000_000 + MAX_CHART_SECONDS - 1, "sign")
             .record_ok(1_000);
         assert!(r.to_html().contains("id=\"throughput\""));
+    }
+
+    #[test]
+    fn counts_read_from_a_file_that_add_up_past_u64_do_not_panic() {
+        let mut r = sample();
+        for op in ["create_person", "create_device"] {
+            r.errors.insert(
+                ErrorKey {
+                    op: op.into(),
+                    status: 503,
+                    code: "service_unavailable".into(),
+                },
+                u64::MAX,
+            );
+            r.series.at(1_800_000_000, op).failed = u64::MAX;
+            r.ops.entry(op.into()).or_default();
+        }
+        let page = r.to_html();
+        assert!(
+            page.contains(&format!("{} failed requests", u64::MAX)),
+            "{page}"
+        );
     }
 
     #[test]
