@@ -338,7 +338,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
                 .map_err(|e| FleetError::Client(e.to_string()))?;
             let config = ClientConfig::new(&target, credentials)
                 .with_timeout(args.timeout)
-                .with_transcript(transcript.clone());
+                .with_transcript(transcript.clone())
+                .with_lean_http(true);
             (client_for(config)?, None)
         }
         None => {
@@ -358,7 +359,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
                 .map_err(|e| FleetError::Client(e.to_string()))?;
             let config = ClientConfig::local(url, Credentials::sandbox_default())
                 .with_timeout(args.timeout)
-                .with_transcript(transcript.clone());
+                .with_transcript(transcript.clone())
+                .with_lean_http(true);
             (client_for(config)?, Some(sandbox))
         }
     };
