@@ -145,7 +145,7 @@ fn main() {
         "  RSS growth / phones       {per_phone_rss:>8.1} bytes  (VmRSS before and after building them)"
     );
     println!(
-        "  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are u128, keys derived on demand)"
+        "  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are 128-bit numbers, keys derived on demand)"
     );
     println!("  target                         128 bytes");
     drop(idle_fleet);
@@ -247,7 +247,7 @@ fn main() {
             );
         }
         println!(
-            "  HTTP round trip, client + server  {:>8.1} µs  (fastest: {http_by}; authenticated GET /sandbox/health through the API client, {http_requests} requests at concurrency {concurrency}: {:.0} req/s wall)",
+            "  HTTP round trip, client + server  {:>8.1} µs  (fastest: {http_by}; authenticated GET /sandbox/health through the API client, {http_requests} requests at concurrency {concurrency} on one runtime per core as the fleet runs: {:.0} req/s wall)",
             t_http * 1e6,
             http_requests as f64 / http_wall
         );
@@ -338,22 +338,43 @@ fn main() {
 }
 
 /// CPU seconds (this process: client and in-process server) per request and the wall
-/// seconds of `requests` authenticated `GET /sandbox/health` calls over `concurrency` tasks.
+/// seconds of `requests` authenticated `GET /sandbox/health` calls over `concurrency` tasks,
+/// spread like the fleet's workers over one single-threaded runtime per core.
 async fn round_trip_cost(client: &ApiClient, requests: u64, concurrency: usize) -> (f64, f64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(concurrency).max(1);
     let cpu0 = cpu_secs();
     let wall0 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let workers = concurrency as u64;
-    for w in 0..workers {
+    let mut finished = Vec::new();
+    for t in 0..threads {
         let client = client.clone();
-        let n = requests / workers + u64::from(w < requests % workers);
-        tasks.spawn(async move {
-            for _ in 0..n {
-                client.get_discard("/sandbox/health").await.expect("health");
-            }
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                let workers = concurrency as u64;
+                for w in (t as u64..workers).step_by(threads) {
+                    let client = client.clone();
+                    let n = requests / workers + u64::from(w < requests % workers);
+                    tasks.spawn(async move {
+                        for _ in 0..n {
+                            client.get_discard("/sandbox/health").await.expect("health");
+                        }
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+            });
+            let _ = done.send(());
         });
+        finished.push(finished_rx);
     }
-    while tasks.join_next().await.is_some() {}
+    for finished_rx in finished {
+        finished_rx.await.expect("round-trip thread finished");
+    }
     let wall = wall0.elapsed().as_secs_f64();
     ((cpu_secs() - cpu0) / requests as f64, wall)
 }

@@ -26,10 +26,16 @@ fn client(base: &str, lean: bool, timeout: Duration, t: Option<Arc<Transcript>>)
 }
 
 /// The calls and statuses of a one-worker fleet run (onboard, bind, then sign) over
-/// either transport.
-async fn fleet_calls(base: &str, lean: bool) -> Vec<(String, Option<u16>, bool)> {
+/// either transport, against a fresh sandbox.
+async fn fleet_calls(lean: bool) -> Vec<(String, Option<u16>, bool)> {
+    let sandbox = spawn(SandboxConfig::default()).await.unwrap();
     let transcript = Arc::new(Transcript::in_memory());
-    let client = client(base, lean, Duration::from_secs(10), Some(transcript.clone()));
+    let client = client(
+        &sandbox.base_url(),
+        lean,
+        Duration::from_secs(10),
+        Some(transcript.clone()),
+    );
     let fleet = Arc::new(Fleet::new("3", 2, 0..2).unwrap());
     let pacing = Pacing {
         model: Model::Closed { workers: 1 },
@@ -41,6 +47,7 @@ async fn fleet_calls(base: &str, lean: bool) -> Vec<(String, Option<u16>, bool)>
     let report = run(&client, fleet, options).await.unwrap();
     assert_eq!(report.total_errors(), 0, "{}", report.render_table());
     assert_eq!(report.ok("sign"), 4);
+    sandbox.shutdown().await;
     transcript
         .exchanges()
         .iter()
@@ -51,10 +58,8 @@ async fn fleet_calls(base: &str, lean: bool) -> Vec<(String, Option<u16>, bool)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lean_transport_makes_the_same_calls_with_the_same_answers_as_reqwest() {
     bounded(async {
-        let sandbox = spawn(SandboxConfig::default()).await.unwrap();
-        let base = sandbox.base_url();
-        let with_reqwest = fleet_calls(&base, false).await;
-        let lean = fleet_calls(&base, true).await;
+        let with_reqwest = fleet_calls(false).await;
+        let lean = fleet_calls(true).await;
         assert_eq!(lean, with_reqwest);
         // Token, 2 × (4 onboarding + 2 binding requests), 4 × 2 signing requests.
         assert_eq!(lean.len(), 1 + 2 * 6 + 4 * 2, "{lean:?}");
@@ -63,7 +68,6 @@ async fn the_lean_transport_makes_the_same_calls_with_the_same_answers_as_reqwes
             lean.last().unwrap(),
             &("PUT /v1/mfa/challenges/devices/{id}".to_owned(), Some(204), false)
         );
-        sandbox.shutdown().await;
     })
     .await;
 }

@@ -25,8 +25,23 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use url::Url;
 
-/// Most idle connections kept; more are closed when put back.
-const MAX_IDLE: usize = 1024;
+/// Most idle connections kept per shard; more are closed when put back.
+const MAX_IDLE: usize = 512;
+
+/// Idle connections are kept apart by thread (see [`shard`]).
+const SHARDS: usize = 16;
+
+/// This thread's shard of the idle lists. A connection is registered with the I/O driver
+/// of the runtime that opened it; fleets run one single-threaded runtime per thread, so a
+/// thread taking back its own connections keeps each request's wake-ups on its own core.
+fn shard() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
 
 /// How long connecting may take at most (as with the reqwest transport).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,7 +111,7 @@ pub(crate) struct LeanPool {
     /// The base URL's path without its trailing slash (usually empty).
     prefix: String,
     host: HeaderValue,
-    idle: Mutex<Vec<Link>>,
+    idle: [Mutex<Vec<Link>>; SHARDS],
 }
 
 static ACCEPT_JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -120,7 +135,7 @@ impl LeanPool {
             addr: format!("{host}:{port}"),
             prefix: base.path().trim_end_matches('/').to_owned(),
             host: HeaderValue::try_from(authority).ok()?,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
     }
 
@@ -195,13 +210,16 @@ impl LeanPool {
         })
     }
 
-    /// An idle connection that is still open and ready for a request, else a new one.
+    /// An idle connection of this thread that is still open and ready for a request, else
+    /// a new one.
     async fn checkout(&self) -> Result<Link, LeanError> {
+        let idle = &self.idle[shard()];
         loop {
-            let Some(mut link) = self.idle.lock().pop() else {
+            let Some(mut link) = idle.lock().pop() else {
                 break;
             };
-            // Polling an idle connection reads whether the server closed it meanwhile.
+            // Polling an idle connection reads whether the server closed it meanwhile (or
+            // the runtime that opened it is gone).
             let sender = &mut link.sender;
             if let Ok(Ok(())) = drive(&mut link.conn, poll_fn(|cx| sender.poll_ready(cx))).await {
                 return Ok(link);
@@ -234,7 +252,7 @@ impl LeanPool {
         if link.conn.ended || link.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock();
+        let mut idle = self.idle[shard()].lock();
         if idle.len() < MAX_IDLE {
             idle.push(link);
         }
