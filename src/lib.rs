@@ -7,6 +7,8 @@ pub mod clock;
 pub mod control;
 pub mod demo;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod phone;
 pub mod probe;
 pub mod sandbox;

@@ -9,8 +9,16 @@ fn load(args: &[&str]) -> Command {
     cmd.arg("load")
         .args(args)
         .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("VPHONE_SHARD_COUNT");
+        .env_remove("VPHONE_SHARD_COUNT")
+        .env_remove("VPHONE_START_AT");
     cmd
+}
+
+/// Now plus `secs` (negative: in the past), as RFC 3339.
+fn rfc3339(secs: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 fn refused(args: &[&str], needle: &str) {
@@ -77,6 +85,9 @@ fn help_explains_every_knob() {
         "--json",
         "--sandbox-latency",
         "merge",
+        "report",
+        "--html",
+        "--start-at",
     ] {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
     }
@@ -211,4 +222,59 @@ fn the_built_in_bank_of_a_load_run_does_not_rate_limit_its_phones_sms() {
     .success();
     let report = vphone::fleet::Report::read_file(&json).unwrap();
     assert_eq!(report.ok("sms"), 8);
+}
+
+#[test]
+fn a_run_writes_an_html_page_and_report_renders_the_same_page_from_its_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html, again) = (
+        dir.path().join("r.json"),
+        dir.path().join("run.html"),
+        dir.path().join("again.html"),
+    );
+    load(&["--devices", "3", "--seed", "5", "--progress", "off"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .assert()
+        .success();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains("id=\"throughput\"") && page.contains("id=\"latency-bind\""));
+    let out = load(&["report"])
+        .arg(&json)
+        .arg("--html")
+        .arg(&again)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scenario bind"));
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    load(&["report", "missing.json"]).assert().code(2);
+}
+
+#[test]
+fn start_at_too_far_past_is_refused_and_a_moment_late_or_soon_runs() {
+    refused(&["--start-at", &rfc3339(-3600)], "--start-at passed");
+    refused(&["--start-at", "noon"], "RFC 3339");
+    let run = ["--devices", "2", "--seed", "5", "--progress", "off"];
+    let late = load(&run)
+        .args(["--start-at", &rfc3339(-1)])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(stderr.contains("starting at once"), "{stderr}");
+    // Through the environment, as a Job's pods get it.
+    let soon = load(&run)
+        .env("VPHONE_START_AT", rfc3339(3))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&soon.stderr);
+    assert!(stderr.contains("waiting until"), "{stderr}");
 }

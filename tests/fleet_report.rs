@@ -5,13 +5,20 @@ use assert_cmd::Command;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vphone::api::KeyPurpose;
-use vphone::fleet::{Failure, Fleet, Op, Recorder, Report, Shard};
+use vphone::fleet::{Failure, Fleet, Op, Recorder, Report, SecondClock, Shard};
 
-/// Records a deterministic stream of outcomes; `keep(i)` picks which of them go here.
+/// Where the recorded rows' seconds count from: Unix second 1,800,000,000 at `origin()`.
+fn origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Records a deterministic stream of outcomes, row `i` ending `i` ms after [`origin`] (so
+/// they spread over five seconds); `keep(i)` picks which of them go here.
 fn record(keep: impl Fn(usize) -> bool) -> Report {
-    let recorder = Recorder::default();
+    let recorder = Recorder::new(SecondClock::new(origin(), 1_800_000_000_000_000));
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     for i in 0..5_000 {
         let op = Op::ALL[rng.gen_range(0..Op::ALL.len())];
@@ -22,15 +29,16 @@ fn record(keep: impl Fn(usize) -> bool) -> Report {
         if !keep(i) {
             continue;
         }
+        let end = origin() + Duration::from_millis(i as u64);
         if fails {
             let code = if status == 0 { "timeout" } else { "conflict" };
             let failure = Failure {
                 status,
                 code: code.into(),
             };
-            recorder.failed(i, op, &failure);
+            recorder.failed(i, op, &failure, end);
         } else {
-            recorder.ok(i, op, Duration::from_micros(us));
+            recorder.ok(i, op, end - Duration::from_micros(us), end);
         }
         recorder.iteration_done();
     }
@@ -64,11 +72,58 @@ fn merging_two_reports_equals_the_report_of_the_whole() {
 }
 
 #[test]
+fn the_time_series_adds_up_to_the_totals_and_merges_second_by_second() {
+    let whole = record(|_| true);
+    // 5,000 rows one millisecond apart from the start of a second: five full seconds.
+    let seconds: Vec<u64> = whole.series.seconds.keys().copied().collect();
+    assert_eq!(seconds, (1_800_000_000..1_800_000_005).collect::<Vec<_>>());
+    for (name, stats) in &whole.ops {
+        assert_eq!(
+            whole.series.totals(name),
+            (stats.ok, stats.failed),
+            "{name}"
+        );
+        for ops in whole.series.seconds.values() {
+            if let Some(s) = ops.get(name) {
+                assert_eq!(s.latency_us.len(), s.ok, "{name}");
+                assert!(s.quantile_us(0.5) <= s.quantile_us(0.99), "{name}");
+            }
+        }
+    }
+
+    // Two shards, through their JSON files: every second's counts are the sum of theirs.
+    let read = |r: &Report| Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
+    let first = read(&record(|i| i % 2 == 0));
+    let second = read(&record(|i| i % 2 == 1));
+    let mut merged = first.clone();
+    merged.merge(&second).unwrap();
+    assert_eq!(merged.series, whole.series);
+    let count = |r: &Report, sec: u64, op: &str| {
+        r.series
+            .seconds
+            .get(&sec)
+            .and_then(|ops| ops.get(op))
+            .map_or((0, 0), |s| (s.ok, s.failed))
+    };
+    for (&sec, ops) in &merged.series.seconds {
+        for name in ops.keys() {
+            let (a, b) = (count(&first, sec, name), count(&second, sec, name));
+            assert_eq!(
+                count(&merged, sec, name),
+                (a.0 + b.0, a.1 + b.1),
+                "{sec} {name}"
+            );
+        }
+    }
+}
+
+#[test]
 fn vphone_load_merge_merges_report_files() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
     let out = dir.path().join("merged.json");
+    let html = dir.path().join("merged.html");
     record(|i| i % 2 == 0).write_file(&a).unwrap();
     record(|i| i % 2 == 1).write_file(&b).unwrap();
     let assert = Command::cargo_bin("vphone")
@@ -78,6 +133,8 @@ fn vphone_load_merge_merges_report_files() {
         .arg(&b)
         .arg("--json")
         .arg(&out)
+        .arg("--html")
+        .arg(&html)
         .assert()
         .success();
     let table = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
@@ -87,7 +144,12 @@ fn vphone_load_merge_merges_report_files() {
     );
     let merged = Report::read_file(&out).unwrap();
     let whole = record(|_| true);
-    assert_eq!((merged.ops, merged.errors), (whole.ops, whole.errors));
+    // The page is the merged report's.
+    assert_eq!(std::fs::read_to_string(&html).unwrap(), merged.to_html());
+    assert_eq!(
+        (merged.ops, merged.errors, merged.series),
+        (whole.ops, whole.errors, whole.series)
+    );
 }
 
 #[test]

@@ -66,7 +66,11 @@ async fn the_lean_transport_makes_the_same_calls_with_the_same_answers_as_reqwes
         assert_eq!(lean[0].0, "POST /oauth2/token");
         assert_eq!(
             lean.last().unwrap(),
-            &("PUT /v1/mfa/challenges/devices/{id}".to_owned(), Some(204), false)
+            &(
+                "PUT /v1/mfa/challenges/devices/{id}".to_owned(),
+                Some(204),
+                false
+            )
         );
     })
     .await;
@@ -181,18 +185,27 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_before_a_post() {
         let (base, log, mut closed) = scripted(Script::AnswerThenClose).await;
         let api = client(&base, true, Duration::from_secs(10), None);
         api.authenticate().await.unwrap();
-        let first = api.create_person(&person_named("Once", "Only")).await.unwrap();
+        let first = api
+            .create_person(&person_named("Once", "Only"))
+            .await
+            .unwrap();
         assert_eq!(first.first_name, "Once");
         closed.recv().await.unwrap();
         // A moment for the runtime's I/O driver to see the end of stream, as it always has
         // after a real idle period; the assertion is on the outcome, not on this time.
         tokio::time::sleep(Duration::from_millis(50)).await;
         // A POST is never resent; it succeeds only if it goes out on a new connection.
-        let second = api.create_person(&person_named("Once", "Only")).await.unwrap();
+        let second = api
+            .create_person(&person_named("Once", "Only"))
+            .await
+            .unwrap();
         assert_eq!(second.first_name, "Once");
         let log = log.lock().await.clone();
         assert_eq!(log.len(), 2, "{log:?}");
-        assert!(log.iter().all(|l| l.starts_with("POST /v1/persons")), "{log:?}");
+        assert!(
+            log.iter().all(|l| l.starts_with("POST /v1/persons")),
+            "{log:?}"
+        );
     })
     .await;
 }

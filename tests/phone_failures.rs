@@ -314,39 +314,24 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
     .await;
 }
 
-/// The sandbox, but the answers to binding and adding a key arrive after the client gave
-/// up: the bank acted, only its answer was lost.
-async fn slow_answering_sandbox() -> String {
-    use axum::extract::Request;
-    use axum::middleware::{self, Next};
-    async fn late(req: Request, next: Next) -> axum::response::Response {
-        let path = req.uri().path().to_owned();
-        let writes = req.method() != axum::http::Method::GET;
-        let response = next.run(req).await;
-        if writes && (path.starts_with("/v1/mfa/challenges/signatures/") || path.ends_with("/keys"))
-        {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-        }
-        response
-    }
-    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
-        .layer(middleware::from_fn(late));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test]
 async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_failure() {
     bounded(async {
-        let base = slow_answering_sandbox().await;
-        let config = vphone::client::ClientConfig::local(
-            base.parse().unwrap(),
-            Credentials::sandbox_default(),
-        )
-        .with_timeout(Duration::from_millis(500));
-        let client = vphone::client::ApiClient::new(config).unwrap();
+        // The bank acts on the binding answer and on the new key, then the connection closes
+        // unanswered (the sandbox's `drop_after` fault). The client resends the PUT once; the
+        // POST it may not resend.
+        let config = SandboxConfig {
+            faults: [
+                "PUT /v1/mfa/challenges/signatures/*: drop_after next=1",
+                "POST /v1/mfa/devices/*/keys: drop_after next=1",
+            ]
+            .iter()
+            .map(|r| vphone::sandbox::faults::FaultRule::parse(r).unwrap())
+            .collect(),
+            ..SandboxConfig::default()
+        };
+        let sandbox = vphone::sandbox::spawn(config).await.unwrap();
+        let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
         let mut phone = Phone::new(
             PhoneName::parse("patient").unwrap(),
             client.clone(),
@@ -356,7 +341,7 @@ async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_
             .register(person_named("Pat", "Ient"), unique_number())
             .await
             .unwrap();
-        // Each answer times out on the client, but the bank did bind and did add the key.
+        // Each answer is lost, but the bank did bind and did add the key.
         phone.bind().await.unwrap();
         assert!(phone.profile().bound);
         let added = phone.add_key(Some(KeyPurpose::Restricted)).await.unwrap();
@@ -366,13 +351,22 @@ async fn a_lost_answer_after_the_bank_bound_or_added_the_key_is_not_reported_as_
         );
         // The phone kept the key the bank knows, so it signs with it.
         phone.approve(Some(KeyPurpose::Restricted)).await.unwrap();
+        let injected: Vec<u64> = sandbox
+            .state()
+            .fault_counts()
+            .iter()
+            .map(|c| c.injected)
+            .collect();
+        assert_eq!(injected, [1, 1], "both answers were lost");
+        assert_eq!(sandbox.state().stats().bindings, 1);
+        sandbox.shutdown().await;
     })
     .await;
 }
 
-/// The sandbox, with the key calls under the test's control: with `slow_posts`, adding a
-/// key answers only after the client gave up; with `slow_lists_after_post`, so does every
-/// key list asked for after such a request. When the add-key request reaches the bank, it records whether the
+/// The sandbox, with the key calls under the test's control: with `slow_posts`, the bank adds
+/// a key and the connection closes unanswered; with `slow_lists_after_post`, so does every key
+/// list asked for after such a request. When the add-key request reaches the bank, it records whether the
 /// phone's saved file (`phone_file`) already held the new key as pending.
 #[derive(Default)]
 struct KeysWire {
@@ -383,7 +377,7 @@ struct KeysWire {
     saved_at_post: std::sync::Mutex<Option<(Option<KeyPurpose>, Vec<KeyPurpose>)>>,
 }
 
-async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> String {
+async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> vphone::sandbox::SandboxHandle {
     use axum::extract::{Request, State};
     use axum::middleware::{self, Next};
     use std::sync::atomic::Ordering::SeqCst;
@@ -413,25 +407,21 @@ async fn keys_wire_sandbox(wire: Arc<KeysWire>) -> String {
         if keys && post {
             wire.posted.store(true, SeqCst);
         }
-        let response = next.run(req).await;
+        let mut response = next.run(req).await;
         if slow {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // The bank acted; its answer is lost on the way.
+            response
+                .extensions_mut()
+                .insert(vphone::sandbox::faults::DropConnection);
         }
         response
     }
-    let app = vphone::sandbox::router(SandboxState::new(SandboxConfig::default()))
-        .layer(middleware::from_fn_with_state(wire, gate));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
-fn impatient_client(base: &str) -> vphone::client::ApiClient {
-    let config =
-        vphone::client::ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
-            .with_timeout(Duration::from_millis(500));
-    vphone::client::ApiClient::new(config).unwrap()
+    let state = SandboxState::new(SandboxConfig::default());
+    let app =
+        vphone::sandbox::router(state.clone()).layer(middleware::from_fn_with_state(wire, gate));
+    vphone::sandbox::spawn_router(state, "127.0.0.1:0".parse().unwrap(), app)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -439,8 +429,8 @@ async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_ban
     bounded(async {
         use std::sync::atomic::Ordering::SeqCst;
         let wire = Arc::new(KeysWire::default());
-        let base = keys_wire_sandbox(wire.clone()).await;
-        let client = impatient_client(&base);
+        let sandbox = keys_wire_sandbox(wire.clone()).await;
+        let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
         let dir = tempfile::tempdir().unwrap();
         let home = vphone::phone::Home::new(dir.path());
         let name = PhoneName::parse("durable").unwrap();
@@ -456,7 +446,7 @@ async fn an_add_key_whose_outcome_is_unknown_keeps_the_key_pending_until_the_ban
         wire.slow_posts.store(true, SeqCst);
         wire.slow_lists_after_post.store(true, SeqCst);
 
-        // Both the add and the follow-up list time out: the outcome is unknown.
+        // Both the add and the follow-up list lose their answers: the outcome is unknown.
         let err = phone
             .add_key(Some(KeyPurpose::Restricted))
             .await
@@ -574,8 +564,8 @@ async fn a_lost_add_key_answer_never_adopts_an_older_key_of_the_same_purpose() {
     bounded(async {
         use std::sync::atomic::Ordering::SeqCst;
         let wire = Arc::new(KeysWire::default());
-        let base = keys_wire_sandbox(wire.clone()).await;
-        let client = impatient_client(&base);
+        let sandbox = keys_wire_sandbox(wire.clone()).await;
+        let client = client_for(&sandbox.base_url(), Credentials::sandbox_default());
         let dir = tempfile::tempdir().unwrap();
         let home = vphone::phone::Home::new(dir.path());
         let name = PhoneName::parse("orphan").unwrap();

@@ -1,11 +1,71 @@
-//! The phone (library) meets the sandbox's injected faults and ends in the documented state.
+//! The phone (library) meets the sandbox's injected faults and ends in the documented state,
+//! under the client's retry policy (README, "Retries"). Waits between attempts go through a
+//! recording [`Sleeper`], so the tests assert what the policy waited without waiting.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{Rig, bounded};
+use parking_lot::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use vphone::api::KeyPurpose;
+use vphone::client::{ApiClient, ClientConfig, Credentials, RetryPolicy, Sleeper};
 use vphone::sandbox::faults::FaultRule;
 use vphone::sandbox::{SandboxConfig, SandboxState};
+
+/// Records every wait the client asks for and returns at once.
+#[derive(Default)]
+struct Waits(Mutex<Vec<Duration>>);
+
+impl Sleeper for Waits {
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.0.lock().push(d);
+        Box::pin(async {})
+    }
+}
+
+impl Waits {
+    fn taken(&self) -> Vec<Duration> {
+        self.0.lock().clone()
+    }
+}
+
+/// A rig with `rules` whose client follows `policy`, waiting through a fresh [`Waits`].
+async fn rig_retrying(rules: &[&str], policy: RetryPolicy) -> (Rig, Arc<Waits>) {
+    let mut rig = rig_with(rules).await;
+    let waits = Arc::new(Waits::default());
+    let config = ClientConfig::local(
+        rig.base_url().parse().unwrap(),
+        Credentials::sandbox_default(),
+    )
+    .with_timeout(Duration::from_secs(10))
+    .with_retry(policy.with_sleeper(waits.clone()));
+    rig.client = ApiClient::new(config).unwrap();
+    (rig, waits)
+}
+
+/// The `injected` count of every fault rule, read from `GET /sandbox/stats`.
+async fn injected(rig: &Rig) -> Vec<u64> {
+    let stats: serde_json::Value = rig
+        .client
+        .http()
+        .get(format!("{}/sandbox/stats", rig.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["faults"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no faults in {stats}"))
+        .iter()
+        .map(|f| f["injected"].as_u64().unwrap())
+        .collect()
+}
 
 /// A rig whose sandbox runs `rules` with seed 1.
 async fn rig_with(rules: &[&str]) -> Rig {
@@ -27,6 +87,7 @@ async fn a_lost_answer_to_the_binding_leaves_the_phone_bound_after_reading_state
         // The bank binds the device, the answer never arrives; the phone reads the device
         // back and finds it bound.
         let outcome = phone.bind().await.unwrap();
+        assert!(outcome.answer_lost, "the outcome says the answer was lost");
         assert!(phone.profile().bound);
         let device = phone.device().await.unwrap();
         assert_eq!(device.id, outcome.device_id);
@@ -40,7 +101,8 @@ async fn a_lost_answer_to_the_binding_leaves_the_phone_bound_after_reading_state
 #[tokio::test]
 async fn a_connection_dropped_before_the_bank_acts_is_reported_unreachable() {
     bounded(async {
-        // A POST is never resent by the client, so the dropped creation reaches the phone.
+        // A POST whose connection closed unanswered is not resent (the bank may have
+        // acted), so the dropped creation reaches the phone as "unreachable".
         let rig = rig_with(&["POST /v1/mfa/devices: drop_before next=1"]).await;
         let mut phone = rig.registered("dropped").await;
         let err = phone.bind().await.unwrap_err();
@@ -74,18 +136,129 @@ async fn a_put_dropped_before_the_bank_acts_is_resent_once_by_the_client() {
 }
 
 #[tokio::test]
-async fn a_503_on_a_read_is_reported_as_a_server_failure_without_retrying() {
+async fn a_503_on_a_read_is_retried_with_backoff_and_the_sandbox_saw_every_attempt() {
     bounded(async {
-        let rig = rig_with(&["GET /v1/mfa/devices/*: status=503 next=1"]).await;
+        let (rig, waits) = rig_retrying(
+            &["GET /v1/mfa/devices/*: status=503 next=2"],
+            RetryPolicy::default(),
+        )
+        .await;
         let phone = rig.bound("read-503").await;
-        // Today the client does not retry: the first read fails with the bank's 503, in
-        // exit-code category 1 (the server answered), and the next read succeeds.
+        // Two refusals, then the answer: three attempts within the default three retries.
+        let device = phone.device().await.unwrap();
+        assert_eq!(Some(device.id), phone.profile().device_id);
+        assert_eq!(injected(&rig).await, [2]);
+        let waits = waits.taken();
+        assert_eq!(waits.len(), 2, "{waits:?}");
+        // Full jitter below a doubling ceiling: under 100 ms, then under 200 ms.
+        assert!(waits[0] < Duration::from_millis(100), "{waits:?}");
+        assert!(waits[1] < Duration::from_millis(200), "{waits:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_503_that_outlasts_the_retries_is_reported_as_the_bank_s_failure() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &["GET /v1/mfa/devices/*: status=503 next=10"],
+            RetryPolicy::default().with_retries(2),
+        )
+        .await;
+        let phone = rig.bound("outlasted").await;
         let err = phone.device().await.unwrap_err();
         assert_eq!(err.status(), Some(503), "{err}");
         assert_eq!(err.exit_code(), 1, "{err}");
         assert!(err.to_string().contains("service_unavailable"), "{err}");
+        // The sandbox marks what its fault rules made up, and the phone says so.
+        assert!(
+            err.to_string()
+                .contains("[a fault the vphone sandbox injected]"),
+            "{err}"
+        );
+        assert_eq!(
+            injected(&rig).await,
+            [3],
+            "the first attempt and two retries"
+        );
+        assert_eq!(waits.taken().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_no_retry_a_503_is_reported_after_one_attempt() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &["GET /v1/mfa/devices/*: status=503 next=1"],
+            RetryPolicy::none(),
+        )
+        .await;
+        let phone = rig.bound("no-retry").await;
+        let err = phone.device().await.unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+        assert_eq!(err.exit_code(), 1, "{err}");
+        assert_eq!(injected(&rig).await, [1]);
+        assert!(waits.taken().is_empty());
         assert!(phone.device().await.is_ok());
-        assert_eq!(rig.sandbox.state().fault_counts()[0].injected, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_429_on_a_post_is_retried_after_its_retry_after() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &["POST /v1/mfa/challenges/devices: status=429 retry_after=3 next=1"],
+            RetryPolicy::default(),
+        )
+        .await;
+        let phone = rig.bound("limited").await;
+        // A 429 is a refusal before the bank acted: even a POST is sent again, after exactly
+        // the seconds the bank asked for.
+        phone.approve(Some(KeyPurpose::Unrestricted)).await.unwrap();
+        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(waits.taken(), [Duration::from_secs(3)]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_cap_is_not_waited_for() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &["POST /v1/mfa/challenges/devices: status=429 retry_after=60 next=1"],
+            RetryPolicy::default(),
+        )
+        .await;
+        let phone = rig.bound("patient").await;
+        let err = phone
+            .approve(Some(KeyPurpose::Unrestricted))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(429), "{err}");
+        assert_eq!(injected(&rig).await, [1]);
+        assert!(waits.taken().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_500_on_a_post_is_never_retried() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &["POST /v1/mfa/challenges/devices: status=500 next=1"],
+            RetryPolicy::default(),
+        )
+        .await;
+        let phone = rig.bound("five-hundred").await;
+        let err = phone
+            .approve(Some(KeyPurpose::Unrestricted))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(500), "{err}");
+        assert_eq!(injected(&rig).await, [1]);
+        assert!(waits.taken().is_empty());
     })
     .await;
 }
@@ -100,6 +273,50 @@ async fn a_401_as_if_the_token_expired_is_survived_by_a_token_refresh() {
         assert_eq!(injected, 1);
         // The client refreshes its token once on 401 `invalid_token` and repeats the call.
         assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_creating_the_device_is_unreachable_and_binding_again_works() {
+    bounded(async {
+        // The bank creates the (unbound) device, the answer never arrives: a POST is not
+        // resent, so the phone reports the server unreachable; nothing is bound, and the
+        // next bind starts afresh with the same key.
+        let rig = rig_with(&["POST /v1/mfa/devices: drop_after next=1"]).await;
+        let mut phone = rig.registered("lost-create").await;
+        let err = phone.bind().await.unwrap_err();
+        assert_eq!(err.exit_code(), 3, "{err}");
+        assert!(!phone.profile().bound);
+        assert_eq!(rig.sandbox.state().stats().bindings, 0);
+        let outcome = phone.bind().await.unwrap();
+        assert!(!outcome.answer_lost);
+        assert!(phone.profile().bound);
+        assert_eq!(rig.sandbox.state().stats().bindings, 1);
+        assert_eq!(injected(&rig).await, [1]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn repeated_drops_of_an_idempotent_answer_are_retried_with_backoff() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &[&format!("{ANSWER_BINDING}: drop_before next=3")],
+            RetryPolicy::default(),
+        )
+        .await;
+        let mut phone = rig.registered("dropped-thrice").await;
+        // The first resend is immediate (a stale keep-alive connection looks the same);
+        // the next two wait a backoff each.
+        let outcome = phone.bind().await.unwrap();
+        assert!(
+            !outcome.answer_lost,
+            "the bank never acted before the last attempt"
+        );
+        assert_eq!(rig.sandbox.state().stats().bindings, 1);
+        assert_eq!(injected(&rig).await, [3]);
+        assert_eq!(waits.taken().len(), 2, "{:?}", waits.taken());
     })
     .await;
 }

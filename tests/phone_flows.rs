@@ -16,6 +16,7 @@ use vphone::client::Hint;
 use vphone::phone::{
     Confirmation, OtpSource, PersonChange, Phone, PhoneError, PhoneName, person_named,
 };
+use vphone::sandbox::attempts::Status;
 use vphone_keystore::AlwaysDeny;
 
 /// Runs flow `$flow(server)` as two tests, `$flow::on_the_sandbox` and
@@ -171,10 +172,19 @@ async fn an_sms_challenge_is_answered_from_the_inbox(server: Server) {
         assert_sms_challenges_not_offered(&err);
         return;
     }
-    let out = phone.sms_challenge().await.unwrap();
-    assert!(out.timings.get("wait for SMS").is_some());
-    // A second challenge gets a new SMS, not the old one.
-    phone.sms_challenge().await.unwrap();
+    let state = rig.sandbox.state();
+    let first = phone.sms_challenge().await.unwrap();
+    // A second challenge gets a new SMS, not the old one (the old code would be refused).
+    let second = phone.sms_challenge().await.unwrap();
+    assert_ne!(first.challenge_id, second.challenge_id);
+    for out in [&first, &second] {
+        let record = state.challenge_status(&out.challenge_id).unwrap();
+        assert_eq!(
+            (record.status, record.failed),
+            (Status::Completed, 0),
+            "the bank took the inbox's code at the first try"
+        );
+    }
 }
 
 on_both!(an_sms_challenge_is_answered_from_the_inbox);
@@ -254,9 +264,15 @@ async fn the_in_process_inbox_and_the_static_test_code_work_like_the_outbox(serv
         .register(person_named("Grace", "Hopper"), unique_number())
         .await
         .unwrap();
+    let state = rig.sandbox.state();
     phone.bind().await.unwrap();
+    assert_eq!(state.stats().bindings, 1, "the bank bound the device");
     match server {
-        Server::Sandbox => drop(phone.sms_challenge().await.unwrap()),
+        Server::Sandbox => {
+            let out = phone.sms_challenge().await.unwrap();
+            let record = state.challenge_status(&out.challenge_id).unwrap();
+            assert_eq!((record.status, record.failed), (Status::Completed, 0));
+        }
         Server::Variant => {
             assert_sms_challenges_not_offered(&phone.sms_challenge().await.unwrap_err())
         }
@@ -273,7 +289,18 @@ async fn the_in_process_inbox_and_the_static_test_code_work_like_the_outbox(serv
         .await
         .unwrap();
     fixed.bind().await.unwrap();
-    fixed.approve(None).await.unwrap();
+    assert_eq!(state.stats().bindings, 2, "212212 bound the second device");
+    let verified = state.stats().verifications;
+    let signed = fixed.approve(None).await.unwrap();
+    assert_eq!(
+        state.stats().verifications,
+        verified + 1,
+        "the bank verified the approval's signature"
+    );
+    if server == Server::Sandbox {
+        let record = state.challenge_status(&signed.challenge_id).unwrap();
+        assert_eq!(record.status, Status::Completed);
+    }
 }
 
 on_both!(the_in_process_inbox_and_the_static_test_code_work_like_the_outbox);

@@ -72,6 +72,8 @@ async fn status_faults_refuse_in_the_errors_shape_before_the_bank_acts() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
+    // Made up by a fault rule, and marked so for clients to tell it from the bank's own.
+    assert_eq!(r.headers()["vphone-fault"], "injected");
     let got = bank.call("POST", "/v1/persons", new_person()).await;
     assert_refused(&got, 401, "invalid_token");
     let got = bank.call("POST", "/v1/persons", new_person()).await;

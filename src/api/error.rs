@@ -98,7 +98,14 @@ pub struct RemoteError {
     pub field: Option<String>,
     /// How the body was written.
     pub shape: ErrorShape,
+    /// The answer carried [`INJECTED_FAULT_HEADER`]: a vphone sandbox's fault rule refused
+    /// the request on purpose, not the bank's rules.
+    pub injected: bool,
 }
+
+/// The header a vphone sandbox puts on the answers its fault rules make up (value
+/// `injected`), so clients tell injected faults from real failures.
+pub const INJECTED_FAULT_HEADER: &str = "vphone-fault";
 
 impl RemoteError {
     /// Reads an error body: the `errors` array, the flat shape, OAuth2's
@@ -116,6 +123,7 @@ impl RemoteError {
                 detail: first.detail,
                 field: first.source.and_then(|s| s.field),
                 shape: ErrorShape::Errors,
+                injected: false,
             };
         }
         if let Ok(flat) = serde_json::from_slice::<FlatError>(body) {
@@ -129,6 +137,7 @@ impl RemoteError {
                     detail: detail.unwrap_or_default(),
                     field: None,
                     shape: ErrorShape::Flat,
+                    injected: false,
                 };
             }
         }
@@ -147,6 +156,7 @@ impl RemoteError {
             detail,
             field: None,
             shape,
+            injected: false,
         }
     }
 
@@ -248,6 +258,9 @@ impl fmt::Display for RemoteError {
         }
         if let Some(field) = &self.field {
             write!(f, " (field `{field}`)")?;
+        }
+        if self.injected {
+            f.write_str(" [a fault the vphone sandbox injected]")?;
         }
         Ok(())
     }

@@ -34,7 +34,9 @@ pub use enums::{
     BindingChallengeType, ChallengeKind, ChangeRequestStatus, DeliveryMethod, KeyPurpose, KeyType,
     Language,
 };
-pub use error::{ApiErrorBody, ErrorObject, ErrorShape, ErrorSource, RemoteError};
+pub use error::{
+    ApiErrorBody, ErrorObject, ErrorShape, ErrorSource, INJECTED_FAULT_HEADER, RemoteError,
+};
 pub use error_code::ErrorCode;
 pub use ids::{
     ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MAX_SERVER_ID, MobileNumberId,

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Why a value was refused. Messages never repeat secret input (OTPs, TANs).
@@ -156,8 +157,7 @@ impl Otp {
 
     /// Compares in constant time, so timing does not reveal how many digits matched.
     pub fn matches(&self, other: &Otp) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
 

@@ -325,6 +325,7 @@ mod tests {
                 detail: detail.into(),
                 field: None,
                 shape: ErrorShape::Errors,
+                injected: false,
             }),
         }
     }

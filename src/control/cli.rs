@@ -183,7 +183,8 @@ async fn serve(
             .map_err(|e| ServeError::Usage(format!("sandbox URL: {e}")))?;
         let client = ApiClient::new(
             ClientConfig::local(base, Credentials::sandbox_default())
-                .with_timeout(args.connect.timeout),
+                .with_timeout(args.connect.timeout)
+                .with_retry(args.connect.retry_policy()),
         )?;
         let bank = Bank {
             client,

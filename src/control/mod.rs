@@ -43,6 +43,7 @@ use axum::routing::MethodRouter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use vphone_keystore::Passphrase;
 use zeroize::Zeroizing;
@@ -215,9 +216,7 @@ async fn check_token(State(state): State<ControlState>, req: Request, next: Next
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let (a, b) = (given.as_bytes(), token.as_bytes());
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let same: bool = given.as_bytes().ct_eq(token.as_bytes()).into();
         if !same {
             return ControlError::Unauthorized.into_response();
         }

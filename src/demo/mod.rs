@@ -151,7 +151,8 @@ pub async fn execute(args: DemoArgs) -> Result<(), CliError> {
         let client = ApiClient::new(
             ClientConfig::local(base, Credentials::sandbox_default())
                 .with_timeout(args.connect.timeout)
-                .with_transcript(Some(transcript.clone())),
+                .with_transcript(Some(transcript.clone()))
+                .with_retry(args.connect.retry_policy()),
         )?;
         (client, Some(handle))
     } else {

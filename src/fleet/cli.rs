@@ -1,11 +1,14 @@
 //! `vphone load`: the command-line face of fleets. `main.rs` parses [`LoadArgs`] and calls
 //! [`main`]; everything else happens here.
 
+use super::faults::{FaultSource, injected_between};
 use super::runner::{ProgressMode, RunOptions};
-use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard};
+use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard, Start};
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, Credentials, Target, Transcript};
+use crate::client::retry::DEFAULT_RETRIES;
+use crate::client::{ApiClient, ClientConfig, Credentials, RetryPolicy, Target, Transcript};
 use crate::phone::cli::{OtpArg, parse_otp};
+use crate::sandbox::faults::FaultRule;
 use crate::sandbox::ratelimit::RateLimit;
 use crate::sandbox::{SandboxConfig, spawn};
 use clap::{Args, Subcommand, ValueEnum};
@@ -20,6 +23,9 @@ pub const OTP_ENV: &str = "VPHONE_FLEET_OTP";
 
 /// Environment variable holding the fleet seed (a number or 64 hex digits).
 pub const SEED_ENV: &str = "VPHONE_FLEET_SEED";
+
+/// Environment variable that may give `--start-at`.
+pub const START_AT_ENV: &str = "VPHONE_START_AT";
 
 /// Run a fleet of simulated phones against the in-process sandbox or `--api URL`.
 #[derive(Debug, Args)]
@@ -38,6 +44,19 @@ pub struct LoadArgs {
 pub enum LoadCommand {
     /// Merge reports of shards losslessly (histograms are merged, not percentiles averaged).
     Merge(MergeArgs),
+    /// Show a report file written by `--json`: its table, and with --html a page to look at.
+    Report(ReportArgs),
+}
+
+/// `vphone load report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report written by `vphone load --json` or `vphone load merge --json`.
+    pub report: PathBuf,
+    /// Write the report as one self-contained HTML page (charts over time, errors,
+    /// parameters; nothing is fetched when it is viewed).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `vphone load merge`.
@@ -52,6 +71,9 @@ pub struct MergeArgs {
     /// Merge even when some shards of the run are missing; the table names the gap.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Also write the merged report as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// How progress is shown.
@@ -126,9 +148,19 @@ pub struct RunArgs {
     /// Save the fleet (seed and the bank's ids per phone) after the run.
     #[arg(long, value_name = "FILE")]
     pub save_fleet: Option<PathBuf>,
-    /// Write the full report, histograms included, as JSON.
+    /// Write the full report, histograms and time series included, as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page: throughput and latency charts over
+    /// the run's seconds, the errors and the run's parameters (nothing fetched when viewed).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Start the run at this wall-clock time (RFC 3339, e.g. `2026-11-29T12:00:00Z`), so
+    /// the shards of one run on many machines begin together. Setup (fleet files, sandbox,
+    /// token) happens first. A time more than 5 s past is refused; one up to 5 s past
+    /// starts at once, with a warning.
+    #[arg(long, value_name = "RFC3339", env = START_AT_ENV, value_parser = parse_start_at)]
+    pub start_at: Option<time::OffsetDateTime>,
     /// The mobile number every fleet person uses (its OTP comes from --otp, else
     /// VPHONE_FLEET_OTP, default 212212, the sandbox's test-number OTP).
     #[arg(long, default_value = "+15550101")]
@@ -151,6 +183,20 @@ pub struct RunArgs {
     /// In-process sandbox only: delay every /v1 response by this much (fault injection).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub sandbox_latency: Option<Duration>,
+    /// In-process sandbox only: a fault rule, as `vphone sandbox --fault` takes it
+    /// (repeatable), e.g. '* /v1/*: status=503 p=0.05'.
+    #[arg(long, value_name = "RULE", value_parser = parse_fault)]
+    pub sandbox_fault: Vec<FaultRule>,
+    /// In-process sandbox only: the seed of its fault decisions (default: random, printed).
+    #[arg(long, value_name = "N")]
+    pub sandbox_faults_seed: Option<u64>,
+    /// How often a failed request is sent again (see README "Retries"); each retry is
+    /// counted under its operation in the report.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// Send every request once (the same as --retries 0).
+    #[arg(long, conflicts_with = "retries")]
+    pub no_retry: bool,
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -190,6 +236,14 @@ impl RunArgs {
             return usage(
                 "--sandbox-latency only applies to the in-process sandbox; leave out --api \
                  to use it",
+            );
+        }
+        if self.api.is_some()
+            && (!self.sandbox_fault.is_empty() || self.sandbox_faults_seed.is_some())
+        {
+            return usage(
+                "--sandbox-fault and --sandbox-faults-seed only apply to the in-process \
+                 sandbox; give a sandbox at --api its rules with `vphone sandbox --fault`",
             );
         }
         let model = match self.rate {
@@ -243,6 +297,7 @@ pub fn main(args: LoadArgs) -> ExitCode {
 pub async fn execute(args: LoadArgs) -> Result<ExitCode, FleetError> {
     match args.command {
         Some(LoadCommand::Merge(m)) => merge(m),
+        Some(LoadCommand::Report(r)) => show(r),
         None => run(args.run).await,
     }
 }
@@ -274,12 +329,35 @@ fn merge(args: MergeArgs) -> Result<ExitCode, FleetError> {
     if let Some(path) = &args.json {
         merged.write_file(path)?;
     }
+    if let Some(path) = &args.html {
+        merged.write_html(path)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ReportArgs) -> Result<ExitCode, FleetError> {
+    let report = Report::read_file(&args.report)?;
+    print!("{}", report.render_table());
+    if let Some(path) = &args.html {
+        report.write_html(path)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--start-at`: an RFC 3339 time with its offset.
+fn parse_start_at(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-11-29T12:00:00Z ({e})"))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     let scenario: Scenario = args.scenario.parse()?;
     let pacing = args.pacing()?;
+    let start_at = args.start_at.map(std::time::SystemTime::from);
+    if let Some(at) = start_at {
+        // Refused before any setup when it is already too late.
+        super::start_delay(at, std::time::SystemTime::now())?;
+    }
     let shard: Shard = args.shard.parse()?;
     let number = PhoneNumber::parse(&args.number).map_err(|e| FleetError::Usage(e.to_string()))?;
     let (otp, otp_command) = match &args.otp {
@@ -331,6 +409,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         );
     }
 
+    let retry = RetryPolicy::default().with_retries(if args.no_retry { 0 } else { args.retries });
     let (client, sandbox) = match &args.api {
         Some(url) => {
             let target = Target::Local(url.clone());
@@ -339,6 +418,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let config = ClientConfig::new(&target, credentials)
                 .with_timeout(args.timeout)
                 .with_transcript(transcript.clone())
+                .with_retry(retry.clone())
                 .with_lean_http(true);
             (client_for(config)?, None)
         }
@@ -348,6 +428,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             // `sms` rows into 429s, so the fleet's own in-process bank runs without it.
             let config = SandboxConfig {
                 latency: args.sandbox_latency,
+                faults: args.sandbox_fault.clone(),
+                faults_seed: args.sandbox_faults_seed,
                 sms_rate_limit: RateLimit {
                     max: 0,
                     ..RateLimit::SMS_DEFAULT
@@ -360,7 +442,15 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let config = ClientConfig::local(url, Credentials::sandbox_default())
                 .with_timeout(args.timeout)
                 .with_transcript(transcript.clone())
+                .with_retry(retry.clone())
                 .with_lean_http(true);
+            if !args.sandbox_fault.is_empty() {
+                eprintln!(
+                    "load: the in-process sandbox injects faults ({} rule(s)), seed {}",
+                    args.sandbox_fault.len(),
+                    sandbox.state().faults_seed()
+                );
+            }
             (client_for(config)?, Some(sandbox))
         }
     };
@@ -388,9 +478,43 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         otp_command,
         shard,
         drain: args.drain,
+        start_at,
         ..RunOptions::new(scenario, pacing)
     };
-    let report = super::run(&client, fleet.clone(), options).await?;
+    if let Some(at) = start_at {
+        let text = args
+            .start_at
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        match super::start_delay(at, std::time::SystemTime::now())? {
+            Start::In(wait) => eprintln!(
+                "load: waiting until {text} ({:.1} s) to start with the other shards",
+                wait.as_secs_f64()
+            ),
+            Start::Late(late) => eprintln!(
+                "load: warning: --start-at {text} passed {:.1} s ago; starting at once",
+                late.as_secs_f64()
+            ),
+        }
+    }
+    let faults = match &sandbox {
+        Some(sandbox) => Some(FaultSource::InProcess(sandbox.state().clone())),
+        None => FaultSource::probe(&client).await,
+    };
+    let before = match &faults {
+        Some(source) => source.read().await,
+        None => None,
+    };
+    let mut report = super::run(&client, fleet.clone(), options).await?;
+    if let (Some(source), Some(before)) = (&faults, &before) {
+        report.faults = source
+            .read()
+            .await
+            .map(|after| injected_between(before, &after));
+    }
     if let Some(t) = &transcript {
         t.flush()
             .map_err(|e| FleetError::io(args.transcript.clone().unwrap_or_default(), e))?;
@@ -404,6 +528,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     }
     if let Some(path) = &args.json {
         report.write_file(path)?;
+    }
+    if let Some(path) = &args.html {
+        report.write_html(path)?;
     }
     if let Some(path) = &args.save_fleet {
         fleet.save(path).await?;
@@ -489,6 +616,10 @@ fn fleet_seed(
 fn parse_signer(text: &str) -> Result<Backend, String> {
     text.parse()
         .map_err(|e: vphone_keystore::KeystoreError| e.to_string())
+}
+
+fn parse_fault(text: &str) -> Result<FaultRule, String> {
+    FaultRule::parse(text).map_err(|e| e.to_string())
 }
 
 fn client_for(config: ClientConfig) -> Result<ApiClient, FleetError> {

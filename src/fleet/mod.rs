@@ -10,6 +10,8 @@
 pub mod cli;
 mod clock;
 mod error;
+pub mod faults;
+mod html;
 mod memory;
 mod model;
 mod op;
@@ -18,6 +20,7 @@ mod recorder;
 mod report;
 mod runner;
 mod scenario;
+mod series;
 mod shard;
 
 pub use clock::{Clock, SYSTEM_CLOCK};
@@ -31,6 +34,9 @@ pub use report::{
     ErrorKey, MAX_LATENCY_US, MAX_LISTED_SHARDS, OpStats, REPORT_VERSION, Report, ShardRun,
     decode_histogram, encode_histogram, new_histogram, record_us, same_values,
 };
-pub use runner::{DEFAULT_DRAIN, ProgressMode, RunOptions, run};
+pub use runner::{
+    DEFAULT_DRAIN, ProgressMode, RunOptions, START_AT_GRACE, Start, run, start_delay,
+};
 pub use scenario::{Aborted, Ran, Scenario, Step, Steps, failure_of};
+pub use series::{SERIES_SIGNIFICANT_DIGITS, SecondBuffer, SecondClock, SecondOp, Series};
 pub use shard::{COUNT_ENV, INDEX_ENV, Shard};

@@ -2,10 +2,11 @@
 //! with the histograms serialized (HdrHistogram V2 + DEFLATE, base64), and a lossless merge.
 
 use super::FleetError;
+use super::series::Series;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,6 +30,18 @@ fn is_step(op: &str) -> bool {
 /// off).
 pub fn secs(d: std::time::Duration) -> f64 {
     micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// `ms` milliseconds after the Unix epoch as RFC 3339 UTC (`2026-11-29T10:00:00.250Z`).
+pub(super) fn unix_ms_text(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms after the Unix epoch"))
 }
 
 fn micros_to_secs(us: u64) -> f64 {
@@ -58,7 +71,7 @@ pub fn record_us(h: &mut Histogram<u64>, us: u64) {
 }
 
 /// Encodes a histogram as base64 of its V2 + DEFLATE serialization.
-pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, String> {
+pub fn encode_histogram<T: Counter>(h: &Histogram<T>) -> Result<String, String> {
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
         .serialize(h, &mut buf)
@@ -68,8 +81,17 @@ pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, String> {
 
 /// Decodes what [`encode_histogram`] wrote.
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    decode_any(text)
+}
+
+/// Decodes a per-second histogram (32-bit counts) that [`encode_histogram`] wrote.
+pub(super) fn decode_histogram_u32(text: &str) -> Result<Histogram<u32>, String> {
+    decode_any(text)
+}
+
+fn decode_any<T: Counter>(text: &str) -> Result<Histogram<T>, String> {
     let bytes = B64.decode(text).map_err(|e| e.to_string())?;
-    let mut h: Histogram<u64> = Deserializer::new()
+    let mut h: Histogram<T> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| format!("{e:?}"))?;
     h.auto(true);
@@ -93,6 +115,9 @@ pub struct OpStats {
     pub ok: u64,
     /// Failed attempts (see the report's errors for why).
     pub failed: u64,
+    /// Requests the client sent again under its retry policy (requests only; a step's row
+    /// has none of its own).
+    pub retries: u64,
     /// Latencies of the successful completions, in microseconds.
     pub latency_us: Histogram<u64>,
 }
@@ -102,6 +127,7 @@ impl Default for OpStats {
         OpStats {
             ok: 0,
             failed: 0,
+            retries: 0,
             latency_us: new_histogram(),
         }
     }
@@ -111,6 +137,7 @@ impl PartialEq for OpStats {
     fn eq(&self, other: &Self) -> bool {
         self.ok == other.ok
             && self.failed == other.failed
+            && self.retries == other.retries
             && same_values(&self.latency_us, &other.latency_us)
     }
 }
@@ -120,6 +147,7 @@ impl OpStats {
     pub fn merge(&mut self, other: &OpStats) -> Result<(), String> {
         self.ok += other.ok;
         self.failed += other.failed;
+        self.retries += other.retries;
         self.latency_us
             .add(&other.latency_us)
             .map_err(|e| format!("{e:?}"))
@@ -142,7 +170,8 @@ pub struct ErrorKey {
     pub op: String,
     /// The HTTP status, or 0 when no answer came (connection error, timeout).
     pub status: u16,
-    /// The API's error code, or a word for transport failures (`timeout`, `connect`).
+    /// The API's error code, or a word for transport failures (`timeout`, `connect`); an
+    /// answer a vphone sandbox's fault rule made up has ` (injected)` after its code.
     pub code: String,
 }
 
@@ -201,12 +230,21 @@ pub struct Report {
     pub errors: BTreeMap<ErrorKey, u64>,
     /// The processes that contributed.
     pub shards: Vec<ShardRun>,
+    /// Faults the target (a vphone sandbox) injected during the run, per rule, read from its
+    /// `/sandbox/stats` before and after; `None` when the target is not a vphone sandbox.
+    /// A merge adds the shards' readings, so shards that shared one sandbox count its faults
+    /// once per shard.
+    pub faults: Option<BTreeMap<String, u64>>,
+    /// Per-second counts and latencies, aligned by Unix second (see [`Series`]).
+    pub series: Series,
 }
 
 #[derive(Serialize, Deserialize)]
 struct OpFile {
     ok: u64,
     failed: u64,
+    #[serde(default)]
+    retries: u64,
     rate_per_sec: f64,
     p50_us: u64,
     p90_us: u64,
@@ -248,6 +286,11 @@ struct ReportFile {
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
     shards: Vec<ShardRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    injected_faults: Option<BTreeMap<String, u64>>,
+    /// Absent in reports of vphone versions before the time series: read as empty.
+    #[serde(default)]
+    series: Vec<super::series::SecondFile>,
 }
 
 impl Report {
@@ -268,6 +311,8 @@ impl Report {
             ops: BTreeMap::new(),
             errors: BTreeMap::new(),
             shards: Vec::new(),
+            faults: None,
+            series: Series::default(),
         }
     }
 
@@ -314,6 +359,22 @@ impl Report {
     /// Successful completions of `op`.
     pub fn ok(&self, op: &str) -> u64 {
         self.ops.get(op).map_or(0, |s| s.ok)
+    }
+
+    /// Retries over all operations.
+    pub fn total_retries(&self) -> u64 {
+        self.ops.values().map(|s| s.retries).sum()
+    }
+
+    /// Faults the sandbox injected during the run, over all rules (`None`: not a vphone
+    /// sandbox, nothing read).
+    pub fn total_faults(&self) -> Option<u64> {
+        self.faults.as_ref().map(|f| f.values().sum())
+    }
+
+    /// Retries of `op`.
+    pub fn retries(&self, op: &str) -> u64 {
+        self.ops.get(op).map_or(0, |s| s.retries)
     }
 
     /// All failures, over every operation.
@@ -410,8 +471,8 @@ impl Report {
 
     /// Adds another shard's report of the same run (see [`Report::check_mergeable`]; a
     /// mismatch is refused and leaves `self` untouched): counts add, histograms merge
-    /// exactly, the wall time becomes the span from the earliest start to the latest end.
-    /// Nothing is averaged.
+    /// exactly, the time series add second by second (aligned by Unix second), the wall time
+    /// becomes the span from the earliest start to the latest end. Nothing is averaged.
     pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
         self.check_mergeable(other)?;
         // Merge the histograms into copies first, so a failure leaves `self` as it was.
@@ -425,7 +486,15 @@ impl Report {
                     detail,
                 })?;
         }
+        let mut series = self.series.clone();
+        series
+            .merge(&other.series)
+            .map_err(|detail| FleetError::Histogram {
+                op: "time series".into(),
+                detail,
+            })?;
         self.ops = ops;
+        self.series = series;
         for (key, n) in &other.errors {
             *self.errors.entry(key.clone()).or_default() += n;
         }
@@ -445,6 +514,12 @@ impl Report {
         self.unfinished += other.unfinished;
         self.skipped += other.skipped;
         self.shards.extend(other.shards.iter().cloned());
+        if let Some(theirs) = &other.faults {
+            let ours = self.faults.get_or_insert_with(BTreeMap::new);
+            for (rule, n) in theirs {
+                *ours.entry(rule.clone()).or_default() += n;
+            }
+        }
         Ok(())
     }
 
@@ -467,6 +542,7 @@ impl Report {
                 OpFile {
                     ok: s.ok,
                     failed: s.failed,
+                    retries: s.retries,
                     rate_per_sec: self.rate(name),
                     p50_us: s.quantile_us(0.5),
                     p90_us: s.quantile_us(0.9),
@@ -502,6 +578,11 @@ impl Report {
                 })
                 .collect(),
             shards: self.shards.clone(),
+            injected_faults: self.faults.clone(),
+            series: self
+                .series
+                .to_file()
+                .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         };
         serde_json::to_string_pretty(&file).map_err(|e| FleetError::Format {
             path: "-".into(),
@@ -540,6 +621,7 @@ impl Report {
                 OpStats {
                     ok: op.ok,
                     failed: op.failed,
+                    retries: op.retries,
                     latency_us,
                 },
             );
@@ -559,6 +641,9 @@ impl Report {
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
+            faults: file.injected_faults,
+            series: Series::from_file(file.series)
+                .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         })
     }
 
@@ -665,6 +750,7 @@ impl Report {
                 self.unfinished
             );
         }
+        self.render_retries_and_faults(&mut out);
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");
         } else {
@@ -703,6 +789,45 @@ impl Report {
             }
         );
         out
+    }
+}
+
+impl Report {
+    /// The retries per operation and the faults the sandbox injected, apart from the
+    /// failures (which are what remained after the retries).
+    fn render_retries_and_faults(&self, out: &mut String) {
+        let retried: Vec<String> = self
+            .ops
+            .iter()
+            .filter(|(_, s)| s.retries > 0)
+            .map(|(name, s)| format!("{} {name}", s.retries))
+            .collect();
+        if retried.is_empty() {
+            let _ = writeln!(out, "retries: none");
+        } else {
+            let _ = writeln!(
+                out,
+                "retries: {} ({})",
+                self.total_retries(),
+                retried.join(", ")
+            );
+        }
+        match &self.faults {
+            None => {}
+            Some(faults) if faults.values().all(|n| *n == 0) => {
+                let _ = writeln!(out, "injected faults (the sandbox's /sandbox/stats): none");
+            }
+            Some(faults) => {
+                let _ = writeln!(
+                    out,
+                    "injected faults (the sandbox's /sandbox/stats): {}, apart from the errors below",
+                    faults.values().sum::<u64>()
+                );
+                for (rule, n) in faults.iter().filter(|(_, n)| **n > 0) {
+                    let _ = writeln!(out, "  {rule:<58} {n:>9}");
+                }
+            }
+        }
     }
 }
 

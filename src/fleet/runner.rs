@@ -16,6 +16,36 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long in-flight iterations may finish after `--duration` ends (see [`RunOptions::drain`]).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
+/// How far past its `--start-at` a run may still start (at once): shards of one Job that
+/// finish their setup a moment after the agreed time still start together with the others,
+/// give or take this. Later than that, the run is refused rather than measuring a load the
+/// other shards did not share.
+pub const START_AT_GRACE: Duration = Duration::from_secs(5);
+
+/// When a run with a start time begins, as [`start_delay`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The start time is this far ahead: wait.
+    In(Duration),
+    /// The start time passed this long ago, within [`START_AT_GRACE`]: start at once.
+    Late(Duration),
+}
+
+/// When to start a run due `at`, the time being `now` (both wall-clock): a start time more
+/// than [`START_AT_GRACE`] past is refused with the reason.
+pub fn start_delay(at: SystemTime, now: SystemTime) -> Result<Start, FleetError> {
+    match at.duration_since(now) {
+        Ok(ahead) => Ok(Start::In(ahead)),
+        Err(e) if e.duration() <= START_AT_GRACE => Ok(Start::Late(e.duration())),
+        Err(e) => Err(FleetError::Usage(format!(
+            "--start-at passed {:.1} s ago (a run may start at most {} s late): give a time \
+             far enough ahead for every shard to set up, e.g. two minutes from now",
+            e.duration().as_secs_f64(),
+            START_AT_GRACE.as_secs()
+        ))),
+    }
+}
+
 /// How progress is shown while a run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -48,6 +78,8 @@ pub struct RunOptions {
     /// Whatever still runs after that is cancelled and counted as unfinished, so a run
     /// never outlasts `duration + drain` however slow the target is.
     pub drain: Duration,
+    /// Wall-clock time to start at, after the token is fetched (see [`start_delay`]).
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunOptions {
@@ -63,6 +95,7 @@ impl RunOptions {
             progress: ProgressMode::Off,
             shard: Shard::WHOLE,
             drain: DEFAULT_DRAIN,
+            start_at: None,
         }
     }
 
@@ -267,15 +300,24 @@ pub async fn run(
     }
     // Without a token no iteration can succeed; each will record the failure itself.
     let _ = client.authenticate().await;
+    if let Some(at) = options.start_at
+        && let Start::In(wait) = start_delay(at, SystemTime::now())?
+    {
+        tokio::time::sleep(wait).await;
+    }
     let limit = options.limit(fleet.len() as u64);
     let workers = options.pacing.workers();
     let progress = options.progress;
     let t0 = Instant::now();
+    // The time series' seconds: Unix seconds from here on, on the monotonic clock.
+    let seconds = super::SecondClock::now();
+    // The run's start is the time series' origin (after the token, which no row includes).
+    report.started_unix_ms = seconds.origin_unix_ms();
     let shared = Arc::new(Shared {
         client: client.clone(),
         deadline: options.pacing.duration.map(|d| t0 + d),
         fleet: fleet.clone(),
-        recorder: Recorder::default(),
+        recorder: Recorder::new(seconds),
         options,
         next: AtomicU64::new(0),
         missed: AtomicU64::new(0),
@@ -421,5 +463,21 @@ impl Progress {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_time_ahead_waits_a_little_late_starts_at_once_and_too_late_is_refused() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        assert_eq!(start_delay(now + s(90), now).unwrap(), Start::In(s(90)));
+        assert_eq!(start_delay(now, now).unwrap(), Start::In(Duration::ZERO));
+        assert_eq!(start_delay(now - s(5), now).unwrap(), Start::Late(s(5)));
+        let err = start_delay(now - s(6), now).unwrap_err().to_string();
+        assert!(err.contains("--start-at passed 6.0 s ago"), "{err}");
     }
 }

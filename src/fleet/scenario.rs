@@ -22,7 +22,7 @@ use crate::api::{
     KeyPurpose, KeyType, MobileNumberRequest, Otp, PersonUpdate, PhoneNumber, PublicKeyHex,
     SignatureHex, UpdatePerson,
 };
-use crate::client::{ApiClient, ClientError};
+use crate::client::{ApiClient, ClientError, counting_retries};
 use crate::phone::{OtpCommand, SmsKind};
 use std::fmt;
 use std::future::Future;
@@ -182,16 +182,22 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// How an error is grouped in the report.
+/// How an error is grouped in the report; an answer a vphone sandbox's fault rule made up
+/// (see [`crate::api::INJECTED_FAULT_HEADER`]) is grouped apart, its code marked `(injected)`.
 pub fn failure_of(e: &ClientError) -> Failure {
     match e {
-        ClientError::Api { remote, .. } => Failure {
-            status: remote.status,
-            code: remote
-                .code
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |c| c.as_str().to_owned()),
-        },
+        ClientError::Api { remote, .. } => {
+            let code = remote.code.as_ref().map_or("-", |c| c.as_str());
+            Failure {
+                status: remote.status,
+                // Kept apart from the bank's own refusals of the same code.
+                code: if remote.injected {
+                    format!("{code} (injected)")
+                } else {
+                    code.to_owned()
+                },
+            }
+        }
         ClientError::Timeout { .. } => Failure {
             status: 0,
             code: "timeout".into(),
@@ -276,7 +282,8 @@ impl Steps<'_> {
                     status: 0,
                     code: "otp_command".into(),
                 };
-                self.recorder.failed(self.worker, op, &failure);
+                self.recorder
+                    .failed(self.worker, op, &failure, self.clock.now());
                 Aborted(failure)
             })
     }
@@ -287,21 +294,32 @@ impl Steps<'_> {
         call: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<T, Aborted> {
         let started = self.clock.now();
-        match call.await {
+        match self.counted(op, call).await {
             Ok(v) => {
-                self.recorder.ok(self.worker, op, self.clock.since(started));
+                self.recorder.ok(self.worker, op, started, self.clock.now());
                 Ok(v)
             }
             Err(e) => {
                 let failure = failure_of(&e);
-                self.recorder.failed(self.worker, op, &failure);
+                self.recorder
+                    .failed(self.worker, op, &failure, self.clock.now());
                 Err(Aborted(failure))
             }
         }
     }
 
+    /// Runs one request's `call`, recording against `op` the retries the client made.
+    async fn counted<T>(&self, op: Op, call: impl Future<Output = T>) -> T {
+        let (out, retries) = counting_retries(call).await;
+        if retries > 0 {
+            self.recorder.retried(self.worker, op, retries);
+        }
+        out
+    }
+
     fn step_failed(&self, step: Step, cause: &Aborted) {
-        self.recorder.failed(self.worker, step.op(), &cause.0);
+        self.recorder
+            .failed(self.worker, step.op(), &cause.0, self.clock.now());
     }
 
     /// Runs `step` on phone `i`, doing missing prerequisites first, each in its own row (see
@@ -329,8 +347,7 @@ impl Steps<'_> {
                     return Err(cause);
                 }
                 let done = self.clock.now();
-                self.recorder
-                    .ok(self.worker, need.op(), done.saturating_duration_since(from));
+                self.recorder.ok(self.worker, need.op(), from, done);
                 from = done;
             }
         }
@@ -345,7 +362,7 @@ impl Steps<'_> {
         match result {
             Ok(()) => {
                 self.recorder
-                    .ok(self.worker, step.op(), self.clock.since(from));
+                    .ok(self.worker, step.op(), from, self.clock.now());
                 Ok(Ran::Done)
             }
             Err(cause) => {
@@ -380,17 +397,28 @@ impl Steps<'_> {
                     number: self.number.clone(),
                 };
                 let started = self.clock.now();
-                match c.create_mobile_number(&person, &number).await {
+                match self
+                    .counted(
+                        Op::CreateMobileNumber,
+                        c.create_mobile_number(&person, &number),
+                    )
+                    .await
+                {
                     Ok(_) => {
-                        let took = self.clock.since(started);
-                        self.recorder.ok(self.worker, Op::CreateMobileNumber, took);
+                        let ended = self.clock.now();
+                        self.recorder
+                            .ok(self.worker, Op::CreateMobileNumber, started, ended);
                     }
                     // Already there from an earlier, interrupted run: go on verifying it.
                     Err(e) if e.status() == Some(409) => {}
                     Err(e) => {
                         let failure = failure_of(&e);
-                        self.recorder
-                            .failed(self.worker, Op::CreateMobileNumber, &failure);
+                        self.recorder.failed(
+                            self.worker,
+                            Op::CreateMobileNumber,
+                            &failure,
+                            self.clock.now(),
+                        );
                         return Err(Aborted(failure));
                     }
                 }

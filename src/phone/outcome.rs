@@ -116,6 +116,10 @@ pub struct BindOutcome {
     pub fingerprint: String,
     /// The bound key, named as every command names it.
     pub key: Option<KeyLabel>,
+    /// The bank's answer to the binding challenge was lost (the connection closed unanswered,
+    /// or the resend found the challenge already used); the phone read the device back and
+    /// found it bound.
+    pub answer_lost: bool,
     /// Step times.
     pub timings: Timings,
 }

@@ -8,6 +8,7 @@ use axum::http::{header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::RngCore;
+use subtle::ConstantTimeEq;
 
 /// The partner whose bearer token authorized the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,10 +16,6 @@ pub struct Caller(pub(crate) PartnerIdx);
 
 /// Tokens kept before expired ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 fn basic_credentials(parts: &axum::http::HeaderMap) -> Option<(String, String)> {
     let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -48,7 +45,7 @@ pub async fn token(State(state): State<SandboxState>, req: Request) -> Result<Re
         .iter()
         .position(|p| {
             p.client_id == client_id
-                && constant_time_eq(p.client_secret.as_bytes(), secret.as_bytes())
+                && bool::from(p.client_secret.as_bytes().ct_eq(secret.as_bytes()))
         })
         .ok_or_else(|| {
             ApiError::invalid_client("unknown client id or wrong secret; check the credentials")

@@ -42,6 +42,19 @@ pub struct SandboxArgs {
     /// (then their ids answer 404), e.g. `15m`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// Seed of the generator ids, OTPs and strings to sign draw from: the same requests in
+    /// the same order get the same ids and codes (for reproducible test runs).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Keep the bank (persons, numbers, devices, keys, open challenges and change requests)
+    /// in this SQLite file, created if missing; a restart on the same file serves the same
+    /// bank. Every change is committed before its answer is sent (README, section Sandbox).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// With `--state`: `normal` (a commit survives the process being killed) or `full`
+    /// (every commit is also fsynced, surviving power loss; slower).
+    #[arg(long, value_enum, default_value_t = StateSync::Normal, requires = "state")]
+    pub state_sync: StateSync,
     /// Log lines on stderr as readable text, or one JSON object per line for log collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -60,12 +73,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// How long a commit to the `--state` file waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateSync {
+    /// Committed to SQLite's write-ahead log: survives a killed process.
+    Normal,
+    /// Also fsynced: survives power loss.
+    Full,
+}
+
 /// Why `vphone sandbox` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The config is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] super::config::ConfigError),
+    /// The `--state` file could not be opened or read.
+    #[error("cannot use the state file {path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: super::store::StoreError,
+    },
     /// The address could not be bound, or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -81,7 +111,7 @@ impl CliError {
     /// 3 when the address cannot be served (network).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) => 4,
+            CliError::Config(_) | CliError::State { .. } => 4,
             CliError::Serve { .. } => 3,
         }
     }
@@ -113,6 +143,9 @@ impl SandboxArgs {
         config.faults.extend(self.faults.iter().cloned());
         if let Some(seed) = self.faults_seed {
             config.faults_seed = Some(seed);
+        }
+        if let Some(seed) = self.seed {
+            config.seed = Some(seed);
         }
         config.validate()?;
         Ok(config)
@@ -164,7 +197,36 @@ async fn serve(args: SandboxArgs, config: SandboxConfig) -> Result<(), CliError>
         .iter()
         .any(|p| p.client_id == DEFAULT_CLIENT_ID);
     let partners = config.partners.len();
-    let state = SandboxState::new(config);
+    let state = match &args.state {
+        None => SandboxState::new(config),
+        Some(path) => {
+            let state_err = |source| CliError::State {
+                path: path.clone(),
+                source,
+            };
+            let sync = match args.state_sync {
+                StateSync::Normal => super::store::SyncMode::Normal,
+                StateSync::Full => super::store::SyncMode::Full,
+            };
+            let store = super::store::SqliteStore::open(path, sync).map_err(state_err)?;
+            let state = SandboxState::with_store(
+                config,
+                std::sync::Arc::new(super::clock::SystemClock),
+                Box::new(store),
+            )
+            .map_err(state_err)?;
+            let stats = state.stats();
+            tracing::info!(
+                path = %path.display(),
+                persons = stats.live_persons,
+                devices = stats.live_devices,
+                challenges = stats.live_challenges,
+                change_requests = stats.live_change_requests,
+                "state file loaded"
+            );
+            state
+        }
+    };
     let serve_err = |source| CliError::Serve {
         addr: args.listen,
         source,

@@ -36,6 +36,10 @@ pub struct SandboxConfig {
     /// Seed of the generator every fault decision draws from; `None` picks one at start
     /// (logged, so a run can be replayed).
     pub faults_seed: Option<u64>,
+    /// Seed of the generator the bank's ids, OTPs and strings to sign draw from; `None`
+    /// seeds it from the OS. With a seed, the same requests in the same order get the same
+    /// ids and codes (for reproducible test runs; never in a shared sandbox).
+    pub seed: Option<u64>,
     /// How long an access token is accepted (one hour).
     pub token_lifetime: Duration,
     /// How long a finished challenge or change request (completed, spent or expired) is kept
@@ -79,6 +83,7 @@ impl Default for SandboxConfig {
             latency: None,
             faults: Vec::new(),
             faults_seed: None,
+            seed: None,
             token_lifetime: Duration::from_secs(3600),
             retention: DEFAULT_RETENTION,
             header_read_timeout: Duration::from_secs(10),
@@ -166,6 +171,7 @@ struct ConfigFile {
     #[serde(default)]
     faults: Vec<String>,
     faults_seed: Option<u64>,
+    seed: Option<u64>,
     token_lifetime: Option<String>,
     retention: Option<String>,
     header_read_timeout: Option<String>,
@@ -255,6 +261,7 @@ impl SandboxConfig {
                 .collect::<Result<_, _>>()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
             faults_seed: file.faults_seed,
+            seed: file.seed,
             token_lifetime: duration("token_lifetime", file.token_lifetime)?
                 .unwrap_or(defaults.token_lifetime),
             retention: duration("retention", file.retention)?.unwrap_or(defaults.retention),

@@ -8,12 +8,15 @@
 //! answer wins and the others get 409 `device_limit_reached` with their challenge left open.
 
 use super::auth::Caller;
-use super::change_requests::purpose_word;
+use super::core::Env;
+use super::core::devices::{self as rules, NewDevice};
+use super::core::keys::{NewKey, add_key as add_key_rule};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
-use super::state::{ChallengeEntry, ChallengeWhat, DeviceEntry, Inner, KeyEntry, SandboxState};
+use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState};
+use super::store::Write;
 use super::text::{check_device_data, check_text};
-use super::verify::{KeyError, VerifyingKey, check_der_signature};
+use super::verify::{KeyError, VerifyingKey};
 use crate::api::{
     AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, ChallengeId, ChallengeKind,
     CreateDeviceRequest, CreateDeviceResponse, Device, DeviceId, DeviceKeys, DeviceListQuery,
@@ -42,10 +45,15 @@ pub(crate) fn parse_key(key: &PublicKeyHex, field: &str) -> Result<VerifyingKey,
 
 /// Decodes and checks a signature field's DER before any verification.
 pub(crate) fn der_of(signature: &SignatureHex, field: &str) -> Result<Vec<u8>, ApiError> {
-    let der = signature.to_bytes();
-    check_der_signature(&der)
-        .map_err(|e| ApiError::invalid_signature_encoding(e.to_string()).field(field))?;
-    Ok(der)
+    Ok(rules::der_of(signature, field)?)
+}
+
+/// What the core needs to verify for `partner` now.
+pub(crate) fn env(
+    inner: &Inner,
+    partner: PartnerIdx,
+) -> (crate::api::Timestamp, super::state::PartnerKeys<'_>) {
+    (inner.clock.now(), inner.keys(partner))
 }
 
 fn device_view(d: &DeviceEntry) -> Device {
@@ -65,11 +73,7 @@ fn bound_device(
     id: &DeviceId,
 ) -> Result<std::sync::Arc<super::state::Owned<DeviceEntry>>, ApiError> {
     let entry = inner.owned(&inner.devices, caller.0, id, "device")?;
-    if !entry.data.lock().verified {
-        return Err(ApiError::not_found(format!(
-            "there is no bound device {id} for this partner; finish its binding first"
-        )));
-    }
+    entry.data.lock().check_bound()?;
     Ok(entry)
 }
 
@@ -106,64 +110,41 @@ pub async fn create(
         .field("sms_challenge.app_signature"));
     }
     let person = inner.owned(&inner.persons, caller.0, &body.person_id, "person")?;
-    let person = person.data.lock();
-    let number = person.verified_number("OTP", "add and confirm one first")?;
-    let max = inner.config.max_devices_per_person;
-    if person.bound >= max {
-        return Err(ApiError::device_limit_reached(format!(
-            "the person already has {max} bound devices; delete one first"
-        )));
-    }
-    drop(person);
-    if inner
-        .bound_keys
-        .contains_key(&(caller.0, Box::from(key.point())))
-    {
-        return Err(ApiError::key_already_bound(
-            "this public key is already bound to a device; generate a new key",
-        )
-        .field("key"));
-    }
-    let now = inner.clock.now();
-    let device_id = DeviceId::generate();
-    let purpose = body.key_purpose.unwrap_or(KeyPurpose::Unrestricted);
-    let device = DeviceEntry {
-        id: device_id.clone(),
+    let new = NewDevice {
         person_id: body.person_id,
         name: name.to_owned(),
-        created_at: now,
-        deleted_at: None,
-        verified: false,
-        keys: vec![KeyEntry {
-            id: KeyId::generate(),
-            purpose,
-            key,
-            created_at: now,
-            used_at: None,
-        }],
+        key,
+        purpose: body.key_purpose.unwrap_or(KeyPurpose::Unrestricted),
         device_data: body.device_data,
     };
-    Inner::insert(&inner.devices, caller.0, device_id.clone(), device);
-    let otp = inner.send_otp(&number, body.language, app_signature);
-    let attempts = inner.new_attempts();
+    let started = rules::start_binding(
+        &person.data.lock(),
+        new,
+        &inner.keys(caller.0),
+        &inner.config,
+        inner.clock.now(),
+        &mut inner.rng(),
+    )?;
+    let device_id = started.device.id.clone();
+    let seq = inner.send_otp(&started.send, body.language, app_signature);
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[
+        Write::Device(partner, &started.device),
+        Write::Challenge(partner, &started.challenge_id, &started.challenge),
+        Write::SmsSeq(seq),
+    ])?;
+    Inner::insert(&inner.devices, caller.0, device_id.clone(), started.device);
     let challenge = SignatureChallenge {
-        id: ChallengeId::generate(),
+        id: started.challenge_id.clone(),
         kind: Some(ChallengeKind::Signature),
-        created_at: Some(attempts.created_at),
-        expires_at: Some(attempts.expires_at),
+        created_at: Some(started.challenge.attempts.created_at),
+        expires_at: Some(started.challenge.attempts.expires_at),
     };
     Inner::insert(
         &inner.challenges,
         caller.0,
-        challenge.id.clone(),
-        ChallengeEntry {
-            what: ChallengeWhat::Binding {
-                device_id: device_id.clone(),
-                otp,
-                sent_to: number,
-            },
-            attempts,
-        },
+        started.challenge_id,
+        started.challenge,
     );
     Ok((
         StatusCode::ACCEPTED,
@@ -185,11 +166,7 @@ pub async fn get_signature_challenge(
         .0
         .answerable(&state.0.challenges, caller.0, &id, "signature challenge")?;
     let c = entry.data.lock();
-    if !matches!(c.what, ChallengeWhat::Binding { .. }) {
-        return Err(ApiError::not_found(format!(
-            "there is no signature challenge {id}; it is another kind of challenge"
-        )));
-    }
+    c.binding_device(&id)?;
     Ok(Json(SignatureChallenge {
         id,
         kind: Some(ChallengeKind::Signature),
@@ -209,75 +186,43 @@ pub async fn answer_signature_challenge(
     let inner = &state.0;
     let id: ChallengeId = path_id(&id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
-    let now = inner.clock.now();
     let mut challenge = entry.data.lock();
-    let ChallengeWhat::Binding {
-        device_id,
-        otp,
-        sent_to,
-    } = &challenge.what
-    else {
-        return Err(ApiError::not_found(format!(
-            "there is no signature challenge {id}; it is another kind of challenge"
-        )));
-    };
-    let (device_id, otp, sent_to) = (device_id.clone(), otp.clone(), sent_to.clone());
-    const START_AGAIN: &str = "start a new binding with POST /v1/mfa/devices";
-    challenge.attempts.check_open(now, "signature challenge")?;
-    let der = der_of(&body.signature, "signature")?;
-    let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
-    let (key, person_id) = {
-        let d = device.data.lock();
-        let key = d.keys.first().map(|k| k.key.clone()).ok_or_else(|| {
-            ApiError::not_found("the device being bound has no key; start a new binding")
-        })?;
-        (key, d.person_id.clone())
-    };
+    // Lock order (see `state`): challenge, person, device, bound_keys. A device's person
+    // never changes, so it is read first; the limit check, the key's registration and the
+    // device's verification then happen as one step under all three locks.
+    let device = inner.owned(
+        &inner.devices,
+        caller.0,
+        challenge.binding_device(&id)?,
+        "device",
+    )?;
+    let person_id = device.data.lock().person_id.clone();
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
-    person
-        .data
-        .lock()
-        .check_still_verified(&sent_to, "OTP", START_AGAIN)?;
-    if !inner.verify(&key, otp.expose().as_bytes(), &der) {
-        let left = challenge
-            .attempts
-            .record_failure(inner.config.max_failed_attempts, now);
-        return Err(ApiError::invalid_signature(format!(
-            "the signature does not verify over the SMS OTP's ASCII digits with the key being bound; {left}"
-        ))
-        .field("signature"));
-    }
-    {
-        // Lock order (see `state`): challenge, person, device, bound_keys. The limit check,
-        // the key's registration and the device's verification happen as one step.
-        let mut person = person.data.lock();
-        // Again under the lock the binding is made under: the number may have gone meanwhile.
-        person.check_still_verified(&sent_to, "OTP", START_AGAIN)?;
-        let max = inner.config.max_devices_per_person;
-        if person.bound >= max {
-            return Err(ApiError::device_limit_reached(format!(
-                "the person already has {max} bound devices; delete one, then answer again"
-            )));
-        }
-        let mut d = device.data.lock();
-        match inner.bound_keys.entry((caller.0, Box::from(key.point()))) {
-            dashmap::Entry::Occupied(_) => {
-                return Err(ApiError::key_already_bound(
-                    "this public key was bound to another device meanwhile; generate a new key",
-                ));
-            }
-            dashmap::Entry::Vacant(v) => {
-                v.insert(device_id.clone());
-            }
-        }
-        d.verified = true;
-        if let Some(data) = body.device_data {
-            d.device_data = Some(data);
-        }
-        person.bound += 1;
-        person.devices.push(device_id.clone());
-    }
-    challenge.attempts.complete(now);
+    let mut person = person.data.lock();
+    let mut device = device.data.lock();
+    let (now, keys) = env(inner, caller.0);
+    let env = Env {
+        config: &inner.config,
+        now,
+        keys: &keys,
+        verifier: &**inner,
+    };
+    let bound = rules::answer_binding(
+        &mut challenge,
+        &mut device,
+        &mut person,
+        &body.signature,
+        body.device_data,
+        env,
+    );
+    // Kept whatever the outcome: a wrong signature counts as a failed attempt.
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[
+        Write::Challenge(partner, &id, &challenge),
+        Write::Device(partner, &device),
+        Write::Person(partner, &person),
+    ])?;
+    bound?;
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -345,18 +290,14 @@ pub async fn delete(
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     let mut person = person.data.lock();
     let mut d = entry.data.lock();
-    if d.deleted_at.is_some() {
-        return Err(ApiError::not_found(format!(
-            "device {id} was already deleted"
-        )));
-    }
-    d.deleted_at = Some(inner.clock.now());
-    for key in d.keys.drain(..) {
-        inner
-            .bound_keys
-            .remove(&(caller.0, Box::from(key.key.point())));
-    }
-    person.bound = person.bound.saturating_sub(1);
+    rules::delete(
+        &mut person,
+        &mut d,
+        &inner.keys(caller.0),
+        inner.clock.now(),
+    )?;
+    let partner = inner.partner_name(caller.0);
+    inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)])?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -377,55 +318,22 @@ pub async fn add_key(
     )?;
     let entry = bound_device(inner, caller, &id)?;
     let mut d = entry.data.lock();
-    if d.deleted_at.is_some() {
-        return Err(ApiError::device_deleted(
-            "the device was deleted; it takes no keys",
-        ));
-    }
-    if d.key(body.key_purpose).is_some() {
-        return Err(ApiError::key_purpose_taken(format!(
-            "the device already has a {} key; a device has one key per purpose",
-            purpose_word(body.key_purpose)
-        ))
-        .field("key_purpose"));
-    }
-    let signer = body.device_signature.signature_key_purpose;
-    let signing_key = d.key(signer).map(|k| k.key.clone()).ok_or_else(|| {
-        ApiError::key_not_found(format!(
-            "the device has no {} key to sign with; name a purpose it has",
-            purpose_word(signer)
-        ))
-        .field("device_signature.signature_key_purpose")
-    })?;
-    if !inner.verify(&signing_key, body.key.as_str().as_bytes(), &der) {
-        return Err(ApiError::invalid_signature(format!(
-            "device_signature.signature does not verify over the new key's hex text with the device's {} key",
-            purpose_word(signer)
-        ))
-        .field("device_signature.signature"));
-    }
-    match inner
-        .bound_keys
-        .entry((caller.0, Box::from(new_key.point())))
-    {
-        dashmap::Entry::Occupied(_) => {
-            return Err(ApiError::key_already_bound(
-                "this public key is already bound; generate a new key",
-            )
-            .field("key"));
-        }
-        dashmap::Entry::Vacant(v) => {
-            v.insert(id.clone());
-        }
-    }
-    let key_id = KeyId::generate();
-    d.keys.push(KeyEntry {
-        id: key_id.clone(),
-        purpose: body.key_purpose,
+    let (now, keys) = env(inner, caller.0);
+    let env = Env {
+        config: &inner.config,
+        now,
+        keys: &keys,
+        verifier: &**inner,
+    };
+    let new = NewKey {
         key: new_key,
-        created_at: inner.clock.now(),
-        used_at: None,
-    });
+        hex: &body.key,
+        purpose: body.key_purpose,
+        signer: body.device_signature.signature_key_purpose,
+        der: &der,
+    };
+    let key_id = add_key_rule(&mut d, new, env, &mut inner.rng())?;
+    inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)])?;
     Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
 }
 

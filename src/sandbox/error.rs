@@ -27,7 +27,49 @@ pub struct ApiError {
 
 macro_rules! constructors {
     ($($(#[$doc:meta])* $fn:ident => $status:ident, $code:ident, $title:literal;)+) => {
-        impl ApiError {
+        /// The one place a refusal of the bank's rules ([`super::core`]) becomes the bank's error.
+impl From<super::core::Refusal> for ApiError {
+    fn from(r: super::core::Refusal) -> Self {
+        use super::core::Reason;
+        let detail = r.detail;
+        let mut e = match r.reason {
+            Reason::NotFound => ApiError::not_found(detail),
+            Reason::Validation => ApiError::validation_error(detail),
+            Reason::NoVerifiedNumber => ApiError::telephone_number_not_found(detail),
+            Reason::DeviceLimitReached => ApiError::device_limit_reached(detail),
+            Reason::KeyAlreadyBound => ApiError::key_already_bound(detail),
+            Reason::KeyPurposeTaken => ApiError::key_purpose_taken(detail),
+            Reason::KeyNotFound => ApiError::key_not_found(detail),
+            Reason::RestrictedKeyRequired => ApiError::restricted_key_required(detail),
+            Reason::DeviceDeleted => ApiError::device_deleted(detail),
+            Reason::InvalidSignatureEncoding => ApiError::invalid_signature_encoding(detail),
+            Reason::InvalidSignature => ApiError::invalid_signature(detail),
+            Reason::InvalidOtp => ApiError::invalid_otp(detail),
+            Reason::ChallengeExpired => ApiError::challenge_expired(detail),
+            Reason::ChallengeAlreadyUsed => ApiError::challenge_already_used(detail),
+            Reason::ChallengeFailed => ApiError::challenge_failed(detail),
+            Reason::MobileNumberChanged => ApiError::mobile_number_changed(detail),
+            Reason::MobileNumberExists => ApiError::mobile_number_exists(detail),
+            Reason::MobileNumberMismatch => ApiError::mobile_number_mismatch(detail),
+            Reason::MobileNumberAlreadyVerified => ApiError::mobile_number_already_verified(detail),
+            Reason::AuthorizationRequired => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AuthorizationRequired,
+                "Authorization Required",
+                detail,
+            ),
+            Reason::PersonMismatch => ApiError::person_mismatch(detail),
+            Reason::ChangeRequestState => ApiError::change_request_state(detail),
+            Reason::TooManyRequests { retry_after } => {
+                ApiError::too_many_requests(detail, retry_after)
+            }
+        };
+        e.field = r.field;
+        e
+    }
+}
+
+impl ApiError {
             $(
                 $(#[$doc])*
                 pub fn $fn(detail: impl Into<String>) -> Self {

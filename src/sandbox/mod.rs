@@ -22,13 +22,13 @@
 //! - [`variant::spawn`] serves the same sandbox behind a layer that answers in the shapes
 //!   other servers use (the variant bank), to test the phone's tolerance.
 
-pub mod attempts;
 mod auth;
 mod challenges;
 mod change_requests;
 pub mod cli;
 pub use crate::clock;
 pub mod config;
+pub mod core;
 mod devices;
 pub mod error;
 pub mod faults;
@@ -38,9 +38,13 @@ pub mod ratelimit;
 pub mod serve;
 pub mod sms;
 mod state;
+pub mod store;
 pub mod text;
 pub mod variant;
 pub mod verify;
+
+/// The life of anything answerable (moved into the core; kept at its old path).
+pub use self::core::attempts;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PartnerConfig, SandboxConfig};
@@ -258,6 +262,17 @@ pub async fn spawn(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
 /// outlived the retention window ([`SandboxState::start_sweeper`]).
 pub async fn spawn_with(state: SandboxState, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
     let app = router(state.clone());
+    serve(state, addr, app).await
+}
+
+/// Serves `app`, a layer over [`router`]`(state)` (a test's middleware, say), on `addr` with
+/// the sandbox's own accept loop: a response marked [`faults::DropConnection`] closes its
+/// connection unanswered, the way a lost answer looks to a client.
+pub async fn spawn_router(
+    state: SandboxState,
+    addr: SocketAddr,
+    app: Router,
+) -> std::io::Result<SandboxHandle> {
     serve(state, addr, app).await
 }
 

@@ -1,13 +1,16 @@
 //! Persons and their mobile numbers, the prerequisites of device binding.
 
 use super::auth::Caller;
-use super::change_requests::{HeldChange, hold_change};
+use super::change_requests::hold_change;
+use super::core::change_requests::HeldChange;
+use super::core::persons::{self as rules, MobileEntry};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
-use super::state::{Inner, MobileEntry, PersonEntry, SandboxState};
+use super::state::{Inner, SandboxState};
+use super::store::Write;
 use super::text::check_text;
 use crate::api::{
-    ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberId, MobileNumberRequest, Person,
-    PersonId, UpdatePerson,
+    ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, PersonId,
+    UpdatePerson,
 };
 use axum::Json;
 use axum::extract::State;
@@ -184,29 +187,12 @@ pub async fn create(
         check_birth_date(birth_date)?;
     }
     check_person_extras(&body.extra)?;
-    let id = PersonId::generate();
-    let person = Person {
-        id: id.clone(),
-        first_name: body.first_name,
-        last_name: body.last_name,
-        email: body.email,
-        salutation: body.salutation,
-        birth_date: body.birth_date,
-        created_at: Some(state.now()),
-        extra: body.extra,
-    };
-    Inner::insert(
-        &state.0.persons,
-        caller.0,
-        id,
-        PersonEntry {
-            person: person.clone(),
-            mobile: None,
-            devices: Vec::new(),
-            bound: 0,
-            sms_sent: Default::default(),
-        },
-    );
+    let entry = rules::create(body, state.now(), &mut state.0.rng());
+    let person = entry.person.clone();
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &entry)])?;
+    Inner::insert(&state.0.persons, caller.0, person.id.clone(), entry);
     Ok((StatusCode::CREATED, Json(person)))
 }
 
@@ -245,22 +231,16 @@ pub async fn update(
     if let Some(v) = &body.email {
         check_email(v)?;
     }
-    let request = hold_change(&state.0, caller.0, id, HeldChange::UpdatePerson(body));
+    let request = hold_change(&state.0, caller.0, id, HeldChange::UpdatePerson(body))?;
     Ok((StatusCode::ACCEPTED, Json(request)))
 }
 
-fn mobile_view(m: &MobileEntry) -> MobileNumber {
+pub(crate) fn mobile_view(m: &MobileEntry) -> MobileNumber {
     MobileNumber {
         id: m.id.clone(),
         number: Some(m.number.clone()),
         verified: m.verified,
     }
-}
-
-fn no_number() -> ApiError {
-    ApiError::not_found(
-        "the person has no mobile number; add one with POST /v1/persons/{person_id}/mobile_number",
-    )
 }
 
 /// `POST /v1/persons/{person_id}/mobile_number`.
@@ -273,19 +253,10 @@ pub async fn add_mobile(
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
     let mut person = entry.data.lock();
-    if person.mobile.is_some() {
-        return Err(ApiError::mobile_number_exists(
-            "the person already has a mobile number; delete it first (a change request)",
-        ));
-    }
-    let mobile = MobileEntry {
-        id: MobileNumberId::generate(),
-        number: body.number,
-        verified: false,
-        otp: None,
-    };
-    let view = mobile_view(&mobile);
-    person.mobile = Some(mobile);
+    let view = mobile_view(person.add_number(body.number, &mut state.0.rng())?);
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -297,12 +268,8 @@ pub async fn get_mobile(
 ) -> Result<Json<MobileNumber>, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let person = entry.data.lock();
-    person
-        .mobile
-        .as_ref()
-        .map(|m| Json(mobile_view(m)))
-        .ok_or_else(no_number)
+    let view = mobile_view(entry.data.lock().mobile()?);
+    Ok(Json(view))
 }
 
 /// `POST /v1/persons/{person_id}/mobile_number/authorize`: sends an OTP.
@@ -314,26 +281,23 @@ pub async fn authorize_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let mut person = entry.data.lock();
-    let mobile = person.mobile.as_mut().ok_or_else(no_number)?;
-    if mobile.number != body.number {
-        return Err(ApiError::mobile_number_mismatch(
-            "this is not the person's mobile number; send the number that was added",
-        )
-        .field("number"));
-    }
-    if mobile.verified {
-        return Err(ApiError::mobile_number_already_verified(
-            "the mobile number is already verified; nothing to authorize",
-        ));
-    }
-    state.0.admit_sms(&mut person)?;
-    let Some(mobile) = person.mobile.as_mut() else {
-        return Err(no_number());
+    let (_, view) = {
+        let mut person = entry.data.lock();
+        let send = person
+            .authorize_number(
+                &body.number,
+                &state.0.config,
+                state.now(),
+                &mut state.0.rng(),
+            )
+            .map_err(|r| state.0.refused(r))?;
+        let seq = state.0.send_otp(&send, None, None);
+        state.0.commit(&[
+            Write::Person(state.0.partner_name(caller.0), &person),
+            Write::SmsSeq(seq),
+        ])?;
+        (send, mobile_view(person.mobile()?))
     };
-    let otp = state.0.send_otp(&mobile.number, None, None);
-    mobile.otp = Some((otp, state.0.new_attempts()));
-    let view = mobile_view(mobile);
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -346,37 +310,15 @@ pub async fn confirm_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let now = state.now();
-    let max = state.0.config.max_failed_attempts;
     let mut person = entry.data.lock();
-    let mobile = person.mobile.as_mut().ok_or_else(no_number)?;
-    if mobile.number != body.number {
-        return Err(ApiError::mobile_number_mismatch(
-            "this is not the person's mobile number; send the number that was added",
-        )
-        .field("number"));
-    }
-    if mobile.verified {
-        return Err(ApiError::mobile_number_already_verified(
-            "the mobile number is already verified",
-        ));
-    }
-    let Some((otp, attempts)) = mobile.otp.as_mut() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            crate::api::ErrorCode::AuthorizationRequired,
-            "Authorization Required",
-            "no OTP was sent yet; call POST .../mobile_number/authorize first",
-        ));
-    };
-    attempts.check_open(now, "mobile number OTP")?;
-    if !otp.matches(&body.token) {
-        let left = attempts.record_failure(max, now);
-        return Err(ApiError::invalid_otp(format!("the OTP is wrong; {left}")).field("token"));
-    }
-    attempts.complete(now);
-    mobile.verified = true;
-    let view = mobile_view(mobile);
+    // A wrong OTP counts as a failed attempt, which is kept like any change.
+    let confirmed = person
+        .confirm_number(&body.number, &body.token, &state.0.config, state.now())
+        .map(mobile_view);
+    state
+        .0
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
+    let view = confirmed?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -388,53 +330,14 @@ pub async fn delete_mobile(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
-    let Some(mobile_id) = entry.data.lock().mobile.as_ref().map(|m| m.id.clone()) else {
-        return Err(no_number());
-    };
+    let mobile_id = entry.data.lock().mobile()?.id.clone();
     let request = hold_change(
         &state.0,
         caller.0,
         id,
         HeldChange::DeleteMobileNumber(mobile_id),
-    );
+    )?;
     Ok((StatusCode::ACCEPTED, Json(request)))
-}
-
-/// Carries out a held change on a person; returns the held call's status and body.
-pub(crate) fn apply(entry: &mut PersonEntry, change: &HeldChange) -> (u16, serde_json::Value) {
-    match change {
-        HeldChange::UpdatePerson(update) => {
-            let person = &mut entry.person;
-            if let Some(v) = &update.first_name {
-                person.first_name.clone_from(v);
-            }
-            if let Some(v) = &update.last_name {
-                person.last_name.clone_from(v);
-            }
-            if let Some(v) = &update.email {
-                person.email = Some(v.clone());
-            }
-            (200, serde_json::to_value(&*person).unwrap_or_default())
-        }
-        HeldChange::DeleteMobileNumber(id) => {
-            match entry.mobile.take_if(|m| m.id == *id) {
-                Some(m) => (
-                    200,
-                    serde_json::to_value(mobile_view(&m)).unwrap_or_default(),
-                ),
-                None => (
-                    404,
-                    serde_json::to_value(
-                        ApiError::not_found(
-                            "the mobile number this change request was made for is gone; the person's current number is kept",
-                        )
-                        .body(),
-                    )
-                    .unwrap_or_default(),
-                ),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 use crate::api::{Language, Otp, PhoneNumber, SmsMessage, Timestamp};
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,13 +20,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A fresh OTP: `212212` for the test number or in static mode, else 6 digits from a CSPRNG.
 pub fn new_otp(number: &PhoneNumber, static_otp: bool) -> Otp {
-    let digits = if static_otp || *number == PhoneNumber::test_number() {
-        STATIC_OTP.to_owned()
-    } else {
-        // thread_rng is a ChaCha CSPRNG seeded and periodically reseeded from the OS.
-        format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32))
-    };
-    Otp::parse(&digits).expect("six ASCII digits by construction")
+    // thread_rng is a ChaCha CSPRNG seeded and periodically reseeded from the OS; the sandbox
+    // itself draws from its own (optionally seeded) generator through the core.
+    super::core::mint::otp(&mut rand::thread_rng(), number, static_otp)
 }
 
 /// The SMS text: the code appears once and no other run of six digits does.
@@ -178,6 +173,12 @@ impl SmsCenter {
     /// Every future message, in-process.
     pub fn subscribe(&self) -> broadcast::Receiver<SmsMessage> {
         self.broadcast.subscribe()
+    }
+
+    /// Numbers the next message after `seq` at least (a restarted sandbox goes on from its
+    /// stored sequence number, so `after=` markers taken before the restart stay valid).
+    pub fn resume_after(&self, seq: u64) {
+        self.seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// The last sequence number handed out.

@@ -7,7 +7,8 @@
 //! 1. a challenge's or a change request's lock (one at most);
 //! 2. a person's lock (one at most);
 //! 3. a device's lock (one at most);
-//! 4. a `bound_keys` shard, innermost: nothing is locked while it is held.
+//! 4. a `bound_keys` shard, or the generator (`rng`), innermost: nothing is locked while
+//!    either is held, and neither is held while the other is taken.
 //!
 //! For example, binding (answering the signature challenge) takes challenge, person, device,
 //! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
@@ -18,25 +19,29 @@
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
 //! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
 
-use super::attempts::Attempts;
-use super::change_requests::ChangeRequestEntry;
 use super::clock::{Clock, SystemClock};
 use super::config::{PartnerConfig, SandboxConfig};
+use super::core::{KeyIndex, Refusal, SendOtp, Verifier};
 use super::error::ApiError;
 use super::ratelimit::Window;
 use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
+use super::store::{MemoryStore, Snapshot, Store, StoreError, Write};
 use super::verify::VerifyingKey;
 use crate::api::{
-    ChallengeId, ChangeRequestId, DeviceId, KeyId, KeyPurpose, MobileNumberId, Otp, Person,
-    PersonId, PhoneNumber, SmsMessage, Timestamp,
+    ChallengeId, ChangeRequestId, DeviceId, PersonId, PhoneNumber, SmsMessage, Timestamp,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
+
+/// How far a restarted sandbox's SMS numbering jumps past the stored number.
+const SMS_SEQ_GAP: u64 = 100_000;
 
 /// Index of a partner in the configuration.
 pub(crate) type PartnerIdx = u16;
@@ -49,122 +54,10 @@ pub(crate) struct Owned<T> {
 
 pub(crate) type Table<K, T> = DashMap<K, Arc<Owned<T>>>;
 
-/// A person and what hangs off it.
-pub(crate) struct PersonEntry {
-    pub person: Person,
-    pub mobile: Option<MobileEntry>,
-    /// Every device that was ever bound, in binding order (deleted ones included).
-    pub devices: Vec<DeviceId>,
-    /// Bound and not deleted devices; the device-limit rule is checked against this.
-    pub bound: usize,
-    /// The latest SMS with a code sent to the person, for [`SandboxConfig::sms_rate_limit`].
-    pub sms_sent: Window,
-}
-
-/// A person's mobile number.
-pub(crate) struct MobileEntry {
-    pub id: MobileNumberId,
-    pub number: PhoneNumber,
-    pub verified: bool,
-    pub otp: Option<(Otp, Attempts)>,
-}
-
-/// One public key of a device.
-pub(crate) struct KeyEntry {
-    pub id: KeyId,
-    pub purpose: KeyPurpose,
-    pub key: VerifyingKey,
-    pub created_at: Timestamp,
-    pub used_at: Option<Timestamp>,
-}
-
-/// A device, bound once its binding challenge is answered.
-pub(crate) struct DeviceEntry {
-    pub id: DeviceId,
-    pub person_id: PersonId,
-    pub name: String,
-    pub created_at: Timestamp,
-    pub deleted_at: Option<Timestamp>,
-    pub verified: bool,
-    pub keys: Vec<KeyEntry>,
-    pub device_data: Option<String>,
-}
-
-impl PersonEntry {
-    /// The person's verified number, where an OTP or TAN `for_what` can be sent; else the
-    /// bank's `telephone_number_not_found` refusal ending in `next_step`.
-    pub fn verified_number(
-        &self,
-        for_what: &str,
-        next_step: &str,
-    ) -> Result<PhoneNumber, ApiError> {
-        self.mobile
-            .as_ref()
-            .filter(|m| m.verified)
-            .map(|m| m.number.clone())
-            .ok_or_else(|| {
-                ApiError::telephone_number_not_found(format!(
-                    "the person has no verified mobile number to send the {for_what} to; {next_step}"
-                ))
-            })
-    }
-}
-
-impl PersonEntry {
-    /// Refuses with 403 `mobile_number_changed` unless the person's verified number is still
-    /// `sent_to`, the number the `what` (an OTP or TAN) was sent to; `start_again` says what
-    /// to start anew.
-    pub fn check_still_verified(
-        &self,
-        sent_to: &PhoneNumber,
-        what: &str,
-        start_again: &str,
-    ) -> Result<(), ApiError> {
-        match &self.mobile {
-            Some(m) if m.verified && m.number == *sent_to => Ok(()),
-            _ => Err(ApiError::mobile_number_changed(format!(
-                "the {what} was sent to a mobile number that is no longer the person's verified number; {start_again}"
-            ))),
-        }
-    }
-}
-
-impl DeviceEntry {
-    /// The key of a purpose, if the device has one.
-    pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
-        self.keys.iter().find(|k| k.purpose == purpose)
-    }
-}
-
-/// What a challenge asks for.
-pub(crate) enum ChallengeWhat {
-    /// Binding: the new device signs the OTP sent by SMS to `sent_to`, which must still be
-    /// the person's verified number when it is answered.
-    Binding {
-        device_id: DeviceId,
-        otp: Otp,
-        sent_to: PhoneNumber,
-    },
-    /// Device signing: the device signs `string_to_sign` with the key of `purpose`.
-    Device {
-        device_id: DeviceId,
-        purpose: KeyPurpose,
-        string_to_sign: String,
-    },
-    /// SMS: the person types the OTP sent to `sent_to`, which must still be their verified
-    /// number when it is answered.
-    Sms {
-        person_id: PersonId,
-        otp: Otp,
-        sent_to: PhoneNumber,
-    },
-}
-
-/// A challenge of any kind.
-pub(crate) struct ChallengeEntry {
-    pub what: ChallengeWhat,
-    pub attempts: Attempts,
-}
+pub(crate) use super::core::challenges::{ChallengeEntry, ChallengeWhat};
+pub(crate) use super::core::change_requests::ChangeRequestEntry;
+pub(crate) use super::core::devices::DeviceEntry;
+pub(crate) use super::core::persons::PersonEntry;
 
 /// What one [`SandboxState::sweep`] forgot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -256,6 +149,13 @@ pub(crate) struct Inner {
     pub long_polls: AtomicUsize,
     /// Tokens issued lately, per partner (indexed like the config's partners).
     pub tokens_issued: Vec<Mutex<Window>>,
+    /// The generator every id, OTP and string to sign draws from (innermost lock: held only
+    /// while drawing bytes, see [`SharedRng`]).
+    pub rng: Mutex<StdRng>,
+    /// Where entities are kept beyond the process (see [`super::store`]).
+    pub store: Box<dyn Store>,
+    /// Whether `store` keeps anything (else no writes are built).
+    pub durable: bool,
 }
 
 /// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
@@ -280,6 +180,79 @@ impl SandboxState {
 
     /// A sandbox on the given clock (use a `ManualClock` to expire challenges in tests).
     pub fn with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, clock, Box::new(MemoryStore))
+    }
+
+    /// A sandbox that keeps its bank in `store`, starting from what the store holds.
+    /// Entities of partners no longer configured are left in the store and not served.
+    pub fn with_store(
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+        store: Box<dyn Store>,
+    ) -> Result<Self, StoreError> {
+        let snapshot = store.load()?;
+        let state = Self::build(config, clock, store);
+        state.restore(snapshot);
+        Ok(state)
+    }
+
+    fn restore(&self, snapshot: Snapshot) {
+        let inner = &*self.0;
+        let partner = |client_id: &str| {
+            inner
+                .config
+                .partners
+                .iter()
+                .position(|p| p.client_id == client_id)
+                .and_then(|i| PartnerIdx::try_from(i).ok())
+        };
+        let mut skipped = 0usize;
+        for (client_id, entry) in snapshot.persons {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.persons, p, entry.person.id.clone(), entry),
+                None => skipped += 1,
+            }
+        }
+        for (client_id, entry) in snapshot.devices {
+            let Some(p) = partner(&client_id) else {
+                skipped += 1;
+                continue;
+            };
+            if entry.verified && entry.deleted_at.is_none() {
+                for key in &entry.keys {
+                    inner
+                        .bound_keys
+                        .insert((p, Box::from(key.key.point())), entry.id.clone());
+                }
+            }
+            Inner::insert(&inner.devices, p, entry.id.clone(), entry);
+        }
+        for (client_id, id, entry) in snapshot.challenges {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.challenges, p, id, entry),
+                None => skipped += 1,
+            }
+        }
+        for (client_id, entry) in snapshot.change_requests {
+            match partner(&client_id) {
+                Some(p) => Inner::insert(&inner.change_requests, p, entry.id.clone(), entry),
+                None => skipped += 1,
+            }
+        }
+        // Messages delivered but not yet committed when the process died have numbers above
+        // the stored one; a gap larger than any number of requests in flight skips them.
+        if snapshot.sms_seq > 0 {
+            inner.sms.resume_after(snapshot.sms_seq + SMS_SEQ_GAP);
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "stored entities of partners that are no longer configured are not served"
+            );
+        }
+    }
+
+    fn build(config: SandboxConfig, clock: Arc<dyn Clock>, store: Box<dyn Store>) -> Self {
         let tokens_issued = config
             .partners
             .iter()
@@ -292,7 +265,14 @@ impl SandboxState {
             .chain(config.faults.iter().cloned())
             .collect();
         let seed = config.faults_seed.unwrap_or_else(rand::random);
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
         SandboxState(Arc::new(Inner {
+            rng: Mutex::new(rng),
+            durable: store.is_durable(),
+            store,
             faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
             conn_counters: ConnCounters::default(),
@@ -404,7 +384,11 @@ impl SandboxState {
         let lifetime = inner.config.challenge_lifetime;
         let mut swept = Swept::default();
         let mut orphans = Vec::new();
-        inner.challenges.retain(|_, entry| {
+        let mut forgotten_challenges = Vec::new();
+        let mut forgotten_devices = Vec::new();
+        let mut forgotten_change_requests = Vec::new();
+        let durable = inner.durable;
+        inner.challenges.retain(|id, entry| {
             let Some(c) = entry.data.try_lock() else {
                 return true;
             };
@@ -415,6 +399,9 @@ impl SandboxState {
                 orphans.push(device_id.clone());
             }
             swept.challenges += 1;
+            if durable {
+                forgotten_challenges.push(id.clone());
+            }
             false
         });
         // Only a finished binding's challenge could verify the device, so an unverified
@@ -438,19 +425,38 @@ impl SandboxState {
                 });
             if gone {
                 swept.devices += 1;
+                if durable {
+                    forgotten_devices.push(id.clone());
+                }
             } else if !unlocked {
                 busy.push(id);
             }
         }
         inner.orphans.lock().append(&mut busy);
-        inner.change_requests.retain(|_, entry| {
+        inner.change_requests.retain(|id, entry| {
             let Some(cr) = entry.data.try_lock() else {
                 return true;
             };
             let forget = cr.forgettable(now, lifetime, retention);
             swept.change_requests += usize::from(forget);
+            if forget && durable {
+                forgotten_change_requests.push(id.clone());
+            }
             !forget
         });
+        // Forgetting is not urgent: if the commit fails, the entries come back on restart
+        // and are swept again.
+        let writes: Vec<Write<'_>> = forgotten_challenges
+            .iter()
+            .map(Write::ForgetChallenge)
+            .chain(forgotten_devices.iter().map(Write::ForgetDevice))
+            .chain(
+                forgotten_change_requests
+                    .iter()
+                    .map(Write::ForgetChangeRequest),
+            )
+            .collect();
+        let _ = inner.commit(&writes);
         let total = swept.challenges + swept.devices + swept.change_requests;
         inner
             .counters
@@ -549,16 +555,6 @@ impl Inner {
         );
     }
 
-    /// Admits one more SMS with a code to a person under [`SandboxConfig::sms_rate_limit`],
-    /// or refuses with 429 `too_many_requests`. Called with the person's lock held.
-    pub fn admit_sms(&self, person: &mut PersonEntry) -> Result<(), ApiError> {
-        let limit = self.config.sms_rate_limit;
-        person.sms_sent.admit(limit, self.clock.now()).map_err(|r| {
-            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            r.refusal("SMS with a code to this person", limit)
-        })
-    }
-
     /// Admits one more access token for a partner under [`SandboxConfig::token_rate_limit`].
     pub fn admit_token(&self, partner: PartnerIdx) -> Result<(), ApiError> {
         let limit = self.config.token_rate_limit;
@@ -587,28 +583,120 @@ impl Inner {
         ok
     }
 
-    /// Sends an OTP to a number by SMS.
+    /// Delivers an OTP a rule asked to send, in `language` (English by default), with the
+    /// app's signature for SMS retrievers.
     pub fn send_otp(
         &self,
-        number: &PhoneNumber,
+        send: &SendOtp,
         language: Option<crate::api::Language>,
         app_signature: Option<&str>,
-    ) -> Otp {
-        let otp = super::sms::new_otp(number, self.config.static_otp);
+    ) -> u64 {
         let language = language.unwrap_or(crate::api::Language::En);
         let text = super::sms::sms_text(
-            &otp,
+            &send.otp,
             language,
             self.config.challenge_lifetime,
             app_signature,
         );
-        self.sms.deliver(number, text, language, self.clock.now());
+        let seq = self
+            .sms
+            .deliver(&send.number, text, language, self.clock.now());
         self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
-        otp
+        seq
     }
 
-    /// A new, open attempt budget starting now.
-    pub fn new_attempts(&self) -> Attempts {
-        Attempts::new(self.clock.now(), self.config.challenge_lifetime)
+    /// The client id of a partner, as entities are stored under it.
+    pub fn partner_name(&self, partner: PartnerIdx) -> &str {
+        self.config
+            .partners
+            .get(usize::from(partner))
+            .map_or("", |p| p.client_id.as_str())
+    }
+
+    /// Commits `writes` to the store before the answer is sent; a failed commit is a 500
+    /// (the request's change is then not durable, and the client is told so).
+    pub fn commit(&self, writes: &[Write<'_>]) -> Result<(), ApiError> {
+        if !self.durable {
+            return Ok(());
+        }
+        self.store.commit(writes).map_err(|e| {
+            tracing::error!(error = %e, "state commit failed");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                crate::api::ErrorCode::Other("storage_error".to_owned()),
+                "Storage Error",
+                "the sandbox could not save this change to its state file; it may be lost on restart",
+            )
+        })
+    }
+
+    /// A refusal of the core as the bank's error, counting rate-limit refusals.
+    pub fn refused(&self, refusal: Refusal) -> ApiError {
+        if matches!(refusal.reason, super::core::Reason::TooManyRequests { .. }) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        ApiError::from(refusal)
+    }
+
+    /// The generator the core draws from.
+    pub fn rng(&self) -> SharedRng<'_> {
+        SharedRng(&self.rng)
+    }
+
+    /// The partner's bound keys, for the core.
+    pub fn keys(&self, partner: PartnerIdx) -> PartnerKeys<'_> {
+        PartnerKeys {
+            map: &self.bound_keys,
+            partner,
+        }
+    }
+}
+
+impl Verifier for Inner {
+    fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
+        Inner::verify(self, key, message, der)
+    }
+}
+
+/// The sandbox's generator as an [`rand::RngCore`]: each draw locks it briefly, so a rule can
+/// draw while entity locks are held (it is the innermost lock).
+pub(crate) struct SharedRng<'a>(&'a Mutex<StdRng>);
+
+impl rand::RngCore for SharedRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.lock().next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.lock().next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.lock().fill_bytes(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.0.lock().try_fill_bytes(dest)
+    }
+}
+
+/// One partner's view of the bound keys, for the core's [`KeyIndex`].
+pub(crate) struct PartnerKeys<'a> {
+    map: &'a DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
+    partner: PartnerIdx,
+}
+
+impl KeyIndex for PartnerKeys<'_> {
+    fn is_bound(&self, point: &[u8]) -> bool {
+        self.map.contains_key(&(self.partner, Box::from(point)))
+    }
+    fn claim(&self, point: &[u8], device: &DeviceId) -> bool {
+        match self.map.entry((self.partner, Box::from(point))) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(device.clone());
+                true
+            }
+        }
+    }
+    fn release(&self, point: &[u8]) {
+        self.map.remove(&(self.partner, Box::from(point)));
     }
 }

@@ -10,8 +10,13 @@ pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
     let mut phone = ctx.open(name).await?;
     let out = phone.bind().await?;
     ctx.emit(&out, || {
+        let lost = if out.answer_lost {
+            "; the bank's answer to the binding was lost, so the phone read the device back: it is bound"
+        } else {
+            ""
+        };
         format!(
-            "phone {name}: bound as device {} with {} ({})",
+            "phone {name}: bound as device {} with {} ({}){lost}",
             out.device_id,
             key_or_purpose(out.key.as_ref(), out.key_purpose),
             ms(out.timings.total())

@@ -2,7 +2,10 @@
 //! biometric prompt and where SMS codes come from.
 
 use crate::api::{Otp, PhoneNumber};
-use crate::client::{ApiClient, ClientConfig, ClientError, Credentials, Target, Transcript};
+use crate::client::retry::DEFAULT_RETRIES;
+use crate::client::{
+    ApiClient, ClientConfig, ClientError, Credentials, RetryPolicy, Target, Transcript,
+};
 use crate::phone::{Confirmation, OtpCommand, OtpSource};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -36,6 +39,14 @@ pub struct ConnectArgs {
     /// TANs, tokens and signatures redacted) to FILE as JSON lines, e.g. for a bug report.
     #[arg(long, global = true, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
+    /// How often a failed request is sent again: 429 and 503 for every call; 502, 504 and a
+    /// connection closed unanswered only for idempotent ones (GET, PUT, DELETE); with
+    /// exponential backoff and full jitter, honouring Retry-After up to 10 s.
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// Send every request once (the same as --retries 0).
+    #[arg(long, global = true, conflicts_with = "retries")]
+    pub no_retry: bool,
 }
 
 /// A well-known server.
@@ -66,6 +77,12 @@ impl ConnectArgs {
         }
     }
 
+    /// The retry policy `--retries` and `--no-retry` ask for.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let retries = if self.no_retry { 0 } else { self.retries };
+        RetryPolicy::default().with_retries(retries)
+    }
+
     /// A client for the target, with credentials from the file or environment, recording
     /// into the `--transcript` file if one is named.
     pub fn client(&self, target: &Target) -> Result<ApiClient, ClientError> {
@@ -91,7 +108,8 @@ impl ConnectArgs {
         ApiClient::new(
             ClientConfig::new(target, credentials)
                 .with_timeout(self.timeout)
-                .with_transcript(transcript),
+                .with_transcript(transcript)
+                .with_retry(self.retry_policy()),
         )
     }
 }

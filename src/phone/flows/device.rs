@@ -82,6 +82,7 @@ impl Phone {
             signature,
             device_data: None,
         };
+        let mut answer_lost = false;
         if let Err(source) = self
             .client
             .answer_signature_challenge(&created.challenge.id, &answer)
@@ -101,6 +102,7 @@ impl Phone {
                     source,
                 });
             }
+            answer_lost = true;
         }
         clock.lap("answer challenge");
         self.profile.bound = true;
@@ -112,6 +114,7 @@ impl Phone {
             key_purpose: purpose,
             fingerprint,
             key: self.key_label(purpose),
+            answer_lost,
             timings: clock.finish(),
         })
     }

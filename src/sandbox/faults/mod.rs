@@ -257,7 +257,14 @@ pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next)
                 status,
                 retry_after,
             },
-        )) => refusal(status, retry_after).into_response(),
+        )) => {
+            let mut refused = refusal(status, retry_after).into_response();
+            refused.headers_mut().insert(
+                crate::api::INJECTED_FAULT_HEADER,
+                header::HeaderValue::from_static("injected"),
+            );
+            refused
+        }
         Some((_, FaultAction::DropBefore)) => dropped(),
         Some((_, FaultAction::DropAfter)) => {
             // The bank acts in full; only its answer is lost.

@@ -6,12 +6,13 @@
 //! configured retention window; after that the sandbox forgets it (see
 //! `SandboxState::sweep`) and its id answers 404.
 
-use super::error::ApiError;
+use super::retention::finished_longer_than;
+use super::{Reason, Refusal};
 use crate::api::Timestamp;
 use std::time::Duration;
 
 /// Where an answerable thing stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     /// Waiting for an answer.
     Open,
@@ -22,7 +23,7 @@ pub enum Status {
 }
 
 /// Lifetime and attempt accounting.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Attempts {
     /// When it was created.
     pub created_at: Timestamp,
@@ -50,19 +51,28 @@ impl Attempts {
     }
 
     /// Refuses unless it can be answered at `now`.
-    pub fn check_open(&self, now: Timestamp, what: &str) -> Result<(), ApiError> {
+    pub fn check_open(&self, now: Timestamp, what: &str) -> Result<(), Refusal> {
         match self.status {
-            Status::Completed => Err(ApiError::challenge_already_used(format!(
-                "this {what} was already completed and cannot be answered again; start a new one"
-            ))),
-            Status::Failed => Err(ApiError::challenge_failed(format!(
-                "this {what} is spent after {} failed answers; start a new one",
-                self.failed
-            ))),
-            Status::Open if now >= self.expires_at => Err(ApiError::challenge_expired(format!(
-                "this {what} expired at {}; start a new one",
-                self.expires_at
-            ))),
+            Status::Completed => Err(Refusal::new(
+                Reason::ChallengeAlreadyUsed,
+                format!(
+                    "this {what} was already completed and cannot be answered again; start a new one"
+                ),
+            )),
+            Status::Failed => Err(Refusal::new(
+                Reason::ChallengeFailed,
+                format!(
+                    "this {what} is spent after {} failed answers; start a new one",
+                    self.failed
+                ),
+            )),
+            Status::Open if now >= self.expires_at => Err(Refusal::new(
+                Reason::ChallengeExpired,
+                format!(
+                    "this {what} expired at {}; start a new one",
+                    self.expires_at
+                ),
+            )),
             Status::Open => Ok(()),
         }
     }
@@ -105,13 +115,6 @@ impl Attempts {
     }
 }
 
-/// Whether something that finished `at` has been finished for longer than `retention` at
-/// `now` (timestamps are whole seconds).
-pub fn finished_longer_than(at: Timestamp, now: Timestamp, retention: Duration) -> bool {
-    u64::try_from(now.unix().saturating_sub(at.unix()))
-        .is_ok_and(|elapsed| Duration::from_secs(elapsed) > retention)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,16 +127,16 @@ mod tests {
         assert_eq!(
             a.check_open(t0.plus_seconds(300), "challenge")
                 .unwrap_err()
-                .code,
-            "challenge_expired"
+                .reason,
+            Reason::ChallengeExpired
         );
         a.record_failure(3, t0);
         a.record_failure(3, t0);
         assert!(a.check_open(t0, "challenge").is_ok());
         assert!(a.record_failure(3, t0).contains("spent"));
         assert_eq!(
-            a.check_open(t0, "challenge").unwrap_err().code,
-            "challenge_failed"
+            a.check_open(t0, "challenge").unwrap_err().reason,
+            Reason::ChallengeFailed
         );
     }
 

@@ -1,0 +1,464 @@
+//! Devices and binding. A binding stores an unverified device and sends an OTP; the device
+//! signs the OTP with its new key, which binds it. The device limit counts bound devices
+//! only; it is checked when the binding starts (so a caller learns early) and again when the
+//! signature is accepted: of several bindings racing for the last free place, the first to
+//! answer wins and the others are refused with their challenge left open.
+
+use super::attempts::Attempts;
+use super::challenges::{ChallengeEntry, ChallengeWhat};
+use super::persons::PersonEntry;
+use super::{Env, KeyIndex, Reason, Refusal, SendOtp, mint};
+use crate::api::{ChallengeId, DeviceId, KeyId, KeyPurpose, PersonId, SignatureHex, Timestamp};
+use crate::sandbox::config::SandboxConfig;
+use crate::sandbox::verify::{VerifyingKey, check_der_signature};
+use rand::RngCore;
+
+/// One public key of a device.
+pub struct KeyEntry {
+    /// Its id.
+    pub id: KeyId,
+    /// What it signs.
+    pub purpose: KeyPurpose,
+    /// The key, parsed once.
+    pub key: VerifyingKey,
+    /// When it was added.
+    pub created_at: Timestamp,
+    /// When it last answered a challenge.
+    pub used_at: Option<Timestamp>,
+}
+
+/// A device, bound once its binding challenge is answered.
+pub struct DeviceEntry {
+    /// Its id.
+    pub id: DeviceId,
+    /// Its person; never changes.
+    pub person_id: PersonId,
+    /// Its name.
+    pub name: String,
+    /// When the binding started.
+    pub created_at: Timestamp,
+    /// When it was deleted.
+    pub deleted_at: Option<Timestamp>,
+    /// Whether its binding was answered.
+    pub verified: bool,
+    /// Its keys (none once deleted).
+    pub keys: Vec<KeyEntry>,
+    /// The partner's opaque data about it.
+    pub device_data: Option<String>,
+}
+
+impl DeviceEntry {
+    /// The key of a purpose, if the device has one.
+    pub fn key(&self, purpose: KeyPurpose) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.purpose == purpose)
+    }
+
+    /// Refuses unless the device is bound: an unverified device does not exist to the API.
+    pub fn check_bound(&self) -> Result<(), Refusal> {
+        if self.verified {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                Reason::NotFound,
+                format!(
+                    "there is no bound device {} for this partner; finish its binding first",
+                    self.id
+                ),
+            ))
+        }
+    }
+
+    /// The purpose a challenge uses when none is named: restricted if the device has it.
+    pub fn default_purpose(&self) -> KeyPurpose {
+        if self.key(KeyPurpose::Restricted).is_some() {
+            KeyPurpose::Restricted
+        } else {
+            KeyPurpose::Unrestricted
+        }
+    }
+}
+
+/// Decodes and checks a signature field's DER before any verification.
+pub fn der_of(signature: &SignatureHex, field: &str) -> Result<Vec<u8>, Refusal> {
+    let der = signature.to_bytes();
+    check_der_signature(&der)
+        .map_err(|e| Refusal::new(Reason::InvalidSignatureEncoding, e.to_string()).field(field))?;
+    Ok(der)
+}
+
+/// What a binding asks for: the request's checked fields.
+pub struct NewDevice {
+    /// Its person.
+    pub person_id: PersonId,
+    /// Its name (checked, trimmed).
+    pub name: String,
+    /// The key to bind.
+    pub key: VerifyingKey,
+    /// The key's purpose.
+    pub purpose: KeyPurpose,
+    /// The partner's opaque data.
+    pub device_data: Option<String>,
+}
+
+/// A started binding: the unverified device and its challenge to store, the OTP to send.
+pub struct BindingStarted {
+    /// The unverified device.
+    pub device: DeviceEntry,
+    /// The signature challenge's id.
+    pub challenge_id: ChallengeId,
+    /// The signature challenge.
+    pub challenge: ChallengeEntry,
+    /// The SMS to deliver.
+    pub send: SendOtp,
+}
+
+/// Starts binding `new` to `person`.
+pub fn start_binding(
+    person: &PersonEntry,
+    new: NewDevice,
+    keys: &dyn KeyIndex,
+    config: &SandboxConfig,
+    now: Timestamp,
+    rng: &mut dyn RngCore,
+) -> Result<BindingStarted, Refusal> {
+    let number = person.verified_number("OTP", "add and confirm one first")?;
+    let max = config.max_devices_per_person;
+    if person.bound >= max {
+        return Err(Refusal::new(
+            Reason::DeviceLimitReached,
+            format!("the person already has {max} bound devices; delete one first"),
+        ));
+    }
+    if keys.is_bound(new.key.point()) {
+        return Err(Refusal::new(
+            Reason::KeyAlreadyBound,
+            "this public key is already bound to a device; generate a new key",
+        )
+        .field("key"));
+    }
+    let device_id = mint::device_id(rng);
+    let device = DeviceEntry {
+        id: device_id.clone(),
+        person_id: new.person_id,
+        name: new.name,
+        created_at: now,
+        deleted_at: None,
+        verified: false,
+        keys: vec![KeyEntry {
+            id: mint::key_id(rng),
+            purpose: new.purpose,
+            key: new.key,
+            created_at: now,
+            used_at: None,
+        }],
+        device_data: new.device_data,
+    };
+    let otp = mint::otp(rng, &number, config.static_otp);
+    let challenge = ChallengeEntry {
+        what: ChallengeWhat::Binding {
+            device_id,
+            otp: otp.clone(),
+            sent_to: number.clone(),
+        },
+        attempts: Attempts::new(now, config.challenge_lifetime),
+    };
+    Ok(BindingStarted {
+        device,
+        challenge_id: mint::challenge_id(rng),
+        challenge,
+        send: SendOtp { number, otp },
+    })
+}
+
+const START_AGAIN: &str = "start a new binding with POST /v1/mfa/devices";
+
+/// Answers a binding challenge with the OTP signed by the new key: binds `device` to
+/// `person`. A signature that does not verify counts as a failed attempt; every other
+/// refusal changes nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn answer_binding(
+    challenge: &mut ChallengeEntry,
+    device: &mut DeviceEntry,
+    person: &mut PersonEntry,
+    signature: &SignatureHex,
+    device_data: Option<String>,
+    env: Env<'_>,
+) -> Result<(), Refusal> {
+    let ChallengeWhat::Binding { otp, sent_to, .. } = &challenge.what else {
+        return Err(Refusal::new(Reason::NotFound, "not a binding challenge"));
+    };
+    challenge
+        .attempts
+        .check_open(env.now, "signature challenge")?;
+    let der = der_of(signature, "signature")?;
+    let key = device.keys.first().map(|k| k.key.clone()).ok_or_else(|| {
+        Refusal::new(
+            Reason::NotFound,
+            "the device being bound has no key; start a new binding",
+        )
+    })?;
+    person.check_still_verified(sent_to, "OTP", START_AGAIN)?;
+    if !env.verifier.verify(&key, otp.expose().as_bytes(), &der) {
+        let left = challenge
+            .attempts
+            .record_failure(env.config.max_failed_attempts, env.now);
+        return Err(Refusal::new(
+            Reason::InvalidSignature,
+            format!(
+                "the signature does not verify over the SMS OTP's ASCII digits with the key being bound; {left}"
+            ),
+        )
+        .field("signature"));
+    }
+    let max = env.config.max_devices_per_person;
+    if person.bound >= max {
+        return Err(Refusal::new(
+            Reason::DeviceLimitReached,
+            format!("the person already has {max} bound devices; delete one, then answer again"),
+        ));
+    }
+    if !env.keys.claim(key.point(), &device.id) {
+        return Err(Refusal::new(
+            Reason::KeyAlreadyBound,
+            "this public key was bound to another device meanwhile; generate a new key",
+        ));
+    }
+    device.verified = true;
+    if let Some(data) = device_data {
+        device.device_data = Some(data);
+    }
+    person.bound += 1;
+    person.devices.push(device.id.clone());
+    challenge.attempts.complete(env.now);
+    Ok(())
+}
+
+/// Deletes a bound device and releases its keys.
+pub fn delete(
+    person: &mut PersonEntry,
+    device: &mut DeviceEntry,
+    keys: &dyn KeyIndex,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if device.deleted_at.is_some() {
+        return Err(Refusal::new(
+            Reason::NotFound,
+            format!("device {} was already deleted", device.id),
+        ));
+    }
+    device.deleted_at = Some(now);
+    for key in device.keys.drain(..) {
+        keys.release(key.key.point());
+    }
+    person.bound = person.bound.saturating_sub(1);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::core::testing::{
+        Keys, PlainVerifier, TestKey, config, rng, t0, verified_person,
+    };
+
+    fn new_device(person: &PersonEntry, key: &TestKey) -> NewDevice {
+        NewDevice {
+            person_id: person.person.id.clone(),
+            name: "phone".into(),
+            key: key.verifying(),
+            purpose: KeyPurpose::Unrestricted,
+            device_data: None,
+        }
+    }
+
+    #[test]
+    fn binding_fails_when_the_signature_is_wrong_and_binds_with_the_signed_otp() {
+        let (config, mut rng, keys) = (config(), rng(7), Keys::default());
+        let mut person = verified_person(&mut rng);
+        let key = TestKey::new();
+        let started = start_binding(
+            &person,
+            new_device(&person, &key),
+            &keys,
+            &config,
+            t0(),
+            &mut rng,
+        )
+        .unwrap();
+        let (mut device, mut challenge) = (started.device, started.challenge);
+        let env = Env {
+            config: &config,
+            now: t0(),
+            keys: &keys,
+            verifier: &PlainVerifier,
+        };
+        let wrong = key.sign(b"000000");
+        let refused = answer_binding(&mut challenge, &mut device, &mut person, &wrong, None, env)
+            .unwrap_err();
+        assert_eq!(refused.reason, Reason::InvalidSignature);
+        assert!(
+            refused.detail.ends_with("2 attempts are left"),
+            "{}",
+            refused.detail
+        );
+        assert!(!device.verified && person.bound == 0 && !keys.is_bound(key.verifying().point()));
+        let right = key.sign(started.send.otp.expose().as_bytes());
+        answer_binding(&mut challenge, &mut device, &mut person, &right, None, env).unwrap();
+        assert!(device.verified);
+        assert_eq!(
+            (person.bound, person.devices.clone()),
+            (1, vec![device.id.clone()])
+        );
+        assert!(keys.is_bound(key.verifying().point()));
+        let again = answer_binding(&mut challenge, &mut device, &mut person, &right, None, env)
+            .unwrap_err();
+        assert_eq!(again.reason, Reason::ChallengeAlreadyUsed);
+        assert_eq!(person.bound, 1, "a completed challenge binds nothing twice");
+    }
+
+    #[test]
+    fn the_device_limit_is_checked_again_when_the_binding_is_answered() {
+        let (mut config, mut rng, keys) = (config(), rng(8), Keys::default());
+        config.max_devices_per_person = 1;
+        let mut person = verified_person(&mut rng);
+        let (k1, k2) = (TestKey::new(), TestKey::new());
+        let first = start_binding(
+            &person,
+            new_device(&person, &k1),
+            &keys,
+            &config,
+            t0(),
+            &mut rng,
+        )
+        .unwrap();
+        let second = start_binding(
+            &person,
+            new_device(&person, &k2),
+            &keys,
+            &config,
+            t0(),
+            &mut rng,
+        )
+        .unwrap();
+        let env = Env {
+            config: &config,
+            now: t0(),
+            keys: &keys,
+            verifier: &PlainVerifier,
+        };
+        let (mut d1, mut c1) = (first.device, first.challenge);
+        let (mut d2, mut c2) = (second.device, second.challenge);
+        answer_binding(
+            &mut c1,
+            &mut d1,
+            &mut person,
+            &k1.sign(first.send.otp.expose().as_bytes()),
+            None,
+            env,
+        )
+        .unwrap();
+        let refused = answer_binding(
+            &mut c2,
+            &mut d2,
+            &mut person,
+            &k2.sign(second.send.otp.expose().as_bytes()),
+            None,
+            env,
+        )
+        .unwrap_err();
+        assert_eq!(refused.reason, Reason::DeviceLimitReached);
+        assert_eq!(
+            c2.attempts.status,
+            super::super::attempts::Status::Open,
+            "left open"
+        );
+        delete(&mut person, &mut d1, &keys, t0()).unwrap();
+        assert!(!keys.is_bound(k1.verifying().point()));
+        answer_binding(
+            &mut c2,
+            &mut d2,
+            &mut person,
+            &k2.sign(second.send.otp.expose().as_bytes()),
+            None,
+            env,
+        )
+        .unwrap();
+        assert_eq!(person.bound, 1);
+    }
+
+    #[test]
+    fn a_seeded_generator_mints_the_same_ids_and_otps() {
+        let run = |seed| {
+            let (config, mut rng, keys) = (config(), rng(seed), Keys::default());
+            let person = verified_person(&mut rng);
+            let key = TestKey::new();
+            let s = start_binding(
+                &person,
+                new_device(&person, &key),
+                &keys,
+                &config,
+                t0(),
+                &mut rng,
+            )
+            .unwrap();
+            (
+                person.person.id,
+                s.device.id,
+                s.challenge_id,
+                s.send.otp.expose().to_owned(),
+            )
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn a_key_is_added_once_per_purpose_signed_by_a_key_the_device_has() {
+        use crate::sandbox::core::keys::{NewKey, add_key};
+        let (config, mut rng, keys) = (config(), rng(9), Keys::default());
+        let mut person = verified_person(&mut rng);
+        let key = TestKey::new();
+        let s = start_binding(
+            &person,
+            new_device(&person, &key),
+            &keys,
+            &config,
+            t0(),
+            &mut rng,
+        )
+        .unwrap();
+        let (mut device, mut challenge) = (s.device, s.challenge);
+        let env = Env {
+            config: &config,
+            now: t0(),
+            keys: &keys,
+            verifier: &PlainVerifier,
+        };
+        answer_binding(
+            &mut challenge,
+            &mut device,
+            &mut person,
+            &key.sign(s.send.otp.expose().as_bytes()),
+            None,
+            env,
+        )
+        .unwrap();
+        let restricted = TestKey::new();
+        let hex = restricted.hex();
+        let forged = TestKey::new().sign(hex.as_str().as_bytes()).to_bytes();
+        let new = |der| NewKey {
+            key: restricted.verifying(),
+            hex: &hex,
+            purpose: KeyPurpose::Restricted,
+            signer: KeyPurpose::Unrestricted,
+            der,
+        };
+        let refused = add_key(&mut device, new(&forged), env, &mut rng).unwrap_err();
+        assert_eq!(refused.reason, Reason::InvalidSignature);
+        let vouched = key.sign(hex.as_str().as_bytes()).to_bytes();
+        add_key(&mut device, new(&vouched), env, &mut rng).unwrap();
+        assert_eq!(device.default_purpose(), KeyPurpose::Restricted);
+        let twice = add_key(&mut device, new(&vouched), env, &mut rng).unwrap_err();
+        assert_eq!(twice.reason, Reason::KeyPurposeTaken);
+    }
+}
