@@ -346,8 +346,11 @@ async fn round_trip_cost(client: &ApiClient, requests: u64, concurrency: usize) 
     let cpu0 = cpu_secs();
     let wall0 = Instant::now();
     let mut finished = Vec::new();
+    // No runtime stops (taking reqwest's connections it runs with it) before all are done.
+    let all_done = std::sync::Arc::new(tokio::sync::Barrier::new(threads));
     for t in 0..threads {
         let client = client.clone();
+        let all_done = all_done.clone();
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -367,6 +370,7 @@ async fn round_trip_cost(client: &ApiClient, requests: u64, concurrency: usize) 
                     });
                 }
                 while tasks.join_next().await.is_some() {}
+                all_done.wait().await;
             });
             let _ = done.send(());
         });

@@ -329,17 +329,28 @@ pub async fn run(
     });
     let display = Progress::start(progress, shared.clone());
     let threads = worker_threads(workers);
+    // A pooled connection may belong to another thread's runtime (reqwest runs each
+    // connection as a task of the runtime that opened it): no runtime stops, taking its
+    // connections with it, before every thread's workers are done.
+    let all_done = Arc::new(tokio::sync::Barrier::new(threads));
     let mut finished = Vec::with_capacity(threads);
     for t in 0..threads {
         let (done, finished_rx) = tokio::sync::oneshot::channel();
         let shared = shared.clone();
+        let all_done = all_done.clone();
         std::thread::Builder::new()
             .name(format!("vphone-fleet-{t}"))
             .spawn(move || {
                 let drained = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map(|rt| rt.block_on(run_workers(shared, t, threads, workers)));
+                    .map(|rt| {
+                        rt.block_on(async {
+                            let drained = run_workers(shared, t, threads, workers).await;
+                            all_done.wait().await;
+                            drained
+                        })
+                    });
                 let _ = done.send(drained);
             })
             .map_err(FleetError::Threads)?;
