@@ -1,6 +1,9 @@
 //! Sandbox throughput: N full bindings and N device-signing challenges over HTTP, with the
 //! sandbox's CPU cost per verification next to bare verify loops measured in the same run.
 //!
+//! Both run twice: with the bank in memory (the default) and in a SQLite file (`--state`),
+//! and the ratio of their requests/s is printed.
+//!
 //! Run: `cargo bench --bench sandbox` (N from `VPHONE_BENCH_N`, default 2000; concurrency from
 //! `VPHONE_BENCH_CONCURRENCY`, default 32).
 //!
@@ -19,6 +22,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vphone::sandbox::store::{SqliteStore, SyncMode};
 use vphone::sandbox::verify::{VerifyingKey, verify_signature};
 use vphone::sandbox::{self, SandboxConfig, SandboxState};
 
@@ -184,9 +188,8 @@ fn bare_loops(iterations: usize) -> (f64, f64, f64) {
     (aws_lc, aws_lc_unparsed, p256)
 }
 
-fn main() {
-    let n = env_usize("VPHONE_BENCH_N", 2000).clamp(5, 200_000);
-    let concurrency = env_usize("VPHONE_BENCH_CONCURRENCY", 32).clamp(1, 1024);
+/// Runs both phases against `state`, served on a runtime of its own.
+fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(SANDBOX_THREAD)
@@ -199,7 +202,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let state = SandboxState::new(SandboxConfig::default());
     let handle = server_rt
         .block_on(async {
             let state = state.clone();
@@ -211,10 +213,6 @@ fn main() {
         .unwrap()
         .unwrap();
     let base = handle.base_url();
-    println!(
-        "vphone sandbox bench: N = {n}, concurrency = {concurrency}, sandbox on 2 threads, {} CPUs",
-        std::thread::available_parallelism().map_or(0, |p| p.get())
-    );
 
     let phases = client_rt.block_on(async move {
         let http = reqwest::Client::builder()
@@ -374,10 +372,45 @@ fn main() {
         ));
         phases
     });
+    server_rt.block_on(handle.shutdown());
+    phases
+}
 
-    for p in &phases {
+fn main() {
+    let n = env_usize("VPHONE_BENCH_N", 2000).clamp(5, 200_000);
+    let concurrency = env_usize("VPHONE_BENCH_CONCURRENCY", 32).clamp(1, 1024);
+    println!(
+        "vphone sandbox bench: N = {n}, concurrency = {concurrency}, sandbox on 2 threads, {} CPUs",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+    let memory = run_phases(n, concurrency, SandboxState::new(SandboxConfig::default()));
+    println!("in memory (the default):");
+    for p in &memory {
         report(p);
     }
+    // The same work with the bank in a SQLite file (`vphone sandbox --state FILE`).
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bench.sqlite"), SyncMode::Normal).unwrap();
+    let on_disk = SandboxState::with_store(
+        SandboxConfig::default(),
+        Arc::new(sandbox::SystemClock),
+        Box::new(store),
+    )
+    .unwrap();
+    let sqlite = run_phases(n, concurrency, on_disk);
+    println!("with --state (SQLite, WAL, synchronous=NORMAL):");
+    for p in &sqlite {
+        report(p);
+    }
+    let rate = |p: &Phase| p.requests as f64 / p.wall.as_secs_f64();
+    for (m, s) in memory.iter().zip(&sqlite) {
+        println!(
+            "ratio: --state / in-memory requests/s, {}: {:.2}",
+            m.name,
+            rate(s) / rate(m)
+        );
+    }
+    let phases = memory;
     let (aws_lc, aws_lc_unparsed, p256) = bare_loops(n.clamp(500, 5000));
     println!(
         "bare verify loop, aws-lc-rs, key parsed once (the sandbox's path): {aws_lc:>7.1} us/verification"
@@ -400,5 +433,4 @@ fn main() {
         inside / aws_lc,
         p256 / aws_lc
     );
-    server_rt.block_on(handle.shutdown());
 }

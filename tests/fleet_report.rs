@@ -249,3 +249,31 @@ fn vphone_load_merge_refuses_the_same_shard_twice() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("overlap"), "{stderr}");
 }
+
+#[test]
+fn a_report_without_a_time_series_reads_with_an_empty_one_and_merges() {
+    let with = record(|i| i % 2 == 0);
+    let mut json: serde_json::Value = serde_json::from_str(&with.to_json().unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("series").unwrap();
+    let mut older = Report::from_json(&json.to_string(), Path::new("old.json")).unwrap();
+    assert!(older.series.seconds.is_empty());
+    assert_eq!(older.ops, with.ops);
+    // Another shard's series is kept as it is: the older one adds nothing to it.
+    older.shards.push(vphone::fleet::ShardRun {
+        shard: "1/2".into(),
+        first_device: 0,
+        end_device: 1,
+        peak_memory_bytes: 0,
+        elapsed_secs: 1.0,
+    });
+    let mut newer = record(|i| i % 2 == 1);
+    newer.shards.push(vphone::fleet::ShardRun {
+        shard: "2/2".into(),
+        first_device: 1,
+        end_device: 2,
+        peak_memory_bytes: 0,
+        elapsed_secs: 1.0,
+    });
+    older.merge(&newer).unwrap();
+    assert_eq!(older.series, newer.series);
+}

@@ -11,10 +11,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use vphone::api::KeyPurpose;
+use vphone::api::{ChallengeId, KeyPurpose};
 use vphone::client::{ApiClient, ClientConfig, Credentials, RetryPolicy, Sleeper};
+use vphone::sandbox::attempts::Status;
 use vphone::sandbox::faults::FaultRule;
-use vphone::sandbox::{SandboxConfig, SandboxState};
+use vphone::sandbox::{ManualClock, SandboxConfig, SandboxState};
 
 /// Records every wait the client asks for and returns at once.
 #[derive(Default)]
@@ -67,15 +68,47 @@ async fn injected(rig: &Rig) -> Vec<u64> {
         .collect()
 }
 
-/// A rig whose sandbox runs `rules` with seed 1.
-async fn rig_with(rules: &[&str]) -> Rig {
-    let config = SandboxConfig {
+fn config_with(rules: &[&str]) -> SandboxConfig {
+    SandboxConfig {
         faults: rules.iter().map(|r| FaultRule::parse(r).unwrap()).collect(),
         faults_seed: Some(1),
         ..SandboxConfig::default()
-    };
-    Rig::with_state(SandboxState::new(config)).await
+    }
 }
+
+/// A rig whose sandbox runs `rules` with seed 1.
+async fn rig_with(rules: &[&str]) -> Rig {
+    Rig::with_state(SandboxState::new(config_with(rules))).await
+}
+
+/// A rig whose sandbox runs `rules` on a clock that moves only when told (held SMS wait for it).
+async fn rig_on_clock(rules: &[&str]) -> (Rig, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let state = SandboxState::with_clock(config_with(rules), clock.clone());
+    (Rig::with_state(state).await, clock)
+}
+
+/// Waits (bounded) until the sandbox holds back exactly `n` SMS.
+async fn until_held(rig: &Rig, n: usize) {
+    for _ in 0..2000 {
+        if rig.sandbox.state().sms_held() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "the sandbox holds {} SMS, not {n}",
+        rig.sandbox.state().sms_held()
+    );
+}
+
+/// Asserts the bank recorded challenge `id` as answered at the first try.
+fn assert_answered_first_time(rig: &Rig, id: &ChallengeId) {
+    let record = rig.sandbox.state().challenge_status(id).unwrap();
+    assert_eq!((record.status, record.failed), (Status::Completed, 0));
+}
+
+const SMS_CHALLENGE: &str = "POST /v1/mfa/challenges/sms";
 
 const ANSWER_BINDING: &str = "PUT /v1/mfa/challenges/signatures/*";
 
@@ -170,10 +203,11 @@ async fn a_503_that_outlasts_the_retries_is_reported_as_the_bank_s_failure() {
         assert_eq!(err.status(), Some(503), "{err}");
         assert_eq!(err.exit_code(), 1, "{err}");
         assert!(err.to_string().contains("service_unavailable"), "{err}");
-        // The sandbox marks what its fault rules made up, and the phone says so.
+        // The sandbox marks what its fault rules made up, and the phone says so, and how
+        // often the client tried.
         assert!(
             err.to_string()
-                .contains("[a fault the vphone sandbox injected]"),
+                .contains("[a fault the vphone sandbox injected] (after 2 retries)"),
             "{err}"
         );
         assert_eq!(
@@ -278,6 +312,29 @@ async fn a_401_as_if_the_token_expired_is_survived_by_a_token_refresh() {
 }
 
 #[tokio::test]
+async fn a_dropped_sms_ends_in_an_otp_timeout_that_names_the_number() {
+    bounded(async {
+        let rig = rig_with(&["POST /v1/mfa/devices: sms_drop"]).await;
+        let mut phone = rig
+            .registered("sms-drop")
+            .await
+            .with_otp_timeout(Duration::from_millis(300));
+        let number = phone.profile().number.clone().unwrap();
+        let err = phone.bind().await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("no SMS with a 6-digit code reached {number}")),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 3, "{err}");
+        assert!(!phone.profile().bound);
+        assert_eq!(rig.sandbox.state().stats().bindings, 0);
+        assert_eq!(rig.sandbox.state().fault_counts()[0].injected, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_lost_answer_to_creating_the_device_is_unreachable_and_binding_again_works() {
     bounded(async {
         // The bank creates the (unbound) device, the answer never arrives: a POST is not
@@ -294,6 +351,87 @@ async fn a_lost_answer_to_creating_the_device_is_unreachable_and_binding_again_w
         assert!(phone.profile().bound);
         assert_eq!(rig.sandbox.state().stats().bindings, 1);
         assert_eq!(injected(&rig).await, [1]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_delayed_sms_is_answered_when_it_arrives() {
+    bounded(async {
+        let (rig, clock) = rig_on_clock(&[&format!("{SMS_CHALLENGE}: sms_delay=30s")]).await;
+        let phone = rig.registered("sms-delay").await;
+        let drive = async {
+            until_held(&rig, 1).await;
+            clock.advance(Duration::from_secs(30));
+        };
+        let (outcome, ()) = tokio::join!(phone.sms_challenge(), drive);
+        assert_answered_first_time(&rig, &outcome.unwrap().challenge_id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_late_duplicate_of_a_used_code_is_never_reused() {
+    bounded(async {
+        // The first SMS comes again 2 s later; the second is 4 s late, so the copy of the
+        // first (already used) code lands while the phone waits for the second.
+        let (rig, clock) = rig_on_clock(&[
+            &format!("{SMS_CHALLENGE}: sms_duplicate=2s next=1"),
+            &format!("{SMS_CHALLENGE}: sms_delay=4s next=1"),
+        ])
+        .await;
+        let phone = rig.registered("sms-duplicate").await;
+        let first = phone.sms_challenge().await.unwrap();
+        assert_answered_first_time(&rig, &first.challenge_id);
+        let drive = async {
+            until_held(&rig, 2).await;
+            clock.advance(Duration::from_secs(2));
+            until_held(&rig, 1).await;
+            // Gives the phone's long-poll time to see the copy alone (it must skip it).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            clock.advance(Duration::from_secs(2));
+        };
+        let (second, ()) = tokio::join!(phone.sms_challenge(), drive);
+        let second = second.unwrap();
+        assert_answered_first_time(&rig, &second.challenge_id);
+        let counts = rig.sandbox.state().fault_counts();
+        assert_eq!((counts[0].injected, counts[1].injected), (1, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_older_code_delivered_after_a_newer_one_is_skipped() {
+    bounded(async {
+        let rig = rig_with(&[&format!("{SMS_CHALLENGE}: sms_reorder next=1")]).await;
+        let phone = rig
+            .registered("sms-reorder")
+            .await
+            .with_otp_timeout(Duration::from_millis(300));
+        let number = phone.profile().number.clone().unwrap();
+        // The first code is held back until the next SMS: the phone gives up on it.
+        let err = phone.sms_challenge().await.unwrap_err();
+        assert!(err.to_string().contains(&number.to_string()), "{err}");
+        let phone = phone.with_otp_timeout(Duration::from_secs(10));
+        // The second code arrives, then the first after it; the phone answers with the newer.
+        let second = phone.sms_challenge().await.unwrap();
+        assert_answered_first_time(&rig, &second.challenge_id);
+        // Nothing is reused: the held-back code, now in the inbox, is not taken for the next.
+        let third = phone.sms_challenge().await.unwrap();
+        assert_answered_first_time(&rig, &third.challenge_id);
+        let ids: Vec<u64> = rig
+            .sandbox
+            .state()
+            .sms_since(&number, 0)
+            .iter()
+            .filter_map(|m| m.message_id)
+            .collect();
+        let n = ids.len();
+        assert!(
+            ids[n - 3] > ids[n - 2] && ids[n - 2] < ids[n - 1],
+            "the older code arrived between the newer ones: {ids:?}"
+        );
+        assert_eq!(rig.sandbox.state().fault_counts()[0].injected, 1);
     })
     .await;
 }

@@ -96,6 +96,7 @@ async fn retries_stop_at_the_number_given() {
     let (code, stderr) = run(dir.path(), &api, &["--retries", "2", "show", "stubborn"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("service_unavailable"), "{stderr}");
+    assert!(stderr.contains("(after 2 retries)"), "{stderr}");
     assert_eq!(injected(&rig).await, [3], "one attempt and two retries");
     let (code, stderr) = run(
         dir.path(),

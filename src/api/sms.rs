@@ -17,6 +17,12 @@ pub struct SmsMessage {
     pub language: Language,
     /// When it was sent.
     pub sent_at: Timestamp,
+    /// The id the sender gave the SMS when it sent it, increasing in sending order. A repeated
+    /// delivery (a duplicate) carries the same id, and a late one a lower id than SMS sent
+    /// after it: `seq` orders arrivals, `message_id` orders sending. Absent when the server
+    /// does not number its SMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<u64>,
 }
 
 impl SmsMessage {
@@ -46,6 +52,7 @@ impl fmt::Debug for SmsMessage {
             .field("text", &"<redacted>")
             .field("language", &self.language)
             .field("sent_at", &self.sent_at)
+            .field("message_id", &self.message_id)
             .finish()
     }
 }
@@ -77,6 +84,7 @@ mod tests {
             text: "Ihr Code 2026: 123456. Gueltig 5 Minuten. 1234567".into(),
             language: Language::De,
             sent_at: crate::api::now_utc(),
+            message_id: None,
         };
         assert_eq!(sms.code().unwrap().expose(), "123456");
         assert!(!format!("{sms:?}").contains("123456"));

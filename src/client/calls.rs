@@ -316,6 +316,7 @@ impl ApiClient {
             return Err(ClientError::Api {
                 request: "GET /sandbox/sms".to_owned(),
                 remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+                retries: 0,
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {

@@ -11,12 +11,18 @@ use super::credentials::CredentialsError;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an error status; the bank refused the request.
-    #[error("{request} refused: {remote}{}", hint_suffix(request, remote))]
+    #[error(
+        "{request} refused: {remote}{}{}",
+        retries_suffix(*retries),
+        hint_suffix(request, remote)
+    )]
     Api {
         /// The request, e.g. `POST /v1/mfa/devices`.
         request: String,
         /// What the server said, in whichever error shape it used.
         remote: Box<RemoteError>,
+        /// Retries the client made before giving up (0: the request was sent once).
+        retries: u32,
     },
     /// The server could not be reached at all.
     #[error("cannot reach {url}: {}; is the server running?", root_cause(&**source))]
@@ -105,7 +111,9 @@ impl ClientError {
     /// What to do next about a refusal.
     pub fn hint(&self) -> Option<Hint> {
         match self {
-            ClientError::Api { request, remote } => hint(request, remote),
+            ClientError::Api {
+                request, remote, ..
+            } => hint(request, remote),
             _ => None,
         }
     }
@@ -133,6 +141,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         e.to_string()
     } else {
         format!("{e}: {last}")
+    }
+}
+
+fn retries_suffix(retries: u32) -> String {
+    match retries {
+        0 => String::new(),
+        1 => " (after 1 retry)".to_owned(),
+        n => format!(" (after {n} retries)"),
     }
 }
 
@@ -327,6 +343,7 @@ mod tests {
                 shape: ErrorShape::Errors,
                 injected: false,
             }),
+            retries: 0,
         }
     }
 

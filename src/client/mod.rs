@@ -487,6 +487,7 @@ impl ApiClient {
             return Err(ClientError::Api {
                 request: format!("{method} {}", strip_query(path)),
                 remote: Box::new(remote),
+                retries,
             });
         }
     }

@@ -164,6 +164,7 @@ impl TokenCache {
             return Err(ClientError::Api {
                 request: request(),
                 remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
+                retries: 0,
             });
         }
         let parsed: TokenResponse =

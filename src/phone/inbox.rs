@@ -1,12 +1,20 @@
 //! The phone's SMS inbox: where one-time passwords arrive.
 //!
 //! Take a [`Marker`] *before* triggering the SMS, then [`Inbox::wait_for_otp`] returns the
-//! first code that arrived after it, so an older SMS is never reused.
+//! newest code that arrived after it, so an older SMS is never reused:
+//!
+//! - an SMS the inbox has already seen (by its `message_id`) is never used again, so a
+//!   duplicate that arrives late, after the next challenge began, is skipped;
+//! - among the codes that arrived, the one sent last wins (highest `message_id`, then the
+//!   latest arrival), so an older code delivered after a newer one is skipped.
+//!
+//! Servers that do not number their SMS (no `message_id`) get the latest arrival.
 
 use super::otp_input::{OtpCommand, SmsKind, read_line_code};
 use crate::api::{Otp, PhoneNumber, SmsMessage, SmsQuery};
 use crate::client::{ApiClient, ClientError};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +23,8 @@ use tokio::sync::broadcast;
 
 /// The longest single long-poll; longer waits poll again.
 const MAX_POLL: Duration = Duration::from_secs(10);
+/// How many message ids the inbox remembers to skip repeated deliveries.
+const SEEN_IDS: usize = 256;
 
 /// A position in the inbox: the sequence number of the last SMS seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -123,6 +133,8 @@ pub struct Inbox {
     source: OtpSource,
     /// The highest sequence number seen so far, so markers cost one incremental poll.
     seen: AtomicU64,
+    /// The `message_id`s of the latest SMS seen, newest last: a repeat of one is not new.
+    seen_ids: Mutex<VecDeque<u64>>,
     /// What the SMS awaited is for, as the flow said when it took its marker.
     kind: Mutex<SmsKind>,
 }
@@ -143,6 +155,7 @@ impl Inbox {
             number,
             source,
             seen: AtomicU64::new(0),
+            seen_ids: Mutex::new(VecDeque::new()),
             kind: Mutex::new(SmsKind::Unknown),
         }
     }
@@ -161,6 +174,30 @@ impl Inbox {
         if let Some(max) = messages.iter().map(|m| m.seq).max() {
             self.seen.fetch_max(max, Ordering::Relaxed);
         }
+        let mut ids = self.seen_ids.lock();
+        for id in messages
+            .iter()
+            .filter(|m| m.number == self.number)
+            .filter_map(|m| m.message_id)
+        {
+            if !ids.contains(&id) {
+                if ids.len() == SEEN_IDS {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
+            }
+        }
+    }
+
+    /// The newest code among `messages` after `after` whose SMS this inbox has not seen
+    /// before (see the module documentation); then notes them all as seen.
+    fn fresh_code(&self, messages: &[SmsMessage], after: u64) -> Option<Otp> {
+        let code = {
+            let ids = self.seen_ids.lock();
+            newest_code(messages, &self.number, after, |id| ids.contains(&id))
+        };
+        self.note(messages);
+        code
     }
 
     /// The current end of the inbox before triggering an SMS of `kind` (an OTP command is
@@ -213,18 +250,14 @@ impl Inbox {
             _ => Vec::new(),
         };
         self.note(&past);
-        let newest = past
-            .iter()
-            .filter(|m| m.seq > after.0 && m.number == self.number)
-            .filter_map(|m| m.code().map(|code| (m.seq, code)))
-            .max_by_key(|(seq, _)| *seq);
-        match newest {
-            Some((_, code)) => Ok(code),
+        match newest_code(&past, &self.number, after.0, |_| false) {
+            Some(code) => Ok(code),
             None => self.wait_for_otp(after, timeout).await,
         }
     }
 
-    /// The first code that reached this number after `after`, waiting up to `timeout`.
+    /// The newest code that reached this number after `after` from an SMS not seen before,
+    /// waiting up to `timeout` for one.
     pub async fn wait_for_otp(&self, after: Marker, timeout: Duration) -> Result<Otp, InboxError> {
         let started = Instant::now();
         let deadline = started + timeout;
@@ -248,8 +281,7 @@ impl Inbox {
                         wait_ms: u64::try_from(left.min(MAX_POLL).as_millis()).unwrap_or(0),
                     };
                     let messages = outbox(client, &query).await?;
-                    self.note(&messages);
-                    if let Some(otp) = first_code(&messages, &self.number, cursor) {
+                    if let Some(otp) = self.fresh_code(&messages, cursor) {
                         return Ok(otp);
                     }
                     cursor = messages
@@ -267,27 +299,23 @@ impl Inbox {
                 // Subscribe before looking back, so nothing falls between the two.
                 let mut live = feed.subscribe();
                 let past = feed.since(&self.number, after.0);
-                self.note(&past);
-                if let Some(otp) = first_code(&past, &self.number, after.0) {
+                if let Some(otp) = self.fresh_code(&past, after.0) {
                     return Ok(otp);
                 }
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(left, live.recv()).await {
                         Err(_) => return Err(timed_out()),
-                        Ok(Ok(sms)) => {
+                        Ok(Ok(sms)) if sms.number == self.number => {
                             let one = std::slice::from_ref(&sms);
-                            if sms.number == self.number {
-                                self.note(one);
-                            }
-                            if let Some(otp) = first_code(one, &self.number, after.0) {
+                            if let Some(otp) = self.fresh_code(one, after.0) {
                                 return Ok(otp);
                             }
                         }
+                        Ok(Ok(_)) => {}
                         Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
                             let past = feed.since(&self.number, after.0);
-                            self.note(&past);
-                            if let Some(otp) = first_code(&past, &self.number, after.0) {
+                            if let Some(otp) = self.fresh_code(&past, after.0) {
                                 return Ok(otp);
                             }
                         }
@@ -336,13 +364,20 @@ async fn outbox(client: &ApiClient, query: &SmsQuery) -> Result<Vec<SmsMessage>,
         })
 }
 
-/// The code of the first SMS to `number` after `after` that carries one.
-pub fn first_code(messages: &[SmsMessage], number: &PhoneNumber, after: u64) -> Option<Otp> {
+/// The code of the newest SMS to `number` after `after` that carries one, skipping SMS whose
+/// `message_id` is `seen`: the one sent last (highest `message_id`), then the latest arrival.
+pub fn newest_code(
+    messages: &[SmsMessage],
+    number: &PhoneNumber,
+    after: u64,
+    seen: impl Fn(u64) -> bool,
+) -> Option<Otp> {
     messages
         .iter()
         .filter(|m| m.seq > after && &m.number == number)
-        .filter_map(|m| m.code().map(|code| (m.seq, code)))
-        .min_by_key(|(seq, _)| *seq)
+        .filter(|m| m.message_id.is_none_or(|id| !seen(id)))
+        .filter_map(|m| m.code().map(|code| ((m.message_id, m.seq), code)))
+        .max_by_key(|(order, _)| *order)
         .map(|(_, code)| code)
 }
 
@@ -358,6 +393,15 @@ mod tests {
             text: text.to_owned(),
             language: Language::En,
             sent_at: now_utc(),
+            message_id: Some(seq),
+        }
+    }
+
+    /// An SMS that arrives as `seq` but was sent as `message_id`.
+    fn sent_as(seq: u64, message_id: u64, number: &PhoneNumber, text: &str) -> SmsMessage {
+        SmsMessage {
+            message_id: Some(message_id),
+            ..sms(seq, number, text)
         }
     }
 
@@ -396,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_code_after_the_marker_wins_and_other_numbers_are_ignored() {
+    fn the_newest_code_after_the_marker_wins_and_other_numbers_are_ignored() {
         let me = PhoneNumber::parse("+15550101").unwrap();
         let other = PhoneNumber::parse("+15550202").unwrap();
         let msgs = [
@@ -404,11 +448,32 @@ mod tests {
             sms(2, &other, "not mine 222222"),
             sms(3, &me, "no code here"),
             sms(4, &me, "new 444444"),
-            sms(5, &me, "newer 555555"),
+            sms(5, &other, "not mine 555555"),
         ];
-        assert_eq!(first_code(&msgs, &me, 1).unwrap().expose(), "444444");
-        assert_eq!(first_code(&msgs, &me, 0).unwrap().expose(), "111111");
-        assert!(first_code(&msgs, &me, 5).is_none());
+        let none = |_| false;
+        assert_eq!(newest_code(&msgs, &me, 1, none).unwrap().expose(), "444444");
+        assert_eq!(
+            newest_code(&msgs[..1], &me, 0, none).unwrap().expose(),
+            "111111"
+        );
+        assert!(newest_code(&msgs, &me, 4, none).is_none());
+    }
+
+    #[test]
+    fn an_older_code_delivered_later_and_a_repeat_are_skipped() {
+        let me = PhoneNumber::parse("+15550101").unwrap();
+        // Sent as 7 and 8, delivered 8 first: the newer code wins though it came first.
+        let reordered = [
+            sent_as(10, 8, &me, "new 888888"),
+            sent_as(11, 7, &me, "old 777777"),
+        ];
+        assert_eq!(
+            newest_code(&reordered, &me, 9, |_| false).unwrap().expose(),
+            "888888"
+        );
+        // A late copy of an SMS already seen is not a new code.
+        let repeat = [sent_as(12, 7, &me, "old 777777")];
+        assert!(newest_code(&repeat, &me, 11, |id| id == 7).is_none());
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ mod toolkit;
 
 pub use error::PhoneError;
 pub use flows::{Confirmation, person_named, random_number};
-pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, first_code};
+pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, newest_code};
 pub use otp_input::{OTP_KIND_ENV, OTP_NUMBER_ENV, OtpCommand, SmsKind, find_code};
 pub use outcome::{
     AddKeyOutcome, BindOutcome, ChangeOutcome, DeleteOutcome, PersonChange, RegisterOutcome,

@@ -42,6 +42,10 @@ pub struct SandboxArgs {
     /// (then their ids answer 404), e.g. `15m`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// A file holding the admin token that opens `/sandbox/faults` (instead of the config's
+    /// `admin_token` or `admin_token_file`); the token itself never goes on the command line.
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
     /// Seed of the generator ids, OTPs and strings to sign draw from: the same requests in
     /// the same order get the same ids and codes (for reproducible test runs).
     #[arg(long)]
@@ -141,6 +145,9 @@ impl SandboxArgs {
             config.retention = v;
         }
         config.faults.extend(self.faults.iter().cloned());
+        if let Some(path) = &self.admin_token_file {
+            config.admin_token = Some(super::config::read_admin_token_file(path)?);
+        }
         if let Some(seed) = self.faults_seed {
             config.faults_seed = Some(seed);
         }
@@ -240,6 +247,9 @@ async fn serve(args: SandboxArgs, config: SandboxConfig) -> Result<(), CliError>
             faults_seed = state.faults_seed(),
             "fault decisions draw from this seed"
         );
+    }
+    if state.config().admin_token.is_some() {
+        tracing::info!("/sandbox/faults is open to the admin token");
     }
     let handle = super::spawn_with(state, args.listen)
         .await

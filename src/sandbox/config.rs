@@ -69,6 +69,9 @@ pub struct SandboxConfig {
     /// Refuses high-S signatures (s > n/2) with 403 `invalid_signature`. Off by default: Java's
     /// SHA256withECDSA and the Android and iOS keystores produce both halves.
     pub strict_low_s: bool,
+    /// The token that opens `GET/PUT/DELETE /sandbox/faults`; without one that endpoint is
+    /// refused. Never a partner's secret.
+    pub admin_token: Option<super::faults::admin::AdminToken>,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +97,7 @@ impl Default for SandboxConfig {
             sms_rate_limit: RateLimit::SMS_DEFAULT,
             token_rate_limit: RateLimit::TOKEN_DEFAULT,
             strict_low_s: false,
+            admin_token: None,
         }
     }
 }
@@ -185,6 +189,8 @@ struct ConfigFile {
     tokens_per_partner_window: Option<String>,
     #[serde(default)]
     strict_low_s: bool,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
 }
 
 fn duration(field: &str, text: Option<String>) -> Result<Option<Duration>, ConfigError> {
@@ -214,6 +220,46 @@ fn toml_error_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The admin token from the config's `admin_token` or `admin_token_file` (one at most).
+fn admin_token(
+    text: Option<String>,
+    file: Option<PathBuf>,
+    dir: Option<&Path>,
+) -> Result<Option<super::faults::admin::AdminToken>, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid(why);
+    let text = match (text.map(zeroize::Zeroizing::new), file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give admin_token or admin_token_file, not both".to_owned(),
+            ));
+        }
+        (Some(text), None) => text,
+        (None, Some(file)) => {
+            let path = match dir {
+                Some(dir) if file.is_relative() => dir.join(&file),
+                _ => file,
+            };
+            return read_admin_token_file(&path).map(Some);
+        }
+        (None, None) => return Ok(None),
+    };
+    super::faults::admin::AdminToken::new(&text)
+        .map(Some)
+        .map_err(invalid)
+}
+
+/// The admin token held in the file at `path` (a final newline is dropped).
+pub fn read_admin_token_file(path: &Path) -> Result<super::faults::admin::AdminToken, ConfigError> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "cannot read admin_token_file {}: {e}",
+            path.display()
+        ))
+    })?);
+    super::faults::admin::AdminToken::new(&text)
+        .map_err(|why| ConfigError::Invalid(format!("admin_token_file {}: {why}", path.display())))
+}
+
 impl SandboxConfig {
     /// Reads a TOML file (see `sandbox.example.toml`). Omitted fields keep their defaults;
     /// with no `[[partners]]` the demo partner is used.
@@ -222,7 +268,7 @@ impl SandboxConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml_str(&text).map_err(|e| match e {
+        Self::parse_toml(&text, path.parent()).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -231,8 +277,14 @@ impl SandboxConfig {
         })
     }
 
-    /// Parses the TOML text of a config file.
+    /// Parses the TOML text of a config file (a relative `admin_token_file` is read from the
+    /// current directory).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_toml(text, None)
+    }
+
+    /// Parses TOML text; a relative `admin_token_file` is taken from `dir` when given.
+    fn parse_toml(text: &str, dir: Option<&Path>) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             message: toml_error_message(text, &e),
@@ -286,6 +338,7 @@ impl SandboxConfig {
                     .unwrap_or(defaults.token_rate_limit.window),
             },
             strict_low_s: file.strict_low_s,
+            admin_token: admin_token(file.admin_token, file.admin_token_file, dir)?,
         };
         config.validate()?;
         Ok(config)
@@ -347,6 +400,13 @@ impl SandboxConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.partners {
+            if self
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| t.is(&p.client_secret))
+            {
+                return bad("the admin token must not be a partner's client_secret");
+            }
             if p.client_id.is_empty() || p.client_secret.is_empty() {
                 return bad("every partner needs a non-empty client_id and client_secret");
             }
@@ -423,6 +483,39 @@ mod tests {
         );
         let e = SandboxConfig::from_toml_str("faults = [\"PUT /v1/x: status=418\"]").unwrap_err();
         assert!(e.to_string().contains("418"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_token_comes_from_the_file_or_a_token_file_and_never_shows() {
+        let c = SandboxConfig::from_toml_str("admin_token = \"s3cr3t-admin-token-42\"").unwrap();
+        let token = c.admin_token.as_ref().unwrap();
+        assert!(token.matches("s3cr3t-admin-token-42"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), "from-a-file-0123456789\n").unwrap();
+        let config = dir.path().join("sandbox.toml");
+        std::fs::write(&config, "admin_token_file = \"admin.token\"\n").unwrap();
+        let c = SandboxConfig::from_toml_file(&config).unwrap();
+        assert!(c.admin_token.unwrap().matches("from-a-file-0123456789"));
+        for (text, says) in [
+            ("admin_token = \"short\"", "at least 16"),
+            (
+                "admin_token = \"s3cr3t-admin-token-42\"\nadmin_token_file = \"x\"",
+                "not both",
+            ),
+            (
+                "admin_token_file = \"/nonexistent/admin.token\"",
+                "admin_token_file",
+            ),
+            (
+                "admin_token = \"vphone-demo-secret-but-longer\"\n[[partners]]\nclient_id = \"a\"\nclient_secret = \"vphone-demo-secret-but-longer\"",
+                "partner",
+            ),
+        ] {
+            let e = SandboxConfig::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("but-longer"), "{e}");
+        }
     }
 
     #[test]

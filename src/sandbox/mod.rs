@@ -32,6 +32,7 @@ pub mod core;
 mod devices;
 pub mod error;
 pub mod faults;
+pub mod openapi;
 mod outbox;
 mod persons;
 pub mod ratelimit;
@@ -135,6 +136,13 @@ pub fn router(state: SandboxState) -> Router {
         .route("/sandbox/sms", get(outbox::sms))
         .route("/sandbox/health", get(outbox::health))
         .route("/sandbox/stats", get(outbox::stats))
+        .route("/sandbox/openapi.json", get(openapi::document))
+        .route(
+            "/sandbox/faults",
+            get(faults::admin::get)
+                .put(faults::admin::put)
+                .delete(faults::admin::delete),
+        )
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -210,6 +218,7 @@ pub struct SandboxHandle {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    sms_pump: tokio::task::JoinHandle<()>,
 }
 
 impl SandboxHandle {
@@ -236,6 +245,7 @@ impl SandboxHandle {
     /// Stops accepting, lets open requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) {
         self.sweeper.abort();
+        self.sms_pump.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -288,11 +298,13 @@ async fn serve(
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve::run(listener, app, state.clone(), stopped));
     let sweeper = state.start_sweeper();
+    let sms_pump = state.start_sms_pump();
     Ok(SandboxHandle {
         addr,
         state,
         stop: Some(stop),
         task,
         sweeper,
+        sms_pump,
     })
 }

@@ -1,13 +1,20 @@
 //! OTP generation and SMS delivery: every OTP becomes a message in the receiving number's
 //! outbox (the last [`OUTBOX_CAPACITY`] per number), readable by polling, long-polling
 //! (`GET /sandbox/sms`) or an in-process broadcast subscription.
+//!
+//! Fault rules (see [`super::faults`]) give an SMS a [`SmsFate`]: delivered late, never,
+//! twice, or after the next SMS to its number. Held messages wait in the center until the
+//! sandbox's clock reaches their time ([`SmsCenter::release_due`], called on every outbox read
+//! and by a background pump, so a test that moves a `ManualClock` sees them on its next read).
+//! Every SMS gets a `message_id` when the bank sends it and a `seq` when it reaches the
+//! outbox, so a late or repeated delivery can be told apart from a new SMS.
 
 use crate::api::{Language, Otp, PhoneNumber, SmsMessage, Timestamp};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 
@@ -17,6 +24,9 @@ pub const OUTBOX_CAPACITY: usize = 100;
 pub const STATIC_OTP: &str = "212212";
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// At most this many SMS are held back by faults at once; beyond, an SMS a fault would hold
+/// is delivered at once, so a load run with SMS faults keeps bounded memory.
+pub const MAX_HELD: usize = 100_000;
 
 /// A fresh OTP: `212212` for the test number or in static mode, else 6 digits from a CSPRNG.
 pub fn new_otp(number: &PhoneNumber, static_otp: bool) -> Otp {
@@ -55,6 +65,42 @@ pub fn sms_text(
     text
 }
 
+/// What happens to one SMS on its way to the outbox, as the fault rules decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmsFate {
+    /// Delivered now.
+    #[default]
+    Deliver,
+    /// Delivered once the sandbox's clock has moved this much on (whole seconds, rounded up).
+    Delay(Duration),
+    /// Never delivered.
+    Drop,
+    /// Delivered now, and a copy once the clock has moved this much on (zero: right away).
+    Duplicate(Duration),
+    /// Held back, then delivered right after the next SMS to the same number (or after
+    /// [`REORDER_HOLD`](super::faults::REORDER_HOLD) by the clock).
+    Reorder,
+}
+
+/// An SMS waiting to be delivered.
+struct Held {
+    /// Delivered when the clock reaches this.
+    due: Timestamp,
+    /// Delivered right after the next delivery to its number, if that comes before `due`.
+    after_next: bool,
+    number: PhoneNumber,
+    text: String,
+    language: Language,
+    sent_at: Timestamp,
+    message_id: u64,
+}
+
+/// `at` plus `d`, rounded up to whole seconds (the resolution of the sandbox's clock).
+fn later(at: Timestamp, d: Duration) -> Timestamp {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    at.plus_seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
 struct Outbox {
     messages: Mutex<VecDeque<SmsMessage>>,
     arrived: Notify,
@@ -64,6 +110,12 @@ struct Outbox {
 pub struct SmsCenter {
     outboxes: DashMap<PhoneNumber, Arc<Outbox>>,
     seq: AtomicU64,
+    /// Message ids handed out when the bank sends an SMS.
+    sent: AtomicU64,
+    /// SMS held back by a fault, in the order they were sent.
+    held: Mutex<Vec<Held>>,
+    /// `held.len()`, read without the lock on every outbox read.
+    held_count: AtomicUsize,
     broadcast: broadcast::Sender<SmsMessage>,
 }
 
@@ -73,6 +125,9 @@ impl SmsCenter {
         SmsCenter {
             outboxes: DashMap::new(),
             seq: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            held: Mutex::new(Vec::new()),
+            held_count: AtomicUsize::new(0),
             broadcast: broadcast::channel(4096).0,
         }
     }
@@ -92,7 +147,7 @@ impl SmsCenter {
             .clone()
     }
 
-    /// Delivers a message and returns its sequence number.
+    /// Delivers a message now and returns its sequence number.
     pub fn deliver(
         &self,
         number: &PhoneNumber,
@@ -100,24 +155,141 @@ impl SmsCenter {
         language: Language,
         at: Timestamp,
     ) -> u64 {
-        let outbox = self.outbox(number);
-        let message = {
-            let mut messages = outbox.messages.lock();
-            // Taken under the outbox lock so each number's messages are in seq order.
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            let message = SmsMessage {
-                seq,
+        let message_id = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        self.put(number, text, language, at, message_id)
+    }
+
+    /// Sends a message at `at` to meet `fate`: into the outbox now, later, twice or never.
+    /// Returns its message id.
+    pub fn send(
+        &self,
+        number: &PhoneNumber,
+        text: String,
+        language: Language,
+        at: Timestamp,
+        fate: SmsFate,
+    ) -> u64 {
+        let message_id = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let hold = |due: Timestamp, after_next: bool, text: String| {
+            let mut held = self.held.lock();
+            if held.len() >= MAX_HELD {
+                drop(held);
+                tracing::warn!(
+                    held = MAX_HELD,
+                    "too many SMS held back by faults; this one is delivered now"
+                );
+                self.put(number, text, language, at, message_id);
+                return;
+            }
+            held.push(Held {
+                due,
+                after_next,
                 number: number.clone(),
                 text,
                 language,
                 sent_at: at,
+                message_id,
+            });
+            self.held_count.store(held.len(), Ordering::Release);
+        };
+        match fate {
+            SmsFate::Deliver => {
+                self.put(number, text, language, at, message_id);
+            }
+            SmsFate::Drop => {}
+            SmsFate::Delay(d) => hold(later(at, d), false, text),
+            SmsFate::Duplicate(d) if d.is_zero() => {
+                self.put(number, text.clone(), language, at, message_id);
+                self.put(number, text, language, at, message_id);
+            }
+            SmsFate::Duplicate(d) => {
+                self.put(number, text.clone(), language, at, message_id);
+                hold(later(at, d), false, text);
+            }
+            SmsFate::Reorder => hold(later(at, super::faults::REORDER_HOLD), true, text),
+        }
+        message_id
+    }
+
+    /// Delivers every held message whose time has come by `now`, oldest first.
+    pub fn release_due(&self, now: Timestamp) {
+        if self.held_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let due: Vec<Held> = {
+            let mut held = self.held.lock();
+            let (due, wait) = std::mem::take(&mut *held)
+                .into_iter()
+                .partition(|h| h.due <= now);
+            *held = wait;
+            self.held_count.store(held.len(), Ordering::Release);
+            due
+        };
+        for h in due {
+            self.put(&h.number, h.text, h.language, h.sent_at, h.message_id);
+        }
+    }
+
+    /// How many messages are held back by faults.
+    pub fn held(&self) -> usize {
+        self.held_count.load(Ordering::Acquire)
+    }
+
+    /// Puts a message in its outbox, then the messages held to follow the next one there.
+    fn put(
+        &self,
+        number: &PhoneNumber,
+        text: String,
+        language: Language,
+        at: Timestamp,
+        message_id: u64,
+    ) -> u64 {
+        let seq = self.append(SmsMessage {
+            seq: 0,
+            number: number.clone(),
+            text,
+            language,
+            sent_at: at,
+            message_id: Some(message_id),
+        });
+        if self.held_count.load(Ordering::Acquire) > 0 {
+            let followers: Vec<Held> = {
+                let mut held = self.held.lock();
+                let (go, stay) = std::mem::take(&mut *held)
+                    .into_iter()
+                    .partition(|h| h.after_next && h.number == *number);
+                *held = stay;
+                self.held_count.store(held.len(), Ordering::Release);
+                go
             };
+            for h in followers {
+                // Not `put`: a follower releases nobody, so two reordered SMS keep their order.
+                self.append(SmsMessage {
+                    seq: 0,
+                    number: h.number,
+                    text: h.text,
+                    language: h.language,
+                    sent_at: h.sent_at,
+                    message_id: Some(h.message_id),
+                });
+            }
+        }
+        seq
+    }
+
+    /// Appends `message` to its number's outbox with the next sequence number, wakes the
+    /// long-polls and tells the subscribers; returns the sequence number.
+    fn append(&self, mut message: SmsMessage) -> u64 {
+        let outbox = self.outbox(&message.number);
+        {
+            let mut messages = outbox.messages.lock();
+            // Taken under the outbox lock so each number's messages are in seq order.
+            message.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
             if messages.len() == OUTBOX_CAPACITY {
                 messages.pop_front();
             }
             messages.push_back(message.clone());
-            message
-        };
+        }
         outbox.arrived.notify_waiters();
         let seq = message.seq;
         // No subscriber is fine.
@@ -176,9 +348,19 @@ impl SmsCenter {
     }
 
     /// Numbers the next message after `seq` at least (a restarted sandbox goes on from its
-    /// stored sequence number, so `after=` markers taken before the restart stay valid).
+    /// stored sequence number, so `after=` markers taken before the restart stay valid), and
+    /// its next message id too (so a phone never takes a new SMS for one it has seen).
     pub fn resume_after(&self, seq: u64) {
         self.seq.fetch_max(seq, Ordering::Relaxed);
+        self.sent.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The highest sequence number or message id handed out: what a restarted sandbox must
+    /// number after ([`SmsCenter::resume_after`]).
+    pub fn high_water(&self) -> u64 {
+        self.seq
+            .load(Ordering::Relaxed)
+            .max(self.sent.load(Ordering::Relaxed))
     }
 
     /// The last sequence number handed out.
@@ -255,6 +437,69 @@ mod tests {
         let got = waiter.await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].seq, last + 1);
+    }
+
+    /// (message_id, code) of every message in the outbox of `n`, in arrival order.
+    fn arrivals(center: &SmsCenter, n: &PhoneNumber) -> Vec<(u64, String)> {
+        center
+            .since(n, 0)
+            .iter()
+            .map(|m| (m.message_id.unwrap(), m.text.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn faults_deliver_late_never_twice_or_after_the_next_sms() {
+        let center = SmsCenter::new();
+        let n = PhoneNumber::parse("+4915112345678").unwrap();
+        let other = PhoneNumber::parse("+4915187654321").unwrap();
+        let t0 = crate::api::now_utc();
+        let send = |text: &str, fate| center.send(&n, text.into(), Language::En, t0, fate);
+        assert_eq!(send("dropped", SmsFate::Drop), 1);
+        send("twice", SmsFate::Duplicate(Duration::ZERO));
+        assert_eq!(
+            arrivals(&center, &n),
+            [(2, "twice".into()), (2, "twice".into())]
+        );
+        send("late", SmsFate::Delay(Duration::from_millis(1500)));
+        send("held", SmsFate::Reorder);
+        send("copy later", SmsFate::Duplicate(Duration::from_secs(5)));
+        // "copy later" released "held" right after it; "late" and the copy wait.
+        assert_eq!(center.held(), 2);
+        let got = arrivals(&center, &n);
+        assert_eq!(got[2..], [(5, "copy later".into()), (4, "held".into())]);
+        // 1.5 s rounds up to 2 s of the clock.
+        center.release_due(t0.plus_seconds(1));
+        assert_eq!(arrivals(&center, &n).len(), 4);
+        center.release_due(t0.plus_seconds(2));
+        assert_eq!(arrivals(&center, &n)[4], (3, "late".into()));
+        center.release_due(t0.plus_seconds(5));
+        assert_eq!(arrivals(&center, &n)[5], (5, "copy later".into()));
+        assert_eq!(center.held(), 0);
+        // A reordered SMS waits for its own number only, and at most REORDER_HOLD.
+        send("alone", SmsFate::Reorder);
+        center.send(&other, "other".into(), Language::En, t0, SmsFate::Deliver);
+        assert_eq!(center.held(), 1);
+        let hold = i64::try_from(super::super::faults::REORDER_HOLD.as_secs()).unwrap();
+        center.release_due(t0.plus_seconds(hold));
+        assert_eq!(arrivals(&center, &n).last().unwrap().1, "alone");
+    }
+
+    #[test]
+    fn held_sms_are_bounded() {
+        let center = SmsCenter::new();
+        let n = PhoneNumber::parse("+4915112345678").unwrap();
+        let t0 = crate::api::now_utc();
+        let late = SmsFate::Delay(Duration::from_secs(60));
+        for _ in 0..=MAX_HELD {
+            center.send(&n, "m".into(), Language::En, t0, late);
+        }
+        assert_eq!(center.held(), MAX_HELD);
+        assert_eq!(
+            center.since(&n, 0).len(),
+            1,
+            "the one over the bound goes at once"
+        );
     }
 
     #[tokio::test]

@@ -308,6 +308,7 @@ impl SandboxState {
 
     /// The SMS delivered to `number` with `seq > after_seq`, oldest first.
     pub fn sms_since(&self, number: &PhoneNumber, after_seq: u64) -> Vec<SmsMessage> {
+        self.0.sms.release_due(self.0.clock.now());
         self.0.sms.since(number, after_seq)
     }
 
@@ -318,6 +319,7 @@ impl SandboxState {
         after_seq: u64,
         wait: std::time::Duration,
     ) -> Vec<SmsMessage> {
+        self.0.sms.release_due(self.0.clock.now());
         self.0.sms.wait_since(number, after_seq, wait).await
     }
 
@@ -584,7 +586,8 @@ impl Inner {
     }
 
     /// Delivers an OTP a rule asked to send, in `language` (English by default), with the
-    /// app's signature for SMS retrievers.
+    /// app's signature for SMS retrievers, as the fault rules allow. Returns the SMS
+    /// high-water mark to store ([`super::sms::SmsCenter::high_water`]).
     pub fn send_otp(
         &self,
         send: &SendOtp,
@@ -598,9 +601,12 @@ impl Inner {
             self.config.challenge_lifetime,
             app_signature,
         );
-        let seq = self
-            .sms
-            .deliver(&send.number, text, language, self.clock.now());
+        // Fault rules may delay, drop, repeat or reorder it (decided per request).
+        let fate = super::faults::sms_fate(&self.faults);
+        self.sms
+            .send(&send.number, text, language, self.clock.now(), fate);
+        // Stored so a restart numbers after every SMS sent so far, held ones included.
+        let seq = self.sms.high_water();
         self.counters.sms_sent.fetch_add(1, Ordering::Relaxed);
         seq
     }

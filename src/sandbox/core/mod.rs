@@ -234,4 +234,6 @@ pub mod mint {
 }
 
 #[cfg(test)]
+mod model_test;
+#[cfg(test)]
 pub(crate) mod testing;

@@ -1,11 +1,15 @@
-//! Faults on demand: rules ([`FaultRule`]) that delay, refuse or drop requests the way real
-//! banks and networks do, reproducibly from a seed.
+//! Faults on demand: rules ([`FaultRule`]) that delay, refuse, drop or trickle requests and
+//! delay, drop, repeat or reorder SMS the way real banks and networks do, reproducibly from a
+//! seed.
 //!
 //! - Rules are tried in order on every request outside `/sandbox/*`. Every firing latency
-//!   rule adds its delay; the first firing status or drop rule decides the request's fate
-//!   and ends the search.
-//! - Every decision that needs chance (a probability, a uniform latency) draws from one
-//!   SplitMix64 generator seeded with [`SandboxConfig::faults_seed`]
+//!   rule adds its delay, a firing `slow_body` rule makes the answer trickle, and the first
+//!   firing status or drop rule decides the request's fate and ends the search.
+//! - SMS rules are tried when a matching request makes the bank send an SMS (an OTP or TAN),
+//!   once per SMS; the first that fires gives the SMS its [`SmsFate`]. Held SMS reach the
+//!   outbox by the sandbox's clock ([`super::sms`]).
+//! - Every decision that needs chance (a probability, a uniform or log-normal delay) draws
+//!   from one SplitMix64 generator seeded with [`SandboxConfig::faults_seed`]
 //!   (super::SandboxConfig::faults_seed): the same seed and the same order of requests give
 //!   the same faults, on every platform and version. Concurrent requests reach the generator
 //!   in whatever order they arrive, so replay a failing run with one request at a time.
@@ -13,20 +17,29 @@
 //!   the connection task ([`super::serve`]) closes the connection instead of writing it.
 //! - `/sandbox/stats` lists every rule with the number of faults it injected; the request log
 //!   marks each injected fault with `fault = "<rule>"`.
+//! - The rule set can be read, replaced and cleared at run time ([`admin`], `/sandbox/faults`,
+//!   behind the admin token).
 
+pub mod admin;
 mod rule;
 
-pub use rule::{FaultAction, FaultRule, FaultWhen, RuleError};
+pub use rule::{
+    Delay, FaultAction, FaultRule, FaultWhen, MAX_DELAY, MAX_TRICKLE, REORDER_HOLD, RuleError,
+};
 
 use super::error::ApiError;
+use super::sms::SmsFate;
 use super::state::SandboxState;
 use crate::api::ErrorCode;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -39,7 +52,7 @@ pub struct DropConnection;
 pub struct InjectedFault(pub String);
 
 /// One rule and how many faults it injected, as `/sandbox/stats` lists them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FaultCount {
     /// The rule's canonical text.
     pub rule: String,
@@ -48,14 +61,18 @@ pub struct FaultCount {
 }
 
 /// What the rules decided for one request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Decision {
     /// Sum of the delays of the latency rules that fired.
     pub delay: Duration,
     /// The status or drop action that fired, with its rule's index.
     pub fate: Option<(usize, FaultAction)>,
+    /// Bytes per piece and the pause between pieces, when a `slow_body` rule fired.
+    pub slow_body: Option<(u32, Duration)>,
     /// Indexes of the rules that fired, in order.
     pub fired: Vec<usize>,
+    /// The texts of the rules that fired, joined with `"; "` (empty when none did).
+    pub label: String,
 }
 
 /// SplitMix64: tiny, fast, and its sequence is fixed by its definition, so a seed replays
@@ -78,75 +95,131 @@ impl SplitMix64 {
     }
 }
 
-/// The rules in force, their counters and the seeded generator.
+/// One rule set with its counters; replaced as a whole, so counters always match rules.
 #[derive(Debug)]
-pub struct FaultEngine {
+struct RuleSet {
     rules: Vec<FaultRule>,
-    /// Requests each rule matched (for `every` and `next`).
+    /// Requests (for SMS rules: SMS) each rule matched, for `every` and `next`.
     matched: Vec<AtomicU64>,
     /// Faults each rule injected.
     injected: Vec<AtomicU64>,
+    /// Whether any rule names a partner (only then is the caller's token looked up).
+    has_partner: bool,
+    /// Whether any rule acts on SMS.
+    has_sms: bool,
+}
+
+impl RuleSet {
+    fn new(rules: Vec<FaultRule>) -> RuleSet {
+        let zeros = || rules.iter().map(|_| AtomicU64::new(0)).collect();
+        RuleSet {
+            matched: zeros(),
+            injected: zeros(),
+            has_partner: rules.iter().any(|r| r.partner.is_some()),
+            has_sms: rules.iter().any(|r| r.action.is_sms()),
+            rules,
+        }
+    }
+}
+
+/// The rules in force, their counters and the seeded generator.
+#[derive(Debug)]
+pub struct FaultEngine {
+    set: RwLock<Arc<RuleSet>>,
     rng: Mutex<SplitMix64>,
-    seed: u64,
+    seed: AtomicU64,
 }
 
 impl FaultEngine {
     /// An engine with `rules`, drawing from `seed`.
     pub fn new(rules: Vec<FaultRule>, seed: u64) -> Self {
-        let zeros = || rules.iter().map(|_| AtomicU64::new(0)).collect();
         FaultEngine {
-            matched: zeros(),
-            injected: zeros(),
-            rules,
+            set: RwLock::new(Arc::new(RuleSet::new(rules))),
             rng: Mutex::new(SplitMix64(seed)),
-            seed,
+            seed: AtomicU64::new(seed),
         }
     }
 
-    /// The seed it draws from.
+    /// The seed it draws from (the latest one given).
     pub fn seed(&self) -> u64 {
-        self.seed
+        self.seed.load(Ordering::Relaxed)
     }
 
     /// Whether there is any rule at all (without, requests skip the engine).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.set.read().rules.is_empty()
+    }
+
+    /// Replaces every rule (their counts start at zero); with a `seed`, the generator starts
+    /// over from it, else it goes on where it was.
+    pub fn replace(&self, rules: Vec<FaultRule>, seed: Option<u64>) {
+        let set = Arc::new(RuleSet::new(rules));
+        // Generator first: a request deciding in between sees the old rules and old draws.
+        if let Some(seed) = seed {
+            *self.rng.lock() = SplitMix64(seed);
+            self.seed.store(seed, Ordering::Relaxed);
+        }
+        *self.set.write() = set;
+    }
+
+    fn current(&self) -> Arc<RuleSet> {
+        self.set.read().clone()
+    }
+
+    /// Whether rule `i` of `set` fires on this request (or SMS); counts what matches and fires.
+    fn fires(&self, set: &RuleSet, i: usize, partner: Option<&str>) -> bool {
+        let rule = &set.rules[i];
+        if let Some(wanted) = &rule.partner
+            && partner != Some(wanted.as_str())
+        {
+            return false;
+        }
+        let n = set.matched[i].fetch_add(1, Ordering::Relaxed) + 1;
+        let fires = match rule.when {
+            FaultWhen::Always => true,
+            FaultWhen::Probability(p) => self.rng.lock().next_f64() < p,
+            FaultWhen::EveryNth(every) => n.is_multiple_of(every),
+            FaultWhen::NextN(count) => n <= count,
+        };
+        if fires {
+            set.injected[i].fetch_add(1, Ordering::Relaxed);
+        }
+        fires
+    }
+
+    /// A delay drawn from `delay` (the generator is asked only when it is random).
+    fn draw(&self, delay: &Delay) -> Duration {
+        if !delay.is_random() {
+            return delay.draw(0.0, 0.0);
+        }
+        let mut rng = self.rng.lock();
+        let (u1, u2) = (rng.next_f64(), rng.next_f64());
+        delay.draw(u1, u2)
     }
 
     /// Decides what happens to a request; `partner` is the caller's client id, if known.
-    /// Counts what fires.
+    /// Counts what fires. SMS rules are left for [`FaultEngine::decide_sms`].
     pub fn decide(&self, method: &Method, path: &str, partner: Option<&str>) -> Decision {
+        self.decide_in(&self.current(), method, path, partner)
+    }
+
+    fn decide_in(
+        &self,
+        set: &RuleSet,
+        method: &Method,
+        path: &str,
+        partner: Option<&str>,
+    ) -> Decision {
         let mut decision = Decision::default();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.matches(method, path) {
+        for (i, rule) in set.rules.iter().enumerate() {
+            if rule.action.is_sms() || !rule.matches(method, path) || !self.fires(set, i, partner) {
                 continue;
             }
-            if let Some(wanted) = &rule.partner
-                && partner != Some(wanted.as_str())
-            {
-                continue;
-            }
-            let n = self.matched[i].fetch_add(1, Ordering::Relaxed) + 1;
-            let fires = match rule.when {
-                FaultWhen::Always => true,
-                FaultWhen::Probability(p) => self.rng.lock().next_f64() < p,
-                FaultWhen::EveryNth(every) => n.is_multiple_of(every),
-                FaultWhen::NextN(count) => n <= count,
-            };
-            if !fires {
-                continue;
-            }
-            self.injected[i].fetch_add(1, Ordering::Relaxed);
             decision.fired.push(i);
             match &rule.action {
-                FaultAction::Latency { min, max } => {
-                    let span = max.saturating_sub(*min);
-                    let extra = if span.is_zero() {
-                        Duration::ZERO
-                    } else {
-                        span.mul_f64(self.rng.lock().next_f64())
-                    };
-                    decision.delay += *min + extra;
+                FaultAction::Latency(delay) => decision.delay += self.draw(delay),
+                FaultAction::SlowBody { bytes, every } => {
+                    decision.slow_body = Some((*bytes, *every));
                 }
                 other => {
                     decision.fate = Some((i, other.clone()));
@@ -154,28 +227,58 @@ impl FaultEngine {
                 }
             }
         }
+        decision.label = label(set, &decision.fired);
         decision
+    }
+
+    /// Decides what happens to one SMS sent while handling a request; the label names the
+    /// rule that fired, if one did.
+    pub fn decide_sms(
+        &self,
+        method: &Method,
+        path: &str,
+        partner: Option<&str>,
+    ) -> (SmsFate, Option<String>) {
+        let set = self.current();
+        for (i, rule) in set.rules.iter().enumerate() {
+            if !rule.action.is_sms() || !rule.matches(method, path) || !self.fires(&set, i, partner)
+            {
+                continue;
+            }
+            let fate = match &rule.action {
+                FaultAction::SmsDelay(delay) => SmsFate::Delay(self.draw(delay)),
+                FaultAction::SmsDrop => SmsFate::Drop,
+                FaultAction::SmsDuplicate { after } => SmsFate::Duplicate(*after),
+                // Only SMS actions get here.
+                _ => SmsFate::Reorder,
+            };
+            return (fate, Some(rule.to_string()));
+        }
+        (SmsFate::Deliver, None)
     }
 
     /// Every rule with the faults it injected so far.
     pub fn counts(&self) -> Vec<FaultCount> {
-        self.rules
+        let set = self.current();
+        set.rules
             .iter()
-            .zip(&self.injected)
+            .zip(&set.injected)
             .map(|(rule, n)| FaultCount {
                 rule: rule.to_string(),
                 injected: n.load(Ordering::Relaxed),
             })
             .collect()
     }
+}
 
-    /// The text of rule `i`.
-    fn name(&self, i: usize) -> String {
-        self.rules
-            .get(i)
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    }
+/// The texts of rules `fired` of `set`, joined with `"; "`.
+fn label(set: &RuleSet, fired: &[usize]) -> String {
+    fired
+        .iter()
+        .filter_map(|&i| set.rules.get(i))
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The refusal a `status` fault answers with, in the bank's errors shape.
@@ -231,26 +334,63 @@ fn partner_of(state: &SandboxState, req: &Request) -> Option<String> {
         .map(|p| p.client_id.clone())
 }
 
+/// The request being handled, for the SMS rules decided when the bank sends an SMS.
+#[derive(Debug)]
+struct SmsContext {
+    method: Method,
+    path: String,
+    partner: Option<String>,
+    /// The SMS rules that fired while handling it, for the request's log line.
+    fired: Mutex<Vec<String>>,
+}
+
+tokio::task_local! {
+    static SMS_CONTEXT: Arc<SmsContext>;
+}
+
+/// What happens to an SMS the bank sends now: decided by the SMS rules against the request
+/// being handled ([`SmsFate::Deliver`] outside a request or without SMS rules).
+pub fn sms_fate(engine: &FaultEngine) -> SmsFate {
+    let Ok(context) = SMS_CONTEXT.try_with(Arc::clone) else {
+        return SmsFate::Deliver;
+    };
+    let (fate, fired) =
+        engine.decide_sms(&context.method, &context.path, context.partner.as_deref());
+    if let Some(rule) = fired {
+        tracing::warn!(fault = %rule, ?fate, "SMS fault injected");
+        context.fired.lock().push(rule);
+    }
+    fate
+}
+
 /// The middleware: applies the rules' decision to every request outside `/sandbox/*`.
 pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
     let engine = &state.0.faults;
-    if engine.is_empty() || req.uri().path().starts_with("/sandbox/") {
+    let set = engine.current();
+    if set.rules.is_empty() || req.uri().path().starts_with("/sandbox/") {
         return next.run(req).await;
     }
-    let wants_partner = engine.rules.iter().any(|r| r.partner.is_some());
-    let partner = wants_partner.then(|| partner_of(&state, &req)).flatten();
-    let decision = engine.decide(req.method(), req.uri().path(), partner.as_deref());
+    let partner = set.has_partner.then(|| partner_of(&state, &req)).flatten();
+    let decision = engine.decide_in(&set, req.method(), req.uri().path(), partner.as_deref());
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
-    let fired = decision
-        .fired
-        .iter()
-        .map(|&i| engine.name(i))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let context = set.has_sms.then(|| {
+        Arc::new(SmsContext {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            partner,
+            fired: Mutex::new(Vec::new()),
+        })
+    });
+    let run = |req: Request| async {
+        match &context {
+            Some(c) => SMS_CONTEXT.scope(c.clone(), next.run(req)).await,
+            None => next.run(req).await,
+        }
+    };
     let mut response = match decision.fate {
-        None => next.run(req).await,
+        None => run(req).await,
         Some((
             _,
             FaultAction::Status {
@@ -268,16 +408,73 @@ pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next)
         Some((_, FaultAction::DropBefore)) => dropped(),
         Some((_, FaultAction::DropAfter)) => {
             // The bank acts in full; only its answer is lost.
-            drop(next.run(req).await);
+            drop(run(req).await);
             dropped()
         }
-        // Latency never ends the search; kept total for the compiler.
-        Some((_, FaultAction::Latency { .. })) => next.run(req).await,
+        // Only status and drop actions end the search; kept total for the compiler.
+        Some(_) => run(req).await,
     };
-    if !fired.is_empty() {
-        response.extensions_mut().insert(InjectedFault(fired));
+    let mut labels = decision.label;
+    if let Some(context) = &context {
+        for rule in context.fired.lock().drain(..) {
+            if !labels.is_empty() {
+                labels.push_str("; ");
+            }
+            labels.push_str(&rule);
+        }
+    }
+    if let Some((bytes, every)) = decision.slow_body
+        && response.extensions().get::<DropConnection>().is_none()
+    {
+        response = trickle(response, bytes, every).await;
+    }
+    if !labels.is_empty() {
+        response.extensions_mut().insert(InjectedFault(labels));
     }
     response
+}
+
+/// The response with its body sent `bytes` at a time, one piece every `every`, for at most
+/// [`MAX_TRICKLE`] (then the rest goes at once). `Content-Length` stays exact, so a client
+/// sees a complete, slow answer.
+pub async fn trickle(response: Response, bytes: u32, every: Duration) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let full = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(full) => full,
+        Err(e) => {
+            tracing::error!(error = %e, "slow_body: the answer could not be read");
+            return refusal(500, None).into_response();
+        }
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
+    let pieces = pieces(full, bytes as usize, every);
+    Response::from_parts(parts, Body::from_stream(pieces))
+}
+
+/// The stream of pieces of [`trickle`].
+fn pieces(
+    full: Bytes,
+    bytes: usize,
+    every: Duration,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let started = tokio::time::Instant::now();
+    futures::stream::unfold((full, true), move |(mut rest, first)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        if !first {
+            tokio::time::sleep(every).await;
+        }
+        let take = if started.elapsed() >= MAX_TRICKLE {
+            rest.len()
+        } else {
+            bytes.min(rest.len())
+        };
+        let piece = rest.split_to(take);
+        Some((Ok(piece), (rest, false)))
+    })
 }
 
 /// A response the connection task closes the connection for instead of writing.
@@ -285,6 +482,33 @@ fn dropped() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.extensions_mut().insert(DropConnection);
     response
+}
+
+/// How often the SMS pump looks for held SMS whose time has come.
+const SMS_PUMP_EVERY: Duration = Duration::from_millis(100);
+
+impl SandboxState {
+    /// Delivers held SMS when the sandbox's clock reaches their time, checking every 100 ms,
+    /// so long-polls see them without another read. Ends when the state is dropped.
+    pub fn start_sms_pump(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SMS_PUMP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                inner.sms.release_due(inner.clock.now());
+            }
+        })
+    }
+
+    /// How many SMS fault rules are holding back right now.
+    pub fn sms_held(&self) -> usize {
+        self.0.sms.held()
+    }
 }
 
 #[cfg(test)]
@@ -361,6 +585,115 @@ mod tests {
         let counts = e.counts();
         assert_eq!(counts[3].injected, 0);
         assert_eq!(counts[0].rule, "* /v1/*: latency=10ms");
+    }
+
+    /// What the rules do to `n` requests that each send one SMS.
+    fn journal(e: &FaultEngine, n: usize) -> Vec<(Duration, Option<u16>, SmsFate)> {
+        (0..n)
+            .map(|_| {
+                let d = e.decide(&Method::POST, "/v1/mfa/challenges/sms", None);
+                let status = match d.fate {
+                    Some((_, FaultAction::Status { status, .. })) => Some(status),
+                    _ => None,
+                };
+                let (sms, _) = e.decide_sms(&Method::POST, "/v1/mfa/challenges/sms", None);
+                (d.delay, status, sms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_replays_delays_and_sms_faults_too() {
+        let rules = [
+            "* /v1/*: latency=lognormal(median=20ms,sigma=0.8)",
+            "* /v1/*: latency=1ms..9ms p=0.5",
+            "POST /v1/*: status=503 p=0.2",
+            "POST /v1/*: sms_drop p=0.2",
+            "POST /v1/*: sms_delay=1s..30s p=0.3",
+            "POST /v1/*: sms_duplicate p=0.3",
+            "POST /v1/*: sms_reorder",
+        ];
+        let a = journal(&engine(&rules, 99), 100);
+        assert_eq!(a, journal(&engine(&rules, 99), 100));
+        assert_ne!(a, journal(&engine(&rules, 100), 100));
+        // Every kind of SMS fate turns up, and the last rule catches what the others leave.
+        for wanted in [
+            SmsFate::Drop,
+            SmsFate::Duplicate(Duration::ZERO),
+            SmsFate::Reorder,
+        ] {
+            assert!(a.iter().any(|(_, _, f)| *f == wanted), "{wanted:?}");
+        }
+        assert!(a.iter().any(|(_, _, f)| matches!(f, SmsFate::Delay(_))));
+        assert!(a.iter().all(|(_, _, f)| *f != SmsFate::Deliver));
+        let delays: std::collections::HashSet<_> = a.iter().map(|(d, _, _)| *d).collect();
+        assert!(delays.len() > 90, "delays are drawn, not fixed");
+    }
+
+    #[test]
+    fn request_rules_and_sms_rules_are_decided_apart() {
+        let e = engine(
+            &[
+                "POST /v1/mfa/challenges/sms: sms_drop next=1",
+                "POST /v1/mfa/challenges/sms: sms_duplicate",
+                "POST /v1/mfa/challenges/sms: slow_body=4/1ms",
+            ],
+            1,
+        );
+        let d = e.decide(&Method::POST, "/v1/mfa/challenges/sms", None);
+        assert_eq!(
+            (d.fired.as_slice(), d.slow_body),
+            (&[2][..], Some((4, Duration::from_millis(1))))
+        );
+        assert_eq!(d.label, "POST /v1/mfa/challenges/sms: slow_body=4/1ms");
+        let sms = |e: &FaultEngine| e.decide_sms(&Method::POST, "/v1/mfa/challenges/sms", None);
+        let (fate, rule) = sms(&e);
+        assert_eq!(fate, SmsFate::Drop);
+        assert_eq!(
+            rule.unwrap(),
+            "POST /v1/mfa/challenges/sms: sms_drop next=1"
+        );
+        assert_eq!(sms(&e).0, SmsFate::Duplicate(Duration::ZERO));
+        assert_eq!(
+            e.decide_sms(&Method::GET, "/v1/mfa/challenges/sms", None),
+            (SmsFate::Deliver, None)
+        );
+        let counts: Vec<u64> = e.counts().iter().map(|c| c.injected).collect();
+        assert_eq!(counts, [1, 1, 1]);
+    }
+
+    #[test]
+    fn replacing_the_rules_resets_their_counts_and_a_new_seed_restarts_the_draws() {
+        let rules = ["GET /v1/*: status=503 p=0.5"];
+        let e = engine(&rules, 5);
+        let first = fates(&e, 30);
+        let parsed = || rules.iter().map(|r| FaultRule::parse(r).unwrap()).collect();
+        e.replace(parsed(), Some(5));
+        assert_eq!(e.counts()[0].injected, 0);
+        assert_eq!(fates(&e, 30), first, "the same seed replays");
+        e.replace(Vec::new(), None);
+        assert!(e.is_empty() && e.counts().is_empty());
+        assert_eq!(e.seed(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_comes_in_pieces_of_the_given_size() {
+        use futures::StreamExt;
+        let body = Bytes::from_static(b"0123456789abcdefghij");
+        let got: Vec<Bytes> = pieces(body.clone(), 8, Duration::from_millis(1))
+            .map(|p| p.unwrap_or_default())
+            .collect()
+            .await;
+        let sizes: Vec<usize> = got.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [8, 8, 4]);
+        assert_eq!(got.concat(), body.to_vec());
+        let response = trickle(
+            axum::Json(serde_json::json!({"a": 1})).into_response(),
+            3,
+            Duration::from_millis(1),
+        )
+        .await;
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "7");
     }
 
     #[test]
