@@ -48,26 +48,6 @@ async fn rig_retrying(rules: &[&str], policy: RetryPolicy) -> (Rig, Arc<Waits>) 
     (rig, waits)
 }
 
-/// The `injected` count of every fault rule, read from `GET /sandbox/stats`.
-async fn injected(rig: &Rig) -> Vec<u64> {
-    let stats: serde_json::Value = rig
-        .client
-        .http()
-        .get(format!("{}/sandbox/stats", rig.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    stats["faults"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no faults in {stats}"))
-        .iter()
-        .map(|f| f["injected"].as_u64().unwrap())
-        .collect()
-}
-
 fn config_with(rules: &[&str]) -> SandboxConfig {
     SandboxConfig {
         faults: rules.iter().map(|r| FaultRule::parse(r).unwrap()).collect(),
@@ -180,7 +160,7 @@ async fn a_503_on_a_read_is_retried_with_backoff_and_the_sandbox_saw_every_attem
         // Two refusals, then the answer: three attempts within the default three retries.
         let device = phone.device().await.unwrap();
         assert_eq!(Some(device.id), phone.profile().device_id);
-        assert_eq!(injected(&rig).await, [2]);
+        assert_eq!(rig.injected().await, [2]);
         let waits = waits.taken();
         assert_eq!(waits.len(), 2, "{waits:?}");
         // Full jitter below a doubling ceiling: under 100 ms, then under 200 ms.
@@ -211,7 +191,7 @@ async fn a_503_that_outlasts_the_retries_is_reported_as_the_bank_s_failure() {
             "{err}"
         );
         assert_eq!(
-            injected(&rig).await,
+            rig.injected().await,
             [3],
             "the first attempt and two retries"
         );
@@ -232,7 +212,7 @@ async fn with_no_retry_a_503_is_reported_after_one_attempt() {
         let err = phone.device().await.unwrap_err();
         assert_eq!(err.status(), Some(503), "{err}");
         assert_eq!(err.exit_code(), 1, "{err}");
-        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(rig.injected().await, [1]);
         assert!(waits.taken().is_empty());
         assert!(phone.device().await.is_ok());
     })
@@ -251,7 +231,7 @@ async fn a_429_on_a_post_is_retried_after_its_retry_after() {
         // A 429 is a refusal before the bank acted: even a POST is sent again, after exactly
         // the seconds the bank asked for.
         phone.approve(Some(KeyPurpose::Unrestricted)).await.unwrap();
-        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(rig.injected().await, [1]);
         assert_eq!(waits.taken(), [Duration::from_secs(3)]);
     })
     .await;
@@ -271,7 +251,7 @@ async fn a_retry_after_longer_than_the_cap_is_not_waited_for() {
             .await
             .unwrap_err();
         assert_eq!(err.status(), Some(429), "{err}");
-        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(rig.injected().await, [1]);
         assert!(waits.taken().is_empty());
     })
     .await;
@@ -291,7 +271,7 @@ async fn a_500_on_a_post_is_never_retried() {
             .await
             .unwrap_err();
         assert_eq!(err.status(), Some(500), "{err}");
-        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(rig.injected().await, [1]);
         assert!(waits.taken().is_empty());
     })
     .await;
@@ -350,7 +330,7 @@ async fn a_lost_answer_to_creating_the_device_is_unreachable_and_binding_again_w
         assert!(!outcome.answer_lost);
         assert!(phone.profile().bound);
         assert_eq!(rig.sandbox.state().stats().bindings, 1);
-        assert_eq!(injected(&rig).await, [1]);
+        assert_eq!(rig.injected().await, [1]);
     })
     .await;
 }
@@ -453,7 +433,7 @@ async fn repeated_drops_of_an_idempotent_answer_are_retried_with_backoff() {
             "the bank never acted before the last attempt"
         );
         assert_eq!(rig.sandbox.state().stats().bindings, 1);
-        assert_eq!(injected(&rig).await, [3]);
+        assert_eq!(rig.injected().await, [3]);
         assert_eq!(waits.taken().len(), 2, "{:?}", waits.taken());
     })
     .await;

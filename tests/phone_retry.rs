@@ -41,26 +41,6 @@ fn bound(home: &std::path::Path, api: &str, name: &str) {
     vphone(home, api).args(["bind", name]).assert().success();
 }
 
-/// The `injected` count of every fault rule, from `GET /sandbox/stats`.
-async fn injected(rig: &Rig) -> Vec<u64> {
-    let stats: serde_json::Value = rig
-        .client
-        .http()
-        .get(format!("{}/sandbox/stats", rig.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    stats["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["injected"].as_u64().unwrap())
-        .collect()
-}
-
 /// Runs a phone command; returns its exit code and stderr.
 fn run(home: &std::path::Path, api: &str, args: &[&str]) -> (Option<i32>, String) {
     let out = vphone(home, api).args(args).output().unwrap();
@@ -80,11 +60,11 @@ async fn a_503_is_retried_by_default_and_reported_with_no_retry() {
     let (code, stderr) = run(dir.path(), &api, &["--no-retry", "show", "flaky"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("503"), "{stderr}");
-    assert_eq!(injected(&rig).await, [1]);
+    assert_eq!(rig.injected().await, [1]);
     // The default policy: the two refusals left are retried, and the command succeeds.
     let (code, stderr) = run(dir.path(), &api, &["show", "flaky"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(injected(&rig).await, [3]);
+    assert_eq!(rig.injected().await, [3]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,7 +77,7 @@ async fn retries_stop_at_the_number_given() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("service_unavailable"), "{stderr}");
     assert!(stderr.contains("(after 2 retries)"), "{stderr}");
-    assert_eq!(injected(&rig).await, [3], "one attempt and two retries");
+    assert_eq!(rig.injected().await, [3], "one attempt and two retries");
     let (code, stderr) = run(
         dir.path(),
         &api,
@@ -120,11 +100,11 @@ async fn a_read_dropped_before_the_bank_acts_is_retried_or_reported_unreachable(
     // drop is reported as the server being unreachable.
     let (code, stderr) = run(dir.path(), &api, &["--no-retry", "show", "dropped"]);
     assert_eq!(code, Some(3), "{stderr}");
-    assert_eq!(injected(&rig).await, [2]);
+    assert_eq!(rig.injected().await, [2]);
     // With the default policy the two drops left are retried.
     let (code, stderr) = run(dir.path(), &api, &["show", "dropped"]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(injected(&rig).await, [4]);
+    assert_eq!(rig.injected().await, [4]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,7 +127,7 @@ async fn bind_says_when_the_answer_was_lost_and_the_device_was_read_back() {
             && stdout.contains("read the device back: it is bound"),
         "{stdout}"
     );
-    assert_eq!(injected(&rig).await, [1]);
+    assert_eq!(rig.injected().await, [1]);
     assert_eq!(rig.sandbox.state().stats().bindings, 1);
 
     // The same in JSON, on a second phone.

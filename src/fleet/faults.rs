@@ -67,12 +67,19 @@ impl FaultSource {
                     .collect()
             }
         };
-        let mut counts = FaultCounts::new();
-        for (rule, n) in pairs {
-            *counts.entry(rule).or_default() += n;
-        }
-        Some(counts)
+        Some(add_up(pairs))
     }
+}
+
+/// The counts per rule text, rules with the same text added up (saturating: the counts may
+/// come from another process, over HTTP).
+fn add_up(pairs: impl IntoIterator<Item = (String, u64)>) -> FaultCounts {
+    let mut counts = FaultCounts::new();
+    for (rule, n) in pairs {
+        let count = counts.entry(rule).or_default();
+        *count = count.saturating_add(n);
+    }
+    counts
 }
 
 /// What was injected between two readings: per rule, `after - before` (a rule added during
@@ -90,6 +97,20 @@ pub fn injected_between(before: &FaultCounts, after: &FaultCounts) -> FaultCount
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_with_the_same_text_add_up_without_overflowing() {
+        let got = add_up([
+            ("a".to_owned(), 2),
+            ("b".to_owned(), u64::MAX),
+            ("a".to_owned(), 3),
+            ("b".to_owned(), 1),
+        ]);
+        assert_eq!(
+            got,
+            FaultCounts::from([("a".to_owned(), 5), ("b".to_owned(), u64::MAX)])
+        );
+    }
 
     #[test]
     fn injected_faults_are_the_growth_between_readings() {

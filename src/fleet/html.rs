@@ -248,6 +248,27 @@ fn per_second<'a>(
     out
 }
 
+/// The longest time series charted, in seconds (48 hours): a report read from a file may
+/// hold seconds arbitrarily far apart (a shard whose clock was wrong), and a chart keeps one
+/// point per second between the first and the last.
+pub const MAX_CHART_SECONDS: u64 = 48 * 3600;
+
+/// The seconds the charts cover (every second from the series' first to its last), or why
+/// there are none: the span in seconds when it is longer than [`MAX_CHART_SECONDS`].
+fn chart_seconds(series: &super::series::Series) -> Result<Vec<u64>, u64> {
+    match series.span() {
+        Some((first, last)) => {
+            let span = (last - first).saturating_add(1);
+            if span > MAX_CHART_SECONDS {
+                Err(span)
+            } else {
+                Ok((first..=last).collect())
+            }
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1e3)
 }
@@ -255,9 +276,9 @@ fn ms(us: u64) -> String {
 impl Report {
     /// The report as one self-contained HTML page (see the module documentation).
     pub fn to_html(&self) -> String {
-        let seconds: Vec<u64> = match self.series.span() {
-            Some((first, last)) => (first..=last).collect(),
-            None => Vec::new(),
+        let (seconds, too_long) = match chart_seconds(&self.series) {
+            Ok(seconds) => (seconds, None),
+            Err(span) => (Vec::new(), Some(span)),
         };
         let columns = per_second(self, &seconds);
         let names = ordered_ops(self);
@@ -355,7 +376,12 @@ impl Report {
                         }
                     }
                     h2 { "Throughput" }
-                    @if seconds.is_empty() {
+                    @if let Some(span) = too_long {
+                        p.none id="series-too-long" {
+                            "No charts: the time series spans " (span) " seconds from its first to its last, more than the "
+                            (MAX_CHART_SECONDS) " (48 hours) a page charts; the shards' clocks may disagree (see their start times below)."
+                        }
+                    } @else if seconds.is_empty() {
                         p.none { "No time series in this report (written by an older vphone, or nothing ran)." }
                     } @else {
                         p.sub {
@@ -526,6 +552,26 @@ mod tests {
             page.contains("<td class=\"text\">* /v1/*: status=503 p=0.05</td><td>9</td>"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn seconds_far_apart_give_no_charts_rather_than_a_point_for_every_second_between() {
+        let mut r = sample();
+        // A shard whose clock read 1970: charting every second between would need
+        // 1.8 billion points per line.
+        r.series.at(0, "sign").record_ok(1_000);
+        let page = r.to_html();
+        assert!(page.contains("id=\"series-too-long\""), "{page}");
+        assert!(page.contains("spans 1800000002 seconds"), "{page}");
+        assert!(!page.contains("id=\"throughput\""), "{page}");
+        // The tables are still there.
+        assert!(page.contains("id=\"operations\""), "{page}");
+        // At the limit, the chart is drawn.
+        let mut r = sample();
+        r.series
+            .at(1_800_000_000 + MAX_CHART_SECONDS - 1, "sign")
+            .record_ok(1_000);
+        assert!(r.to_html().contains("id=\"throughput\""));
     }
 
     #[test]

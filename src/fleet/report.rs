@@ -108,6 +108,12 @@ pub fn same_values(a: &Histogram<u64>, b: &Histogram<u64>) -> bool {
                 .map(|v| (v.value_iterated_to(), v.count_at_value())))
 }
 
+/// `a + b`, or why not: counts past u64 come only from a corrupt or forged report.
+fn add_counts(a: u64, b: u64, what: &str) -> Result<u64, String> {
+    a.checked_add(b)
+        .ok_or_else(|| format!("the {what} counts add up past {}", u64::MAX))
+}
+
 /// Counts and latencies of one operation.
 #[derive(Debug, Clone)]
 pub struct OpStats {
@@ -145,9 +151,9 @@ impl PartialEq for OpStats {
 impl OpStats {
     /// Adds another run's counts and latencies to these.
     pub fn merge(&mut self, other: &OpStats) -> Result<(), String> {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.retries += other.retries;
+        self.ok = add_counts(self.ok, other.ok, "ok")?;
+        self.failed = add_counts(self.failed, other.failed, "failed")?;
+        self.retries = add_counts(self.retries, other.retries, "retries")?;
         self.latency_us
             .add(&other.latency_us)
             .map_err(|e| format!("{e:?}"))
@@ -475,10 +481,23 @@ impl Report {
     /// becomes the span from the earliest start to the latest end. Nothing is averaged.
     pub fn merge(&mut self, other: &Report) -> Result<(), FleetError> {
         self.check_mergeable(other)?;
-        // Merge the histograms into copies first, so a failure leaves `self` as it was.
-        let mut ops = self.ops.clone();
+        // Merge into a copy, so any failure (a histogram, a count past u64) leaves `self` as
+        // it was.
+        let mut merged = self.clone();
+        merged.add(other)?;
+        *self = merged;
+        Ok(())
+    }
+
+    /// The work of [`Report::merge`] once the reports are known to be mergeable.
+    fn add(&mut self, other: &Report) -> Result<(), FleetError> {
+        let count = |what: &str| {
+            let what = what.to_owned();
+            move |detail: String| FleetError::Mismatch(format!("cannot merge {what}: {detail}"))
+        };
         for (name, stats) in &other.ops {
-            ops.entry(name.clone())
+            self.ops
+                .entry(name.clone())
                 .or_default()
                 .merge(stats)
                 .map_err(|detail| FleetError::Histogram {
@@ -486,17 +505,15 @@ impl Report {
                     detail,
                 })?;
         }
-        let mut series = self.series.clone();
-        series
+        self.series
             .merge(&other.series)
             .map_err(|detail| FleetError::Histogram {
                 op: "time series".into(),
                 detail,
             })?;
-        self.ops = ops;
-        self.series = series;
         for (key, n) in &other.errors {
-            *self.errors.entry(key.clone()).or_default() += n;
+            let mine = self.errors.entry(key.clone()).or_default();
+            *mine = add_counts(*mine, *n, "errors").map_err(count("error counts"))?;
         }
         // In whole microseconds, so the merged time is as exact as the parts' (see [`secs`]).
         let end_us = |r: &Report| {
@@ -508,16 +525,25 @@ impl Report {
         self.started_unix_ms = self.started_unix_ms.min(other.started_unix_ms);
         self.elapsed_secs =
             micros_to_secs(end.saturating_sub(self.started_unix_ms.saturating_mul(1000)));
-        self.iterations += other.iterations;
-        self.failed_iterations += other.failed_iterations;
-        self.missed += other.missed;
-        self.unfinished += other.unfinished;
-        self.skipped += other.skipped;
+        let counts = count("run counts");
+        self.iterations =
+            add_counts(self.iterations, other.iterations, "iterations").map_err(&counts)?;
+        self.failed_iterations = add_counts(
+            self.failed_iterations,
+            other.failed_iterations,
+            "failed_iterations",
+        )
+        .map_err(&counts)?;
+        self.missed = add_counts(self.missed, other.missed, "missed").map_err(&counts)?;
+        self.unfinished =
+            add_counts(self.unfinished, other.unfinished, "unfinished").map_err(&counts)?;
+        self.skipped = add_counts(self.skipped, other.skipped, "skipped").map_err(&counts)?;
         self.shards.extend(other.shards.iter().cloned());
         if let Some(theirs) = &other.faults {
             let ours = self.faults.get_or_insert_with(BTreeMap::new);
             for (rule, n) in theirs {
-                *ours.entry(rule.clone()).or_default() += n;
+                let mine = ours.entry(rule.clone()).or_default();
+                *mine = add_counts(*mine, *n, "faults").map_err(count("fault counts"))?;
             }
         }
         Ok(())

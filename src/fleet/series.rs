@@ -135,10 +135,12 @@ impl Series {
 
     /// The sums of successes and failures of `op` over every second.
     pub fn totals(&self, op: &str) -> (u64, u64) {
-        self.seconds
-            .values()
-            .filter_map(|ops| ops.get(op))
-            .fold((0, 0), |(ok, failed), s| (ok + s.ok, failed + s.failed))
+        self.seconds.values().filter_map(|ops| ops.get(op)).fold(
+            (0, 0),
+            |(ok, failed): (u64, u64), s| {
+                (ok.saturating_add(s.ok), failed.saturating_add(s.failed))
+            },
+        )
     }
 
     /// The first and last second with anything recorded.

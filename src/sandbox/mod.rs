@@ -32,6 +32,7 @@ pub mod core;
 mod devices;
 pub mod error;
 pub mod faults;
+pub mod openapi;
 mod outbox;
 mod persons;
 pub mod ratelimit;
@@ -135,6 +136,7 @@ pub fn router(state: SandboxState) -> Router {
         .route("/sandbox/sms", get(outbox::sms))
         .route("/sandbox/health", get(outbox::health))
         .route("/sandbox/stats", get(outbox::stats))
+        .route("/sandbox/openapi.json", get(openapi::document))
         .route(
             "/sandbox/faults",
             get(faults::admin::get)

@@ -80,6 +80,27 @@ impl Rig {
         self.sandbox.base_url()
     }
 
+    /// The `injected` count of every fault rule, in the config's order, read from
+    /// `GET /sandbox/stats`.
+    pub async fn injected(&self) -> Vec<u64> {
+        let stats: serde_json::Value = self
+            .client
+            .http()
+            .get(format!("{}/sandbox/stats", self.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["faults"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no faults in {stats}"))
+            .iter()
+            .map(|f| f["injected"].as_u64().unwrap())
+            .collect()
+    }
+
     /// A phone reading its SMS from the sandbox's outbox over HTTP.
     pub fn phone(&self, name: &str) -> Phone {
         Phone::new(
