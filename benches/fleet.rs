@@ -10,7 +10,7 @@
 //! `VPHONE_BENCH_DEVICES` phones to bind (default 2000, at most 200000),
 //! `VPHONE_BENCH_SIGNS` device-signing challenges (default 6000, at most 1000000),
 //! `VPHONE_BENCH_CONCURRENCY` workers (default 64, at most 4096),
-//! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 100000, at most 2000000).
+//! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 1000000, at most 2000000).
 //! Every phase also stops after 120 s.
 
 /// The same allocator as the `vphone` binary, so the bench measures what users run.
@@ -111,7 +111,7 @@ fn main() {
     let devices = knob("VPHONE_BENCH_DEVICES", 2000, 200_000);
     let signs = knob("VPHONE_BENCH_SIGNS", 6000, 1_000_000);
     let concurrency = knob("VPHONE_BENCH_CONCURRENCY", 64, 4096) as usize;
-    let idle = knob("VPHONE_BENCH_IDLE_PHONES", 100_000, 2_000_000);
+    let idle = knob("VPHONE_BENCH_IDLE_PHONES", 1_000_000, 2_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -145,18 +145,21 @@ fn main() {
         "  RSS growth / phones       {per_phone_rss:>8.1} bytes  (VmRSS before and after building them)"
     );
     println!(
-        "  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are u128, keys derived on demand)"
+        "  exact size of one slot    {slot:>8} bytes  (size_of PhoneSlot; no per-phone heap: ids are 128-bit numbers, keys derived on demand)"
     );
-    println!("  target                        2048 bytes");
+    println!("  target                         128 bytes");
     drop(idle_fleet);
     println!();
 
     runtime.block_on(async {
         let sandbox = spawn(SandboxConfig::default()).await.expect("sandbox");
         let url = url::Url::parse(&sandbox.base_url()).expect("sandbox URL");
-        let client = ApiClient::new(ClientConfig::local(url, Credentials::sandbox_default()))
-            .expect("client");
+        // The fleets' client (lean HTTP/1.1 transport), and reqwest's for comparison.
+        let config = ClientConfig::local(url, Credentials::sandbox_default());
+        let client = ApiClient::new(config.clone().with_lean_http(true)).expect("client");
         client.authenticate().await.expect("token");
+        let reqwest_client = ApiClient::new(config).expect("client");
+        reqwest_client.authenticate().await.expect("token");
 
         // 2. Bare costs: each signing backend's derivation and signature; the faster counts.
         let seed = Seed::from_u64(7);
@@ -201,26 +204,17 @@ fn main() {
             },
             Duration::from_millis(500),
         );
-        let health = format!("{}/sandbox/health", client.base_url());
         let http_requests = (signs * 2).clamp(2000, 40_000);
-        let cpu0 = cpu_secs();
-        let wall0 = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..concurrency as u64 {
-            let http = client.http().clone();
-            let url = health.clone();
-            let n = http_requests / concurrency as u64 + u64::from(w < http_requests % concurrency as u64);
-            tasks.spawn(async move {
-                for _ in 0..n {
-                    let resp = http.get(&url).send().await.expect("health");
-                    std::hint::black_box(resp.bytes().await.expect("health body"));
-                }
-            });
+        let mut round_trips = Vec::new();
+        for (name, c) in [("reqwest", &reqwest_client), ("lean", &client)] {
+            let (cpu, wall) = round_trip_cost(c, http_requests, concurrency).await;
+            round_trips.push((name, cpu, wall));
         }
-        while tasks.join_next().await.is_some() {}
-        let http_wall = wall0.elapsed().as_secs_f64();
-        let t_http = (cpu_secs() - cpu0) / http_requests as f64;
-
+        let (http_by, t_http, http_wall) = round_trips
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("two transports measured");
         let bind_cost = 2.0 * t_http + t_sign + t_verify + t_derive;
         let sign_cost = 2.0 * t_http + t_sign + t_verify;
         let bind_ceiling = cores as f64 / bind_cost;
@@ -246,8 +240,14 @@ fn main() {
             "  P-256 verify                      {:>8.1} µs  (aws-lc-rs, the sandbox's verifier)",
             t_verify * 1e6
         );
+        for (name, cpu, _) in &round_trips {
+            println!(
+                "  {name:<10} HTTP round trip, client + server {:>7.1} µs",
+                cpu * 1e6
+            );
+        }
         println!(
-            "  HTTP round trip, client + server  {:>8.1} µs  (GET /sandbox/health, {http_requests} requests at concurrency {concurrency}, same client pool: {:.0} req/s wall)",
+            "  HTTP round trip, client + server  {:>8.1} µs  (fastest: {http_by}; authenticated GET /sandbox/health through the API client, {http_requests} requests at concurrency {concurrency} on one runtime per core as the fleet runs: {:.0} req/s wall)",
             t_http * 1e6,
             http_requests as f64 / http_wall
         );
@@ -305,8 +305,10 @@ fn main() {
             return;
         };
         let url = url::Url::parse(&external.url).expect("sandbox URL");
-        let client = ApiClient::new(ClientConfig::local(url, Credentials::sandbox_default()))
-            .expect("client");
+        let client = ApiClient::new(
+            ClientConfig::local(url, Credentials::sandbox_default()).with_lean_http(true),
+        )
+        .expect("client");
         client.authenticate().await.expect("token");
         let fleet = Arc::new(Fleet::new("8", devices, 0..devices).expect("fleet"));
         let onboard = phase(&client, &fleet, Step::Onboard, closed(concurrency, devices)).await;
@@ -333,6 +335,52 @@ fn main() {
         );
         drop(external);
     });
+}
+
+/// CPU seconds (this process: client and in-process server) per request and the wall
+/// seconds of `requests` authenticated `GET /sandbox/health` calls over `concurrency` tasks,
+/// spread like the fleet's workers over one single-threaded runtime per core.
+async fn round_trip_cost(client: &ApiClient, requests: u64, concurrency: usize) -> (f64, f64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(concurrency).max(1);
+    let cpu0 = cpu_secs();
+    let wall0 = Instant::now();
+    let mut finished = Vec::new();
+    // No runtime stops (taking reqwest's connections it runs with it) before all are done.
+    let all_done = std::sync::Arc::new(tokio::sync::Barrier::new(threads));
+    for t in 0..threads {
+        let client = client.clone();
+        let all_done = all_done.clone();
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                let workers = concurrency as u64;
+                for w in (t as u64..workers).step_by(threads) {
+                    let client = client.clone();
+                    let n = requests / workers + u64::from(w < requests % workers);
+                    tasks.spawn(async move {
+                        for _ in 0..n {
+                            client.get_discard("/sandbox/health").await.expect("health");
+                        }
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+                all_done.wait().await;
+            });
+            let _ = done.send(());
+        });
+        finished.push(finished_rx);
+    }
+    for finished_rx in finished {
+        finished_rx.await.expect("round-trip thread finished");
+    }
+    let wall = wall0.elapsed().as_secs_f64();
+    ((cpu_secs() - cpu0) / requests as f64, wall)
 }
 
 /// A `vphone sandbox` child process on a free loopback port, killed when dropped.

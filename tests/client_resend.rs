@@ -1,6 +1,7 @@
 //! A pooled connection the server closes before answering: an idempotent request is sent
 //! once more on a fresh connection; a POST is never blindly resent. The server is a real
 //! HTTP/1.1 server on 127.0.0.1 that reads the request and hangs up instead of answering.
+//! Each case runs on reqwest and on the lean transport.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -94,19 +95,30 @@ async fn hang_up_once_server() -> (String, Log) {
     (base, log)
 }
 
-fn client(base: &str, transcript: Option<Arc<Transcript>>) -> ApiClient {
+/// A client on reqwest, or on the lean transport (`lean`), which must behave the same.
+fn client(base: &str, transcript: Option<Arc<Transcript>>, lean: bool) -> ApiClient {
     let config = ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
         .with_timeout(Duration::from_secs(10))
-        .with_transcript(transcript);
+        .with_transcript(transcript)
+        .with_lean_http(lean);
     ApiClient::new(config).unwrap()
 }
 
 #[tokio::test]
 async fn a_get_on_a_connection_the_server_closed_is_sent_once_more() {
+    a_get_on_a_connection_the_server_closed_is_sent_once_more_on(false).await;
+}
+
+#[tokio::test]
+async fn a_get_on_a_connection_the_server_closed_is_sent_once_more_on_the_lean_transport() {
+    a_get_on_a_connection_the_server_closed_is_sent_once_more_on(true).await;
+}
+
+async fn a_get_on_a_connection_the_server_closed_is_sent_once_more_on(lean: bool) {
     bounded(async {
         let (base, log) = hang_up_once_server().await;
         let transcript = Arc::new(Transcript::in_memory());
-        let client = client(&base, Some(transcript.clone()));
+        let client = client(&base, Some(transcript.clone()), lean);
         // The token call opens the connection the GET then reuses.
         client.authenticate().await.unwrap();
         let query = DeviceListQuery {
@@ -143,9 +155,18 @@ async fn a_get_on_a_connection_the_server_closed_is_sent_once_more() {
 
 #[tokio::test]
 async fn a_delete_on_a_connection_the_server_closed_is_sent_once_more() {
+    a_delete_on_a_connection_the_server_closed_is_sent_once_more_on(false).await;
+}
+
+#[tokio::test]
+async fn a_delete_on_a_connection_the_server_closed_is_sent_once_more_on_the_lean_transport() {
+    a_delete_on_a_connection_the_server_closed_is_sent_once_more_on(true).await;
+}
+
+async fn a_delete_on_a_connection_the_server_closed_is_sent_once_more_on(lean: bool) {
     bounded(async {
         let (base, log) = hang_up_once_server().await;
-        let client = client(&base, None);
+        let client = client(&base, None, lean);
         client.authenticate().await.unwrap();
         client
             .delete_device(&DeviceId::parse("d1").unwrap())
@@ -160,9 +181,18 @@ async fn a_delete_on_a_connection_the_server_closed_is_sent_once_more() {
 
 #[tokio::test]
 async fn a_post_on_a_connection_the_server_closed_is_not_resent() {
+    a_post_on_a_connection_the_server_closed_is_not_resent_on(false).await;
+}
+
+#[tokio::test]
+async fn a_post_on_a_connection_the_server_closed_is_not_resent_on_the_lean_transport() {
+    a_post_on_a_connection_the_server_closed_is_not_resent_on(true).await;
+}
+
+async fn a_post_on_a_connection_the_server_closed_is_not_resent_on(lean: bool) {
     bounded(async {
         let (base, log) = hang_up_once_server().await;
-        let client = client(&base, None);
+        let client = client(&base, None, lean);
         client.authenticate().await.unwrap();
         let err = client
             .create_person(&person_named("Once", "Only"))

@@ -25,13 +25,13 @@ pub enum ClientError {
         retries: u32,
     },
     /// The server could not be reached at all.
-    #[error("cannot reach {url}: {}; is the server running?", root_cause(source))]
+    #[error("cannot reach {url}: {}; is the server running?", root_cause(&**source))]
     Unreachable {
         /// The address tried (no credentials in it).
         url: String,
         /// The transport error.
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The server did not answer in time.
     #[error(
@@ -47,14 +47,14 @@ pub enum ClientError {
     /// The connection failed after it was established (reset, protocol error).
     #[error(
         "talking to {url} failed: {}; retry, and check that the URL is the API's base",
-        root_cause(source)
+        root_cause(&**source)
     )]
     Transport {
         /// The address tried.
         url: String,
         /// The transport error.
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A success answer whose body the client cannot read (code `unreadable_answer`).
     #[error("{request} answered {status} with a body vphone cannot read: {reason}")]

@@ -418,7 +418,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let config = ClientConfig::new(&target, credentials)
                 .with_timeout(args.timeout)
                 .with_transcript(transcript.clone())
-                .with_retry(retry.clone());
+                .with_retry(retry.clone())
+                .with_lean_http(true);
             (client_for(config)?, None)
         }
         None => {
@@ -441,7 +442,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
             let config = ClientConfig::local(url, Credentials::sandbox_default())
                 .with_timeout(args.timeout)
                 .with_transcript(transcript.clone())
-                .with_retry(retry.clone());
+                .with_retry(retry.clone())
+                .with_lean_http(true);
             if !args.sandbox_fault.is_empty() {
                 eprintln!(
                     "load: the in-process sandbox injects faults ({} rule(s)), seed {}",

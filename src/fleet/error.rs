@@ -40,6 +40,9 @@ pub enum FleetError {
     /// The in-process sandbox could not be started.
     #[error("could not start the in-process sandbox: {0}")]
     Sandbox(std::io::Error),
+    /// The threads that run the workers could not be started, or one of them died.
+    #[error("fleet worker threads: {0}")]
+    Threads(std::io::Error),
     /// The API client could not be built.
     #[error("could not build the API client: {0}")]
     Client(String),

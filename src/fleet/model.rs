@@ -88,11 +88,26 @@ const PERSON_SPILLED: u8 = 16;
 const DEVICE_SPILLED: u8 = 32;
 const STATE_BITS: u8 = PERSON | VERIFIED | BOUND | RESTRICTED;
 
+/// A 128-bit id kept as two words, so a phone's state is 8-byte aligned (a `u128` field
+/// would align it to 16 and pad every phone slot by 16 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Id128([u64; 2]);
+
+impl Id128 {
+    fn new(n: u128) -> Id128 {
+        Id128([(n >> 64) as u64, n as u64])
+    }
+
+    fn get(self) -> u128 {
+        u128::from(self.0[0]) << 64 | u128::from(self.0[1])
+    }
+}
+
 /// What the bank knows of one phone, in compact form.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PhoneState {
-    person: u128,
-    device: u128,
+    person: Id128,
+    device: Id128,
     flags: u8,
 }
 
@@ -273,11 +288,11 @@ impl Fleet {
     pub fn set_person(&self, state: &mut PhoneState, id: &PersonId) {
         match compact(id.as_str(), "cper") {
             Some(n) => {
-                state.person = n;
+                state.person = Id128::new(n);
                 state.flags &= !PERSON_SPILLED;
             }
             None => {
-                state.person = self.spill(id.as_str());
+                state.person = Id128::new(self.spill(id.as_str()));
                 state.flags |= PERSON_SPILLED;
             }
         }
@@ -293,11 +308,11 @@ impl Fleet {
     pub fn set_device(&self, state: &mut PhoneState, id: &DeviceId) {
         match compact(id.as_str(), "") {
             Some(n) => {
-                state.device = n;
+                state.device = Id128::new(n);
                 state.flags &= !DEVICE_SPILLED;
             }
             None => {
-                state.device = self.spill(id.as_str());
+                state.device = Id128::new(self.spill(id.as_str()));
                 state.flags |= DEVICE_SPILLED;
             }
         }
@@ -315,9 +330,9 @@ impl Fleet {
             return None;
         }
         let text = if state.flags & PERSON_SPILLED != 0 {
-            self.unspill(state.person)
+            self.unspill(state.person.get())
         } else {
-            format!("{:032x}cper", state.person)
+            format!("{:032x}cper", state.person.get())
         };
         PersonId::from_server(&text).ok()
     }
@@ -328,9 +343,9 @@ impl Fleet {
             return None;
         }
         let text = if state.flags & DEVICE_SPILLED != 0 {
-            self.unspill(state.device)
+            self.unspill(state.device.get())
         } else {
-            format!("{:032x}", state.device)
+            format!("{:032x}", state.device.get())
         };
         DeviceId::from_server(&text).ok()
     }
