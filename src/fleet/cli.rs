@@ -158,7 +158,7 @@ pub struct RunArgs {
     /// Start the run at this wall-clock time (RFC 3339, e.g. `2026-11-29T12:00:00Z`), so
     /// the shards of one run on many machines begin together. Setup (fleet files, sandbox,
     /// token) happens first. A time more than 5 s past is refused; one up to 5 s past
-    /// starts at once, with a warning.
+    /// starts at once, with a warning. One more than 24 h ahead is refused as a mistyped date.
     #[arg(long, value_name = "RFC3339", env = START_AT_ENV, value_parser = parse_start_at)]
     pub start_at: Option<time::OffsetDateTime>,
     /// The mobile number every fleet person uses (its OTP comes from --otp, else

@@ -22,6 +22,9 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 /// other shards did not share.
 pub const START_AT_GRACE: Duration = Duration::from_secs(5);
 
+/// How far ahead `--start-at` may be: further is taken for a mistyped date, not a plan.
+pub const START_AT_MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
 /// When a run with a start time begins, as [`start_delay`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -32,9 +35,15 @@ pub enum Start {
 }
 
 /// When to start a run due `at`, the time being `now` (both wall-clock): a start time more
-/// than [`START_AT_GRACE`] past is refused with the reason.
+/// than [`START_AT_GRACE`] past, or more than [`START_AT_MAX_AHEAD`] ahead, is refused with
+/// the reason.
 pub fn start_delay(at: SystemTime, now: SystemTime) -> Result<Start, FleetError> {
     match at.duration_since(now) {
+        Ok(ahead) if ahead > START_AT_MAX_AHEAD => Err(FleetError::Usage(format!(
+            "--start-at is {:.1} h ahead (a run waits at most {} h): check the date",
+            ahead.as_secs_f64() / 3600.0,
+            START_AT_MAX_AHEAD.as_secs() / 3600
+        ))),
         Ok(ahead) => Ok(Start::In(ahead)),
         Err(e) if e.duration() <= START_AT_GRACE => Ok(Start::Late(e.duration())),
         Err(e) => Err(FleetError::Usage(format!(
@@ -490,5 +499,13 @@ mod tests {
         assert_eq!(start_delay(now - s(5), now).unwrap(), Start::Late(s(5)));
         let err = start_delay(now - s(6), now).unwrap_err().to_string();
         assert!(err.contains("--start-at passed 6.0 s ago"), "{err}");
+        assert_eq!(
+            start_delay(now + s(24 * 3600), now).unwrap(),
+            Start::In(s(24 * 3600))
+        );
+        let err = start_delay(now + s(365 * 24 * 3600), now)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--start-at is 8760.0 h ahead"), "{err}");
     }
 }
