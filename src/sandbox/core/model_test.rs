@@ -1,17 +1,24 @@
 //! The core checked against a small reference model: random sequences of commands (create a
 //! person, add/authorize/confirm a number, bind, answer right/wrong/late, add a key, device
-//! and SMS challenges, delete, advance the clock) run against the core's rules and against
-//! the model written here; every outcome must agree. Each sequence runs twice: with the
-//! memory store, and with every change committed to a SQLite store, which is then loaded
-//! back and must hold exactly what the core holds.
+//! and SMS challenges, delete, change requests held, authorized by static TAN, SMS TAN or
+//! device signature and confirmed right/wrong/late, sweep after advancing the clock, advance
+//! the clock) run against the core's rules and against the model written here; every outcome
+//! must agree. Each sequence runs twice: with the memory store, and with every change
+//! committed to a SQLite store, which is then loaded back and must hold exactly what the core
+//! holds.
 
 use super::challenges::{ChallengeEntry, ChallengeWhat};
+use super::change_requests::{self, Applied, ChangeRequestEntry, HeldChange, Needs, Proof};
 use super::devices::{self, DeviceEntry, NewDevice};
 use super::keys::{NewKey, add_key};
 use super::persons::PersonEntry;
 use super::testing::{Keys, PlainVerifier, TestKey, config, person, rng, t0};
 use super::{Env, Reason, device_challenges, sms_challenges};
-use crate::api::{ChallengeId, KeyPurpose, Otp, PhoneNumber, Timestamp};
+use crate::api::{
+    AuthorizeChangeRequest, ChallengeId, ChangeRequestStatus, ConfirmChangeRequest, DeliveryMethod,
+    DeviceId, KeyPurpose, Otp, PhoneNumber, Timestamp, UpdatePerson,
+};
+use crate::sandbox::sms::STATIC_OTP;
 use crate::sandbox::store::{SqliteStore, Store, SyncMode, Write};
 use proptest::prelude::*;
 
@@ -37,6 +44,28 @@ enum Cmd {
     AnswerSms(usize, Answer),
     Delete(usize),
     Advance(u16),
+    /// Holds an update of a person's first name.
+    HoldUpdate(usize),
+    AuthorizeChange(usize, Via),
+    ConfirmChange(usize, Answer),
+    /// Advances the clock by this many seconds, then sweeps.
+    Sweep(u16),
+}
+
+/// How a change request is authorized.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Static,
+    Sms,
+    Device(usize),
+}
+
+fn via() -> impl Strategy<Value = Via> {
+    prop_oneof![
+        1 => Just(Via::Static),
+        1 => Just(Via::Sms),
+        2 => any::<usize>().prop_map(Via::Device),
+    ]
 }
 
 fn answer() -> impl Strategy<Value = Answer> {
@@ -59,6 +88,10 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         1 => (i, answer()).prop_map(|(c, a)| Cmd::AnswerSms(c, a)),
         1 => i.prop_map(Cmd::Delete),
         1 => (1u16..200).prop_map(Cmd::Advance),
+        2 => i.prop_map(Cmd::HoldUpdate),
+        2 => (i, via()).prop_map(|(c, v)| Cmd::AuthorizeChange(c, v)),
+        3 => (i, answer()).prop_map(|(c, a)| Cmd::ConfirmChange(c, a)),
+        1 => (0u16..1500).prop_map(Cmd::Sweep),
     ]
 }
 
@@ -70,20 +103,47 @@ enum MStatus {
     Spent,
 }
 
+/// How long anything finished is kept before the sweep forgets it (15 minutes).
+const RETENTION: i64 = 900;
+
+/// How long an answerable thing (and an unauthorized change request) stays open.
+const LIFETIME: i64 = 300;
+
 #[derive(Debug, Clone)]
 struct MAnswerable {
     expires: i64,
     failed: u32,
     status: MStatus,
+    /// When it was completed or spent.
+    finished: Option<i64>,
 }
 
 impl MAnswerable {
     fn new(now: i64) -> Self {
         MAnswerable {
-            expires: now + 300,
+            expires: now + LIFETIME,
             failed: 0,
             status: MStatus::Open,
+            finished: None,
         }
+    }
+
+    /// When it finished (completed, spent, or expired), if it has by `now`.
+    fn finished_by(&self, now: i64) -> Option<i64> {
+        match self.status {
+            MStatus::Open => (now >= self.expires).then_some(self.expires),
+            _ => self.finished,
+        }
+    }
+
+    /// Whether the sweep at `now` forgets it.
+    fn forgotten(&self, now: i64) -> bool {
+        self.finished_by(now).is_some_and(|at| now - at > RETENTION)
+    }
+
+    fn complete(&mut self, at: i64) {
+        self.status = MStatus::Completed;
+        self.finished = Some(at);
     }
 
     /// The refusal an answer at `now` gets before its content is looked at.
@@ -96,16 +156,56 @@ impl MAnswerable {
         }
     }
 
-    fn fail(&mut self) {
+    fn fail(&mut self, at: i64) {
         self.failed += 1;
         if self.failed >= 3 {
             self.status = MStatus::Spent;
+            self.finished = Some(at);
         }
     }
 }
 
-#[derive(Default)]
+/// The model's change request status.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MCrStatus {
+    AuthorizationRequired,
+    ConfirmationRequired,
+    Completed,
+    Failed,
+}
+
+/// What confirms an authorized change request.
+#[derive(Debug, Clone)]
+enum MProof {
+    /// A TAN (static or by SMS), wrong or right by comparison.
+    Tan(Otp),
+    /// A signature of this device with its restricted key (or else its unrestricted one).
+    Device(DeviceId, bool),
+}
+
+#[derive(Debug, Clone)]
+struct MChange {
+    person: usize,
+    first_name: String,
+    status: MCrStatus,
+    updated: i64,
+    confirmation: Option<(MAnswerable, MProof)>,
+}
+
+impl MChange {
+    /// Whether the sweep at `now` forgets it.
+    fn forgotten(&self, now: i64) -> bool {
+        let finished = match (self.status, &self.confirmation) {
+            (MCrStatus::Completed | MCrStatus::Failed, _) => Some(self.updated),
+            (MCrStatus::ConfirmationRequired, Some((a, _))) => a.finished_by(now),
+            _ => (now >= self.updated + LIFETIME).then_some(self.updated + LIFETIME),
+        };
+        finished.is_some_and(|at| now - at > RETENTION)
+    }
+}
+
 struct MPerson {
+    first_name: String,
     number: bool,
     verified: bool,
     otp: Option<MAnswerable>,
@@ -144,6 +244,10 @@ struct World {
     devices: Vec<(DeviceEntry, TestKey, Option<TestKey>, MDevice)>,
     /// Binding, device and SMS challenges: the entry, what answers it, the model.
     challenges: Vec<(ChallengeId, ChallengeEntry, Option<Otp>, MAnswerable)>,
+    /// Change requests: the entry, the model.
+    changes: Vec<(ChangeRequestEntry, MChange)>,
+    /// How many updates were held (names each one apart).
+    held: usize,
     store: Option<SqliteStore>,
 }
 
@@ -186,6 +290,15 @@ impl World {
             Cmd::AddRestrictedKey(i) => Cmd::AddRestrictedKey(i % d),
             Cmd::DeviceChallenge(i) => Cmd::DeviceChallenge(i % d),
             Cmd::Delete(i) => Cmd::Delete(i % d),
+            Cmd::HoldUpdate(i) => Cmd::HoldUpdate(i % p),
+            Cmd::AuthorizeChange(i, v) => Cmd::AuthorizeChange(
+                i % self.changes.len().max(1),
+                match v {
+                    Via::Device(j) => Via::Device(j % d),
+                    other => other,
+                },
+            ),
+            Cmd::ConfirmChange(i, a) => Cmd::ConfirmChange(i % self.changes.len().max(1), a),
             ref other => other.clone(),
         }
     }
@@ -200,7 +313,15 @@ impl World {
             Cmd::CreatePerson => {
                 let p = person(&mut self.rng);
                 self.commit(&[Write::Person("p", &p)]);
-                self.persons.push((p, MPerson::default()));
+                let model = MPerson {
+                    first_name: "Ada".into(),
+                    number: false,
+                    verified: false,
+                    otp: None,
+                    bound: 0,
+                    sms_sent: Vec::new(),
+                };
+                self.persons.push((p, model));
                 self.numbers.push(None);
             }
             Cmd::AddNumber(i) => {
@@ -254,12 +375,12 @@ impl World {
                     match a.closed(secs) {
                         Some(r) => Err(r),
                         None if right => {
-                            a.status = MStatus::Completed;
+                            a.complete(secs);
                             m.verified = true;
                             Ok(())
                         }
                         None => {
-                            a.fail();
+                            a.fail(secs);
                             Err(Reason::InvalidOtp)
                         }
                     }
@@ -357,14 +478,14 @@ impl World {
                     Some(r) => Err(r),
                     None if !person.1.verified => Err(Reason::MobileNumberChanged),
                     None if matches!(how, Answer::Wrong) => {
-                        model.fail();
+                        model.fail(when.unix());
                         Err(Reason::InvalidSignature)
                     }
                     None if person.1.bound >= config.max_devices_per_person => {
                         Err(Reason::DeviceLimitReached)
                     }
                     None => {
-                        model.status = MStatus::Completed;
+                        model.complete(when.unix());
                         person.1.bound += 1;
                         device.3.verified = true;
                         Ok(())
@@ -479,11 +600,11 @@ impl World {
                     Some(r) => Err(r),
                     None if device.3.deleted => Err(Reason::DeviceDeleted),
                     None if matches!(how, Answer::Wrong) => {
-                        model.fail();
+                        model.fail(when.unix());
                         Err(Reason::InvalidSignature)
                     }
                     None => {
-                        model.status = MStatus::Completed;
+                        model.complete(when.unix());
                         Ok(())
                     }
                 };
@@ -545,11 +666,11 @@ impl World {
                 let want = match model.closed(when.unix()) {
                     Some(r) => Err(r),
                     None if matches!(how, Answer::Wrong) => {
-                        model.fail();
+                        model.fail(when.unix());
                         Err(Reason::InvalidOtp)
                     }
                     None => {
-                        model.status = MStatus::Completed;
+                        model.complete(when.unix());
                         Ok(())
                     }
                 };
@@ -580,15 +701,347 @@ impl World {
                 ]);
             }
             Cmd::Advance(s) => self.now = self.now.plus_seconds(i64::from(s)),
+            Cmd::HoldUpdate(i) => {
+                let Some((p, _)) = self.persons.get(i) else {
+                    return;
+                };
+                self.held += 1;
+                let first_name = format!("Name{}", self.held);
+                let update = UpdatePerson {
+                    first_name: Some(first_name.clone()),
+                    last_name: None,
+                    email: None,
+                };
+                let entry = change_requests::hold(
+                    p.person.id.clone(),
+                    HeldChange::UpdatePerson(update),
+                    now,
+                    &mut self.rng,
+                );
+                self.commit(&[Write::ChangeRequest("p", &entry)]);
+                let model = MChange {
+                    person: i,
+                    first_name,
+                    status: MCrStatus::AuthorizationRequired,
+                    updated: secs,
+                    confirmation: None,
+                };
+                self.changes.push((entry, model));
+            }
+            Cmd::AuthorizeChange(k, via) => self.authorize_change(k, via),
+            Cmd::ConfirmChange(k, how) => self.confirm_change(k, how),
+            Cmd::Sweep(s) => {
+                self.now = self.now.plus_seconds(i64::from(s));
+                self.sweep();
+            }
         }
+    }
+
+    /// Authorizes change request `k` as the handler does: plan, then the step over the
+    /// entity the plan names.
+    fn authorize_change(&mut self, k: usize, via: Via) {
+        let config = config();
+        let (now, secs) = (self.now, self.secs());
+        let Some((entry, m)) = self.changes.get_mut(k) else {
+            return;
+        };
+        let person_id = self.persons[m.person].0.person.id.clone();
+        let (method, device) = match via {
+            Via::Static => (DeliveryMethod::Static, None),
+            Via::Sms => (DeliveryMethod::MobileNumber, None),
+            Via::Device(d) => {
+                if d >= self.devices.len() {
+                    return;
+                }
+                (DeliveryMethod::DeviceSigning, Some(d))
+            }
+        };
+        let body = AuthorizeChangeRequest {
+            delivery_method: method,
+            person_id: device.is_none().then(|| person_id.clone()),
+            device_id: device.map(|d| self.devices[d].0.id.clone()),
+            device_data: None,
+        };
+        let got = match entry.plan_authorization(&body) {
+            Err(r) => Err(r),
+            Ok(Needs::Nothing) => {
+                entry.authorize_static(&config, now);
+                Ok(None)
+            }
+            Ok(Needs::Person(id)) => {
+                assert_eq!(id, person_id);
+                let person = &mut self.persons[m.person].0;
+                entry
+                    .authorize_sms(person, &config, now, &mut self.rng)
+                    .map(|send| Some(send.otp))
+            }
+            Ok(Needs::Device(id)) => {
+                let d = device.unwrap();
+                assert_eq!(id, self.devices[d].0.id);
+                entry
+                    .authorize_device(&self.devices[d].0, &config, now, &mut self.rng)
+                    .map(|()| None)
+            }
+        };
+        let want = if !matches!(
+            m.status,
+            MCrStatus::AuthorizationRequired | MCrStatus::ConfirmationRequired
+        ) {
+            Err(Reason::ChangeRequestState)
+        } else {
+            match device {
+                None if method == DeliveryMethod::Static => {
+                    Ok(MProof::Tan(Otp::parse(STATIC_OTP).unwrap()))
+                }
+                None => {
+                    let pm = &mut self.persons[m.person].1;
+                    if pm.verified {
+                        pm.admit_sms(secs)
+                            .map(|()| MProof::Tan(got.clone().unwrap().unwrap()))
+                    } else {
+                        Err(Reason::NoVerifiedNumber)
+                    }
+                }
+                Some(d) => {
+                    let dm = &self.devices[d].3;
+                    if !dm.verified {
+                        Err(Reason::NotFound)
+                    } else if dm.deleted {
+                        Err(Reason::DeviceDeleted)
+                    } else if dm.person != m.person {
+                        Err(Reason::PersonMismatch)
+                    } else {
+                        Ok(MProof::Device(self.devices[d].0.id.clone(), dm.restricted))
+                    }
+                }
+            }
+        };
+        assert_eq!(
+            got.as_ref().map(|_| ()).map_err(|r| r.reason),
+            want.as_ref().map(|_| ()).map_err(|r| r.clone())
+        );
+        if let Ok(proof) = want {
+            m.status = MCrStatus::ConfirmationRequired;
+            m.updated = secs;
+            m.confirmation = Some((MAnswerable::new(secs), proof));
+        }
+        let pi = m.person;
+        self.commit(&[
+            Write::ChangeRequest("p", &self.changes[k].0),
+            Write::Person("p", &self.persons[pi].0),
+        ]);
+    }
+
+    /// Confirms change request `k` as the handler does: plan, check the proof, carry out the
+    /// held change, complete.
+    fn confirm_change(&mut self, k: usize, how: Answer) {
+        let config = config();
+        let verifier = PlainVerifier;
+        let when = if matches!(how, Answer::Late) {
+            self.now.plus_seconds(LIFETIME)
+        } else {
+            self.now
+        };
+        let Some((entry, m)) = self.changes.get_mut(k) else {
+            return;
+        };
+        let wrong = matches!(how, Answer::Wrong);
+        let person_id = self.persons[m.person].0.person.id.clone();
+        let tan_body = |tan: Otp| ConfirmChangeRequest {
+            person_id: Some(person_id.clone()),
+            tan: Some(if wrong { wrong_otp(&tan) } else { tan }),
+            device_id: None,
+            signature: None,
+            device_data: None,
+        };
+        let body = match &m.confirmation {
+            None => tan_body(Otp::parse(STATIC_OTP).unwrap()),
+            Some((_, MProof::Tan(tan))) => tan_body(tan.clone()),
+            Some((_, MProof::Device(id, restricted))) => {
+                let Some(Proof::Signature { string_to_sign, .. }) =
+                    entry.confirmation.as_ref().map(|c| &c.proof)
+                else {
+                    panic!("the core holds no signature to confirm with");
+                };
+                let message = if wrong {
+                    format!("{string_to_sign}x")
+                } else {
+                    string_to_sign.clone()
+                };
+                let device = self.devices.iter().find(|d| d.0.id == *id).unwrap();
+                let signer = if *restricted {
+                    device.2.as_ref().unwrap()
+                } else {
+                    &device.1
+                };
+                ConfirmChangeRequest {
+                    person_id: None,
+                    tan: None,
+                    device_id: Some(id.clone()),
+                    signature: Some(signer.sign(message.as_bytes())),
+                    device_data: None,
+                }
+            }
+        };
+        let env = Env {
+            config: &config,
+            now: when,
+            keys: &self.keys,
+            verifier: &verifier,
+        };
+        let persons = &mut self.persons;
+        let devices = &self.devices;
+        let got = (|| {
+            let checked = match entry.plan_confirmation(&body, when)? {
+                Needs::Nothing => entry.check_proof(&body, None, None, env),
+                Needs::Person(id) => {
+                    let p = persons.iter().find(|p| p.0.person.id == id).unwrap();
+                    entry.check_proof(&body, Some(&p.0), None, env)
+                }
+                Needs::Device(id) => {
+                    let d = devices.iter().find(|d| d.0.id == id).unwrap();
+                    entry.check_proof(&body, None, Some(&d.0), env)
+                }
+            };
+            checked?;
+            let Applied::Person(_) = entry.apply(&mut persons[m.person].0)? else {
+                panic!("an update applies to the person");
+            };
+            entry.complete((200, serde_json::Value::Null), when);
+            Ok(())
+        })();
+        let at = when.unix();
+        let want = match m.status {
+            MCrStatus::Completed => Err(Reason::ChallengeAlreadyUsed),
+            MCrStatus::Failed => Err(Reason::ChallengeFailed),
+            MCrStatus::AuthorizationRequired => Err(Reason::ChangeRequestState),
+            MCrStatus::ConfirmationRequired => {
+                let (a, proof) = m.confirmation.as_mut().unwrap();
+                let deleted = match proof {
+                    MProof::Device(id, _) => {
+                        devices.iter().find(|d| d.0.id == *id).unwrap().3.deleted
+                    }
+                    MProof::Tan(_) => false,
+                };
+                match a.closed(at) {
+                    Some(r) => Err(r),
+                    None if deleted => Err(Reason::DeviceDeleted),
+                    None if wrong => {
+                        a.fail(at);
+                        if a.status == MStatus::Spent {
+                            m.status = MCrStatus::Failed;
+                            m.updated = at;
+                        }
+                        Err(match proof {
+                            MProof::Tan(_) => Reason::InvalidOtp,
+                            MProof::Device(..) => Reason::InvalidSignature,
+                        })
+                    }
+                    None => {
+                        a.complete(at);
+                        m.status = MCrStatus::Completed;
+                        m.updated = at;
+                        persons[m.person].1.first_name.clone_from(&m.first_name);
+                        Ok(())
+                    }
+                }
+            }
+        };
+        assert_eq!(got.map_err(|r: super::Refusal| r.reason), want);
+        let pi = m.person;
+        self.commit(&[
+            Write::ChangeRequest("p", &self.changes[k].0),
+            Write::Person("p", &self.persons[pi].0),
+        ]);
+    }
+
+    /// Forgets what has been finished for longer than the retention window, as the
+    /// sandbox's sweep does with the core's rule, and the model says what must go.
+    fn sweep(&mut self) {
+        let config = config();
+        let (now, secs) = (self.now, self.secs());
+        let mut forgotten = Vec::new();
+        let mut orphans = Vec::new();
+        self.challenges.retain(|(id, entry, _, m)| {
+            let forget = entry.attempts.forgettable(now, config.retention);
+            assert_eq!(forget, m.forgotten(secs), "challenge {id} forgotten");
+            if forget {
+                if let ChallengeWhat::Binding { device_id, .. } = &entry.what {
+                    orphans.push(device_id.clone());
+                }
+                forgotten.push(id.clone());
+            }
+            !forget
+        });
+        let mut gone_devices = Vec::new();
+        self.devices.retain(|(d, _, _, m)| {
+            let gone = orphans.contains(&d.id) && !d.verified;
+            assert_eq!(gone, orphans.contains(&d.id) && !m.verified);
+            if gone {
+                gone_devices.push(d.id.clone());
+            }
+            !gone
+        });
+        let mut gone_changes = Vec::new();
+        self.changes.retain(|(entry, m)| {
+            let forget = entry.forgettable(now, config.challenge_lifetime, config.retention);
+            assert_eq!(
+                forget,
+                m.forgotten(secs),
+                "change request {} forgotten",
+                entry.id
+            );
+            if forget {
+                gone_changes.push(entry.id.clone());
+            }
+            !forget
+        });
+        let writes: Vec<Write<'_>> = forgotten
+            .iter()
+            .map(Write::ForgetChallenge)
+            .chain(gone_devices.iter().map(Write::ForgetDevice))
+            .chain(gone_changes.iter().map(Write::ForgetChangeRequest))
+            .collect();
+        self.commit(&writes);
     }
 
     /// The visible state agrees with the model, and a store holds exactly the same.
     fn check(&self) {
         for (p, m) in &self.persons {
             assert_eq!(
-                (p.bound, p.mobile.as_ref().is_some_and(|n| n.verified)),
-                (m.bound, m.verified)
+                (
+                    p.bound,
+                    p.mobile.as_ref().is_some_and(|n| n.verified),
+                    &p.person.first_name
+                ),
+                (m.bound, m.verified, &m.first_name)
+            );
+        }
+        for (c, m) in &self.changes {
+            let status = match c.status {
+                ChangeRequestStatus::AuthorizationRequired => MCrStatus::AuthorizationRequired,
+                ChangeRequestStatus::ConfirmationRequired => MCrStatus::ConfirmationRequired,
+                ChangeRequestStatus::Completed => MCrStatus::Completed,
+                ChangeRequestStatus::Failed => MCrStatus::Failed,
+                other => panic!("a held change is never {other}"),
+            };
+            let failed = c.confirmation.as_ref().map(|c| c.attempts.failed);
+            assert_eq!(
+                (status, c.updated_at.unix(), failed),
+                (
+                    m.status,
+                    m.updated,
+                    m.confirmation.as_ref().map(|c| c.0.failed)
+                )
+            );
+            let view = c.view();
+            assert_eq!(
+                (view.url.is_some(), view.string_to_sign.is_some()),
+                (
+                    m.status == MCrStatus::AuthorizationRequired,
+                    m.status == MCrStatus::ConfirmationRequired
+                        && matches!(m.confirmation, Some((_, MProof::Device(..))))
+                )
             );
         }
         for (d, _, _, m) in &self.devices {
@@ -619,11 +1072,17 @@ impl World {
                 .find(|(l, _)| l.person.id == p.person.id)
                 .unwrap();
             assert_eq!(
-                (p.bound, &p.devices, p.mobile.as_ref().map(|m| m.verified)),
+                (
+                    p.bound,
+                    &p.devices,
+                    p.mobile.as_ref().map(|m| m.verified),
+                    &p.person.first_name
+                ),
                 (
                     live.bound,
                     &live.devices,
-                    live.mobile.as_ref().map(|m| m.verified)
+                    live.mobile.as_ref().map(|m| m.verified),
+                    &live.person.first_name
                 )
             );
         }
@@ -649,6 +1108,19 @@ impl World {
                 (live.attempts.status, live.attempts.failed)
             );
         }
+        assert_eq!(loaded.change_requests.len(), self.changes.len());
+        for (_, c) in &loaded.change_requests {
+            let live = &self.changes.iter().find(|l| l.0.id == c.id).unwrap().0;
+            let attempts = |c: &ChangeRequestEntry| {
+                c.confirmation
+                    .as_ref()
+                    .map(|c| (c.attempts.status, c.attempts.failed, c.attempts.expires_at))
+            };
+            assert_eq!(
+                (c.status, c.updated_at, attempts(c)),
+                (live.status, live.updated_at, attempts(live))
+            );
+        }
     }
 }
 
@@ -661,6 +1133,8 @@ fn run(commands: &[Cmd], sqlite: bool) {
         numbers: Vec::new(),
         devices: Vec::new(),
         challenges: Vec::new(),
+        changes: Vec::new(),
+        held: 0,
         store: sqlite.then(|| {
             SqliteStore::open(std::path::Path::new(":memory:"), SyncMode::Normal).unwrap()
         }),
