@@ -57,14 +57,18 @@ enum Cmd {
 enum Via {
     Static,
     Sms,
-    Device(usize),
+    /// Any device (often unbound, deleted or another person's).
+    AnyDevice(usize),
+    /// One of the change request's person's bound devices, if any.
+    OwnDevice(usize),
 }
 
 fn via() -> impl Strategy<Value = Via> {
     prop_oneof![
         1 => Just(Via::Static),
         1 => Just(Via::Sms),
-        2 => any::<usize>().prop_map(Via::Device),
+        1 => any::<usize>().prop_map(Via::AnyDevice),
+        2 => any::<usize>().prop_map(Via::OwnDevice),
     ]
 }
 
@@ -88,9 +92,9 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         1 => (i, answer()).prop_map(|(c, a)| Cmd::AnswerSms(c, a)),
         1 => i.prop_map(Cmd::Delete),
         1 => (1u16..200).prop_map(Cmd::Advance),
-        2 => i.prop_map(Cmd::HoldUpdate),
-        2 => (i, via()).prop_map(|(c, v)| Cmd::AuthorizeChange(c, v)),
-        3 => (i, answer()).prop_map(|(c, a)| Cmd::ConfirmChange(c, a)),
+        1 => i.prop_map(Cmd::HoldUpdate),
+        3 => (i, via()).prop_map(|(c, v)| Cmd::AuthorizeChange(c, v)),
+        5 => (i, answer()).prop_map(|(c, a)| Cmd::ConfirmChange(c, a)),
         1 => (0u16..1500).prop_map(Cmd::Sweep),
     ]
 }
@@ -291,16 +295,41 @@ impl World {
             Cmd::DeviceChallenge(i) => Cmd::DeviceChallenge(i % d),
             Cmd::Delete(i) => Cmd::Delete(i % d),
             Cmd::HoldUpdate(i) => Cmd::HoldUpdate(i % p),
-            Cmd::AuthorizeChange(i, v) => Cmd::AuthorizeChange(
-                i % self.changes.len().max(1),
-                match v {
-                    Via::Device(j) => Via::Device(j % d),
+            Cmd::AuthorizeChange(i, v) => {
+                let k = self.recent_change(i);
+                let v = match v {
+                    Via::AnyDevice(j) => Via::AnyDevice(j % d),
+                    Via::OwnDevice(j) => match self.changes.get(k) {
+                        // One of the person's bound devices, if there is one.
+                        Some((_, m)) => {
+                            let own: Vec<usize> = (0..self.devices.len())
+                                .filter(|&x| {
+                                    let dm = &self.devices[x].3;
+                                    dm.person == m.person && dm.verified
+                                })
+                                .collect();
+                            if own.is_empty() {
+                                Via::AnyDevice(j % d)
+                            } else {
+                                Via::AnyDevice(own[j % own.len()])
+                            }
+                        }
+                        None => Via::AnyDevice(j % d),
+                    },
                     other => other,
-                },
-            ),
-            Cmd::ConfirmChange(i, a) => Cmd::ConfirmChange(i % self.changes.len().max(1), a),
+                };
+                Cmd::AuthorizeChange(k, v)
+            }
+            Cmd::ConfirmChange(i, a) => Cmd::ConfirmChange(self.recent_change(i), a),
             ref other => other.clone(),
         }
+    }
+
+    /// One of the three most recent change requests, so that one is held, authorized and
+    /// answered several times within a sequence.
+    fn recent_change(&self, i: usize) -> usize {
+        let n = self.changes.len();
+        n.saturating_sub(1 + i % n.clamp(1, 3))
     }
 
     fn run(&mut self, cmd: &Cmd) {
@@ -749,7 +778,7 @@ impl World {
         let (method, device) = match via {
             Via::Static => (DeliveryMethod::Static, None),
             Via::Sms => (DeliveryMethod::MobileNumber, None),
-            Via::Device(d) => {
+            Via::AnyDevice(d) | Via::OwnDevice(d) => {
                 if d >= self.devices.len() {
                     return;
                 }
@@ -796,8 +825,9 @@ impl World {
                 None => {
                     let pm = &mut self.persons[m.person].1;
                     if pm.verified {
-                        pm.admit_sms(secs)
-                            .map(|()| MProof::Tan(got.clone().unwrap().unwrap()))
+                        pm.admit_sms(secs).map(|()| {
+                            MProof::Tan(got.clone().ok().flatten().expect("the core sent a TAN"))
+                        })
                     } else {
                         Err(Reason::NoVerifiedNumber)
                     }
@@ -818,7 +848,7 @@ impl World {
         };
         assert_eq!(
             got.as_ref().map(|_| ()).map_err(|r| r.reason),
-            want.as_ref().map(|_| ()).map_err(|r| r.clone())
+            want.as_ref().map(|_| ()).map_err(|r| *r)
         );
         if let Ok(proof) = want {
             m.status = MCrStatus::ConfirmationRequired;
@@ -1158,12 +1188,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_core_agrees_with_the_model_in_memory(commands in proptest::collection::vec(cmd(), 1..60)) {
+    fn the_core_agrees_with_the_model_in_memory(commands in proptest::collection::vec(cmd(), 1..80)) {
         run(&commands, false);
     }
 
     #[test]
-    fn the_core_agrees_with_the_model_and_sqlite_holds_the_same(commands in proptest::collection::vec(cmd(), 1..60)) {
+    fn the_core_agrees_with_the_model_and_sqlite_holds_the_same(commands in proptest::collection::vec(cmd(), 1..80)) {
         run(&commands, true);
     }
 }
