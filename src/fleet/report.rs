@@ -99,7 +99,7 @@ fn decode_any<T: Counter>(text: &str) -> Result<Histogram<T>, String> {
 }
 
 /// Whether two histograms hold exactly the same recorded values (whatever their sizes).
-pub fn same_values(a: &Histogram<u64>, b: &Histogram<u64>) -> bool {
+pub fn same_values<T: Counter>(a: &Histogram<T>, b: &Histogram<T>) -> bool {
     a.len() == b.len()
         && a.iter_recorded()
             .map(|v| (v.value_iterated_to(), v.count_at_value()))

@@ -20,7 +20,7 @@
 //! request).
 
 use super::Op;
-use super::report::{decode_histogram_u32, encode_histogram};
+use super::report::{decode_histogram_u32, encode_histogram, same_values};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -63,14 +63,9 @@ impl Default for SecondOp {
 
 impl PartialEq for SecondOp {
     fn eq(&self, other: &Self) -> bool {
-        let values = |h: &Histogram<u32>| {
-            h.iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect::<Vec<_>>()
-        };
         self.ok == other.ok
             && self.failed == other.failed
-            && values(&self.latency_us) == values(&other.latency_us)
+            && same_values(&self.latency_us, &other.latency_us)
     }
 }
 
