@@ -3,8 +3,8 @@
 
 use super::auth::Caller;
 use super::core::challenges::wrong_kind;
-use super::core::{Env, device_challenges, sms_challenges};
-use super::devices::env;
+use super::core::{device_challenges, sms_challenges};
+use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
 use super::store::Write;
@@ -93,12 +93,7 @@ pub async fn answer_device(
     )?;
     let mut device = device.data.lock();
     let (now, keys) = env(inner, caller.0);
-    let env = Env {
-        config: &inner.config,
-        now,
-        keys: &keys,
-        verifier: &**inner,
-    };
+    let env = rules_env(inner, now, &keys);
     let answered = device_challenges::answer(
         &mut challenge,
         &mut device,

@@ -4,9 +4,8 @@
 //! what a step needs (lock order, see `state`: change request, person, device) and render.
 
 use super::auth::Caller;
-use super::core::Env;
 use super::core::change_requests::{self as rules, Applied, HeldChange, Needs};
-use super::devices::env;
+use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::mobile_view;
 use super::state::{Inner, PartnerIdx, SandboxState};
@@ -99,12 +98,7 @@ pub async fn confirm(
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
     let (now, keys) = env(inner, caller.0);
-    let env = Env {
-        config: &inner.config,
-        now,
-        keys: &keys,
-        verifier: &**inner,
-    };
+    let env = rules_env(inner, now, &keys);
     let partner = inner.partner_name(caller.0);
     let checked = match cr.plan_confirmation(&body, now)? {
         Needs::Nothing => cr.check_proof(&body, None, None, env),

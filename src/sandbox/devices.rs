@@ -56,6 +56,20 @@ pub(crate) fn env(
     (inner.clock.now(), inner.keys(partner))
 }
 
+/// The core's view of the bank at `now`, with the partner's `keys` (from [`env`]).
+pub(crate) fn rules_env<'a>(
+    inner: &'a Inner,
+    now: crate::api::Timestamp,
+    keys: &'a super::state::PartnerKeys<'_>,
+) -> Env<'a> {
+    Env {
+        config: &inner.config,
+        now,
+        keys,
+        verifier: inner,
+    }
+}
+
 fn device_view(d: &DeviceEntry) -> Device {
     Device {
         id: d.id.clone(),
@@ -201,12 +215,7 @@ pub async fn answer_signature_challenge(
     let mut person = person.data.lock();
     let mut device = device.data.lock();
     let (now, keys) = env(inner, caller.0);
-    let env = Env {
-        config: &inner.config,
-        now,
-        keys: &keys,
-        verifier: &**inner,
-    };
+    let env = rules_env(inner, now, &keys);
     let bound = rules::answer_binding(
         &mut challenge,
         &mut device,
@@ -319,12 +328,7 @@ pub async fn add_key(
     let entry = bound_device(inner, caller, &id)?;
     let mut d = entry.data.lock();
     let (now, keys) = env(inner, caller.0);
-    let env = Env {
-        config: &inner.config,
-        now,
-        keys: &keys,
-        verifier: &**inner,
-    };
+    let env = rules_env(inner, now, &keys);
     let new = NewKey {
         key: new_key,
         hex: &body.key,
