@@ -1792,11 +1792,18 @@ async fn request_logs_carry_routes_and_statuses_but_no_secrets() {
     let (person, number) = bank.verified_person().await;
     let phone = bank.bind(&person, &number).await;
     let otp = bank.last_otp(&number).await;
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        text.contains("route=\"/v1/mfa/challenges/signatures/{challenge_id}\""),
-        "{text}"
-    );
+    // A request's log line is written once its answer went out, so the client can see the
+    // answer before the line exists: wait for it (bounded) rather than read too early.
+    let route = "route=\"/v1/mfa/challenges/signatures/{challenge_id}\"";
+    let read = || String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    for _ in 0..500 {
+        if read().contains(route) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let text = read();
+    assert!(text.contains(route), "{text}");
     assert!(text.contains("status=204"));
     for secret in [
         otp.as_str(),
