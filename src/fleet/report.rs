@@ -241,6 +241,10 @@ pub struct Report {
     /// A merge adds the shards' readings, so shards that shared one sandbox count its faults
     /// once per shard.
     pub faults: Option<BTreeMap<String, u64>>,
+    /// The sandbox's fault rules were replaced or cleared during the run (by a shard, for a
+    /// merge): `faults` still counts per rule text over the whole run, but the rules in force
+    /// changed.
+    pub faults_replaced: bool,
     /// Per-second counts and latencies, aligned by Unix second (see [`Series`]).
     pub series: Series,
 }
@@ -294,6 +298,8 @@ struct ReportFile {
     shards: Vec<ShardRun>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     injected_faults: Option<BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fault_rules_replaced: bool,
     /// Absent in reports of vphone versions before the time series: read as empty.
     #[serde(default)]
     series: Vec<super::series::SecondFile>,
@@ -318,6 +324,7 @@ impl Report {
             errors: BTreeMap::new(),
             shards: Vec::new(),
             faults: None,
+            faults_replaced: false,
             series: Series::default(),
         }
     }
@@ -539,6 +546,7 @@ impl Report {
             add_counts(self.unfinished, other.unfinished, "unfinished").map_err(&counts)?;
         self.skipped = add_counts(self.skipped, other.skipped, "skipped").map_err(&counts)?;
         self.shards.extend(other.shards.iter().cloned());
+        self.faults_replaced |= other.faults_replaced;
         if let Some(theirs) = &other.faults {
             let ours = self.faults.get_or_insert_with(BTreeMap::new);
             for (rule, n) in theirs {
@@ -605,6 +613,7 @@ impl Report {
                 .collect(),
             shards: self.shards.clone(),
             injected_faults: self.faults.clone(),
+            fault_rules_replaced: self.faults_replaced,
             series: self
                 .series
                 .to_file()
@@ -668,6 +677,7 @@ impl Report {
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
             faults: file.injected_faults,
+            faults_replaced: file.fault_rules_replaced,
             series: Series::from_file(file.series)
                 .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         })
@@ -855,6 +865,12 @@ impl Report {
                     let _ = writeln!(out, "  {rule:<58} {n:>9}");
                 }
             }
+        }
+        if self.faults.is_some() && self.faults_replaced {
+            let _ = writeln!(
+                out,
+                "  the sandbox's fault rules were replaced during the run; counted per rule text over the whole run"
+            );
         }
     }
 }
