@@ -1,12 +1,15 @@
 //! Shared helpers: a real sandbox on 127.0.0.1:0 and phones talking to it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod child;
+pub mod raw_http;
+
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use vphone::api::{PersonId, PhoneNumber};
-use vphone::client::{ApiClient, ClientConfig, Credentials};
+use vphone::client::{ApiClient, ClientConfig, Credentials, Transcript};
 use vphone::phone::{Home, OtpSource, Phone, PhoneName, person_named};
 use vphone::sandbox::{self, SandboxConfig, SandboxHandle, SandboxState};
 
@@ -151,6 +154,21 @@ impl Rig {
             .unwrap();
         phone
     }
+}
+
+/// A client of `base` with the sandbox's default partner, on the lean transport or reqwest,
+/// with `timeout` and an optional transcript.
+pub fn client_with(
+    base: &str,
+    lean: bool,
+    timeout: Duration,
+    transcript: Option<Arc<Transcript>>,
+) -> ApiClient {
+    let config = ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
+        .with_timeout(timeout)
+        .with_transcript(transcript)
+        .with_lean_http(lean);
+    ApiClient::new(config).unwrap()
 }
 
 pub fn client_for(base: &str, credentials: Credentials) -> ApiClient {
