@@ -6,12 +6,13 @@ mod common;
 mod sandbox_common;
 
 use common::child::Listening;
+use common::phone_cli;
 use rand::Rng;
 use sandbox_common::Key;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vphone::sandbox::config::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
@@ -502,18 +503,11 @@ async fn sigkill_at_random_points_loses_no_acknowledged_binding_and_completes_no
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
-/// `vphone phone` in its own process against `api`, with a clean environment.
+/// `vphone phone --json ARGS` in its own process against `api`, with a clean environment.
 fn phone(home: &Path, api: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .args(["phone", "--api", api, "--json"])
+    phone_cli(home, api)
+        .arg("--json")
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }

@@ -177,6 +177,28 @@ pub fn client_for(base: &str, credentials: Credentials) -> ApiClient {
     ApiClient::new(config).unwrap()
 }
 
+/// `vphone phone` in `home`, with none of the caller's credentials or passphrase in its
+/// environment and at most 60 s to finish; no server named.
+pub fn phone_cli_bare(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("vphone").unwrap();
+    cmd.env_remove("VPHONE_CLIENT_ID")
+        .env_remove("VPHONE_CLIENT_SECRET")
+        .env_remove("VPHONE_CREDENTIALS")
+        .env_remove("VPHONE_PASSPHRASE")
+        .env_remove("VPHONE_PASSPHRASE_FILE")
+        .env("VPHONE_HOME", home)
+        .timeout(Duration::from_secs(60))
+        .arg("phone");
+    cmd
+}
+
+/// [`phone_cli_bare`] against the server at `api`.
+pub fn phone_cli(home: &std::path::Path, api: &str) -> assert_cmd::Command {
+    let mut cmd = phone_cli_bare(home);
+    cmd.args(["--api", api]);
+    cmd
+}
+
 /// A random number, so each test's SMS are its own.
 pub fn unique_number() -> PhoneNumber {
     let n: u64 = rand::thread_rng().gen_range(0..10_000_000_000);
