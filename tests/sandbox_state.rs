@@ -326,10 +326,10 @@ async fn a_seeded_sandbox_restarted_on_its_state_file_draws_no_stored_id_again()
     /// Two persons on `file` with `--seed 7`, a restart between them; returns both ids and
     /// what the first id names after the second was created.
     async fn history(file: &Path) -> (String, String, Value) {
-        let sandbox = Sandbox::on_file(file, &["--seed", "7"]);
+        let sandbox = sandbox_on_file(file, &["--seed", "7"]);
         let first = create(&Api::new(&sandbox.base).await, "Ada").await;
         sandbox.kill();
-        let sandbox = Sandbox::on_file(file, &["--seed", "7"]);
+        let sandbox = sandbox_on_file(file, &["--seed", "7"]);
         let api = Api::new(&sandbox.base).await;
         let second = create(&api, "Bob").await;
         let (s, p) = api.must("GET", &format!("/v1/persons/{first}"), None).await;
