@@ -85,6 +85,8 @@ fn help_explains_every_knob() {
         "--drain",
         "--iterations",
         "--seed",
+        "--seed-file",
+        "VPHONE_FLEET_SEED",
         "--shard",
         "JOB_COMPLETION_INDEX",
         "--fleet",

@@ -135,7 +135,8 @@ pub struct RunArgs {
     /// else a random one (kept by --save-fleet). Reports and logs show only its fingerprint.
     #[arg(long, conflicts_with = "seed_file")]
     pub seed: Option<String>,
-    /// Read the fleet seed (a number or 64 hex digits) from this file.
+    /// Read the fleet seed (a number or 64 hex digits) from this file; without it (and without
+    /// --seed), VPHONE_FLEET_SEED holds the seed itself.
     #[arg(long, value_name = "FILE")]
     pub seed_file: Option<PathBuf>,
     /// Run the K-th of N disjoint slices of the fleet (`2/4`), or `auto` to read
