@@ -181,7 +181,9 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
     assert_eq!(bound.total_errors(), 0, "{}", bound.render_table());
 
     // 100 arrivals/s for 1 s, but 2 workers at 2 x 40 ms per iteration serve only ~25/s:
-    // arrivals queue, and latency counted from the intended start shows it.
+    // arrivals queue, and latency counted from the intended start shows it. Every bound
+    // below follows from the injected 40 ms, which a slower machine only lengthens: no
+    // assertion compares two measured times.
     let open = |max_in_flight| Pacing {
         model: Model::Open {
             rate: 100.0,
@@ -192,37 +194,38 @@ async fn an_open_model_run_against_injected_latency_shows_the_queueing() {
         iterations: Some(100),
     };
     let starved = go(&client, &fleet, "sign", open(2)).await;
-    let service_p50 = starved.ops["create_device_challenge"].quantile_us(0.5);
-    let sign_p50 = starved.ops["sign"].quantile_us(0.5);
-    let sign_max = starved.ops["sign"].latency_us.max();
-    assert!(service_p50 >= 40_000, "{}", starved.render_table());
+    let table = starved.render_table();
+    assert_eq!(starved.total_errors(), 0, "{table}");
     assert!(
-        sign_max > 400_000 && sign_p50 > 3 * 2 * service_p50,
-        "queueing must show in the latencies\n{}",
-        starved.render_table()
+        starved.ops["create_device_challenge"].quantile_us(0.5) >= 40_000,
+        "{table}"
     );
-    assert!(starved.missed > 0, "{}", starved.render_table());
+    // Each worker starts an iteration at most every 80 ms, so at most 13 in the 1 s
+    // (at 0, 80, ..., 960 ms); every other arrival found no worker free before the end.
+    let ran = starved.ok("sign");
+    assert!(ran <= 2 * 13, "{table}");
+    assert_eq!(ran + starved.missed, 100, "{table}");
     assert!(
-        starved
-            .render_table()
-            .contains("not in the latencies above"),
+        table.contains("not in the latencies above"),
         "missed iterations are reported as excluded from the percentiles"
     );
-    assert_eq!(starved.ok("sign") + starved.missed, 100);
+    // Before the end no arrival is missed, so the ones run are arrivals 0..ran, due by
+    // (ran - 1) x 10 ms <= 250 ms. A worker's last one ended at the 1 s end or later (right
+    // after it, the worker found the next arrival missed), so counted from its intended
+    // start it took at least 750 ms; the service time alone is 80 ms. The bound asserted
+    // leaves 250 ms for the worker's thread being descheduled between the two.
+    assert!(
+        starved.ops["sign"].latency_us.max() > 500_000,
+        "queueing must show in the latencies\n{table}"
+    );
 
-    // With enough workers the same arrivals do not queue: latency is the service time.
+    // With enough workers the same arrivals do not queue: every one is run, none missed.
     let served = go(&client, &fleet, "sign", open(64)).await;
     assert_eq!(
-        (served.ok("sign"), served.missed),
-        (100, 0),
+        (served.ok("sign"), served.missed, served.total_errors()),
+        (100, 0, 0),
         "{}",
         served.render_table()
-    );
-    assert!(
-        served.ops["sign"].quantile_us(0.99) < sign_p50,
-        "without the queue, nearly every signing is faster than the typical queued one\n{}\n{}",
-        served.render_table(),
-        starved.render_table()
     );
     sb.shutdown().await;
 }

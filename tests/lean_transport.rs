@@ -8,6 +8,7 @@ mod common;
 
 use common::raw_http::{TOKEN_REPLY, read_request};
 use common::{bounded, client_with as client};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,9 +95,15 @@ enum Script {
 }
 
 /// A server on 127.0.0.1 that answers the token call and treats `/v1` requests per
-/// `script`; it logs each `/v1` request line and says on `closed` when it closed a
-/// connection.
-async fn scripted(script: Script) -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) {
+/// `script`; it logs each `/v1` request line and sends on `closed` the client's address of
+/// each connection it closed.
+async fn scripted(
+    script: Script,
+) -> (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    mpsc::Receiver<SocketAddr>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -105,7 +112,7 @@ async fn scripted(script: Script) -> (String, Arc<Mutex<Vec<String>>>, mpsc::Rec
     tokio::spawn(async move {
         // Bounded: a test makes a handful of connections.
         for _ in 0..16 {
-            let Ok((mut sock, _)) = listener.accept().await else {
+            let Ok((mut sock, peer)) = listener.accept().await else {
                 return;
             };
             let seen = seen.clone();
@@ -128,7 +135,7 @@ async fn scripted(script: Script) -> (String, Arc<Mutex<Vec<String>>>, mpsc::Rec
                             );
                             let _ = sock.write_all(reply.as_bytes()).await;
                             drop(sock);
-                            let _ = closed_tx.send(()).await;
+                            let _ = closed_tx.send(peer).await;
                             return;
                         }
                         Script::Silent => {
@@ -145,6 +152,29 @@ async fn scripted(script: Script) -> (String, Arc<Mutex<Vec<String>>>, mpsc::Rec
     (base, log, closed)
 }
 
+/// Waits (bounded) until the kernel shows the client's end of connection `client` (its
+/// local address) in CLOSE_WAIT, i.e. the server's FIN reached it, then lets this thread's
+/// runtime poll its I/O driver once more so the connection's readiness records it.
+async fn until_the_client_saw_the_close(client: SocketAddr) {
+    // /proc/net/tcp: `sl local_address rem_address st ...`, addresses as hex `IP:PORT`,
+    // state 08 = CLOSE_WAIT.
+    let port = format!(":{:04X}", client.port());
+    for _ in 0..2000 {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
+        let close_wait = table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "08"
+        });
+        if close_wait {
+            // Sleeping parks the runtime, which polls the I/O driver.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the client's connection from {client} never saw the server close it");
+}
+
 #[tokio::test]
 async fn a_connection_the_server_closed_while_idle_is_replaced_before_a_post() {
     bounded(async {
@@ -156,10 +186,10 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_before_a_post() {
             .await
             .unwrap();
         assert_eq!(first.first_name, "Once");
-        closed.recv().await.unwrap();
-        // A moment for the runtime's I/O driver to see the end of stream, as it always has
-        // after a real idle period; the assertion is on the outcome, not on this time.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let peer = closed.recv().await.unwrap();
+        // As after a real idle period: the server's end of stream has reached the client's
+        // socket, and the runtime's I/O driver has seen it.
+        until_the_client_saw_the_close(peer).await;
         // A POST is never resent; it succeeds only if it goes out on a new connection.
         let second = api
             .create_person(&person_named("Once", "Only"))

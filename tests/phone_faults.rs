@@ -82,6 +82,24 @@ async fn until_held(rig: &Rig, n: usize) {
     );
 }
 
+/// Waits (bounded) until a `/sandbox/sms` long-poll is waiting and the sandbox has served
+/// more than `requests` requests in all (so with `requests` read while an earlier long-poll
+/// waited, the one waiting now is a new one).
+async fn until_polling(rig: &Rig, requests: u64) {
+    let state = rig.sandbox.state();
+    for _ in 0..2000 {
+        if state.long_polls_waiting() == 1 && state.stats().requests > requests {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "{} long-polls wait after {} requests, not a new one after {requests}",
+        state.long_polls_waiting(),
+        state.stats().requests
+    );
+}
+
 /// Asserts the bank recorded challenge `id` as answered at the first try.
 fn assert_answered_first_time(rig: &Rig, id: &ChallengeId) {
     let record = rig.sandbox.state().challenge_status(id).unwrap();
@@ -416,14 +434,20 @@ async fn a_late_duplicate_of_a_used_code_is_never_reused() {
         assert_answered_first_time(&rig, &first.challenge_id);
         let drive = async {
             until_held(&rig, 2).await;
+            // The phone waits for the second code in a long-poll.
+            until_polling(&rig, 0).await;
+            let polls = rig.sandbox.state().stats().requests;
             clock.advance(Duration::from_secs(2));
             until_held(&rig, 1).await;
-            // Gives the phone's long-poll time to see the copy alone (it must skip it).
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // The copy alone ended that long-poll; the phone must skip it and poll again
+            // while the second code is still held back.
+            until_polling(&rig, polls).await;
             clock.advance(Duration::from_secs(2));
         };
         let (second, ()) = tokio::join!(phone.sms_challenge(), drive);
         let second = second.unwrap();
+        // The copy reached the phone first, yet the second challenge was answered with the
+        // second code at the first try: the copy was skipped, not sent.
         assert_answered_first_time(&rig, &second.challenge_id);
         let counts = rig.sandbox.state().fault_counts();
         assert_eq!((counts[0].injected, counts[1].injected), (1, 1));
