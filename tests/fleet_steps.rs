@@ -1,7 +1,7 @@
 //! What a fleet's step rows measure and record, against the real in-process sandbox: a
 //! step's row excludes its prerequisites (checked on a clock that ticks once per reading,
 //! so no wall time is asserted), failed steps name the failed request's cause, and a
-//! one-time step a phone already took is skipped and not counted.
+//! one-time step a phone already took is skipped and not counted (in a mix it signs instead).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -125,5 +125,31 @@ async fn a_one_time_step_a_phone_already_took_is_skipped_and_not_counted() {
         "nothing was sent or recorded\n{table}"
     );
     assert!(table.contains("skipped: 3"), "{table}");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_mix_a_one_time_step_a_phone_already_took_signs_instead() {
+    let (sb, client) = sandbox().await;
+    let fleet = Arc::new(Fleet::new("24", 3, 0..3).unwrap());
+    let bind = RunOptions::new(Scenario::Single(Step::Bind), closed(2, 3));
+    let first = run(&client, fleet.clone(), bind).await.unwrap();
+    assert_eq!((first.iterations, first.ok("bind")), (3, 3));
+    // On the bound fleet, binds are drawn for phones that took them (the bind cursor starts
+    // at the first phone): each must sign instead, as once the cursor is past the last.
+    let mix: Scenario = "mix:bind=1,sign=1".parse().unwrap();
+    let binds_drawn = (0..12).filter(|&n| mix.step(n) == Step::Bind).count();
+    assert!(binds_drawn > 0, "the draw includes binds");
+    let report = run(&client, fleet.clone(), RunOptions::new(mix, closed(2, 12)))
+        .await
+        .unwrap();
+    let table = report.render_table();
+    assert_eq!(
+        (report.iterations, report.skipped, report.ok("sign")),
+        (12, 0, 12),
+        "{table}"
+    );
+    assert!(!report.ops.contains_key("bind"), "nothing was bound again\n{table}");
+    assert!(!table.contains("skipped"), "{table}");
     sb.shutdown().await;
 }
