@@ -125,6 +125,10 @@ async fn a_one_time_step_a_phone_already_took_is_skipped_and_not_counted() {
         "nothing was sent or recorded\n{table}"
     );
     assert!(table.contains("skipped: 3"), "{table}");
+    assert!(
+        table.starts_with("scenario bind (closed concurrency=2 "),
+        "one space between the scenario and its pacing\n{table}"
+    );
     sb.shutdown().await;
 }
 

@@ -31,7 +31,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "scenario {}  ({}), {} iterations in {:.2}s, seed fingerprint {}",
+            "scenario {} ({}), {} iterations in {:.2}s, seed fingerprint {}",
             self.scenario, self.pacing, self.iterations, self.elapsed_secs, self.seed
         );
         let missing = self.missing_shards();

@@ -18,11 +18,24 @@ pub(super) async fn bind(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
         format!(
             "phone {name}: bound as device {} with {} ({}){lost}",
             out.device_id,
-            key_or_purpose(out.key.as_ref(), out.key_purpose),
+            bound_key(out.key.as_ref(), out.key_purpose),
             ms(out.timings.total())
         )
     });
     Ok(())
+}
+
+/// The key a phone bound with, for `bind`'s line: its label with the bank's key id when the
+/// phone has it. The bank's answers to a binding name no key id (only the device's key list
+/// does), so right after binding it usually has not; the line says where to read it.
+fn bound_key(label: Option<&KeyLabel>, purpose: KeyPurpose) -> String {
+    match label {
+        Some(l) if l.key_id.is_none() => format!(
+            "{} key {} (the bank's key id is listed by `vphone phone keys`)",
+            l.purpose, l.fingerprint
+        ),
+        _ => key_or_purpose(label, purpose),
+    }
 }
 
 /// The key's label, or just its purpose if the phone no longer holds it.
@@ -143,4 +156,31 @@ pub(super) async fn delete(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliErr
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(key_id: Option<&str>) -> KeyLabel {
+        KeyLabel {
+            purpose: KeyPurpose::Unrestricted,
+            key_id: key_id.map(str::to_owned),
+            fingerprint: "a6a9d8bc3e6ddcf1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn bind_names_the_banks_key_id_when_the_phone_has_it_and_where_to_read_it_otherwise() {
+        let unrestricted = KeyPurpose::Unrestricted;
+        assert_eq!(
+            bound_key(Some(&label(None)), unrestricted),
+            "unrestricted key a6a9d8bc3e6ddcf1 (the bank's key id is listed by `vphone phone keys`)"
+        );
+        assert_eq!(
+            bound_key(Some(&label(Some("c6dd"))), unrestricted),
+            "unrestricted key a6a9d8bc3e6ddcf1 (bank id c6dd)"
+        );
+        assert_eq!(bound_key(None, unrestricted), "unrestricted key");
+    }
 }
