@@ -6,7 +6,7 @@ use super::core::challenges::wrong_kind;
 use super::core::{device_challenges, sms_challenges};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
-use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
+use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState, restore};
 use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
@@ -94,6 +94,7 @@ pub async fn answer_device(
     let mut device = device.data.lock();
     let (now, keys) = env(inner, caller.0);
     let env = rules_env(inner, now, &keys);
+    let saved = (inner.saved(&*challenge), inner.saved(&*device));
     let answered = device_challenges::answer(
         &mut challenge,
         &mut device,
@@ -103,10 +104,15 @@ pub async fn answer_device(
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[
+    let committed = inner.commit(&[
         Write::Challenge(partner, &id, &challenge),
         Write::Device(partner, &device),
-    ])?;
+    ]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved.0);
+        inner.restore_device(caller.0, &mut device, saved.1);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -176,6 +182,7 @@ pub async fn answer_sms(
         challenge.sms_person(&id)?,
         "person",
     )?;
+    let saved = inner.saved(&*challenge);
     let answered = sms_challenges::answer(
         &mut challenge,
         &person.data.lock(),
@@ -184,11 +191,15 @@ pub async fn answer_sms(
         inner.clock.now(),
     );
     // Kept whatever the outcome: a wrong code counts as a failed attempt.
-    inner.commit(&[Write::Challenge(
+    let committed = inner.commit(&[Write::Challenge(
         inner.partner_name(caller.0),
         &id,
         &challenge,
-    )])?;
+    )]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }
