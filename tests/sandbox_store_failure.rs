@@ -59,7 +59,11 @@ async fn visible(bank: &Bank, person: &str) -> (Value, Value) {
         .await;
     assert_eq!(s, 200, "{number}");
     let (s, devices) = bank
-        .call("GET", &format!("/v1/mfa/devices?filter[person_id]={person}&page[size]=100"), None)
+        .call(
+            "GET",
+            &format!("/v1/mfa/devices?filter[person_id]={person}&page[size]=100"),
+            None,
+        )
         .await;
     assert_eq!(s, 200, "{devices}");
     (number, devices)

@@ -655,7 +655,8 @@ impl Inner {
         let bound = |d: &DeviceEntry| d.verified && d.deleted_at.is_none();
         if bound(device) {
             for k in &device.keys {
-                let kept = bound(&saved) && saved.keys.iter().any(|s| s.key.point() == k.key.point());
+                let kept =
+                    bound(&saved) && saved.keys.iter().any(|s| s.key.point() == k.key.point());
                 if !kept {
                     keys.release(k.key.point());
                 }
