@@ -153,6 +153,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
 /// A connection to the state file in WAL mode with `sync`, that never checkpoints by itself.
 fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    // Before the WAL exists: SQLite gives it the file's mode.
+    restrict_permissions(path);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,
@@ -178,7 +180,6 @@ impl SqliteStore {
     /// by its owner only, since it holds open OTPs.
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StoreError> {
         let conn = open_connection(path, sync)?;
-        restrict_permissions(path);
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.execute_batch(SCHEMA)?;
         let sms_reserved = stored_sms_seq(&conn)?;
