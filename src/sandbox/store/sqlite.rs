@@ -353,3 +353,39 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_stored_sms_number_is_never_below_one_sent_and_is_written_once_per_stride() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.sqlite");
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        let mut writes_seen = Vec::new();
+        for seq in [1, 2, 500, SMS_SEQ_STRIDE + 1, SMS_SEQ_STRIDE + 2, 5 * SMS_SEQ_STRIDE] {
+            store.commit(&[Write::SmsSeq(seq)]).unwrap();
+            let stored = store.load().unwrap().sms_seq;
+            assert!(stored >= seq, "stored {stored} below sent {seq}");
+            writes_seen.push(stored);
+        }
+        // Written when a number passed the stored one: at 1, STRIDE + 2 and 5 * STRIDE.
+        writes_seen.dedup();
+        assert_eq!(
+            writes_seen,
+            vec![
+                1 + SMS_SEQ_STRIDE,
+                SMS_SEQ_STRIDE + 2 + SMS_SEQ_STRIDE,
+                6 * SMS_SEQ_STRIDE
+            ]
+        );
+        drop(store);
+        // A store opened again on the file goes on from what is stored.
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        store.commit(&[Write::SmsSeq(5 * SMS_SEQ_STRIDE + 1)]).unwrap();
+        assert_eq!(store.load().unwrap().sms_seq, 6 * SMS_SEQ_STRIDE);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+}
