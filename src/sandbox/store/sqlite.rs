@@ -365,7 +365,14 @@ mod tests {
         let path = dir.path().join("bank.sqlite");
         let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
         let mut writes_seen = Vec::new();
-        for seq in [1, 2, 500, SMS_SEQ_STRIDE + 1, SMS_SEQ_STRIDE + 2, 5 * SMS_SEQ_STRIDE] {
+        for seq in [
+            1,
+            2,
+            500,
+            SMS_SEQ_STRIDE + 1,
+            SMS_SEQ_STRIDE + 2,
+            5 * SMS_SEQ_STRIDE,
+        ] {
             store.commit(&[Write::SmsSeq(seq)]).unwrap();
             let stored = store.load().unwrap().sms_seq;
             assert!(stored >= seq, "stored {stored} below sent {seq}");
@@ -384,7 +391,9 @@ mod tests {
         drop(store);
         // A store opened again on the file goes on from what is stored.
         let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
-        store.commit(&[Write::SmsSeq(5 * SMS_SEQ_STRIDE + 1)]).unwrap();
+        store
+            .commit(&[Write::SmsSeq(5 * SMS_SEQ_STRIDE + 1)])
+            .unwrap();
         assert_eq!(store.load().unwrap().sms_seq, 6 * SMS_SEQ_STRIDE);
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
