@@ -41,6 +41,8 @@ pub mod sms;
 mod state;
 pub mod store;
 pub mod text;
+#[cfg(test)]
+mod unlocked_verify_test;
 pub mod variant;
 pub mod verify;
 

@@ -13,6 +13,7 @@
 //! - [`device_challenges`]: challenges a bound device answers with a signature;
 //! - [`sms_challenges`]: challenges a person answers with the OTP of an SMS;
 //! - [`change_requests`]: held changes, their authorization and confirmation;
+//! - [`preverify`]: signatures checked before the entities' locks are taken;
 //! - [`attempts`] and [`retention`]: the life of anything answerable, and when the bank
 //!   forgets it.
 //!
@@ -26,6 +27,7 @@ pub mod device_challenges;
 pub mod devices;
 pub mod keys;
 pub mod persons;
+pub mod preverify;
 pub mod retention;
 pub mod sms_challenges;
 
