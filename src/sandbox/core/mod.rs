@@ -174,6 +174,7 @@ pub fn purpose_word(purpose: KeyPurpose) -> &'static str {
 /// reproducible.
 pub mod mint {
     use super::*;
+    use crate::api::TypedId;
     use rand::Rng;
 
     fn hex32(rng: &mut dyn RngCore) -> String {
@@ -197,17 +198,17 @@ pub mod mint {
 
     /// A device id, 32 hex.
     pub fn device_id(rng: &mut dyn RngCore) -> DeviceId {
-        DeviceId::parse(&hex32(rng)).expect("a canonical id is a token")
+        DeviceId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A challenge id, 32 hex.
     pub fn challenge_id(rng: &mut dyn RngCore) -> ChallengeId {
-        ChallengeId::parse(&hex32(rng)).expect("a canonical id is a token")
+        ChallengeId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A change request id, 32 hex.
     pub fn change_request_id(rng: &mut dyn RngCore) -> ChangeRequestId {
-        ChangeRequestId::parse(&hex32(rng)).expect("a canonical id is a token")
+        ChangeRequestId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A key id, a version-4 UUID.
