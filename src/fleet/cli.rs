@@ -509,11 +509,12 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         None => None,
     };
     let mut report = super::run(&client, fleet.clone(), options).await?;
-    if let (Some(source), Some(before)) = (&faults, &before) {
-        report.faults = source
-            .read()
-            .await
-            .map(|after| injected_between(before, &after));
+    if let (Some(source), Some(before)) = (&faults, &before)
+        && let Some(after) = source.read().await
+    {
+        let run = injected_between(before, &after);
+        report.faults = Some(run.injected);
+        report.faults_replaced = run.rules_replaced;
     }
     if let Some(t) = &transcript {
         t.flush()

@@ -340,6 +340,16 @@ impl SandboxState {
         self.0.faults.counts()
     }
 
+    /// Faults injected per rule text since the sandbox started, through rule replacements.
+    pub fn fault_totals(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.faults.totals()
+    }
+
+    /// How many times the fault rules were replaced since the sandbox started.
+    pub fn faults_generation(&self) -> u64 {
+        self.0.faults.generation()
+    }
+
     /// The seed fault decisions draw from.
     pub fn faults_seed(&self) -> u64 {
         self.0.faults.seed()
