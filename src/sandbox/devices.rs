@@ -8,9 +8,9 @@
 //! answer wins and the others get 409 `device_limit_reached` with their challenge left open.
 
 use super::auth::Caller;
-use super::core::{Env, Verifier};
 use super::core::devices::{self as rules, NewDevice};
 use super::core::keys::{NewKey, add_key as add_key_rule};
+use super::core::{Env, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState};

@@ -151,7 +151,10 @@ fn an_answer_that_completes_while_another_is_verified_leaves_the_other_refused_a
     assert_eq!(refused.code, "challenge_already_used");
     assert_eq!(b.person.data.lock().bound, 1, "bound once, not twice");
     let c = b.challenge.data.lock();
-    assert_eq!((c.attempts.status, c.attempts.failed), (Status::Completed, 0));
+    assert_eq!(
+        (c.attempts.status, c.attempts.failed),
+        (Status::Completed, 0)
+    );
 }
 
 #[test]

@@ -62,10 +62,7 @@ pub struct Preverified<'a> {
 impl Verifier for Preverified<'_> {
     fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
         if message == self.message.as_slice() && der == self.der.as_slice() {
-            let known = self
-                .verdicts
-                .iter()
-                .find(|(k, _)| k.point() == key.point());
+            let known = self.verdicts.iter().find(|(k, _)| k.point() == key.point());
             if let Some((_, ok)) = known {
                 return *ok;
             }
