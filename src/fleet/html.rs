@@ -554,6 +554,10 @@ mod tests {
             page.contains("<td class=\"text\">* /v1/*: status=503 p=0.05</td><td>9</td>"),
             "{page}"
         );
+        assert!(!page.contains("id=\"faults-replaced\""), "{page}");
+        r.faults_replaced = true;
+        let page = r.to_html();
+        assert!(page.contains("id=\"faults-replaced\""), "{page}");
     }
 
     #[test]
