@@ -3,7 +3,7 @@
 
 use super::auth::Caller;
 use super::core::challenges::wrong_kind;
-use super::core::{device_challenges, sms_challenges};
+use super::core::{Verifier, device_challenges, sms_challenges};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState, restore};
@@ -79,21 +79,45 @@ pub async fn answer_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerDeviceChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    answer_device_challenge(&state.0, caller, &id, body, &*state.0)
+}
+
+/// Answers a device challenge, verifying with `verifier` while no entity lock is held (see
+/// `core::preverify`).
+pub(crate) fn answer_device_challenge(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AnswerDeviceChallenge,
+    verifier: &dyn Verifier,
+) -> Result<StatusCode, ApiError> {
     check_device_data(body.device_data.as_deref())?;
-    let inner = &state.0;
-    let id: ChallengeId = path_id(&id, "device challenge")?;
+    let id: ChallengeId = path_id(id, "device challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "device challenge")?;
     // Lock order (see `state`): challenge, then device.
+    let (device, to_verify) = {
+        let challenge = entry.data.lock();
+        let device = inner.owned(
+            &inner.devices,
+            caller.0,
+            challenge.signing_device(&id)?,
+            "device",
+        )?;
+        let d = device.data.lock();
+        let to_verify =
+            device_challenges::to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
+        drop(d);
+        (device, to_verify)
+    };
+    // No lock is held while the signature is verified.
+    let verdicts = to_verify.check(verifier);
     let mut challenge = entry.data.lock();
-    let device = inner.owned(
-        &inner.devices,
-        caller.0,
-        challenge.signing_device(&id)?,
-        "device",
-    )?;
     let mut device = device.data.lock();
+    // The rule checks everything again under the locks (still open, the same key, attempts
+    // left) and takes the verdict from `verdicts`.
     let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
+    let mut env = rules_env(inner, now, &keys);
+    env.verifier = &verdicts;
     let saved = (inner.saved(&*challenge), inner.saved(&*device));
     let answered = device_challenges::answer(
         &mut challenge,

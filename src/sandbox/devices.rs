@@ -8,9 +8,9 @@
 //! answer wins and the others get 409 `device_limit_reached` with their challenge left open.
 
 use super::auth::Caller;
-use super::core::Env;
 use super::core::devices::{self as rules, NewDevice};
 use super::core::keys::{NewKey, add_key as add_key_rule};
+use super::core::{Env, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState, restore};
@@ -196,26 +196,51 @@ pub async fn answer_signature_challenge(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerSignatureChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    answer_binding(&state.0, caller, &id, body, &*state.0)
+}
+
+/// Answers a binding challenge, verifying with `verifier` while no entity lock is held (see
+/// `core::preverify`).
+pub(crate) fn answer_binding(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AnswerSignatureChallenge,
+    verifier: &dyn Verifier,
+) -> Result<StatusCode, ApiError> {
     check_device_data(body.device_data.as_deref())?;
-    let inner = &state.0;
-    let id: ChallengeId = path_id(&id, "signature challenge")?;
+    let id: ChallengeId = path_id(id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
-    let mut challenge = entry.data.lock();
     // Lock order (see `state`): challenge, person, device, bound_keys. A device's person
-    // never changes, so it is read first; the limit check, the key's registration and the
-    // device's verification then happen as one step under all three locks.
-    let device = inner.owned(
-        &inner.devices,
-        caller.0,
-        challenge.binding_device(&id)?,
-        "device",
-    )?;
+    // never changes, so it is read first.
+    let (device, to_verify) = {
+        let challenge = entry.data.lock();
+        let device = inner.owned(
+            &inner.devices,
+            caller.0,
+            challenge.binding_device(&id)?,
+            "device",
+        )?;
+        let d = device.data.lock();
+        let to_verify =
+            rules::binding_to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
+        drop(d);
+        (device, to_verify)
+    };
+    // No lock is held while the signature is verified.
+    let verdicts = to_verify.check(verifier);
+    let mut challenge = entry.data.lock();
     let person_id = device.data.lock().person_id.clone();
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     let mut person = person.data.lock();
     let mut device = device.data.lock();
+    // The rule checks everything again under the locks (still open, same key, attempts
+    // left, the number still verified, the device limit) and takes the verdict from
+    // `verdicts`; the limit check, the key's registration and the device's verification
+    // happen as one step under all three locks.
     let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
+    let mut env = rules_env(inner, now, &keys);
+    env.verifier = &verdicts;
     let saved = (
         inner.saved(&*challenge),
         inner.saved(&*device),

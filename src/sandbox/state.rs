@@ -15,6 +15,11 @@
 //! device, `bound_keys`; a change request's confirmation takes the change request, then the
 //! device (to read its key) and later the person (to apply the change), one after the other.
 //!
+//! No lock is held while a binding's or a device challenge's signature is verified: the
+//! handler reads what to verify under the challenge's and device's locks, releases them,
+//! verifies, and takes the locks again (in the order above) to check and commit
+//! (`core::preverify`).
+//!
 //! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
 //! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
