@@ -152,25 +152,26 @@ async fn scripted(
     (base, log, closed)
 }
 
-/// Waits (bounded) until the kernel shows the client's end of connection `client` (its
-/// local address) in CLOSE_WAIT, i.e. the server's FIN reached it, then lets this thread's
-/// runtime poll its I/O driver once more so the connection's readiness records it.
+/// Waits (bounded) until the server's FIN reached the client's end of connection `client`
+/// (its local address): the kernel no longer lists that socket as ESTABLISHED (it is in
+/// CLOSE_WAIT, or the client already closed it too). Then lets this thread's runtime poll its
+/// I/O driver once more, so the connection's readiness records the end of stream.
 async fn until_the_client_saw_the_close(client: SocketAddr) {
     // /proc/net/tcp: `sl local_address rem_address st ...`, addresses as hex `IP:PORT`,
-    // state 08 = CLOSE_WAIT.
+    // state 01 = ESTABLISHED.
     let port = format!(":{:04X}", client.port());
-    for _ in 0..2000 {
+    for _ in 0..500 {
         let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
-        let close_wait = table.lines().skip(1).any(|line| {
+        let established = table.lines().skip(1).any(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "08"
+            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "01"
         });
-        if close_wait {
+        if !established {
             // Sleeping parks the runtime, which polls the I/O driver.
             tokio::time::sleep(Duration::from_millis(1)).await;
             return;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the client's connection from {client} never saw the server close it");
 }
