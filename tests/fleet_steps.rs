@@ -153,7 +153,10 @@ async fn in_a_mix_a_one_time_step_a_phone_already_took_signs_instead() {
         (12, 0, 12),
         "{table}"
     );
-    assert!(!report.ops.contains_key("bind"), "nothing was bound again\n{table}");
+    assert!(
+        !report.ops.contains_key("bind"),
+        "nothing was bound again\n{table}"
+    );
     assert!(!table.contains("skipped"), "{table}");
     sb.shutdown().await;
 }

@@ -97,13 +97,7 @@ enum Script {
 /// A server on 127.0.0.1 that answers the token call and treats `/v1` requests per
 /// `script`; it logs each `/v1` request line and sends on `closed` the client's address of
 /// each connection it closed.
-async fn scripted(
-    script: Script,
-) -> (
-    String,
-    Arc<Mutex<Vec<String>>>,
-    mpsc::Receiver<SocketAddr>,
-) {
+async fn scripted(script: Script) -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<SocketAddr>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
