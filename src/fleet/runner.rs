@@ -179,7 +179,9 @@ impl Shared {
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         // A failed iteration is already recorded; the run goes on.
-        match steps.run(step, phone, since).await {
+        // Boxed, so the worker's own future stays small and is not copied whole per
+        // iteration.
+        match Box::pin(steps.run(step, phone, since)).await {
             Ok(Ran::Skipped) => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
             }
