@@ -6,42 +6,19 @@
 
 mod common;
 
-use common::bounded;
+use common::raw_http::{TOKEN_REPLY, read_request};
+use common::{bounded, client_with};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use vphone::api::{DeviceId, DeviceListQuery, PersonId};
-use vphone::client::{ApiClient, ClientConfig, Credentials, Transcript};
+use vphone::client::{ApiClient, Transcript};
 use vphone::phone::person_named;
 
 /// Every request line the server read, and whether it answered it.
 type Log = Arc<Mutex<Vec<(String, bool)>>>;
-
-/// Reads one request (head and Content-Length body); `None` when the peer closed.
-async fn read_request(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    sock.read_exact(&mut body).await.ok()?;
-    Some(head.lines().next().unwrap_or_default().to_owned())
-}
 
 /// A server that answers the token call, hangs up on the first `/v1` request it reads
 /// (after reading all of it), and answers every later one: 204 for DELETE, `[]` for GET.
@@ -62,11 +39,7 @@ async fn hang_up_once_server() -> (String, Log) {
             tokio::spawn(async move {
                 while let Some(line) = read_request(&mut sock).await {
                     let reply = if line.contains("/oauth2/token") {
-                        let body = r#"{"access_token":"t","token_type":"bearer","expires_in":3600,"scope":"partners"}"#;
-                        format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
+                        TOKEN_REPLY.to_owned()
                     } else {
                         let mut first = hung_up.lock().await;
                         if !*first {
@@ -97,11 +70,7 @@ async fn hang_up_once_server() -> (String, Log) {
 
 /// A client on reqwest, or on the lean transport (`lean`), which must behave the same.
 fn client(base: &str, transcript: Option<Arc<Transcript>>, lean: bool) -> ApiClient {
-    let config = ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
-        .with_timeout(Duration::from_secs(10))
-        .with_transcript(transcript)
-        .with_lean_http(lean);
-    ApiClient::new(config).unwrap()
+    client_with(base, lean, Duration::from_secs(10), transcript)
 }
 
 #[tokio::test]

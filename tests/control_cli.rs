@@ -2,55 +2,25 @@
 //! embedded sandbox and against another server given with `--api`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::child::Listening;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vphone");
 
-/// A running `vphone serve`, killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `vphone serve ARGS` and waits (at most 30 s) for the line naming its address.
-fn serve(args: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
+fn serve(args: &[&str]) -> Listening {
+    let mut command = Command::new(BIN);
+    command
         .arg("serve")
         .args(args)
         .env_remove("VPHONE_CLIENT_ID")
         .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Drains stdout to the end, so the server never writes into a closed pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("vphone serve printed no address");
-    let base = first
-        .strip_prefix("vphone serve listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_owned();
-    Served { child, base }
+        .env_remove("VPHONE_CREDENTIALS");
+    Listening::start(command, "vphone serve")
 }
 
 async fn call(

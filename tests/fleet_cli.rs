@@ -41,6 +41,13 @@ fn bad_flag_combinations_are_refused_with_the_reason() {
     refused(&["--concurrency", "0"], "at least 1");
     refused(&["--scenario", "fly"], "unknown scenario step");
     refused(&["--shard", "auto"], "JOB_COMPLETION_INDEX");
+    // An output whose directory is missing is refused before the run, not after it.
+    for flag in ["--json", "--html", "--save-fleet"] {
+        refused(
+            &[flag, "/nonexistent-vphone-dir/out", "--iterations", "1"],
+            "/nonexistent-vphone-dir does not exist",
+        );
+    }
     refused(
         &[
             "--api",
@@ -78,6 +85,8 @@ fn help_explains_every_knob() {
         "--drain",
         "--iterations",
         "--seed",
+        "--seed-file",
+        "VPHONE_FLEET_SEED",
         "--shard",
         "JOB_COMPLETION_INDEX",
         "--fleet",
@@ -268,13 +277,29 @@ fn start_at_too_far_past_is_refused_and_a_moment_late_or_soon_runs() {
         .clone();
     let stderr = String::from_utf8_lossy(&late.stderr);
     assert!(stderr.contains("starting at once"), "{stderr}");
-    // Through the environment, as a Job's pods get it.
+    // Through the environment, as a Job's pods get it; the run's clock starts no earlier
+    // than the chosen time (an ordering of two wall-clock readings, not a duration).
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(3);
+    let at_text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let soon = load(&run)
-        .env("VPHONE_START_AT", rfc3339(3))
+        .env("VPHONE_START_AT", &at_text)
+        .arg("--json")
+        .arg(&json)
         .assert()
         .success()
         .get_output()
         .clone();
     let stderr = String::from_utf8_lossy(&soon.stderr);
     assert!(stderr.contains("waiting until"), "{stderr}");
+    let report = vphone::fleet::Report::read_file(&json).unwrap();
+    let at_ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    assert!(
+        report.started_unix_ms >= at_ms,
+        "the run started at {} ms, before --start-at {at_text} ({at_ms} ms)",
+        report.started_unix_ms
+    );
 }

@@ -149,3 +149,82 @@ async fn a_sandbox_at_api_is_asked_for_its_fault_counts() {
     assert_eq!(report.retries("create_device"), 3, "{stdout}");
     bank.shutdown().await;
 }
+
+const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_replaced_during_a_run_lose_no_count_and_the_report_says_so() {
+    use vphone::client::{ApiClient, ClientConfig, Credentials, RetryPolicy};
+    use vphone::fleet::faults::{FaultSource, injected_between};
+    use vphone::sandbox::faults::admin::AdminToken;
+    const RULE: &str = "GET /v1/persons/*: status=503";
+    let config = SandboxConfig {
+        faults: vec![FaultRule::parse(RULE).unwrap()],
+        faults_seed: Some(1),
+        admin_token: Some(AdminToken::new(ADMIN).unwrap()),
+        ..SandboxConfig::default()
+    };
+    let bank = vphone::sandbox::spawn(config).await.unwrap();
+    let client = ApiClient::new(
+        ClientConfig::local(
+            bank.base_url().parse().unwrap(),
+            Credentials::sandbox_default(),
+        )
+        .with_retry(RetryPolicy::none()),
+    )
+    .unwrap();
+    let refused = || async {
+        let err = client.get_discard("/v1/persons/nobody").await.unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+    };
+    let source = FaultSource::probe(&client).await.expect("a vphone sandbox");
+    let before = source.read().await.unwrap();
+    refused().await;
+    refused().await;
+    // Mid-run, someone puts the same rule again: its own count starts over at the sandbox.
+    let put = client
+        .http()
+        .put(format!("{}/sandbox/faults", bank.base_url()))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "rules": [RULE] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    refused().await;
+    let after = source.read().await.unwrap();
+    let run = injected_between(&before, &after);
+    assert_eq!(run.injected[RULE], 3, "the faults before the PUT count too");
+    assert!(run.rules_replaced);
+    assert_eq!(
+        bank.state().fault_counts()[0].injected,
+        1,
+        "the rule's own count"
+    );
+
+    let mut report = Report::new("bind", "closed", "1", 0);
+    report.faults = Some(run.injected);
+    report.faults_replaced = run.rules_replaced;
+    let table = report.render_table();
+    assert!(
+        table.contains("injected faults (the sandbox's /sandbox/stats): 3"),
+        "{table}"
+    );
+    assert!(
+        table.contains("fault rules were replaced during the run"),
+        "{table}"
+    );
+    let back =
+        Report::from_json(&report.to_json().unwrap(), std::path::Path::new("r.json")).unwrap();
+    assert!(back.faults_replaced, "kept in the JSON");
+    let mut merged = Report::new("bind", "closed", "1", 0);
+    merged.merge(&back).unwrap();
+    assert!(merged.faults_replaced, "a merge says it when a shard did");
+
+    // With no replacement in between, nothing is said.
+    refused().await;
+    let later = source.read().await.unwrap();
+    let quiet = injected_between(&after, &later);
+    assert_eq!((quiet.injected[RULE], quiet.rules_replaced), (1, false));
+    bank.shutdown().await;
+}

@@ -59,10 +59,17 @@ fn merge_refuses_a_run_with_a_missing_shard_and_names_it() {
 fn allow_partial_merges_and_shows_the_gap_and_every_shards_wall_time() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("merged.json");
+    let html = dir.path().join("merged.html");
     let out = merge(
         dir.path(),
         &[shard(1, 3, 90, 2.0), shard(3, 3, 90, 2.5)],
-        &["--allow-partial", "--json", json.to_str().unwrap()],
+        &[
+            "--allow-partial",
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
     )
     .success()
     .get_output()
@@ -80,6 +87,12 @@ fn allow_partial_merges_and_shows_the_gap_and_every_shards_wall_time() {
     let merged = Report::read_file(&json).unwrap();
     assert_eq!(merged.missing_shards(), vec![("2/3".to_owned(), 30..60)]);
     assert_eq!(merged.iterations, 60);
+    // The page shows the gap too.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("PARTIAL: 1 shard(s) missing: 2/3 (phones 30..60)"),
+        "{page}"
+    );
 }
 
 #[test]

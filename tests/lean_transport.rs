@@ -6,24 +6,17 @@
 
 mod common;
 
-use common::bounded;
+use common::raw_http::{TOKEN_REPLY, read_request};
+use common::{bounded, client_with as client};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
-use vphone::client::{ApiClient, ClientConfig, ClientError, Credentials, Transcript};
+use vphone::client::{ClientError, Transcript};
 use vphone::fleet::{Fleet, Model, Pacing, RunOptions, Scenario, Step, run};
 use vphone::phone::person_named;
 use vphone::sandbox::{SandboxConfig, spawn};
-
-fn client(base: &str, lean: bool, timeout: Duration, t: Option<Arc<Transcript>>) -> ApiClient {
-    let config = ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
-        .with_timeout(timeout)
-        .with_transcript(t)
-        .with_lean_http(lean);
-    ApiClient::new(config).unwrap()
-}
 
 /// The calls and statuses of a one-worker fleet run (onboard, bind, then sign) over
 /// either transport, against a fresh sandbox.
@@ -89,33 +82,6 @@ async fn lean_refusals_read_the_banks_error_shape() {
     })
     .await;
 }
-
-/// Reads one request (head and Content-Length body); its request line, or `None` when the
-/// peer closed.
-async fn read_request(sock: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    sock.read_exact(&mut body).await.ok()?;
-    Some(head.lines().next().unwrap_or_default().to_owned())
-}
-
-const TOKEN_REPLY: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 66\r\n\r\n{\"access_token\":\"t\",\"token_type\":\"bearer\",\"expires_in\":3600,\"x\":1}";
 
 /// How the scripted server treats `/v1` requests.
 #[derive(Clone, Copy)]

@@ -6,22 +6,9 @@
 mod common;
 
 use assert_cmd::Command;
-use common::{Rig, client_for, closed_port_url};
+use common::{Rig, client_for, closed_port_url, phone_cli};
 use vphone::client::Credentials;
 use vphone::sandbox::{SandboxConfig, SandboxState, variant};
-
-fn vphone(home: &std::path::Path, api: &str) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .timeout(std::time::Duration::from_secs(60))
-        .args(["phone", "--api", api]);
-    cmd
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_otp_command_is_told_the_number_and_the_kind_of_each_sms() {
@@ -37,7 +24,7 @@ async fn an_otp_command_is_told_the_number_and_the_kind_of_each_sms() {
         vec!["create", "cmd", "--number", "+15550101"],
         vec!["bind", "cmd"],
     ] {
-        vphone(dir.path(), &rig.base_url())
+        phone_cli(dir.path(), &rig.base_url())
             .args(["--otp", &cmd])
             .args(&step)
             .assert()
@@ -51,7 +38,7 @@ async fn an_otp_command_is_told_the_number_and_the_kind_of_each_sms() {
 async fn a_failing_otp_command_is_a_local_error_and_its_output_is_not_shown() {
     let rig = Rig::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = vphone(dir.path(), &rig.base_url())
+    let out = phone_cli(dir.path(), &rig.base_url())
         .args(["--otp", "command:echo 246810; exit 7"])
         .args(["create", "bad", "--number", "+15550101"])
         .output()
@@ -66,7 +53,7 @@ async fn a_failing_otp_command_is_a_local_error_and_its_output_is_not_shown() {
 async fn prompt_reads_one_code_per_line_from_piped_stdin() {
     let rig = Rig::start().await;
     let dir = tempfile::tempdir().unwrap();
-    vphone(dir.path(), &rig.base_url())
+    phone_cli(dir.path(), &rig.base_url())
         .args([
             "--otp",
             "prompt",
@@ -79,12 +66,12 @@ async fn prompt_reads_one_code_per_line_from_piped_stdin() {
         .assert()
         .success();
     // Blank lines are skipped; a wrong line is refused without echoing it.
-    vphone(dir.path(), &rig.base_url())
+    phone_cli(dir.path(), &rig.base_url())
         .args(["--otp", "prompt", "bind", "piped"])
         .write_stdin("\n212212\n")
         .assert()
         .success();
-    let out = vphone(dir.path(), &rig.base_url())
+    let out = phone_cli(dir.path(), &rig.base_url())
         .args(["--otp", "prompt", "sms-challenge", "piped"])
         .write_stdin("")
         .output()
@@ -102,11 +89,11 @@ async fn a_phone_transcript_has_every_exchange_and_no_secret() {
     let rig = Rig::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.jsonl");
-    vphone(dir.path(), &rig.base_url())
+    phone_cli(dir.path(), &rig.base_url())
         .args(["create", "t", "--number", "+15550101"])
         .assert()
         .success();
-    vphone(dir.path(), &rig.base_url())
+    phone_cli(dir.path(), &rig.base_url())
         .args(["--transcript", file.to_str().unwrap(), "bind", "t"])
         .assert()
         .success();

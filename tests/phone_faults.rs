@@ -257,6 +257,57 @@ async fn a_retry_after_longer_than_the_cap_is_not_waited_for() {
     .await;
 }
 
+const TOKEN: &str = "POST /oauth2/token";
+
+#[tokio::test]
+async fn a_refused_token_request_is_retried_after_its_retry_after() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &[
+                &format!("{TOKEN}: status=429 retry_after=3 next=1"),
+                &format!("{TOKEN}: status=503 retry_after=2 next=1"),
+            ],
+            RetryPolicy::default(),
+        )
+        .await;
+        // The phone's first call needs a token: refused twice, each time the client waits
+        // what the refusal asked for (not its backoff), then the token and the call go through.
+        let phone = rig.bound("token-limited").await;
+        assert!(phone.profile().bound);
+        assert_eq!(rig.injected().await, [1, 1]);
+        assert_eq!(
+            waits.taken(),
+            [Duration::from_secs(3), Duration::from_secs(2)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_token_refusal_asking_for_more_than_the_cap_ends_the_retries() {
+    bounded(async {
+        let (rig, waits) = rig_retrying(
+            &[&format!("{TOKEN}: status=503 retry_after=60 next=1")],
+            RetryPolicy::default(),
+        )
+        .await;
+        let err = rig
+            .client
+            .get_discard("/v1/mfa/devices?person_id=nobody")
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+        assert!(
+            err.to_string()
+                .contains("[a fault the vphone sandbox injected]"),
+            "{err}"
+        );
+        assert_eq!(rig.injected().await, [1]);
+        assert!(waits.taken().is_empty(), "{:?}", waits.taken());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_500_on_a_post_is_never_retried() {
     bounded(async {

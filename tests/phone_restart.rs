@@ -4,7 +4,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::{Rig, bounded, unique_number};
+use common::{Rig, bounded, phone_cli, phone_cli_bare, unique_number};
 use vphone::api::{CreateDeviceChallenge, KeyPurpose};
 use vphone::phone::{Home, OtpSource, Phone, PhoneName};
 
@@ -42,26 +42,6 @@ async fn a_phone_bound_and_dropped_signs_again_from_its_saved_profile() {
     .await;
 }
 
-fn vphone(home: &std::path::Path, api: &str) -> Command {
-    let mut cmd = vphone_bare(home);
-    cmd.args(["--api", api]);
-    cmd
-}
-
-/// `vphone phone` with a clean environment and no server named.
-fn vphone_bare(home: &std::path::Path) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .timeout(std::time::Duration::from_secs(60))
-        .arg("phone");
-    cmd
-}
-
 fn json(output: &std::process::Output) -> serde_json::Value {
     assert!(
         output.status.success(),
@@ -85,18 +65,18 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
         let sealed = |cmd: &mut Command| {
             cmd.env("VPHONE_PASSPHRASE", "correct horse battery staple");
         };
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         json(
             &c.args(["--json", "create", "kim", "--number", &number])
                 .output()
                 .unwrap(),
         );
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         let bound = json(&c.args(["--json", "bind", "kim"]).output().unwrap());
         let device = bound["device_id"].as_str().unwrap().to_owned();
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         json(
             &c.args(["--json", "add-key", "kim", "--purpose", "restricted"])
@@ -110,7 +90,7 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
             !file.contains(&device),
             "the sealed file shows the device id"
         );
-        vphone(&home, &base)
+        phone_cli(&home, &base)
             .args(["bind", "kim"])
             .assert()
             .code(4)
@@ -128,7 +108,7 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
         });
         // --purpose reaches the phone: one that differs from the challenge's is refused
         // before anything is signed, and the matching one signs.
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         c.args([
             "sign",
@@ -141,7 +121,7 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
         .assert()
         .code(1)
         .stderr(predicates::str::contains("restricted"));
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         let signed = json(
             &c.args([
@@ -157,11 +137,11 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
             .unwrap(),
         );
         assert_eq!(signed["key_purpose"], "restricted");
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         let keys = json(&c.args(["--json", "keys", "kim"]).output().unwrap());
         assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
-        let mut c = vphone(&home, &base);
+        let mut c = phone_cli(&home, &base);
         sealed(&mut c);
         let list = json(&c.args(["--json", "list"]).output().unwrap());
         assert_eq!(list, serde_json::json!(["kim"]));
@@ -174,23 +154,26 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
 fn cli_errors_map_to_exit_codes_and_name_the_next_step() {
     let dir = tempfile::tempdir().unwrap();
     let down = common::closed_port_url();
-    vphone(dir.path(), &down)
+    phone_cli(dir.path(), &down)
         .args(["bind", "nobody"])
         .assert()
         .code(4)
         .stderr(predicates::str::contains(
             "next: create it with `vphone phone create nobody --number",
         ));
-    vphone(dir.path(), &down)
+    phone_cli(dir.path(), &down)
         .args(["create", "x", "--number", "+4917012345678"])
         .assert()
         .code(3)
         .stderr(predicates::str::contains("is the server running?"));
-    vphone(dir.path(), &down)
+    phone_cli(dir.path(), &down)
         .args(["create", "bad/name"])
         .assert()
         .code(2);
-    vphone(dir.path(), &down).args(["approve"]).assert().code(2);
+    phone_cli(dir.path(), &down)
+        .args(["approve"])
+        .assert()
+        .code(2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +185,7 @@ async fn a_phone_remembers_its_server_so_later_commands_need_no_api_flag() {
     let number = unique_number().to_string();
     tokio::task::spawn_blocking(move || {
         json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "create", "ada", "--number", &number])
                 .output()
                 .unwrap(),
@@ -210,20 +193,20 @@ async fn a_phone_remembers_its_server_so_later_commands_need_no_api_flag() {
         // No --api: the phone goes back to the server it was created against, not to
         // the default 127.0.0.1:8080.
         let bound = json(
-            &vphone_bare(&home)
+            &phone_cli_bare(&home)
                 .args(["--json", "bind", "ada"])
                 .output()
                 .unwrap(),
         );
         assert!(bound["device_id"].is_string(), "{bound}");
         json(
-            &vphone_bare(&home)
+            &phone_cli_bare(&home)
                 .args(["--json", "approve", "ada"])
                 .output()
                 .unwrap(),
         );
         // An explicit --api still wins.
-        vphone(&home, &common::closed_port_url())
+        phone_cli(&home, &common::closed_port_url())
             .args(["approve", "ada"])
             .assert()
             .code(3);
@@ -241,19 +224,19 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
     let number = unique_number().to_string();
     tokio::task::spawn_blocking(move || {
         // The server is down: nothing reaches the bank, and the message says how to go on.
-        vphone(&home, &common::closed_port_url())
+        phone_cli(&home, &common::closed_port_url())
             .args(["create", "eve", "--number", &number])
             .assert()
             .code(3)
             .stderr(predicates::str::contains("vphone phone create eve"));
         // The person is created but the code is wrong (a fresh number gets a random OTP).
-        vphone(&home, &base)
+        phone_cli(&home, &base)
             .args(["--otp", "static", "create", "eve", "--number", &number])
             .assert()
             .code(1)
             .stderr(predicates::str::contains("invalid_otp"));
         let half = json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "show", "eve"])
                 .output()
                 .unwrap(),
@@ -261,14 +244,14 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
         let person = half["profile"]["person_id"].as_str().unwrap().to_owned();
         assert_eq!(half["profile"]["number_verified"], false, "{half}");
         // Another number would orphan the first: refused, naming the one to use.
-        vphone(&home, &base)
+        phone_cli(&home, &base)
             .args(["create", "eve", "--number", "+4917099999999"])
             .assert()
             .code(4)
             .stderr(predicates::str::contains(format!("--number {number}")));
         // Again, right: the same person is finished, not a second one created.
         let done = json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "create", "eve", "--number", &number])
                 .output()
                 .unwrap(),
@@ -276,13 +259,13 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
         assert_eq!(done["person"]["id"], person.as_str(), "{done}");
         assert_eq!(done["mobile_number"]["verified"], true, "{done}");
         json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "bind", "eve"])
                 .output()
                 .unwrap(),
         );
         // Finished phones are not created twice.
-        vphone(&home, &base)
+        phone_cli(&home, &base)
             .args(["create", "eve", "--number", &number])
             .assert()
             .code(4)
@@ -296,7 +279,7 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
 fn with_json_a_failure_prints_a_json_error_on_stdout_too() {
     let dir = tempfile::tempdir().unwrap();
     let down = common::closed_port_url();
-    let out = vphone(dir.path(), &down)
+    let out = phone_cli(dir.path(), &down)
         .args(["--json", "create", "j", "--number", "+4917012345678"])
         .output()
         .unwrap();
@@ -312,7 +295,7 @@ fn with_json_a_failure_prints_a_json_error_on_stdout_too() {
     );
     // The human message still goes to stderr.
     assert!(String::from_utf8_lossy(&out.stderr).contains("error: "));
-    let out = vphone(dir.path(), &down)
+    let out = phone_cli(dir.path(), &down)
         .args(["--json", "bind", "nobody"])
         .output()
         .unwrap();
@@ -330,18 +313,18 @@ async fn with_json_a_refusal_carries_the_banks_status_and_code() {
     let number = unique_number().to_string();
     tokio::task::spawn_blocking(move || {
         json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "create", "r", "--number", &number])
                 .output()
                 .unwrap(),
         );
         json(
-            &vphone(&home, &base)
+            &phone_cli(&home, &base)
                 .args(["--json", "bind", "r"])
                 .output()
                 .unwrap(),
         );
-        let out = vphone(&home, &base)
+        let out = phone_cli(&home, &base)
             .args([
                 "--json",
                 "sign",
@@ -379,13 +362,13 @@ fn show_offline_needs_no_credentials_and_no_server() {
     )
     .unwrap();
     // Online, show needs credentials for a non-local server...
-    vphone_bare(dir.path())
+    phone_cli_bare(dir.path())
         .args(["show", "prod"])
         .assert()
         .code(4);
     // ...offline it reads the file only.
     let shown = json(
-        &vphone_bare(dir.path())
+        &phone_cli_bare(dir.path())
             .args(["--json", "show", "prod", "--offline"])
             .output()
             .unwrap(),
@@ -397,7 +380,7 @@ fn show_offline_needs_no_credentials_and_no_server() {
 #[test]
 fn with_json_a_usage_error_prints_a_json_error_on_stdout_too() {
     let dir = tempfile::tempdir().unwrap();
-    let out = vphone_bare(dir.path())
+    let out = phone_cli_bare(dir.path())
         .args(["--json", "bind"])
         .output()
         .unwrap();
@@ -413,10 +396,10 @@ fn with_json_a_usage_error_prints_a_json_error_on_stdout_too() {
     // clap's own message (with usage) still goes to stderr.
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage:"));
     // Without --json, stdout stays empty; --help still prints help and succeeds.
-    let out = vphone_bare(dir.path()).args(["bind"]).output().unwrap();
+    let out = phone_cli_bare(dir.path()).args(["bind"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    vphone_bare(dir.path())
+    phone_cli_bare(dir.path())
         .args(["--json", "bind", "--help"])
         .assert()
         .success()

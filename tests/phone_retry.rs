@@ -5,8 +5,7 @@
 
 mod common;
 
-use assert_cmd::Command;
-use common::Rig;
+use common::{Rig, phone_cli};
 use vphone::sandbox::faults::FaultRule;
 use vphone::sandbox::{SandboxConfig, SandboxState};
 
@@ -19,31 +18,18 @@ async fn rig_with(rules: &[&str]) -> Rig {
     Rig::with_state(SandboxState::new(config)).await
 }
 
-fn vphone(home: &std::path::Path, api: &str) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .timeout(std::time::Duration::from_secs(60))
-        .args(["phone", "--api", api]);
-    cmd
-}
-
 /// Creates and binds phone `name` in `home`.
 fn bound(home: &std::path::Path, api: &str, name: &str) {
-    vphone(home, api)
+    phone_cli(home, api)
         .args(["create", name, "--number", "+15550101"])
         .assert()
         .success();
-    vphone(home, api).args(["bind", name]).assert().success();
+    phone_cli(home, api).args(["bind", name]).assert().success();
 }
 
 /// Runs a phone command; returns its exit code and stderr.
 fn run(home: &std::path::Path, api: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = vphone(home, api).args(args).output().unwrap();
+    let out = phone_cli(home, api).args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -112,11 +98,11 @@ async fn bind_says_when_the_answer_was_lost_and_the_device_was_read_back() {
     let rig = rig_with(&["PUT /v1/mfa/challenges/signatures/*: drop_after next=1"]).await;
     let dir = tempfile::tempdir().unwrap();
     let api = rig.base_url();
-    vphone(dir.path(), &api)
+    phone_cli(dir.path(), &api)
         .args(["create", "lost", "--number", "+15550101"])
         .assert()
         .success();
-    let out = vphone(dir.path(), &api)
+    let out = phone_cli(dir.path(), &api)
         .args(["bind", "lost"])
         .output()
         .unwrap();
@@ -133,11 +119,11 @@ async fn bind_says_when_the_answer_was_lost_and_the_device_was_read_back() {
     // The same in JSON, on a second phone.
     let rig = rig_with(&["PUT /v1/mfa/challenges/signatures/*: drop_after next=1"]).await;
     let api = rig.base_url();
-    vphone(dir.path(), &api)
+    phone_cli(dir.path(), &api)
         .args(["create", "lost2", "--number", "+15550101"])
         .assert()
         .success();
-    let out = vphone(dir.path(), &api)
+    let out = phone_cli(dir.path(), &api)
         .args(["--json", "bind", "lost2"])
         .output()
         .unwrap();

@@ -6,11 +6,10 @@
 
 mod common;
 
-use assert_cmd::Command;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{Rig, bounded, unique_number};
+use common::{Rig, bounded, phone_cli, unique_number};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -247,23 +246,10 @@ async fn bank_shows_bound_and_approved(
 // ---------------------------------------------------------------------------------------
 // Through the CLI.
 
-fn vphone(home: &std::path::Path, api: &str) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .timeout(Duration::from_secs(60))
-        .args(["phone", "--api", api]);
-    cmd
-}
-
 /// Runs `vphone phone ARGS` off the runtime (it blocks) and returns its stdout, trimmed;
 /// stdin is `input`.
 async fn cli(home: &std::path::Path, api: &str, args: &[&str], input: &str) -> String {
-    let mut cmd = vphone(home, api);
+    let mut cmd = phone_cli(home, api);
     cmd.args(args).write_stdin(input.to_owned());
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
@@ -392,7 +378,7 @@ async fn a_cli_phone_binds_and_approves_a_payment_through_a_partner_backend() {
         // A payment: the string to sign comes from the backend, the user approves the prompt.
         let to_sign = app(&backend, "/app/payments/p-1/approve/start", json!({})).await;
         let to_sign = to_sign["string_to_sign"].as_str().unwrap().to_owned();
-        let mut denied = vphone(home, &api);
+        let mut denied = phone_cli(home, &api);
         denied
             .args([
                 "--presence",
@@ -473,7 +459,7 @@ async fn a_cli_phone_binds_and_approves_a_payment_through_a_partner_backend() {
         let named = format!("restricted key {fingerprint} (bank id {key_id})");
         let listed = cli(home, &api, &["keys", "app"], "").await;
         assert!(listed.contains(&named), "{listed}");
-        let mut asked = vphone(home, &api);
+        let mut asked = phone_cli(home, &api);
         asked
             .args([
                 "--presence",

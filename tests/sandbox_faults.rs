@@ -456,7 +456,15 @@ async fn put_replaces_the_rules_only_when_every_rule_is_valid_and_delete_clears_
     assert_eq!(stats(&bank).await["faults"][0]["injected"], 1);
     let (s, body) = admin(&bank, reqwest::Method::DELETE, Some(ADMIN), None).await;
     assert_eq!((s, body["rules"].as_array().unwrap().len()), (200, 0));
-    assert_eq!(stats(&bank).await["faults"], json!([]));
+    let stats = stats(&bank).await;
+    assert_eq!(stats["faults"], json!([]));
+    // The counts started over with each replacement; the totals per rule text did not, and
+    // the generation counts the PUT and the DELETE (the refused PUTs changed nothing).
+    assert_eq!(stats["faults_generation"], 2);
+    assert_eq!(
+        stats["faults_total"],
+        json!({"POST /v1/persons: status=503": 1, "POST /v1/persons: status=502 next=1": 1})
+    );
 }
 
 /// How many SMS each of `n` SMS challenges delivered (0 dropped, 1, 2 duplicated), and the

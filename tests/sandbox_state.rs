@@ -2,16 +2,17 @@
 //! and `--seed` makes ids and OTPs reproducible.
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
+mod common;
 mod sandbox_common;
 
+use common::child::Listening;
+use common::phone_cli;
 use rand::Rng;
 use sandbox_common::Key;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vphone::sandbox::config::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
@@ -19,59 +20,22 @@ use vphone::sandbox::store::{SqliteStore, SyncMode};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vphone");
 
-/// A running `vphone sandbox`, killed (SIGKILL) when dropped.
-struct Sandbox {
-    child: Child,
-    base: String,
+/// Starts `vphone sandbox --listen 127.0.0.1:0 ARGS` and waits (at most 30 s) for its
+/// address; killed (SIGKILL) when dropped.
+fn start_sandbox(args: &[&str]) -> Listening {
+    let mut command = Command::new(BIN);
+    command
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    Listening::start(command, "vphone sandbox")
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sandbox {
-    /// Starts `vphone sandbox --listen 127.0.0.1:0 ARGS` and waits (at most 30 s) for its address.
-    fn start(args: &[&str]) -> Sandbox {
-        let mut child = Command::new(BIN)
-            .args(["sandbox", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Drains stdout to the end, so the server never writes into a closed pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("vphone sandbox printed no address");
-        let base = first
-            .strip_prefix("vphone sandbox listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_owned();
-        Sandbox { child, base }
-    }
-
-    fn on_file(path: &Path, extra: &[&str]) -> Sandbox {
-        let mut args = vec!["--state", path.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        Sandbox::start(&args)
-    }
-
-    /// SIGKILL, then wait for the process to be gone.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+/// [`start_sandbox`] keeping its state in `path`.
+fn sandbox_on_file(path: &Path, extra: &[&str]) -> Listening {
+    let mut args = vec!["--state", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_sandbox(&args)
 }
 
 /// A client of one sandbox process, with a token of the demo partner.
@@ -168,7 +132,7 @@ fn number() -> String {
 async fn a_restarted_sandbox_serves_the_same_bank_and_a_device_bound_before_signs_after() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bank.sqlite");
-    let sandbox = Sandbox::on_file(&file, &["--static-otp"]);
+    let sandbox = sandbox_on_file(&file, &["--static-otp"]);
     let api = Api::new(&sandbox.base).await;
     let number = number();
     let person = api.verified_person(&number).await.unwrap();
@@ -206,7 +170,7 @@ async fn a_restarted_sandbox_serves_the_same_bank_and_a_device_bound_before_sign
     assert_eq!(update.0, 202, "{}", update.1);
     sandbox.kill();
 
-    let sandbox = Sandbox::on_file(&file, &["--static-otp"]);
+    let sandbox = sandbox_on_file(&file, &["--static-otp"]);
     let api = Api::new(&sandbox.base).await;
     let (s, p) = api
         .must("GET", &format!("/v1/persons/{person}"), None)
@@ -303,7 +267,7 @@ async fn a_restarted_sandbox_serves_the_same_bank_and_a_device_bound_before_sign
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_seed_gives_the_same_ids_and_otps() {
     async fn run(seed: &str) -> (String, String) {
-        let sandbox = Sandbox::start(&["--seed", seed]);
+        let sandbox = start_sandbox(&["--seed", seed]);
         let api = Api::new(&sandbox.base).await;
         let (_, p) = api
             .must(
@@ -343,6 +307,46 @@ async fn the_same_seed_gives_the_same_ids_and_otps() {
         "the same seed, the same person id and SMS"
     );
     assert_ne!(first.0, run("8").await.0, "another seed, another id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_sandbox_restarted_on_its_state_file_draws_no_stored_id_again() {
+    /// Creates a person named `name`; returns its id.
+    async fn create(api: &Api, name: &str) -> String {
+        let (s, p) = api
+            .must(
+                "POST",
+                "/v1/persons",
+                Some(json!({"first_name": name, "last_name": "Seeded"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{p}");
+        p["id"].as_str().unwrap().to_owned()
+    }
+    /// Two persons on `file` with `--seed 7`, a restart between them; returns both ids and
+    /// what the first id names after the second was created.
+    async fn history(file: &Path) -> (String, String, Value) {
+        let sandbox = sandbox_on_file(file, &["--seed", "7"]);
+        let first = create(&Api::new(&sandbox.base).await, "Ada").await;
+        sandbox.kill();
+        let sandbox = sandbox_on_file(file, &["--seed", "7"]);
+        let api = Api::new(&sandbox.base).await;
+        let second = create(&api, "Bob").await;
+        let (s, p) = api.must("GET", &format!("/v1/persons/{first}"), None).await;
+        assert_eq!(s, 200, "{p}");
+        sandbox.kill();
+        (first, second, p)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, kept) = history(&dir.path().join("a.sqlite")).await;
+    assert_ne!(
+        first, second,
+        "the restart drew the stored person's id again"
+    );
+    assert_eq!(kept["first_name"], "Ada", "{kept}");
+    // Still reproducible: the same history on another file gives the same ids.
+    let (again_first, again_second, _) = history(&dir.path().join("b.sqlite")).await;
+    assert_eq!((first, second), (again_first, again_second));
 }
 
 /// What the durability test learned about one challenge.
@@ -513,7 +517,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_binding_and_completes_no
     let mut checked = HashSet::new();
     let mut rng = rand::thread_rng();
     for round in 0..=ROUNDS {
-        let sandbox = Sandbox::on_file(&file, &["--static-otp"]);
+        let sandbox = sandbox_on_file(&file, &["--static-otp"]);
         let api = Api::new(&sandbox.base).await;
         check(&api, &ledger, &mut checked).await;
         if round == ROUNDS {
@@ -539,18 +543,11 @@ async fn sigkill_at_random_points_loses_no_acknowledged_binding_and_completes_no
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
-/// `vphone phone` in its own process against `api`, with a clean environment.
+/// `vphone phone --json ARGS` in its own process against `api`, with a clean environment.
 fn phone(home: &Path, api: &str, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_PASSPHRASE")
-        .env_remove("VPHONE_PASSPHRASE_FILE")
-        .env("VPHONE_HOME", home)
-        .args(["phone", "--api", api, "--json"])
+    phone_cli(home, api)
+        .arg("--json")
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
@@ -561,7 +558,7 @@ fn a_phone_bound_by_the_cli_before_a_sigkill_approves_after_the_restart() {
     let file = dir.path().join("bank.sqlite");
     let home = dir.path().join("home");
     let number = number();
-    let sandbox = Sandbox::on_file(&file, &[]);
+    let sandbox = sandbox_on_file(&file, &[]);
     for args in [
         &["create", "kim", "--number", number.as_str()][..],
         &["bind", "kim"][..],
@@ -574,7 +571,7 @@ fn a_phone_bound_by_the_cli_before_a_sigkill_approves_after_the_restart() {
         );
     }
     sandbox.kill();
-    let sandbox = Sandbox::on_file(&file, &[]);
+    let sandbox = sandbox_on_file(&file, &[]);
     let out = phone(&home, &sandbox.base, &["approve", "kim"]);
     assert!(
         out.status.success(),

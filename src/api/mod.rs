@@ -47,4 +47,4 @@ pub use persons::{
 };
 pub use sms::{SmsMessage, SmsQuery};
 pub use time_fmt::{Timestamp, now_utc};
-pub use values::{Otp, PhoneNumber, PublicKeyHex, SignatureHex, ValueError};
+pub use values::{Otp, PhoneNumber, PublicKeyHex, SignatureHex, ValueError, same_secret};

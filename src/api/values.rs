@@ -6,6 +6,15 @@ use std::str::FromStr;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+/// Whether two secrets (a token, a client secret, an OTP) are the same, in time that depends
+/// on neither where they differ nor their lengths: both are hashed with SHA-256 and the
+/// digests compared with `subtle`. The one comparison of secrets in the crate.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let (a, b) = (digest(&SHA256, a), digest(&SHA256, b));
+    a.as_ref().ct_eq(b.as_ref()).into()
+}
+
 /// Why a value was refused. Messages never repeat secret input (OTPs, TANs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -157,7 +166,7 @@ impl Otp {
 
     /// Compares in constant time, so timing does not reveal how many digits matched.
     pub fn matches(&self, other: &Otp) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        same_secret(self.0.as_bytes(), other.0.as_bytes())
     }
 }
 
@@ -252,6 +261,19 @@ impl From<PhoneNumber> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_match_only_when_every_byte_and_the_length_agree() {
+        assert!(same_secret(b"s3cret-token", b"s3cret-token"));
+        assert!(same_secret(b"", b""));
+        assert!(!same_secret(b"s3cret-token", b"s3cret-tokeN"));
+        assert!(!same_secret(b"s3cret-token", b"s3cret-tok"), "a prefix");
+        assert!(
+            !same_secret(b"s3cret-token", b"s3cret-token\0"),
+            "a longer text"
+        );
+        assert!(!same_secret(b"", b"x"));
+    }
 
     #[test]
     fn hex_values_refuse_uppercase_odd_and_foreign_characters() {

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token::TokenCache;
+use token::{TokenCache, TokenFailure};
 use url::Url;
 
 /// The `service` a vphone sandbox names in `GET /sandbox/health` (kept equal to the
@@ -292,7 +292,8 @@ impl ApiClient {
                 self.inner.timeout,
                 self.inner.transcript.as_deref(),
             )
-            .await?;
+            .await
+            .map_err(|failed| failed.error)?;
         Ok(token.lifetime())
     }
 
@@ -399,22 +400,29 @@ impl ApiClient {
             };
             let token = match token {
                 Ok(token) => token,
-                Err(e) => {
-                    // A token grant changes nothing at the bank: judged as an idempotent call.
-                    let failure = match &e {
+                Err(TokenFailure {
+                    mut error,
+                    retry_after,
+                }) => {
+                    // A token grant changes nothing at the bank: judged as an idempotent call,
+                    // under the same rules as any other (a `Retry-After` included).
+                    let failure = match &error {
                         ClientError::Api { remote, .. } => Failure::Status {
                             status: remote.status,
-                            retry_after: None,
+                            retry_after: retry_after.as_deref(),
                         },
                         ClientError::Unreachable { .. } => Failure::NotSent,
                         ClientError::Transport { .. } => Failure::Unanswered,
-                        _ => return Err(e),
+                        _ => return Err(error),
                     };
                     if self.wait_to_retry(&Method::GET, failure, retries).await {
                         retries += 1;
                         continue;
                     }
-                    return Err(e);
+                    if let ClientError::Api { retries: made, .. } = &mut error {
+                        *made = retries;
+                    }
+                    return Err(error);
                 }
             };
             let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq, Instant::now())));

@@ -2,7 +2,7 @@
 //! refresh runs at a time, so a thousand phones whose token expired fetch one new token.
 
 use super::transcript::{self, Exchange, Transcript};
-use super::{ClientError, Credentials, transport_error};
+use super::{ClientError, Credentials, Marks, transport_error};
 use crate::api::{RemoteError, TokenResponse};
 use http::HeaderValue;
 use parking_lot::RwLock;
@@ -48,6 +48,23 @@ fn token_decode_reason(e: &serde_json::Error) -> String {
     )
 }
 
+/// A token request that failed, with the server's `Retry-After` when it refused.
+pub(crate) struct TokenFailure {
+    /// What went wrong, as the caller reports it.
+    pub(crate) error: ClientError,
+    /// The refusal's `Retry-After`, as sent.
+    pub(crate) retry_after: Option<String>,
+}
+
+impl From<ClientError> for TokenFailure {
+    fn from(error: ClientError) -> TokenFailure {
+        TokenFailure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 pub(crate) struct TokenCache {
     url: Url,
     credentials: Credentials,
@@ -86,7 +103,7 @@ impl TokenCache {
         http: &reqwest::Client,
         timeout: Duration,
         transcript: Option<&Transcript>,
-    ) -> Result<Arc<Token>, ClientError> {
+    ) -> Result<Arc<Token>, TokenFailure> {
         if let Some(t) = self.fresh() {
             return Ok(t);
         }
@@ -119,7 +136,7 @@ impl TokenCache {
         http: &reqwest::Client,
         timeout: Duration,
         transcript: Option<&Transcript>,
-    ) -> Result<Token, ClientError> {
+    ) -> Result<Token, TokenFailure> {
         let started = Instant::now();
         let url = self.url.as_str();
         let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq)));
@@ -137,13 +154,14 @@ impl TokenCache {
             Ok(resp) => {
                 let status = resp.status();
                 let id = transcript::request_id(resp.headers());
-                resp.bytes().await.map(|b| (status, id, b))
+                let marks = (!status.is_success()).then(|| Marks::of(resp.headers()));
+                resp.bytes().await.map(|b| (status, id, marks, b))
             }
             Err(e) => Err(e),
         };
         if let Some((t, seq)) = record {
             let (status, request_id, response) = match &answer {
-                Ok((s, id, b)) => (Some(s.as_u16()), id.clone(), transcript::redacted_body(b)),
+                Ok((s, id, _, b)) => (Some(s.as_u16()), id.clone(), transcript::redacted_body(b)),
                 Err(_) => (None, None, None),
             };
             t.record(Exchange {
@@ -158,14 +176,19 @@ impl TokenCache {
                 response,
             });
         }
-        let (status, _, bytes) = answer.map_err(|e| transport_error(e, url, timeout))?;
+        let (status, _, marks, bytes) = answer.map_err(|e| transport_error(e, url, timeout))?;
         // A token URL may carry a query (some gateways take keys there): never show it.
         let request = || format!("POST {} (token)", super::strip_query(url));
-        if !status.is_success() {
-            return Err(ClientError::Api {
-                request: request(),
-                remote: Box::new(RemoteError::from_body(status.as_u16(), &bytes)),
-                retries: 0,
+        if let Some(marks) = marks {
+            let mut remote = RemoteError::from_body(status.as_u16(), &bytes);
+            remote.injected = marks.injected;
+            return Err(TokenFailure {
+                error: ClientError::Api {
+                    request: request(),
+                    remote: Box::new(remote),
+                    retries: 0,
+                },
+                retry_after: marks.retry_after,
             });
         }
         let parsed: TokenResponse =
@@ -179,7 +202,8 @@ impl TokenCache {
                 request: request(),
                 status: status.as_u16(),
                 reason: format!("token_type is {:?}, expected bearer", parsed.token_type),
-            });
+            }
+            .into());
         }
         let mut header = HeaderValue::try_from(format!("Bearer {}", parsed.access_token.expose()))
             .map_err(|_| ClientError::Decode {

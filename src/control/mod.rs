@@ -43,7 +43,6 @@ use axum::routing::MethodRouter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use vphone_keystore::Passphrase;
 use zeroize::Zeroizing;
@@ -216,8 +215,7 @@ async fn check_token(State(state): State<ControlState>, req: Request, next: Next
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let same: bool = given.as_bytes().ct_eq(token.as_bytes()).into();
-        if !same {
+        if !crate::api::same_secret(given.as_bytes(), token.as_bytes()) {
             return ControlError::Unauthorized.into_response();
         }
     }

@@ -135,7 +135,8 @@ pub struct RunArgs {
     /// else a random one (kept by --save-fleet). Reports and logs show only its fingerprint.
     #[arg(long, conflicts_with = "seed_file")]
     pub seed: Option<String>,
-    /// Read the fleet seed (a number or 64 hex digits) from this file.
+    /// Read the fleet seed (a number or 64 hex digits) from this file; without it (and without
+    /// --seed), VPHONE_FLEET_SEED holds the seed itself.
     #[arg(long, value_name = "FILE")]
     pub seed_file: Option<PathBuf>,
     /// Run the K-th of N disjoint slices of the fleet (`2/4`), or `auto` to read
@@ -352,7 +353,33 @@ fn parse_start_at(text: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-11-29T12:00:00Z ({e})"))
 }
 
+/// Refuses, before anything runs, an output file whose directory does not exist: found only
+/// after the run, it would lose the run's results (and the fleet file, the only record of
+/// what a random seed bound at the bank).
+fn check_output_dirs(args: &RunArgs) -> Result<(), FleetError> {
+    let outputs = [
+        ("--json", &args.json),
+        ("--html", &args.html),
+        ("--save-fleet", &args.save_fleet),
+        ("--transcript", &args.transcript),
+    ];
+    for (flag, path) in outputs {
+        let Some(dir) = path.as_deref().and_then(std::path::Path::parent) else {
+            continue;
+        };
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(FleetError::Usage(format!(
+                "{flag} {}: the directory {} does not exist (create it first; nothing was run)",
+                path.as_deref().unwrap_or(dir).display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
+    check_output_dirs(&args)?;
     let scenario: Scenario = args.scenario.parse()?;
     let pacing = args.pacing()?;
     let start_at = args.start_at.map(std::time::SystemTime::from);
@@ -511,11 +538,12 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         None => None,
     };
     let mut report = super::run(&client, fleet.clone(), options).await?;
-    if let (Some(source), Some(before)) = (&faults, &before) {
-        report.faults = source
-            .read()
-            .await
-            .map(|after| injected_between(before, &after));
+    if let (Some(source), Some(before)) = (&faults, &before)
+        && let Some(after) = source.read().await
+    {
+        let run = injected_between(before, &after);
+        report.faults = Some(run.injected);
+        report.faults_replaced = run.rules_replaced;
     }
     if let Some(t) = &transcript {
         t.flush()
@@ -528,14 +556,24 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     if let Some(line) = report.render_top_errors(3) {
         println!("{line}");
     }
+    // Every output is attempted even when one fails (a full disk, a directory removed during
+    // the run), the fleet file first: it records what the run bound at the bank.
+    let mut failed = Vec::new();
+    if let Some(path) = &args.save_fleet {
+        failed.extend(fleet.save(path).await.err());
+    }
     if let Some(path) = &args.json {
-        report.write_file(path)?;
+        failed.extend(report.write_file(path).err());
     }
     if let Some(path) = &args.html {
-        report.write_html(path)?;
+        failed.extend(report.write_html(path).err());
     }
-    if let Some(path) = &args.save_fleet {
-        fleet.save(path).await?;
+    let mut failed = failed.into_iter();
+    if let Some(first) = failed.next() {
+        for other in failed {
+            eprintln!("error: {other}");
+        }
+        return Err(first);
     }
     Ok(if failed_too_often(&report, args.max_error_rate) {
         ExitCode::FAILURE

@@ -1,6 +1,12 @@
 //! The faults a vphone sandbox injected during a run, read from its `/sandbox/stats` (or
 //! its state, when the sandbox runs in this process) before and after, so a report tells
 //! injected faults apart from the failures that remained after the client's retries.
+//!
+//! A `PUT /sandbox/faults` starts the per-rule counts over, so a run that met one would
+//! under-report: the counts read are the sandbox's totals per rule text since it started
+//! (`faults_total`), which go on through replacements, and its `faults_generation` tells
+//! the report that the rules changed during the run. A sandbox from before those fields
+//! gives only the per-rule counts; a count that went down then shows the replacement.
 
 use crate::client::ApiClient;
 use crate::sandbox::SandboxState;
@@ -19,10 +25,33 @@ pub enum FaultSource {
     Http(ApiClient),
 }
 
+/// One reading of a sandbox's fault counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultReading {
+    /// Injected faults per rule text: since the sandbox started, or, from a sandbox that
+    /// keeps no totals, since its rules were last set.
+    pub counts: FaultCounts,
+    /// How many times its rules were replaced since it started, when it says.
+    pub generation: Option<u64>,
+}
+
+/// The faults injected during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFaults {
+    /// Per rule text, how many faults were injected between the two readings.
+    pub injected: FaultCounts,
+    /// The sandbox's rules were replaced (or cleared) between the two readings.
+    pub rules_replaced: bool,
+}
+
 #[derive(Deserialize)]
 struct StatsBody {
     #[serde(default)]
     faults: Vec<RuleCount>,
+    #[serde(default)]
+    faults_generation: Option<u64>,
+    #[serde(default)]
+    faults_total: Option<BTreeMap<String, u64>>,
 }
 
 #[derive(Deserialize)]
@@ -41,14 +70,13 @@ impl FaultSource {
             .then(|| FaultSource::Http(client.clone()))
     }
 
-    /// The counts now; `None` when they cannot be read (the run's report then has none).
-    pub async fn read(&self) -> Option<FaultCounts> {
-        let pairs: Vec<(String, u64)> = match self {
-            FaultSource::InProcess(state) => state
-                .fault_counts()
-                .into_iter()
-                .map(|c| (c.rule, c.injected))
-                .collect(),
+    /// The counters now; `None` when they cannot be read (the run's report then has none).
+    pub async fn read(&self) -> Option<FaultReading> {
+        match self {
+            FaultSource::InProcess(state) => Some(FaultReading {
+                counts: state.fault_totals(),
+                generation: Some(state.faults_generation()),
+            }),
             FaultSource::Http(client) => {
                 let answer = client
                     .http()
@@ -61,13 +89,16 @@ impl FaultSource {
                     return None;
                 }
                 let body: StatsBody = answer.json().await.ok()?;
-                body.faults
-                    .into_iter()
-                    .map(|c| (c.rule, c.injected))
-                    .collect()
+                let counts = match body.faults_total {
+                    Some(totals) => totals,
+                    None => add_up(body.faults.into_iter().map(|c| (c.rule, c.injected))),
+                };
+                Some(FaultReading {
+                    counts,
+                    generation: body.faults_generation,
+                })
             }
-        };
-        Some(add_up(pairs))
+        }
     }
 }
 
@@ -83,15 +114,33 @@ fn add_up(pairs: impl IntoIterator<Item = (String, u64)>) -> FaultCounts {
 }
 
 /// What was injected between two readings: per rule, `after - before` (a rule added during
-/// the run counts from 0).
-pub fn injected_between(before: &FaultCounts, after: &FaultCounts) -> FaultCounts {
-    after
+/// the run counts from 0; a count that went down, from where it started over), and whether the rules were replaced in between (the generations
+/// differ or, when the sandbox gives none, a count went down).
+pub fn injected_between(before: &FaultReading, after: &FaultReading) -> RunFaults {
+    let went_down = || {
+        before
+            .counts
+            .iter()
+            .any(|(rule, was)| after.counts.get(rule).is_none_or(|now| now < was))
+    };
+    let rules_replaced = match (before.generation, after.generation) {
+        (Some(was), Some(now)) => was != now,
+        _ => went_down(),
+    };
+    let injected = after
+        .counts
         .iter()
         .map(|(rule, n)| {
-            let was = before.get(rule).copied().unwrap_or(0);
-            (rule.clone(), n.saturating_sub(was))
+            let was = before.counts.get(rule).copied().unwrap_or(0);
+            // A count that went down started over in between: what it counts since is
+            // all that can still be told.
+            (rule.clone(), if *n < was { *n } else { n - was })
         })
-        .collect()
+        .collect();
+    RunFaults {
+        injected,
+        rules_replaced,
+    }
 }
 
 #[cfg(test)]
@@ -112,22 +161,44 @@ mod tests {
         );
     }
 
+    fn reading(counts: &[(&str, u64)], generation: Option<u64>) -> FaultReading {
+        FaultReading {
+            counts: counts.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+            generation,
+        }
+    }
+
     #[test]
     fn injected_faults_are_the_growth_between_readings() {
-        let before = FaultCounts::from([("a".to_owned(), 3), ("b".to_owned(), 0)]);
-        let after = FaultCounts::from([
-            ("a".to_owned(), 10),
-            ("b".to_owned(), 0),
-            ("c".to_owned(), 2),
-        ]);
+        let before = reading(&[("a", 3), ("b", 0)], Some(0));
+        let after = reading(&[("a", 10), ("b", 0), ("c", 2)], Some(0));
         let got = injected_between(&before, &after);
         assert_eq!(
-            got,
+            got.injected,
             FaultCounts::from([
                 ("a".to_owned(), 7),
                 ("b".to_owned(), 0),
                 ("c".to_owned(), 2)
             ])
+        );
+        assert!(!got.rules_replaced);
+    }
+
+    #[test]
+    fn a_replacement_shows_by_its_generation_or_else_by_a_count_that_went_down() {
+        let same = [("a", 3)];
+        assert!(
+            injected_between(&reading(&same, Some(1)), &reading(&same, Some(2))).rules_replaced
+        );
+        // A sandbox without generations: its per-rule counts started over.
+        let reset = injected_between(&reading(&[("a", 3)], None), &reading(&[("a", 1)], None));
+        assert!(reset.rules_replaced);
+        assert_eq!(reset.injected["a"], 1, "what can still be told");
+        let gone = injected_between(&reading(&[("a", 3)], None), &reading(&[], None));
+        assert!(gone.rules_replaced, "a rule that vanished was replaced");
+        assert!(
+            !injected_between(&reading(&[("a", 3)], None), &reading(&[("a", 5)], None))
+                .rules_replaced
         );
     }
 }

@@ -421,6 +421,9 @@ impl Report {
                     @if let Some(faults) = &self.faults {
                         h2 { "Injected faults" }
                         p.sub { "Faults the sandbox injected during the run, from its /sandbox/stats; the errors below are what remained after the client's retries." }
+                        @if self.faults_replaced {
+                            p.sub id="faults-replaced" { "The sandbox's fault rules were replaced during the run; each rule text is counted over the whole run." }
+                        }
                         table id="faults" {
                             tr { th { "rule" } th { "injected" } }
                             @for (rule, n) in faults {
@@ -551,6 +554,10 @@ mod tests {
             page.contains("<td class=\"text\">* /v1/*: status=503 p=0.05</td><td>9</td>"),
             "{page}"
         );
+        assert!(!page.contains("id=\"faults-replaced\""), "{page}");
+        r.faults_replaced = true;
+        let page = r.to_html();
+        assert!(page.contains("id=\"faults-replaced\""), "{page}");
     }
 
     #[test]

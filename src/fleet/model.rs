@@ -401,8 +401,9 @@ impl Fleet {
         let (Some(seed), Some(total)) = (seed, total) else {
             return Err(bad("missing `seed` or `devices` line".into()));
         };
-        if seed != self.seed_text || total != self.total {
-            let theirs = parse_seed(seed).map_or_else(|_| "?".to_owned(), |s| s.fingerprint());
+        // Compared as seeds, not as text: the same 64 hex digits may be written in either case.
+        let theirs = parse_seed(seed).map_or_else(|_| "?".to_owned(), |s| s.fingerprint());
+        if theirs != self.seed_fingerprint() || total != self.total {
             return Err(FleetError::Mismatch(format!(
                 "{}: the fleet file holds the seed with fingerprint {theirs} and {total} \
                  devices, but this run has the seed with fingerprint {} and {} devices; give \
@@ -501,6 +502,32 @@ mod tests {
         assert_eq!((other.person_id(&s), s.is_bound()), (Some(odd), false));
         assert!(
             Fleet::new("8", 10, 0..10)
+                .unwrap()
+                .load_text(&text, Path::new("f"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fleet_file_matches_its_seed_written_in_the_other_case() {
+        let lower = "6b1f0c3e9a5d47e2b8c1f0a3d5e7c9b1a2f4e6d8c0b2a4f6e8d0c2b4a6f8e0d2";
+        let fleet = Fleet::new(lower, 4, 0..4).unwrap();
+        fleet.set_person(&mut *fleet.slot(1).lock().await, &PersonId::generate());
+        let text = fleet.to_text().await;
+        let upper = Fleet::new(&lower.to_uppercase(), 4, 0..4).unwrap();
+        assert_eq!(upper.load_text(&text, Path::new("f")).await.unwrap(), 1);
+        // Another seed or size is still refused, naming both fingerprints.
+        let err = Fleet::new("9", 4, 0..4)
+            .unwrap()
+            .load_text(&text, Path::new("f"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&fleet.seed_fingerprint()), "{err}");
+        assert!(!err.contains(lower), "{err}");
+        assert!(
+            Fleet::new(lower, 5, 0..5)
                 .unwrap()
                 .load_text(&text, Path::new("f"))
                 .await

@@ -8,7 +8,6 @@ use axum::http::{header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::RngCore;
-use subtle::ConstantTimeEq;
 
 /// The partner whose bearer token authorized the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +44,7 @@ pub async fn token(State(state): State<SandboxState>, req: Request) -> Result<Re
         .iter()
         .position(|p| {
             p.client_id == client_id
-                && bool::from(p.client_secret.as_bytes().ct_eq(secret.as_bytes()))
+                && crate::api::same_secret(p.client_secret.as_bytes(), secret.as_bytes())
         })
         .ok_or_else(|| {
             ApiError::invalid_client("unknown client id or wrong secret; check the credentials")

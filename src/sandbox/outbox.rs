@@ -83,8 +83,14 @@ pub struct StatsBody {
     /// The work counters.
     #[serde(flatten)]
     pub stats: SandboxStats,
-    /// Every fault rule in force with the faults it injected (empty without rules).
+    /// Every fault rule in force with the faults it injected (empty without rules); the
+    /// counts start over when the rules are replaced.
     pub faults: Vec<super::faults::FaultCount>,
+    /// How many times the rules were replaced (`PUT` or `DELETE /sandbox/faults`) since the
+    /// sandbox started.
+    pub faults_generation: u64,
+    /// Faults injected per rule text since the sandbox started, through every replacement.
+    pub faults_total: std::collections::BTreeMap<String, u64>,
 }
 
 /// `GET /sandbox/stats`: the work counters and the faults injected per rule.
@@ -92,5 +98,7 @@ pub async fn stats(State(state): State<SandboxState>) -> Json<StatsBody> {
     Json(StatsBody {
         stats: state.stats(),
         faults: state.fault_counts(),
+        faults_generation: state.faults_generation(),
+        faults_total: state.fault_totals(),
     })
 }

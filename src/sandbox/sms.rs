@@ -11,12 +11,15 @@
 
 use crate::api::{Language, Otp, PhoneNumber, SmsMessage, Timestamp};
 use dashmap::DashMap;
+use held::{Held, HeldQueue};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
+
+mod held;
 
 /// Messages kept per number; older ones are dropped.
 pub const OUTBOX_CAPACITY: usize = 100;
@@ -82,19 +85,6 @@ pub enum SmsFate {
     Reorder,
 }
 
-/// An SMS waiting to be delivered.
-struct Held {
-    /// Delivered when the clock reaches this.
-    due: Timestamp,
-    /// Delivered right after the next delivery to its number, if that comes before `due`.
-    after_next: bool,
-    number: PhoneNumber,
-    text: String,
-    language: Language,
-    sent_at: Timestamp,
-    message_id: u64,
-}
-
 /// `at` plus `d`, rounded up to whole seconds (the resolution of the sandbox's clock).
 fn later(at: Timestamp, d: Duration) -> Timestamp {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -112,8 +102,8 @@ pub struct SmsCenter {
     seq: AtomicU64,
     /// Message ids handed out when the bank sends an SMS.
     sent: AtomicU64,
-    /// SMS held back by a fault, in the order they were sent.
-    held: Mutex<Vec<Held>>,
+    /// SMS held back by a fault, by due time and by number.
+    held: Mutex<HeldQueue>,
     /// `held.len()`, read without the lock on every outbox read.
     held_count: AtomicUsize,
     broadcast: broadcast::Sender<SmsMessage>,
@@ -126,7 +116,7 @@ impl SmsCenter {
             outboxes: DashMap::new(),
             seq: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            held: Mutex::new(Vec::new()),
+            held: Mutex::new(HeldQueue::default()),
             held_count: AtomicUsize::new(0),
             broadcast: broadcast::channel(4096).0,
         }
@@ -216,12 +206,9 @@ impl SmsCenter {
         if self.held_count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let due: Vec<Held> = {
+        let due = {
             let mut held = self.held.lock();
-            let (due, wait) = std::mem::take(&mut *held)
-                .into_iter()
-                .partition(|h| h.due <= now);
-            *held = wait;
+            let due = held.take_due(now);
             self.held_count.store(held.len(), Ordering::Release);
             due
         };
@@ -253,12 +240,9 @@ impl SmsCenter {
             message_id: Some(message_id),
         });
         if self.held_count.load(Ordering::Acquire) > 0 {
-            let followers: Vec<Held> = {
+            let followers = {
                 let mut held = self.held.lock();
-                let (go, stay) = std::mem::take(&mut *held)
-                    .into_iter()
-                    .partition(|h| h.after_next && h.number == *number);
-                *held = stay;
+                let go = held.take_followers(number);
                 self.held_count.store(held.len(), Ordering::Release);
                 go
             };

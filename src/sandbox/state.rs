@@ -158,6 +158,39 @@ pub(crate) struct Inner {
     pub durable: bool,
 }
 
+/// The generator's seed for a sandbox started with `--seed` on a stored bank: a digest of
+/// `seed` and every stored id, so a restart does not draw the ids of the entities it restored
+/// again; `None` for an empty store (the seed is used as given).
+fn seed_after_restart(seed: u64, snapshot: &Snapshot) -> Option<[u8; 32]> {
+    let mut ids: Vec<&str> = Vec::new();
+    for (_, p) in &snapshot.persons {
+        ids.push(p.person.id.as_str());
+        ids.extend(p.mobile.as_ref().map(|m| m.id.as_str()));
+    }
+    for (_, d) in &snapshot.devices {
+        ids.push(d.id.as_str());
+        ids.extend(d.keys.iter().map(|k| k.id.as_str()));
+    }
+    ids.extend(snapshot.challenges.iter().map(|(_, id, _)| id.as_str()));
+    ids.extend(snapshot.change_requests.iter().map(|(_, c)| c.id.as_str()));
+    if ids.is_empty() && snapshot.sms_seq == 0 {
+        return None;
+    }
+    // Sorted: the store's row order is not part of the history.
+    ids.sort_unstable();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"vphone-sandbox/seed-after-restart/v1");
+    ctx.update(&seed.to_le_bytes());
+    ctx.update(&snapshot.sms_seq.to_le_bytes());
+    for id in ids {
+        ctx.update(&(id.len() as u64).to_le_bytes());
+        ctx.update(id.as_bytes());
+    }
+    let mut mixed = [0u8; 32];
+    mixed.copy_from_slice(ctx.finish().as_ref());
+    Some(mixed)
+}
+
 /// The whole sandbox: configuration, clock and data. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct SandboxState(pub(crate) Arc<Inner>);
@@ -191,7 +224,14 @@ impl SandboxState {
         store: Box<dyn Store>,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load()?;
+        let seed = config.seed;
         let state = Self::build(config, clock, store);
+        if let Some(mixed) = seed.and_then(|seed| seed_after_restart(seed, &snapshot)) {
+            // The seed alone would draw the ids the stored bank already holds once more, and
+            // a new person would take an old one's id. Mixed with what is stored, a restart
+            // goes on with ids not drawn before, and the same history still replays alike.
+            *state.0.rng.lock() = StdRng::from_seed(mixed);
+        }
         state.restore(snapshot);
         Ok(state)
     }
@@ -338,6 +378,16 @@ impl SandboxState {
     /// Every fault rule in force with the faults it injected so far.
     pub fn fault_counts(&self) -> Vec<super::faults::FaultCount> {
         self.0.faults.counts()
+    }
+
+    /// Faults injected per rule text since the sandbox started, through rule replacements.
+    pub fn fault_totals(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.faults.totals()
+    }
+
+    /// How many times the fault rules were replaced since the sandbox started.
+    pub fn faults_generation(&self) -> u64 {
+        self.0.faults.generation()
     }
 
     /// The seed fault decisions draw from.

@@ -1,12 +1,15 @@
 //! Shared helpers: a real sandbox on 127.0.0.1:0 and phones talking to it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod child;
+pub mod raw_http;
+
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use vphone::api::{PersonId, PhoneNumber};
-use vphone::client::{ApiClient, ClientConfig, Credentials};
+use vphone::client::{ApiClient, ClientConfig, Credentials, Transcript};
 use vphone::phone::{Home, OtpSource, Phone, PhoneName, person_named};
 use vphone::sandbox::{self, SandboxConfig, SandboxHandle, SandboxState};
 
@@ -153,10 +156,47 @@ impl Rig {
     }
 }
 
+/// A client of `base` with the sandbox's default partner, on the lean transport or reqwest,
+/// with `timeout` and an optional transcript.
+pub fn client_with(
+    base: &str,
+    lean: bool,
+    timeout: Duration,
+    transcript: Option<Arc<Transcript>>,
+) -> ApiClient {
+    let config = ClientConfig::local(base.parse().unwrap(), Credentials::sandbox_default())
+        .with_timeout(timeout)
+        .with_transcript(transcript)
+        .with_lean_http(lean);
+    ApiClient::new(config).unwrap()
+}
+
 pub fn client_for(base: &str, credentials: Credentials) -> ApiClient {
     let config = ClientConfig::local(base.parse().unwrap(), credentials)
         .with_timeout(Duration::from_secs(10));
     ApiClient::new(config).unwrap()
+}
+
+/// `vphone phone` in `home`, with none of the caller's credentials or passphrase in its
+/// environment and at most 60 s to finish; no server named.
+pub fn phone_cli_bare(home: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("vphone").unwrap();
+    cmd.env_remove("VPHONE_CLIENT_ID")
+        .env_remove("VPHONE_CLIENT_SECRET")
+        .env_remove("VPHONE_CREDENTIALS")
+        .env_remove("VPHONE_PASSPHRASE")
+        .env_remove("VPHONE_PASSPHRASE_FILE")
+        .env("VPHONE_HOME", home)
+        .timeout(Duration::from_secs(60))
+        .arg("phone");
+    cmd
+}
+
+/// [`phone_cli_bare`] against the server at `api`.
+pub fn phone_cli(home: &std::path::Path, api: &str) -> assert_cmd::Command {
+    let mut cmd = phone_cli_bare(home);
+    cmd.args(["--api", api]);
+    cmd
 }
 
 /// A random number, so each test's SMS are its own.

@@ -260,15 +260,52 @@ mod tests {
     use crate::sandbox::core::testing::{
         Keys, PlainVerifier, TestKey, config, rng, t0, verified_person,
     };
+    use rand::rngs::StdRng;
 
-    fn new_device(person: &PersonEntry, key: &TestKey) -> NewDevice {
-        NewDevice {
+    /// Starts binding a phone with `key` for `person` at [`t0`].
+    fn start(
+        person: &PersonEntry,
+        key: &TestKey,
+        keys: &Keys,
+        config: &SandboxConfig,
+        rng: &mut StdRng,
+    ) -> BindingStarted {
+        let new_device = NewDevice {
             person_id: person.person.id.clone(),
             name: "phone".into(),
             key: key.verifying(),
             purpose: KeyPurpose::Unrestricted,
             device_data: None,
+        };
+        start_binding(person, new_device, keys, config, t0(), rng).unwrap()
+    }
+
+    /// The rules' environment at [`t0`], verifying with [`PlainVerifier`].
+    fn env<'a>(config: &'a SandboxConfig, keys: &'a Keys) -> Env<'a> {
+        Env {
+            config,
+            now: t0(),
+            keys,
+            verifier: &PlainVerifier,
         }
+    }
+
+    /// Answers the binding `started` with `key`'s signature of its OTP.
+    fn answer(
+        started: &mut BindingStarted,
+        person: &mut PersonEntry,
+        key: &TestKey,
+        env: Env<'_>,
+    ) -> Result<(), Refusal> {
+        let signed = key.sign(started.send.otp.expose().as_bytes());
+        answer_binding(
+            &mut started.challenge,
+            &mut started.device,
+            person,
+            &signed,
+            None,
+            env,
+        )
     }
 
     #[test]
@@ -276,42 +313,31 @@ mod tests {
         let (config, mut rng, keys) = (config(), rng(7), Keys::default());
         let mut person = verified_person(&mut rng);
         let key = TestKey::new();
-        let started = start_binding(
-            &person,
-            new_device(&person, &key),
-            &keys,
-            &config,
-            t0(),
-            &mut rng,
-        )
-        .unwrap();
-        let (mut device, mut challenge) = (started.device, started.challenge);
-        let env = Env {
-            config: &config,
-            now: t0(),
-            keys: &keys,
-            verifier: &PlainVerifier,
-        };
+        let mut started = start(&person, &key, &keys, &config, &mut rng);
+        let env = env(&config, &keys);
         let wrong = key.sign(b"000000");
-        let refused = answer_binding(&mut challenge, &mut device, &mut person, &wrong, None, env)
-            .unwrap_err();
+        let (challenge, device) = (&mut started.challenge, &mut started.device);
+        let refused =
+            answer_binding(challenge, device, &mut person, &wrong, None, env).unwrap_err();
         assert_eq!(refused.reason, Reason::InvalidSignature);
         assert!(
             refused.detail.ends_with("2 attempts are left"),
             "{}",
             refused.detail
         );
-        assert!(!device.verified && person.bound == 0 && !keys.is_bound(key.verifying().point()));
-        let right = key.sign(started.send.otp.expose().as_bytes());
-        answer_binding(&mut challenge, &mut device, &mut person, &right, None, env).unwrap();
-        assert!(device.verified);
+        assert!(
+            !started.device.verified
+                && person.bound == 0
+                && !keys.is_bound(key.verifying().point())
+        );
+        answer(&mut started, &mut person, &key, env).unwrap();
+        assert!(started.device.verified);
         assert_eq!(
             (person.bound, person.devices.clone()),
-            (1, vec![device.id.clone()])
+            (1, vec![started.device.id.clone()])
         );
         assert!(keys.is_bound(key.verifying().point()));
-        let again = answer_binding(&mut challenge, &mut device, &mut person, &right, None, env)
-            .unwrap_err();
+        let again = answer(&mut started, &mut person, &key, env).unwrap_err();
         assert_eq!(again.reason, Reason::ChallengeAlreadyUsed);
         assert_eq!(person.bound, 1, "a completed challenge binds nothing twice");
     }
@@ -322,67 +348,20 @@ mod tests {
         config.max_devices_per_person = 1;
         let mut person = verified_person(&mut rng);
         let (k1, k2) = (TestKey::new(), TestKey::new());
-        let first = start_binding(
-            &person,
-            new_device(&person, &k1),
-            &keys,
-            &config,
-            t0(),
-            &mut rng,
-        )
-        .unwrap();
-        let second = start_binding(
-            &person,
-            new_device(&person, &k2),
-            &keys,
-            &config,
-            t0(),
-            &mut rng,
-        )
-        .unwrap();
-        let env = Env {
-            config: &config,
-            now: t0(),
-            keys: &keys,
-            verifier: &PlainVerifier,
-        };
-        let (mut d1, mut c1) = (first.device, first.challenge);
-        let (mut d2, mut c2) = (second.device, second.challenge);
-        answer_binding(
-            &mut c1,
-            &mut d1,
-            &mut person,
-            &k1.sign(first.send.otp.expose().as_bytes()),
-            None,
-            env,
-        )
-        .unwrap();
-        let refused = answer_binding(
-            &mut c2,
-            &mut d2,
-            &mut person,
-            &k2.sign(second.send.otp.expose().as_bytes()),
-            None,
-            env,
-        )
-        .unwrap_err();
+        let mut first = start(&person, &k1, &keys, &config, &mut rng);
+        let mut second = start(&person, &k2, &keys, &config, &mut rng);
+        let env = env(&config, &keys);
+        answer(&mut first, &mut person, &k1, env).unwrap();
+        let refused = answer(&mut second, &mut person, &k2, env).unwrap_err();
         assert_eq!(refused.reason, Reason::DeviceLimitReached);
         assert_eq!(
-            c2.attempts.status,
+            second.challenge.attempts.status,
             super::super::attempts::Status::Open,
             "left open"
         );
-        delete(&mut person, &mut d1, &keys, t0()).unwrap();
+        delete(&mut person, &mut first.device, &keys, t0()).unwrap();
         assert!(!keys.is_bound(k1.verifying().point()));
-        answer_binding(
-            &mut c2,
-            &mut d2,
-            &mut person,
-            &k2.sign(second.send.otp.expose().as_bytes()),
-            None,
-            env,
-        )
-        .unwrap();
+        answer(&mut second, &mut person, &k2, env).unwrap();
         assert_eq!(person.bound, 1);
     }
 
@@ -391,16 +370,7 @@ mod tests {
         let run = |seed| {
             let (config, mut rng, keys) = (config(), rng(seed), Keys::default());
             let person = verified_person(&mut rng);
-            let key = TestKey::new();
-            let s = start_binding(
-                &person,
-                new_device(&person, &key),
-                &keys,
-                &config,
-                t0(),
-                &mut rng,
-            )
-            .unwrap();
+            let s = start(&person, &TestKey::new(), &keys, &config, &mut rng);
             (
                 person.person.id,
                 s.device.id,
@@ -418,31 +388,10 @@ mod tests {
         let (config, mut rng, keys) = (config(), rng(9), Keys::default());
         let mut person = verified_person(&mut rng);
         let key = TestKey::new();
-        let s = start_binding(
-            &person,
-            new_device(&person, &key),
-            &keys,
-            &config,
-            t0(),
-            &mut rng,
-        )
-        .unwrap();
-        let (mut device, mut challenge) = (s.device, s.challenge);
-        let env = Env {
-            config: &config,
-            now: t0(),
-            keys: &keys,
-            verifier: &PlainVerifier,
-        };
-        answer_binding(
-            &mut challenge,
-            &mut device,
-            &mut person,
-            &key.sign(s.send.otp.expose().as_bytes()),
-            None,
-            env,
-        )
-        .unwrap();
+        let mut s = start(&person, &key, &keys, &config, &mut rng);
+        let env = env(&config, &keys);
+        answer(&mut s, &mut person, &key, env).unwrap();
+        let device = &mut s.device;
         let restricted = TestKey::new();
         let hex = restricted.hex();
         let forged = TestKey::new().sign(hex.as_str().as_bytes()).to_bytes();
@@ -453,12 +402,12 @@ mod tests {
             signer: KeyPurpose::Unrestricted,
             der,
         };
-        let refused = add_key(&mut device, new(&forged), env, &mut rng).unwrap_err();
+        let refused = add_key(device, new(&forged), env, &mut rng).unwrap_err();
         assert_eq!(refused.reason, Reason::InvalidSignature);
         let vouched = key.sign(hex.as_str().as_bytes()).to_bytes();
-        add_key(&mut device, new(&vouched), env, &mut rng).unwrap();
+        add_key(device, new(&vouched), env, &mut rng).unwrap();
         assert_eq!(device.default_purpose(), KeyPurpose::Restricted);
-        let twice = add_key(&mut device, new(&vouched), env, &mut rng).unwrap_err();
+        let twice = add_key(device, new(&vouched), env, &mut rng).unwrap_err();
         assert_eq!(twice.reason, Reason::KeyPurposeTaken);
     }
 }

@@ -48,13 +48,10 @@ impl AdminToken {
         Ok(AdminToken(zeroize::Zeroizing::new(text.to_owned())))
     }
 
-    /// Whether `offered` is this token, in time that does not depend on where they differ:
-    /// both are hashed first, so not even the length leaks.
+    /// Whether `offered` is this token, in time that does not depend on where they differ
+    /// nor on their lengths ([`crate::api::same_secret`]).
     pub fn matches(&self, offered: &str) -> bool {
-        use aws_lc_rs::digest::{SHA256, digest};
-        let a = digest(&SHA256, self.0.as_bytes());
-        let b = digest(&SHA256, offered.as_bytes());
-        aws_lc_rs::constant_time::verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
+        crate::api::same_secret(self.0.as_bytes(), offered.as_bytes())
     }
 
     /// Whether the token is this text (for refusing a config whose admin token is also a

@@ -16,7 +16,10 @@
 //! - `drop_before` and `drop_after` answer with a response that carries [`DropConnection`];
 //!   the connection task ([`super::serve`]) closes the connection instead of writing it.
 //! - `/sandbox/stats` lists every rule with the number of faults it injected; the request log
-//!   marks each injected fault with `fault = "<rule>"`.
+//!   marks each injected fault with `fault = "<rule>"`. Replacing the rules starts their
+//!   counts over, so the stats also carry a total per rule text since the sandbox started
+//!   and a generation that counts the replacements: a reader that compares two readings
+//!   knows whether the rules changed in between ([`FaultEngine::totals`]).
 //! - The rule set can be read, replaced and cleared at run time ([`admin`], `/sandbox/faults`,
 //!   behind the admin token).
 
@@ -39,6 +42,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -103,6 +107,8 @@ struct RuleSet {
     matched: Vec<AtomicU64>,
     /// Faults each rule injected.
     injected: Vec<AtomicU64>,
+    /// The engine's total for each rule's text, shared with every set that held that text.
+    totals: Vec<Arc<AtomicU64>>,
     /// Whether any rule names a partner (only then is the caller's token looked up).
     has_partner: bool,
     /// Whether any rule acts on SMS.
@@ -110,11 +116,20 @@ struct RuleSet {
 }
 
 impl RuleSet {
-    fn new(rules: Vec<FaultRule>) -> RuleSet {
+    /// A set of `rules` whose faults also count in `totals` (per rule text).
+    fn new(rules: Vec<FaultRule>, totals: &Totals) -> RuleSet {
         let zeros = || rules.iter().map(|_| AtomicU64::new(0)).collect();
+        let totals = {
+            let mut totals = totals.lock();
+            rules
+                .iter()
+                .map(|r| totals.entry(r.to_string()).or_default().clone())
+                .collect()
+        };
         RuleSet {
             matched: zeros(),
             injected: zeros(),
+            totals,
             has_partner: rules.iter().any(|r| r.partner.is_some()),
             has_sms: rules.iter().any(|r| r.action.is_sms()),
             rules,
@@ -122,21 +137,31 @@ impl RuleSet {
     }
 }
 
+/// Faults injected per rule text since the engine was made, whatever the rules in force.
+type Totals = Mutex<HashMap<String, Arc<AtomicU64>>>;
+
 /// The rules in force, their counters and the seeded generator.
 #[derive(Debug)]
 pub struct FaultEngine {
     set: RwLock<Arc<RuleSet>>,
     rng: Mutex<SplitMix64>,
     seed: AtomicU64,
+    /// Taken only when a rule set is made, never per request.
+    totals: Totals,
+    /// How many times the rules were replaced since the engine was made.
+    generation: AtomicU64,
 }
 
 impl FaultEngine {
     /// An engine with `rules`, drawing from `seed`.
     pub fn new(rules: Vec<FaultRule>, seed: u64) -> Self {
+        let totals = Totals::default();
         FaultEngine {
-            set: RwLock::new(Arc::new(RuleSet::new(rules))),
+            set: RwLock::new(Arc::new(RuleSet::new(rules, &totals))),
             rng: Mutex::new(SplitMix64(seed)),
             seed: AtomicU64::new(seed),
+            totals,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -150,16 +175,18 @@ impl FaultEngine {
         self.set.read().rules.is_empty()
     }
 
-    /// Replaces every rule (their counts start at zero); with a `seed`, the generator starts
-    /// over from it, else it goes on where it was.
+    /// Replaces every rule (their counts start at zero, their totals go on) and counts a
+    /// generation; with a `seed`, the generator starts over from it, else it goes on where
+    /// it was.
     pub fn replace(&self, rules: Vec<FaultRule>, seed: Option<u64>) {
-        let set = Arc::new(RuleSet::new(rules));
+        let set = Arc::new(RuleSet::new(rules, &self.totals));
         // Generator first: a request deciding in between sees the old rules and old draws.
         if let Some(seed) = seed {
             *self.rng.lock() = SplitMix64(seed);
             self.seed.store(seed, Ordering::Relaxed);
         }
         *self.set.write() = set;
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     fn current(&self) -> Arc<RuleSet> {
@@ -183,6 +210,7 @@ impl FaultEngine {
         };
         if fires {
             set.injected[i].fetch_add(1, Ordering::Relaxed);
+            set.totals[i].fetch_add(1, Ordering::Relaxed);
         }
         fires
     }
@@ -268,6 +296,24 @@ impl FaultEngine {
                 injected: n.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Faults injected per rule text since the engine was made, through every replacement
+    /// of the rules (a text that was ever in force is listed, with 0 if it never fired;
+    /// rules with the same text add up).
+    pub fn totals(&self) -> BTreeMap<String, u64> {
+        self.totals
+            .lock()
+            .iter()
+            .map(|(rule, n)| (rule.clone(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// How many times the rules were replaced (`PUT` or `DELETE /sandbox/faults`) since the
+    /// engine was made: two readings of [`FaultEngine::counts`] with different generations
+    /// count from different starts.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -528,6 +574,28 @@ mod tests {
                     .is_some()
             })
             .collect()
+    }
+
+    #[test]
+    fn totals_per_rule_text_go_on_when_the_rules_are_replaced_and_counts_start_over() {
+        let e = engine(&["GET /v1/*: status=503", "POST /v1/*: status=502"], 1);
+        assert_eq!(fates(&e, 2), [true, true]);
+        assert_eq!(e.generation(), 0);
+        let rule = |r: &str| vec![FaultRule::parse(r).unwrap()];
+        e.replace(rule("GET /v1/*: status=503"), None);
+        assert_eq!(fates(&e, 1), [true]);
+        assert_eq!(e.counts()[0].injected, 1, "the rule's count started over");
+        assert_eq!(e.generation(), 1);
+        e.replace(Vec::new(), None);
+        assert_eq!(fates(&e, 1), [false]);
+        assert_eq!(e.generation(), 2);
+        assert_eq!(
+            e.totals(),
+            BTreeMap::from([
+                ("GET /v1/*: status=503".to_owned(), 3),
+                ("POST /v1/*: status=502".to_owned(), 0),
+            ])
+        );
     }
 
     #[test]
