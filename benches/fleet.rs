@@ -204,13 +204,16 @@ fn main() {
         let key = SigningKey::derive(&seed, 0, KeyPurpose::Unrestricted);
         let public = key.public_key_bytes();
         let signature = key.sign(message);
-        let verifier = aws_lc_rs::signature::UnparsedPublicKey::new(
+        // As the sandbox verifies: with the key parsed once, when it was registered
+        // (`UnparsedPublicKey` would parse it again on every call, a few µs more).
+        let verifier = aws_lc_rs::signature::ParsedPublicKey::new(
             &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
             &public,
-        );
+        )
+        .expect("a valid public key");
         let t_verify = per_call(
             |_| {
-                assert!(verifier.verify(message, &signature).is_ok());
+                assert!(verifier.verify_sig(message, &signature).is_ok());
             },
             Duration::from_millis(500),
         );
@@ -247,7 +250,7 @@ fn main() {
             t_sign * 1e6
         );
         println!(
-            "  P-256 verify                      {:>8.1} µs  (aws-lc-rs, the sandbox's verifier)",
+            "  P-256 verify                      {:>8.1} µs  (aws-lc-rs with the key parsed once, as the sandbox verifies)",
             t_verify * 1e6
         );
         for (name, cpu, _) in &round_trips {

@@ -89,8 +89,13 @@ macro_rules! hex_value {
 
             /// The decoded bytes.
             pub fn to_bytes(&self) -> Vec<u8> {
-                // Validated as even-length lowercase hex on construction.
-                hex::decode(&self.0).unwrap_or_default()
+                // Validated as even-length lowercase hex on construction; decoding into a
+                // buffer of the right size skips `hex::decode`'s byte-by-byte collect.
+                let mut bytes = vec![0u8; self.0.len() / 2];
+                match hex::decode_to_slice(&self.0, &mut bytes) {
+                    Ok(()) => bytes,
+                    Err(_) => Vec::new(),
+                }
             }
         }
 

@@ -3,10 +3,10 @@
 
 use super::auth::Caller;
 use super::core::challenges::wrong_kind;
-use super::core::{device_challenges, sms_challenges};
+use super::core::{Verifier, device_challenges, sms_challenges};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
-use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
+use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState, restore};
 use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
@@ -79,21 +79,46 @@ pub async fn answer_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerDeviceChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    answer_device_challenge(&state.0, caller, &id, body, &*state.0)
+}
+
+/// Answers a device challenge, verifying with `verifier` while no entity lock is held (see
+/// `core::preverify`).
+pub(crate) fn answer_device_challenge(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AnswerDeviceChallenge,
+    verifier: &dyn Verifier,
+) -> Result<StatusCode, ApiError> {
     check_device_data(body.device_data.as_deref())?;
-    let inner = &state.0;
-    let id: ChallengeId = path_id(&id, "device challenge")?;
+    let id: ChallengeId = path_id(id, "device challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "device challenge")?;
     // Lock order (see `state`): challenge, then device.
+    let (device, to_verify) = {
+        let challenge = entry.data.lock();
+        let device = inner.owned(
+            &inner.devices,
+            caller.0,
+            challenge.signing_device(&id)?,
+            "device",
+        )?;
+        let d = device.data.lock();
+        let to_verify =
+            device_challenges::to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
+        drop(d);
+        (device, to_verify)
+    };
+    // No lock is held while the signature is verified.
+    let verdicts = to_verify.check(verifier);
     let mut challenge = entry.data.lock();
-    let device = inner.owned(
-        &inner.devices,
-        caller.0,
-        challenge.signing_device(&id)?,
-        "device",
-    )?;
     let mut device = device.data.lock();
+    // The rule checks everything again under the locks (still open, the same key, attempts
+    // left) and takes the verdict from `verdicts`.
     let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
+    let mut env = rules_env(inner, now, &keys);
+    env.verifier = &verdicts;
+    let saved = (inner.saved(&*challenge), inner.saved(&*device));
     let answered = device_challenges::answer(
         &mut challenge,
         &mut device,
@@ -103,10 +128,15 @@ pub async fn answer_device(
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[
+    let committed = inner.commit(&[
         Write::Challenge(partner, &id, &challenge),
         Write::Device(partner, &device),
-    ])?;
+    ]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved.0);
+        inner.restore_device(caller.0, &mut device, saved.1);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -176,6 +206,7 @@ pub async fn answer_sms(
         challenge.sms_person(&id)?,
         "person",
     )?;
+    let saved = inner.saved(&*challenge);
     let answered = sms_challenges::answer(
         &mut challenge,
         &person.data.lock(),
@@ -184,11 +215,15 @@ pub async fn answer_sms(
         inner.clock.now(),
     );
     // Kept whatever the outcome: a wrong code counts as a failed attempt.
-    inner.commit(&[Write::Challenge(
+    let committed = inner.commit(&[Write::Challenge(
         inner.partner_name(caller.0),
         &id,
         &challenge,
-    )])?;
+    )]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,12 +8,12 @@
 //! answer wins and the others get 409 `device_limit_reached` with their challenge left open.
 
 use super::auth::Caller;
-use super::core::Env;
 use super::core::devices::{self as rules, NewDevice};
 use super::core::keys::{NewKey, add_key as add_key_rule};
+use super::core::{Env, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
-use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState};
+use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState, restore};
 use super::store::Write;
 use super::text::{check_device_data, check_text};
 use super::verify::{KeyError, VerifyingKey};
@@ -196,26 +196,56 @@ pub async fn answer_signature_challenge(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AnswerSignatureChallenge>,
 ) -> Result<StatusCode, ApiError> {
+    answer_binding(&state.0, caller, &id, body, &*state.0)
+}
+
+/// Answers a binding challenge, verifying with `verifier` while no entity lock is held (see
+/// `core::preverify`).
+pub(crate) fn answer_binding(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AnswerSignatureChallenge,
+    verifier: &dyn Verifier,
+) -> Result<StatusCode, ApiError> {
     check_device_data(body.device_data.as_deref())?;
-    let inner = &state.0;
-    let id: ChallengeId = path_id(&id, "signature challenge")?;
+    let id: ChallengeId = path_id(id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
-    let mut challenge = entry.data.lock();
     // Lock order (see `state`): challenge, person, device, bound_keys. A device's person
-    // never changes, so it is read first; the limit check, the key's registration and the
-    // device's verification then happen as one step under all three locks.
-    let device = inner.owned(
-        &inner.devices,
-        caller.0,
-        challenge.binding_device(&id)?,
-        "device",
-    )?;
+    // never changes, so it is read first.
+    let (device, to_verify) = {
+        let challenge = entry.data.lock();
+        let device = inner.owned(
+            &inner.devices,
+            caller.0,
+            challenge.binding_device(&id)?,
+            "device",
+        )?;
+        let d = device.data.lock();
+        let to_verify =
+            rules::binding_to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
+        drop(d);
+        (device, to_verify)
+    };
+    // No lock is held while the signature is verified.
+    let verdicts = to_verify.check(verifier);
+    let mut challenge = entry.data.lock();
     let person_id = device.data.lock().person_id.clone();
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     let mut person = person.data.lock();
     let mut device = device.data.lock();
+    // The rule checks everything again under the locks (still open, same key, attempts
+    // left, the number still verified, the device limit) and takes the verdict from
+    // `verdicts`; the limit check, the key's registration and the device's verification
+    // happen as one step under all three locks.
     let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
+    let mut env = rules_env(inner, now, &keys);
+    env.verifier = &verdicts;
+    let saved = (
+        inner.saved(&*challenge),
+        inner.saved(&*device),
+        inner.saved(&*person),
+    );
     let bound = rules::answer_binding(
         &mut challenge,
         &mut device,
@@ -226,11 +256,17 @@ pub async fn answer_signature_challenge(
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[
+    let committed = inner.commit(&[
         Write::Challenge(partner, &id, &challenge),
         Write::Device(partner, &device),
         Write::Person(partner, &person),
-    ])?;
+    ]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved.0);
+        inner.restore_device(caller.0, &mut device, saved.1);
+        restore(&mut *person, saved.2);
+    }
+    committed?;
     bound?;
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
@@ -299,6 +335,7 @@ pub async fn delete(
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     let mut person = person.data.lock();
     let mut d = entry.data.lock();
+    let saved = (inner.saved(&*person), inner.saved(&*d));
     rules::delete(
         &mut person,
         &mut d,
@@ -306,7 +343,12 @@ pub async fn delete(
         inner.clock.now(),
     )?;
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)])?;
+    let committed = inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)]);
+    if committed.is_err() {
+        restore(&mut *person, saved.0);
+        inner.restore_device(caller.0, &mut d, saved.1);
+    }
+    committed?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -336,8 +378,13 @@ pub async fn add_key(
         signer: body.device_signature.signature_key_purpose,
         der: &der,
     };
+    let saved = inner.saved(&*d);
     let key_id = add_key_rule(&mut d, new, env, &mut inner.rng())?;
-    inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)])?;
+    let committed = inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)]);
+    if committed.is_err() {
+        inner.restore_device(caller.0, &mut d, saved);
+    }
+    committed?;
     Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
 }
 

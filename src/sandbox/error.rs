@@ -240,14 +240,11 @@ fn is_json(parts_ct: Option<&header::HeaderValue>) -> bool {
     let Some(ct) = parts_ct.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    let (kind, rest) = essence.split_at(essence.len().min(12));
+    kind.eq_ignore_ascii_case(b"application/")
+        && (rest.eq_ignore_ascii_case(b"json")
+            || (rest.len() >= 5 && rest[rest.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
 
 /// Reads the body, mapping the limit to 413 and a stalled body to 408.
@@ -284,8 +281,35 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 /// value (nothing after it) with no key twice in any object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    // The success path parses once without tracking the path; a failure parses again with
+    // it, which gives the same error with the failing field's path to name.
+    let value = match T::deserialize(&mut *de) {
+        Ok(value) => value,
+        Err(_) => return Err(json_failure::<T>(bytes)),
+    };
+    de.end().map_err(|e| {
+        ApiError::invalid_json(format!(
+            "the body is not valid JSON ({e}); send exactly one JSON object and nothing after it"
+        ))
+    })?;
+    // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
+    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message);
+        return Err(ApiError::validation_error(format!(
+            "the body is refused: {message}; send every key once"
+        )));
+    }
+    Ok(value)
+}
+
+/// The refusal of a body that `T` failed to parse, naming the failing field: parses again,
+/// tracking the path.
+#[cold]
+fn json_failure<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
-    let value = result.map_err(|e| {
+    let failure = result.map(|_| ()).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -327,21 +351,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             error.field(path)
         }
-    })?;
-    de.end().map_err(|e| {
-        ApiError::invalid_json(format!(
-            "the body is not valid JSON ({e}); send exactly one JSON object and nothing after it"
-        ))
-    })?;
-    // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
-    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
-        let message = e.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
-        return Err(ApiError::validation_error(format!(
-            "the body is refused: {message}; send every key once"
-        )));
-    }
-    Ok(value)
+    });
+    // Parsing is deterministic: the second parse fails as the first did.
+    failure.err().unwrap_or_else(|| {
+        ApiError::invalid_json("the body is not valid JSON; send one JSON object")
+    })
 }
 
 /// Drops the echoed value from serde's "invalid type: integer `212212`, expected ..." and
@@ -420,17 +434,84 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
         self,
         mut map: A,
     ) -> Result<NoDuplicateKeys, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+        // Keys borrowed from the body where they have no escapes; a short list is searched
+        // in order, a long one moves to a hash set (so a body of many keys stays linear).
+        let mut few: Vec<Key<'de>> = Vec::new();
+        let mut many: Option<std::collections::HashSet<Key<'de>>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let twice = match &mut many {
+                Some(set) => set.contains(&key),
+                None => few.contains(&key),
+            };
+            if twice {
                 return Err(serde::de::Error::custom(format!(
-                    "the key `{key}` appears twice"
+                    "the key `{}` appears twice",
+                    key.as_str()
                 )));
             }
             map.next_value::<NoDuplicateKeys>()?;
-            seen.insert(key);
+            match &mut many {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None if few.len() < 16 => few.push(key),
+                None => {
+                    let mut set: std::collections::HashSet<Key<'de>> = few.drain(..).collect();
+                    set.insert(key);
+                    many = Some(set);
+                }
+            }
         }
         Ok(NoDuplicateKeys)
+    }
+}
+
+/// An object's key: borrowed from the body, or owned when it had escapes. Keys compare by
+/// their text (`"a"` and `"\u0061"` are the same key).
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl std::hash::Hash for Key<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -536,6 +617,31 @@ mod tests {
     use crate::api::AnswerSignatureChallenge;
 
     #[test]
+    fn json_media_types_are_recognised_in_any_case() {
+        let ct = |v: &'static str| is_json(Some(&header::HeaderValue::from_static(v)));
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/problem+json",
+            "application/vnd.api+JSON",
+            "application/+json",
+        ] {
+            assert!(ct(yes), "{yes}");
+        }
+        for no in [
+            "application/",
+            "application/jsonx",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "json",
+        ] {
+            assert!(!ct(no), "{no}");
+        }
+        assert!(!is_json(None));
+    }
+
+    #[test]
     fn json_failures_name_the_field_and_pick_a_specific_code() {
         let e = parse_json::<AnswerSignatureChallenge>(br#"{"signature":"30ZZ"}"#).unwrap_err();
         assert_eq!(e.code, "invalid_signature_encoding");
@@ -549,5 +655,26 @@ mod tests {
         assert_eq!(e.code, "validation_error");
         assert_eq!(e.field.as_deref(), Some("signature"));
         assert!(e.detail.contains("signature"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_key_twice_is_refused_however_it_is_spelled_and_however_many_keys_there_are() {
+        type Any = serde_json::Value;
+        assert!(parse_json::<Any>(br#"{"a":1,"b":{"a":2}}"#).is_ok());
+        let e = parse_json::<Any>(br#"{"a":1,"\u0061":2}"#).unwrap_err();
+        assert_eq!(e.code, "validation_error");
+        assert!(e.detail.contains("`a` appears twice"), "{}", e.detail);
+        // Past the short list's length the check goes on in a set.
+        let many: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let body = format!("{{{}}}", many.join(","));
+        assert!(parse_json::<Any>(body.as_bytes()).is_ok());
+        let body = format!("{{{},\"k3\":0}}", many.join(","));
+        let e = parse_json::<Any>(body.as_bytes()).unwrap_err();
+        assert!(e.detail.contains("`k3` appears twice"), "{}", e.detail);
+        let body = format!("{{\"k39\":0,{}}}", many.join(","));
+        assert!(parse_json::<Any>(body.as_bytes()).is_err());
+        // Trailing data is refused after a good value.
+        let e = parse_json::<Any>(br#"{"a":1} x"#).unwrap_err();
+        assert_eq!(e.code, "invalid_json");
     }
 }

@@ -41,6 +41,8 @@ pub mod sms;
 mod state;
 pub mod store;
 pub mod text;
+#[cfg(test)]
+mod unlocked_verify_test;
 pub mod variant;
 pub mod verify;
 
@@ -159,24 +161,29 @@ pub fn router(state: SandboxState) -> Router {
 async fn log_request(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     state.0.counters.requests.fetch_add(1, Ordering::Relaxed);
+    // The caller's id if it is a sane one (a cheap copy of the header), else a fresh UUID
+    // from the thread's generator (`Uuid::new_v4` would ask the kernel each time).
     let request_id = req
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && v.as_bytes()
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut buf = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+                .expect("a UUID is a valid header value")
+        });
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("<unmatched>", |m| m.as_str())
-        .to_owned();
+    // A shared string inside: cloning it allocates nothing.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("<unmatched>", |m| m.as_str());
     let mut response = next.run(req).await;
     let status = response.status();
     let code = response
@@ -188,6 +195,8 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
         .get::<faults::InjectedFault>()
         .map(|f| f.0.clone());
     let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    // Checked above: ASCII letters, digits, `-` and `_` only.
+    let shown = request_id.to_str().unwrap_or("");
     if let Some(fault) = fault {
         let status = if response
             .extensions()
@@ -198,15 +207,13 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
         } else {
             status.as_u16().to_string()
         };
-        tracing::warn!(%request_id, %method, route, status, code, latency_us, fault, "request (fault injected)");
+        tracing::warn!(request_id = %shown, %method, route, status, code, latency_us, fault, "request (fault injected)");
     } else if status.is_server_error() {
-        tracing::error!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
+        tracing::error!(request_id = %shown, %method, route, status = status.as_u16(), code, latency_us, "request");
     } else {
-        tracing::info!(%request_id, %method, route, status = status.as_u16(), code, latency_us, "request");
+        tracing::info!(request_id = %shown, %method, route, status = status.as_u16(), code, latency_us, "request");
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    response.headers_mut().insert("x-request-id", request_id);
     response
 }
 

@@ -3,7 +3,8 @@
 
 use super::attempts::Attempts;
 use super::challenges::{ChallengeEntry, ChallengeWhat};
-use super::devices::{DeviceEntry, der_of};
+use super::devices::{DeviceEntry, KeyEntry, der_of};
+use super::preverify::ToVerify;
 use super::{Env, Reason, Refusal, mint, purpose_word};
 use crate::api::{ChallengeId, KeyPurpose, SignatureHex};
 use crate::sandbox::config::SandboxConfig;
@@ -53,6 +54,56 @@ pub fn create(
     Ok((mint::challenge_id(rng), entry))
 }
 
+/// What [`answer`] would verify, read under the challenge's and device's locks so the
+/// verification can run with no lock held (see [`super::preverify`]): the key of the
+/// challenge's purpose and, for a restricted challenge, the unrestricted key (to say which
+/// key signed). Refuses what [`answer`] refuses before verifying, and nothing else.
+pub fn to_verify(
+    challenge: &ChallengeEntry,
+    device: &DeviceEntry,
+    signature: &SignatureHex,
+    now: crate::api::Timestamp,
+) -> Result<ToVerify, Refusal> {
+    let ChallengeWhat::Device {
+        purpose,
+        string_to_sign,
+        ..
+    } = &challenge.what
+    else {
+        return Err(Refusal::new(Reason::NotFound, "not a device challenge"));
+    };
+    challenge.attempts.check_open(now, "device challenge")?;
+    let der = der_of(signature, "signature")?;
+    let key = signing_key(device, *purpose)?;
+    let mut keys = vec![key.key.clone()];
+    if *purpose == KeyPurpose::Restricted
+        && let Some(k) = device.key(KeyPurpose::Unrestricted)
+    {
+        keys.push(k.key.clone());
+    }
+    Ok(ToVerify {
+        keys,
+        message: string_to_sign.as_bytes().to_vec(),
+        der,
+    })
+}
+
+/// The device's key of `purpose`, unless the device was deleted or lost it.
+fn signing_key(device: &DeviceEntry, purpose: KeyPurpose) -> Result<&KeyEntry, Refusal> {
+    if device.deleted_at.is_some() {
+        return Err(Refusal::new(
+            Reason::DeviceDeleted,
+            "the device was deleted after this challenge was made; it signs nothing",
+        ));
+    }
+    device.key(purpose).ok_or_else(|| {
+        Refusal::new(
+            Reason::DeviceDeleted,
+            "the device no longer has the key this challenge needs",
+        )
+    })
+}
+
 /// Answers a device challenge with a signature; marks the key used. A signature that does
 /// not verify counts as a failed attempt; every other refusal changes nothing.
 pub fn answer(
@@ -73,18 +124,7 @@ pub fn answer(
     let purpose = *purpose;
     challenge.attempts.check_open(env.now, "device challenge")?;
     let der = der_of(signature, "signature")?;
-    if device.deleted_at.is_some() {
-        return Err(Refusal::new(
-            Reason::DeviceDeleted,
-            "the device was deleted after this challenge was made; it signs nothing",
-        ));
-    }
-    let key = device.key(purpose).ok_or_else(|| {
-        Refusal::new(
-            Reason::DeviceDeleted,
-            "the device no longer has the key this challenge needs",
-        )
-    })?;
+    let key = signing_key(device, purpose)?;
     let message = string_to_sign.as_bytes();
     if !env.verifier.verify(&key.key, message, &der) {
         // A restricted challenge signed with the unrestricted key deserves a precise answer.

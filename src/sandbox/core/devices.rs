@@ -7,6 +7,7 @@
 use super::attempts::Attempts;
 use super::challenges::{ChallengeEntry, ChallengeWhat};
 use super::persons::PersonEntry;
+use super::preverify::ToVerify;
 use super::{Env, KeyIndex, Reason, Refusal, SendOtp, mint};
 use crate::api::{ChallengeId, DeviceId, KeyId, KeyPurpose, PersonId, SignatureHex, Timestamp};
 use crate::sandbox::config::SandboxConfig;
@@ -14,6 +15,7 @@ use crate::sandbox::verify::{VerifyingKey, check_der_signature};
 use rand::RngCore;
 
 /// One public key of a device.
+#[derive(Clone)]
 pub struct KeyEntry {
     /// Its id.
     pub id: KeyId,
@@ -28,6 +30,7 @@ pub struct KeyEntry {
 }
 
 /// A device, bound once its binding challenge is answered.
+#[derive(Clone)]
 pub struct DeviceEntry {
     /// Its id.
     pub id: DeviceId,
@@ -172,6 +175,38 @@ pub fn start_binding(
 
 const START_AGAIN: &str = "start a new binding with POST /v1/mfa/devices";
 
+/// What [`answer_binding`] would verify, read under the challenge's and device's locks so
+/// the verification can run with no lock held (see [`super::preverify`]). Refuses what
+/// [`answer_binding`] refuses before verifying, and nothing else.
+pub fn binding_to_verify(
+    challenge: &ChallengeEntry,
+    device: &DeviceEntry,
+    signature: &SignatureHex,
+    now: Timestamp,
+) -> Result<ToVerify, Refusal> {
+    let ChallengeWhat::Binding { otp, .. } = &challenge.what else {
+        return Err(Refusal::new(Reason::NotFound, "not a binding challenge"));
+    };
+    challenge.attempts.check_open(now, "signature challenge")?;
+    let der = der_of(signature, "signature")?;
+    let key = binding_key(device)?;
+    Ok(ToVerify {
+        keys: vec![key],
+        message: otp.expose().as_bytes().to_vec(),
+        der,
+    })
+}
+
+/// The key a binding binds: the device's only key.
+fn binding_key(device: &DeviceEntry) -> Result<VerifyingKey, Refusal> {
+    device.keys.first().map(|k| k.key.clone()).ok_or_else(|| {
+        Refusal::new(
+            Reason::NotFound,
+            "the device being bound has no key; start a new binding",
+        )
+    })
+}
+
 /// Answers a binding challenge with the OTP signed by the new key: binds `device` to
 /// `person`. A signature that does not verify counts as a failed attempt; every other
 /// refusal changes nothing.
@@ -191,12 +226,7 @@ pub fn answer_binding(
         .attempts
         .check_open(env.now, "signature challenge")?;
     let der = der_of(signature, "signature")?;
-    let key = device.keys.first().map(|k| k.key.clone()).ok_or_else(|| {
-        Refusal::new(
-            Reason::NotFound,
-            "the device being bound has no key; start a new binding",
-        )
-    })?;
+    let key = binding_key(device)?;
     person.check_still_verified(sent_to, "OTP", START_AGAIN)?;
     if !env.verifier.verify(&key, otp.expose().as_bytes(), &der) {
         let left = challenge

@@ -13,6 +13,7 @@
 //! - [`device_challenges`]: challenges a bound device answers with a signature;
 //! - [`sms_challenges`]: challenges a person answers with the OTP of an SMS;
 //! - [`change_requests`]: held changes, their authorization and confirmation;
+//! - [`preverify`]: signatures checked before the entities' locks are taken;
 //! - [`attempts`] and [`retention`]: the life of anything answerable, and when the bank
 //!   forgets it.
 //!
@@ -26,6 +27,7 @@ pub mod device_challenges;
 pub mod devices;
 pub mod keys;
 pub mod persons;
+pub mod preverify;
 pub mod retention;
 pub mod sms_challenges;
 
@@ -172,6 +174,7 @@ pub fn purpose_word(purpose: KeyPurpose) -> &'static str {
 /// reproducible.
 pub mod mint {
     use super::*;
+    use crate::api::TypedId;
     use rand::Rng;
 
     fn hex32(rng: &mut dyn RngCore) -> String {
@@ -195,17 +198,17 @@ pub mod mint {
 
     /// A device id, 32 hex.
     pub fn device_id(rng: &mut dyn RngCore) -> DeviceId {
-        DeviceId::parse(&hex32(rng)).expect("a canonical id is a token")
+        DeviceId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A challenge id, 32 hex.
     pub fn challenge_id(rng: &mut dyn RngCore) -> ChallengeId {
-        ChallengeId::parse(&hex32(rng)).expect("a canonical id is a token")
+        ChallengeId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A change request id, 32 hex.
     pub fn change_request_id(rng: &mut dyn RngCore) -> ChangeRequestId {
-        ChangeRequestId::parse(&hex32(rng)).expect("a canonical id is a token")
+        ChangeRequestId::strict(hex32(rng)).expect("a canonical id is a token")
     }
 
     /// A key id, a version-4 UUID.

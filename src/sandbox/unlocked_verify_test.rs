@@ -1,0 +1,226 @@
+//! The handlers that answer signed challenges verify with no entity lock held, and check the
+//! entities again before they commit. Deterministic: the verifier below runs on the
+//! request's own thread, in the middle of the request, and looks at the locks (or changes the
+//! bank) from there.
+
+use super::auth::Caller;
+use super::challenges::answer_device_challenge;
+use super::core::attempts::Status;
+use super::core::challenges::ChallengeWhat;
+use super::core::testing::{PlainVerifier, TestKey, rng, verified_person};
+use super::core::{Verifier, device_challenges, devices as rules};
+use super::devices::answer_binding;
+use super::state::{Inner, Owned, SandboxState};
+use super::verify::VerifyingKey;
+use crate::api::{
+    AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId, KeyPurpose, SignatureHex,
+};
+use crate::sandbox::config::SandboxConfig;
+use axum::http::StatusCode;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+const CALLER: Caller = Caller(0);
+
+/// A sandbox with a person (verified number) and one binding started with `key`: the
+/// challenge's id, the OTP, and the entries of the challenge, person and device.
+struct Binding {
+    state: SandboxState,
+    id: ChallengeId,
+    otp: String,
+    challenge: Arc<Owned<super::state::ChallengeEntry>>,
+    person: Arc<Owned<super::state::PersonEntry>>,
+    device: Arc<Owned<super::state::DeviceEntry>>,
+}
+
+fn start_binding(key: &TestKey) -> Binding {
+    let state = SandboxState::new(SandboxConfig::default());
+    let inner = &*state.0;
+    let mut rng = rng(5);
+    let person = verified_person(&mut rng);
+    let person_id = person.person.id.clone();
+    let started = rules::start_binding(
+        &person,
+        rules::NewDevice {
+            person_id: person_id.clone(),
+            name: "phone".into(),
+            key: key.verifying(),
+            purpose: KeyPurpose::Unrestricted,
+            device_data: None,
+        },
+        &inner.keys(CALLER.0),
+        &inner.config,
+        inner.clock.now(),
+        &mut rng,
+    )
+    .expect("a verified person may bind");
+    let device_id = started.device.id.clone();
+    let id = started.challenge_id.clone();
+    Inner::insert(&inner.persons, CALLER.0, person_id.clone(), person);
+    Inner::insert(&inner.devices, CALLER.0, device_id.clone(), started.device);
+    Inner::insert(&inner.challenges, CALLER.0, id.clone(), started.challenge);
+    fn get<K: std::hash::Hash + Eq, T>(table: &super::state::Table<K, T>, k: &K) -> Arc<Owned<T>> {
+        table.get(k).map(|e| e.clone()).expect("inserted")
+    }
+    Binding {
+        challenge: get(&inner.challenges, &id),
+        person: get(&inner.persons, &person_id),
+        device: get(&inner.devices, &device_id),
+        otp: started.send.otp.expose().to_owned(),
+        state,
+        id,
+    }
+}
+
+/// Calls `during` in the middle of every verification, then verifies for real.
+struct Hooked<'a> {
+    during: RefCell<Box<dyn FnMut() + 'a>>,
+    calls: Cell<u32>,
+}
+
+impl<'a> Hooked<'a> {
+    fn new(during: impl FnMut() + 'a) -> Self {
+        Hooked {
+            during: RefCell::new(Box::new(during)),
+            calls: Cell::new(0),
+        }
+    }
+}
+
+impl Verifier for Hooked<'_> {
+    fn verify(&self, key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
+        self.calls.set(self.calls.get() + 1);
+        (self.during.borrow_mut())();
+        key.verify(message, der)
+    }
+}
+
+fn binding_answer(signature: SignatureHex) -> AnswerSignatureChallenge {
+    AnswerSignatureChallenge {
+        signature,
+        device_data: None,
+    }
+}
+
+#[test]
+fn a_binding_is_verified_with_no_lock_held_and_binds_once_verified() {
+    let key = TestKey::new();
+    let b = start_binding(&key);
+    let free = Cell::new(0);
+    let hooked = Hooked::new(|| {
+        // `try_lock` fails on a lock this thread holds: all three are free here.
+        assert!(b.challenge.data.try_lock().is_some(), "challenge locked");
+        assert!(b.person.data.try_lock().is_some(), "person locked");
+        assert!(b.device.data.try_lock().is_some(), "device locked");
+        free.set(free.get() + 1);
+    });
+    let answer = binding_answer(key.sign(b.otp.as_bytes()));
+    let done = answer_binding(&b.state.0, CALLER, b.id.as_str(), answer, &hooked);
+    assert_eq!(done.expect("binds"), StatusCode::NO_CONTENT);
+    assert_eq!((hooked.calls.get(), free.get()), (1, 1), "verified once");
+    assert!(b.device.data.lock().verified);
+    assert_eq!(b.person.data.lock().bound, 1);
+    assert_eq!(b.challenge.data.lock().attempts.status, Status::Completed);
+}
+
+#[test]
+fn an_answer_that_completes_while_another_is_verified_leaves_the_other_refused_and_uncounted() {
+    let key = TestKey::new();
+    let b = start_binding(&key);
+    let signature = key.sign(b.otp.as_bytes());
+    let inner = &*b.state.0;
+    // While the first answer is being verified, a second one arrives and binds the device.
+    let hooked = Hooked::new(|| {
+        let second = answer_binding(
+            inner,
+            CALLER,
+            b.id.as_str(),
+            binding_answer(signature.clone()),
+            &PlainVerifier,
+        );
+        assert_eq!(second.expect("the second binds"), StatusCode::NO_CONTENT);
+    });
+    let first = answer_binding(
+        inner,
+        CALLER,
+        b.id.as_str(),
+        binding_answer(signature.clone()),
+        &hooked,
+    );
+    let refused = first.expect_err("checked again under the locks");
+    assert_eq!(refused.code, "challenge_already_used");
+    assert_eq!(b.person.data.lock().bound, 1, "bound once, not twice");
+    let c = b.challenge.data.lock();
+    assert_eq!(
+        (c.attempts.status, c.attempts.failed),
+        (Status::Completed, 0)
+    );
+}
+
+#[test]
+fn a_wrong_signature_counts_one_attempt_and_none_once_the_challenge_is_spent_meanwhile() {
+    let key = TestKey::new();
+    let b = start_binding(&key);
+    let inner = &*b.state.0;
+    let wrong = || binding_answer(key.sign(b"000000"));
+    // A wrong signature counts one failed attempt, as before.
+    let refused = answer_binding(inner, CALLER, b.id.as_str(), wrong(), &PlainVerifier)
+        .expect_err("wrong signature");
+    assert_eq!(refused.code, "invalid_signature");
+    assert_eq!(b.challenge.data.lock().attempts.failed, 1);
+    // While the next wrong answer is verified, two more spend the challenge: the late one
+    // finds it spent and counts nothing.
+    let hooked = Hooked::new(|| {
+        for _ in 0..2 {
+            let _ = answer_binding(inner, CALLER, b.id.as_str(), wrong(), &PlainVerifier);
+        }
+    });
+    let late = answer_binding(inner, CALLER, b.id.as_str(), wrong(), &hooked)
+        .expect_err("spent meanwhile");
+    assert_eq!(late.code, "challenge_failed");
+    let c = b.challenge.data.lock();
+    assert_eq!((c.attempts.status, c.attempts.failed), (Status::Failed, 3));
+    assert!(!b.device.data.lock().verified);
+}
+
+#[test]
+fn a_device_challenge_is_verified_with_no_lock_held() {
+    let key = TestKey::new();
+    let b = start_binding(&key);
+    let inner = &*b.state.0;
+    answer_binding(
+        inner,
+        CALLER,
+        b.id.as_str(),
+        binding_answer(key.sign(b.otp.as_bytes())),
+        &PlainVerifier,
+    )
+    .expect("binds");
+    let (id, entry) = device_challenges::create(
+        &b.device.data.lock(),
+        None,
+        &inner.config,
+        inner.clock.now(),
+        &mut rng(6),
+    )
+    .expect("a bound device");
+    let ChallengeWhat::Device { string_to_sign, .. } = &entry.what else {
+        panic!("a device challenge");
+    };
+    let message = string_to_sign.clone();
+    Inner::insert(&inner.challenges, CALLER.0, id.clone(), entry);
+    let challenge = inner.challenges.get(&id).map(|e| e.clone()).expect("there");
+    let hooked = Hooked::new(|| {
+        assert!(challenge.data.try_lock().is_some(), "challenge locked");
+        assert!(b.device.data.try_lock().is_some(), "device locked");
+    });
+    let answer = AnswerDeviceChallenge {
+        signature: key.sign(message.as_bytes()),
+        device_data: None,
+    };
+    let done = answer_device_challenge(inner, CALLER, id.as_str(), answer, &hooked);
+    assert_eq!(done.expect("answered"), StatusCode::NO_CONTENT);
+    assert_eq!(hooked.calls.get(), 1);
+    assert_eq!(challenge.data.lock().attempts.status, Status::Completed);
+    assert!(b.device.data.lock().keys[0].used_at.is_some());
+}
