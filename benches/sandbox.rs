@@ -1,15 +1,21 @@
 //! Sandbox throughput: N full bindings and N device-signing challenges over HTTP, with the
 //! sandbox's CPU cost per verification next to bare verify loops measured in the same run.
 //!
-//! Both run twice: with the bank in memory (the default) and in a SQLite file (`--state`),
-//! and the ratio of their requests/s is printed.
+//! Both run with the bank in memory (the default) and in a SQLite file (`--state`), in
+//! alternating rounds (the order swaps each round, so a load spike on a shared box is not
+//! charged to one mode only); the medians and two ratios are printed: of requests/s, and of
+//! the sandbox's CPU per request (in-memory / `--state`: the share of throughput `--state`
+//! keeps when the sandbox is CPU-bound, which wall-clock figures on a busy box hide).
 //!
 //! Run: `cargo bench --bench sandbox` (N from `VPHONE_BENCH_N`, default 2000; concurrency from
-//! `VPHONE_BENCH_CONCURRENCY`, default 32).
+//! `VPHONE_BENCH_CONCURRENCY`, default 32; rounds from `VPHONE_BENCH_ROUNDS`, default 3;
+//! `VPHONE_BENCH_MODE=memory` or `state` runs one mode only, e.g. under `perf record`).
 //!
 //! The sandbox runs on its own runtime whose threads are named `sandbox-worker`; the client
 //! (reqwest + ring signing) runs on other threads. The sandbox's CPU time is read per thread
-//! from `/proc/self/task/*/schedstat` (Linux), so client work is not counted against it.
+//! from `/proc/self/task/*/schedstat` (Linux), summed over threads named `sandbox-*` (its
+//! workers, blocking pool and the state file's checkpointer), so client work is not counted
+//! against it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 /// The same allocator as the `vphone` binary, so the bench measures what users run.
@@ -26,7 +32,10 @@ use vphone::sandbox::store::{SqliteStore, SyncMode};
 use vphone::sandbox::verify::{VerifyingKey, verify_signature};
 use vphone::sandbox::{self, SandboxConfig, SandboxState};
 
+/// The sandbox's threads (its runtime's workers and blocking pool, and any thread of its
+/// own such as the state file's checkpointer) are named with this prefix.
 const SANDBOX_THREAD: &str = "sandbox-worker";
+const SANDBOX_PREFIX: &str = "sandbox-";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -35,8 +44,10 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// CPU nanoseconds used so far by threads named `name` (0 if /proc is unavailable).
-fn thread_cpu_nanos(name: &str) -> u64 {
+/// CPU nanoseconds used so far by threads whose name starts with `prefix` (0 if /proc is
+/// unavailable). Threads that ended are not counted, so the sandbox's threads are read while
+/// it runs.
+fn thread_cpu_nanos(prefix: &str) -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -44,7 +55,7 @@ fn thread_cpu_nanos(name: &str) -> u64 {
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim() != name {
+        if !comm.trim().starts_with(prefix) {
             continue;
         }
         let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
@@ -282,7 +293,7 @@ fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
             name,
             requests,
             wall: start.elapsed(),
-            sandbox_cpu_ns: thread_cpu_nanos(SANDBOX_THREAD) - cpu0,
+            sandbox_cpu_ns: thread_cpu_nanos(SANDBOX_PREFIX) - cpu0,
             verifications: stats1.verifications - stats0.verifications,
             verify_ns: stats1.verify_nanos - stats0.verify_nanos,
         };
@@ -290,7 +301,7 @@ fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
         // Phase 1: N bindings = POST device + PUT signed OTP.
         let (stats0, cpu0, start) = (
             state.stats(),
-            thread_cpu_nanos(SANDBOX_THREAD),
+            thread_cpu_nanos(SANDBOX_PREFIX),
             Instant::now(),
         );
         let (c, ks, ps) = (client.clone(), keys.clone(), person_ids.clone());
@@ -338,7 +349,7 @@ fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
         // Phase 2: N device-signing challenges = POST challenge + PUT signature.
         let (stats0, cpu0, start) = (
             state.stats(),
-            thread_cpu_nanos(SANDBOX_THREAD),
+            thread_cpu_nanos(SANDBOX_PREFIX),
             Instant::now(),
         );
         let (c, ks, ds) = (client.clone(), keys.clone(), devices.clone());
@@ -376,41 +387,124 @@ fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
     phases
 }
 
+/// Which sandbox a run measures.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Memory,
+    State,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Memory => "in memory",
+            Mode::State => "--state",
+        }
+    }
+
+    fn state(self, dir: &std::path::Path, round: usize) -> SandboxState {
+        match self {
+            Mode::Memory => SandboxState::new(SandboxConfig::default()),
+            // The same work with the bank in a SQLite file (`vphone sandbox --state FILE`),
+            // a fresh file each round.
+            Mode::State => {
+                let path = dir.join(format!("bench-{round}.sqlite"));
+                let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+                SandboxState::with_store(
+                    SandboxConfig::default(),
+                    Arc::new(sandbox::SystemClock),
+                    Box::new(store),
+                )
+                .unwrap()
+            }
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 fn main() {
     let n = env_usize("VPHONE_BENCH_N", 2000).clamp(5, 200_000);
     let concurrency = env_usize("VPHONE_BENCH_CONCURRENCY", 32).clamp(1, 1024);
+    let rounds = env_usize("VPHONE_BENCH_ROUNDS", 3).clamp(1, 20);
+    // `memory` or `state` runs one mode only (to profile it); anything else runs both.
+    let only = std::env::var("VPHONE_BENCH_MODE").unwrap_or_default();
+    let modes: Vec<Mode> = match only.as_str() {
+        "memory" => vec![Mode::Memory],
+        "state" => vec![Mode::State],
+        _ => vec![Mode::Memory, Mode::State],
+    };
     println!(
-        "vphone sandbox bench: N = {n}, concurrency = {concurrency}, sandbox on 2 threads, {} CPUs",
+        "vphone sandbox bench: N = {n}, concurrency = {concurrency}, {rounds} rounds, sandbox on 2 threads, {} CPUs",
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
-    let memory = run_phases(n, concurrency, SandboxState::new(SandboxConfig::default()));
-    println!("in memory (the default):");
-    for p in &memory {
-        report(p);
-    }
-    // The same work with the bank in a SQLite file (`vphone sandbox --state FILE`).
+    println!(
+        "--state is SQLite, WAL, synchronous=NORMAL; the modes alternate (and swap order each round) so load on a shared box falls on both"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("bench.sqlite"), SyncMode::Normal).unwrap();
-    let on_disk = SandboxState::with_store(
-        SandboxConfig::default(),
-        Arc::new(sandbox::SystemClock),
-        Box::new(store),
-    )
-    .unwrap();
-    let sqlite = run_phases(n, concurrency, on_disk);
-    println!("with --state (SQLite, WAL, synchronous=NORMAL):");
-    for p in &sqlite {
-        report(p);
+    // results[mode][round] = phases
+    let mut results: Vec<Vec<Vec<Phase>>> = modes.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..modes.len()).collect()
+        } else {
+            (0..modes.len()).rev().collect()
+        };
+        for m in order {
+            let phases = run_phases(n, concurrency, modes[m].state(dir.path(), round));
+            println!("round {} {}:", round + 1, modes[m].label());
+            for p in &phases {
+                report(p);
+            }
+            results[m].push(phases);
+        }
     }
     let rate = |p: &Phase| p.requests as f64 / p.wall.as_secs_f64();
-    for (m, s) in memory.iter().zip(&sqlite) {
-        println!(
-            "ratio: --state / in-memory requests/s, {}: {:.2}",
-            m.name,
-            rate(s) / rate(m)
-        );
+    let cpu = |p: &Phase| p.sandbox_cpu_ns as f64 / 1e3 / p.requests as f64;
+    println!("medians over {rounds} rounds:");
+    let phase_names: Vec<&'static str> = results[0][0].iter().map(|p| p.name).collect();
+    let mut medians = Vec::new();
+    for (m, mode) in modes.iter().enumerate() {
+        let mut per_phase = Vec::new();
+        for (i, name) in phase_names.iter().enumerate() {
+            let r = median(results[m].iter().map(|ps| rate(&ps[i])).collect());
+            let c = median(results[m].iter().map(|ps| cpu(&ps[i])).collect());
+            println!(
+                "{:<10} {:<18} {:>8.0} req/s | sandbox CPU {:>6.1} us/request",
+                mode.label(),
+                name,
+                r,
+                c
+            );
+            per_phase.push((r, c));
+        }
+        medians.push(per_phase);
     }
-    let phases = memory;
+    if modes.len() == 2 {
+        for (i, name) in phase_names.iter().enumerate() {
+            let ((mr, mc), (sr, sc)) = (medians[0][i], medians[1][i]);
+            let per_round: Vec<String> = results[0]
+                .iter()
+                .zip(&results[1])
+                .map(|(m, s)| format!("{:.2}", rate(&s[i]) / rate(&m[i])))
+                .collect();
+            println!(
+                "ratio --state / in-memory, {name}: requests/s {:.2} (median; per round {}), CPU-bound throughput (in-memory CPU / --state CPU per request) {:.2}",
+                sr / mr,
+                per_round.join(" "),
+                mc / sc
+            );
+        }
+    }
+    let phases: Vec<&Phase> = results[0].iter().flatten().collect();
     let (aws_lc, aws_lc_unparsed, p256) = bare_loops(n.clamp(500, 5000));
     println!(
         "bare verify loop, aws-lc-rs, key parsed once (the sandbox's path): {aws_lc:>7.1} us/verification"
@@ -429,7 +523,8 @@ fn main() {
             .max(1.0)
         / 1e3;
     println!(
-        "ratio: inside-sandbox verify / bare aws-lc = {:.2}; bare p256 / bare aws-lc = {:.1}x",
+        "ratio: inside-sandbox verify ({}) / bare aws-lc = {:.2}; bare p256 / bare aws-lc = {:.1}x",
+        modes[0].label(),
         inside / aws_lc,
         p256 / aws_lc
     );

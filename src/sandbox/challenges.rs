@@ -6,7 +6,7 @@ use super::core::challenges::wrong_kind;
 use super::core::{Verifier, device_challenges, sms_challenges};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
-use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState};
+use super::state::{ChallengeEntry, ChallengeWhat, Inner, SandboxState, restore};
 use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
@@ -118,6 +118,7 @@ pub(crate) fn answer_device_challenge(
     let (now, keys) = env(inner, caller.0);
     let mut env = rules_env(inner, now, &keys);
     env.verifier = &verdicts;
+    let saved = (inner.saved(&*challenge), inner.saved(&*device));
     let answered = device_challenges::answer(
         &mut challenge,
         &mut device,
@@ -127,10 +128,15 @@ pub(crate) fn answer_device_challenge(
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[
+    let committed = inner.commit(&[
         Write::Challenge(partner, &id, &challenge),
         Write::Device(partner, &device),
-    ])?;
+    ]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved.0);
+        inner.restore_device(caller.0, &mut device, saved.1);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,6 +206,7 @@ pub async fn answer_sms(
         challenge.sms_person(&id)?,
         "person",
     )?;
+    let saved = inner.saved(&*challenge);
     let answered = sms_challenges::answer(
         &mut challenge,
         &person.data.lock(),
@@ -208,11 +215,15 @@ pub async fn answer_sms(
         inner.clock.now(),
     );
     // Kept whatever the outcome: a wrong code counts as a failed attempt.
-    inner.commit(&[Write::Challenge(
+    let committed = inner.commit(&[Write::Challenge(
         inner.partner_name(caller.0),
         &id,
         &challenge,
-    )])?;
+    )]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved);
+    }
+    committed?;
     answered?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use super::core::change_requests::{self as rules, Applied, HeldChange, Needs};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
 use super::persons::mobile_view;
-use super::state::{Inner, PartnerIdx, SandboxState};
+use super::state::{Inner, PartnerIdx, SandboxState, restore};
 use super::store::Write;
 use super::text::check_device_data;
 use crate::api::{
@@ -60,12 +60,13 @@ pub async fn authorize(
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
+    let saved = inner.saved(&*cr);
     let (config, now) = (&inner.config, inner.clock.now());
     let partner = inner.partner_name(caller.0);
-    match cr.plan_authorization(&body)? {
+    let committed = match cr.plan_authorization(&body)? {
         Needs::Nothing => {
             cr.authorize_static(config, now);
-            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])
         }
         Needs::Person(person_id) => {
             let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
@@ -74,14 +75,18 @@ pub async fn authorize(
                 .authorize_sms(&mut person, config, now, &mut inner.rng())
                 .map_err(|r| inner.refused(r))?;
             let seq = inner.send_otp(&send, None, None);
-            inner.commit(&[Write::ChangeRequest(partner, &cr), Write::SmsSeq(seq)])?;
+            inner.commit(&[Write::ChangeRequest(partner, &cr), Write::SmsSeq(seq)])
         }
         Needs::Device(device_id) => {
             let device = inner.owned(&inner.devices, caller.0, &device_id, "device")?;
             cr.authorize_device(&device.data.lock(), config, now, &mut inner.rng())?;
-            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])
         }
+    };
+    if committed.is_err() {
+        restore(&mut *cr, saved);
     }
+    committed?;
     Ok((StatusCode::CREATED, Json(cr.view())))
 }
 
@@ -97,6 +102,7 @@ pub async fn confirm(
     let id: ChangeRequestId = path_id(&id, "change request")?;
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
     let mut cr = entry.data.lock();
+    let saved = inner.saved(&*cr);
     let (now, keys) = env(inner, caller.0);
     let env = rules_env(inner, now, &keys);
     let partner = inner.partner_name(caller.0);
@@ -113,27 +119,40 @@ pub async fn confirm(
     };
     if let Err(refusal) = checked {
         // A wrong proof counts as a failed attempt (and may fail the change request).
-        inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+        let committed = inner.commit(&[Write::ChangeRequest(partner, &cr)]);
+        if committed.is_err() {
+            restore(&mut *cr, saved);
+        }
+        committed?;
         return Err(refusal.into());
     }
-    match inner.owned(&inner.persons, caller.0, &cr.person_id, "person") {
+    let committed = match inner.owned(&inner.persons, caller.0, &cr.person_id, "person") {
         Ok(person) => {
             let mut person = person.data.lock();
+            let saved_person = inner.saved(&*person);
             let response = render(cr.apply(&mut person)?);
             cr.complete(response, now);
-            inner.commit(&[
+            let committed = inner.commit(&[
                 Write::ChangeRequest(partner, &cr),
                 Write::Person(partner, &person),
-            ])?;
+            ]);
+            if committed.is_err() {
+                restore(&mut *person, saved_person);
+            }
+            committed
         }
         Err(e) => {
             cr.complete(
                 (404, serde_json::to_value(e.body()).unwrap_or_default()),
                 now,
             );
-            inner.commit(&[Write::ChangeRequest(partner, &cr)])?;
+            inner.commit(&[Write::ChangeRequest(partner, &cr)])
         }
+    };
+    if committed.is_err() {
+        restore(&mut *cr, saved);
     }
+    committed?;
     Ok((StatusCode::CREATED, Json(cr.view())))
 }
 

@@ -13,7 +13,7 @@ use super::core::keys::{NewKey, add_key as add_key_rule};
 use super::core::{Env, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
-use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState};
+use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState, restore};
 use super::store::Write;
 use super::text::{check_device_data, check_text};
 use super::verify::{KeyError, VerifyingKey};
@@ -241,6 +241,11 @@ pub(crate) fn answer_binding(
     let (now, keys) = env(inner, caller.0);
     let mut env = rules_env(inner, now, &keys);
     env.verifier = &verdicts;
+    let saved = (
+        inner.saved(&*challenge),
+        inner.saved(&*device),
+        inner.saved(&*person),
+    );
     let bound = rules::answer_binding(
         &mut challenge,
         &mut device,
@@ -251,11 +256,17 @@ pub(crate) fn answer_binding(
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[
+    let committed = inner.commit(&[
         Write::Challenge(partner, &id, &challenge),
         Write::Device(partner, &device),
         Write::Person(partner, &person),
-    ])?;
+    ]);
+    if committed.is_err() {
+        restore(&mut *challenge, saved.0);
+        inner.restore_device(caller.0, &mut device, saved.1);
+        restore(&mut *person, saved.2);
+    }
+    committed?;
     bound?;
     inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
@@ -324,6 +335,7 @@ pub async fn delete(
     let person = inner.owned(&inner.persons, caller.0, &person_id, "person")?;
     let mut person = person.data.lock();
     let mut d = entry.data.lock();
+    let saved = (inner.saved(&*person), inner.saved(&*d));
     rules::delete(
         &mut person,
         &mut d,
@@ -331,7 +343,12 @@ pub async fn delete(
         inner.clock.now(),
     )?;
     let partner = inner.partner_name(caller.0);
-    inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)])?;
+    let committed = inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)]);
+    if committed.is_err() {
+        restore(&mut *person, saved.0);
+        inner.restore_device(caller.0, &mut d, saved.1);
+    }
+    committed?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -361,8 +378,13 @@ pub async fn add_key(
         signer: body.device_signature.signature_key_purpose,
         der: &der,
     };
+    let saved = inner.saved(&*d);
     let key_id = add_key_rule(&mut d, new, env, &mut inner.rng())?;
-    inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)])?;
+    let committed = inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)]);
+    if committed.is_err() {
+        inner.restore_device(caller.0, &mut d, saved);
+    }
+    committed?;
     Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
 }
 

@@ -5,7 +5,7 @@ use super::change_requests::hold_change;
 use super::core::change_requests::HeldChange;
 use super::core::persons::{self as rules, MobileEntry};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
-use super::state::{Inner, SandboxState};
+use super::state::{Inner, SandboxState, restore};
 use super::store::Write;
 use super::text::check_text;
 use crate::api::{
@@ -253,10 +253,15 @@ pub async fn add_mobile(
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
     let mut person = entry.data.lock();
+    let saved = state.0.saved(&*person);
     let view = mobile_view(person.add_number(body.number, &mut state.0.rng())?);
-    state
+    let committed = state
         .0
-        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)]);
+    if committed.is_err() {
+        restore(&mut *person, saved);
+    }
+    committed?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -283,6 +288,7 @@ pub async fn authorize_mobile(
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
     let (_, view) = {
         let mut person = entry.data.lock();
+        let saved = state.0.saved(&*person);
         let send = person
             .authorize_number(
                 &body.number,
@@ -292,10 +298,17 @@ pub async fn authorize_mobile(
             )
             .map_err(|r| state.0.refused(r))?;
         let seq = state.0.send_otp(&send, None, None);
-        state.0.commit(&[
+        let committed = state.0.commit(&[
             Write::Person(state.0.partner_name(caller.0), &person),
             Write::SmsSeq(seq),
-        ])?;
+        ]);
+        if committed.is_err() {
+            // The SMS went out (its OTP is void now), and counts against the rate limit.
+            let sent = std::mem::take(&mut person.sms_sent);
+            restore(&mut *person, saved);
+            person.sms_sent = sent;
+        }
+        committed?;
         (send, mobile_view(person.mobile()?))
     };
     Ok((StatusCode::CREATED, Json(view)))
@@ -311,13 +324,18 @@ pub async fn confirm_mobile(
     let id: PersonId = path_id(&id, "person")?;
     let entry = state.0.owned(&state.0.persons, caller.0, &id, "person")?;
     let mut person = entry.data.lock();
+    let saved = state.0.saved(&*person);
     // A wrong OTP counts as a failed attempt, which is kept like any change.
     let confirmed = person
         .confirm_number(&body.number, &body.token, &state.0.config, state.now())
         .map(mobile_view);
-    state
+    let committed = state
         .0
-        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)])?;
+        .commit(&[Write::Person(state.0.partner_name(caller.0), &person)]);
+    if committed.is_err() {
+        restore(&mut *person, saved);
+    }
+    committed?;
     let view = confirmed?;
     Ok((StatusCode::CREATED, Json(view)))
 }

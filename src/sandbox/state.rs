@@ -47,6 +47,8 @@ use tokio::sync::broadcast;
 
 /// How far a restarted sandbox's SMS numbering jumps past the stored number.
 const SMS_SEQ_GAP: u64 = 100_000;
+// The stored number runs ahead of the messages sent; the gap still skips any in flight.
+const _: () = assert!(super::store::SMS_SEQ_STRIDE * 10 <= SMS_SEQ_GAP);
 
 /// Index of a partner in the configuration.
 pub(crate) type PartnerIdx = u16;
@@ -674,8 +676,50 @@ impl Inner {
             .map_or("", |p| p.client_id.as_str())
     }
 
+    /// A copy of `entity`, taken before a rule changes it, to put back with [`restore`] (or
+    /// [`Inner::restore_device`]) if the change's commit fails, so that memory keeps
+    /// agreeing with the state file. `None` (nothing is copied) when the store keeps
+    /// nothing: a commit to memory only cannot fail.
+    pub fn saved<T: Clone>(&self, entity: &T) -> Option<T> {
+        self.durable.then(|| entity.clone())
+    }
+
+    /// Puts a device back as it was before a change whose commit failed, its keys' entries
+    /// in `bound_keys` with it (a binding's claim released, a deletion's releases claimed
+    /// again). Called with the device's lock held, as the change was made.
+    pub fn restore_device(
+        &self,
+        partner: PartnerIdx,
+        device: &mut DeviceEntry,
+        saved: Option<DeviceEntry>,
+    ) {
+        let Some(saved) = saved else {
+            return;
+        };
+        let keys = self.keys(partner);
+        let bound = |d: &DeviceEntry| d.verified && d.deleted_at.is_none();
+        if bound(device) {
+            for k in &device.keys {
+                let kept =
+                    bound(&saved) && saved.keys.iter().any(|s| s.key.point() == k.key.point());
+                if !kept {
+                    keys.release(k.key.point());
+                }
+            }
+        }
+        if bound(&saved) {
+            for k in &saved.keys {
+                // Already bound to this device when the change did not release it.
+                keys.claim(k.key.point(), &saved.id);
+            }
+        }
+        *device = saved;
+    }
+
     /// Commits `writes` to the store before the answer is sent; a failed commit is a 500
-    /// (the request's change is then not durable, and the client is told so).
+    /// (the request's change is then not durable, and the client is told so). A caller
+    /// that changed entities in place puts them back with [`restore`] when this fails, so a
+    /// refused commit leaves the bank in memory as it is on disk.
     pub fn commit(&self, writes: &[Write<'_>]) -> Result<(), ApiError> {
         if !self.durable {
             return Ok(());
@@ -735,6 +779,14 @@ impl rand::RngCore for SharedRng<'_> {
     }
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
         self.0.lock().try_fill_bytes(dest)
+    }
+}
+
+/// Puts `saved` (from [`Inner::saved`]) back into `entity`: the change whose commit failed is
+/// undone in memory, as it never reached the state file.
+pub fn restore<T>(entity: &mut T, saved: Option<T>) {
+    if let Some(saved) = saved {
+        *entity = saved;
     }
 }
 

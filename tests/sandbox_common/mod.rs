@@ -114,6 +114,13 @@ impl Bank {
         } else {
             (SandboxState::new(config), None)
         };
+        let mut bank = Self::start_on(state).await;
+        bank.clock = clock;
+        bank
+    }
+
+    /// Serves `state` (e.g. one on a store of the test's own).
+    pub async fn start_on(state: SandboxState) -> Bank {
         let handle = sandbox::spawn_with(state, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -124,7 +131,7 @@ impl Bank {
             http,
             base,
             token: String::new(),
-            clock,
+            clock: None,
         };
         bank.token = bank
             .token_for(

@@ -5,6 +5,7 @@ use super::{Reason, Refusal};
 use crate::api::{ChallengeId, DeviceId, KeyPurpose, Otp, PersonId, PhoneNumber};
 
 /// What a challenge asks for.
+#[derive(Clone)]
 pub enum ChallengeWhat {
     /// Binding: the new device signs the OTP sent by SMS to `sent_to`, which must still be
     /// the person's verified number when it is answered.
@@ -38,6 +39,7 @@ pub enum ChallengeWhat {
 }
 
 /// A challenge of any kind.
+#[derive(Clone)]
 pub struct ChallengeEntry {
     /// What it asks for.
     pub what: ChallengeWhat,

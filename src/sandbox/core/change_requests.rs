@@ -30,6 +30,7 @@ pub enum HeldChange {
 }
 
 /// How the confirmation is proven.
+#[derive(Clone)]
 pub enum Proof {
     /// A TAN: by SMS (`sent_to`) or the static one (`sent_to: None`).
     Tan {
@@ -53,6 +54,7 @@ pub enum Proof {
 }
 
 /// An authorization waiting for its confirmation.
+#[derive(Clone)]
 pub struct Confirmation {
     /// How it is proven.
     pub proof: Proof,
@@ -61,6 +63,7 @@ pub struct Confirmation {
 }
 
 /// A change request as the bank holds it.
+#[derive(Clone)]
 pub struct ChangeRequestEntry {
     /// Its id.
     pub id: ChangeRequestId,

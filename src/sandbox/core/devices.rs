@@ -15,6 +15,7 @@ use crate::sandbox::verify::{VerifyingKey, check_der_signature};
 use rand::RngCore;
 
 /// One public key of a device.
+#[derive(Clone)]
 pub struct KeyEntry {
     /// Its id.
     pub id: KeyId,
@@ -29,6 +30,7 @@ pub struct KeyEntry {
 }
 
 /// A device, bound once its binding challenge is answered.
+#[derive(Clone)]
 pub struct DeviceEntry {
     /// Its id.
     pub id: DeviceId,

@@ -9,6 +9,7 @@ use crate::sandbox::ratelimit::Window;
 use rand::RngCore;
 
 /// A person and what hangs off it.
+#[derive(Clone)]
 pub struct PersonEntry {
     /// The person as the API shows it.
     pub person: Person,
@@ -24,7 +25,7 @@ pub struct PersonEntry {
 }
 
 /// A person's mobile number.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MobileEntry {
     /// Its id.
     pub id: MobileNumberId,

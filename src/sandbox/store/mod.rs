@@ -17,7 +17,7 @@
 mod records;
 mod sqlite;
 
-pub use sqlite::{SqliteStore, SyncMode};
+pub use sqlite::{SMS_SEQ_STRIDE, SqliteStore, SyncMode};
 
 use super::core::challenges::ChallengeEntry;
 use super::core::change_requests::ChangeRequestEntry;
@@ -42,7 +42,8 @@ pub enum Write<'a> {
     ForgetDevice(&'a DeviceId),
     /// A change request the sweep forgot.
     ForgetChangeRequest(&'a ChangeRequestId),
-    /// The SMS outbox's latest sequence number.
+    /// The SMS outbox's latest sequence number (a store may keep a larger one: numbers up
+    /// to what it keeps may have been used).
     SmsSeq(u64),
 }
 
@@ -58,7 +59,8 @@ pub struct Snapshot {
     pub challenges: Vec<(String, ChallengeId, ChallengeEntry)>,
     /// Change requests.
     pub change_requests: Vec<(String, ChangeRequestEntry)>,
-    /// The SMS outbox's latest sequence number.
+    /// The SMS outbox's sequence number as stored: no message sent had a larger one (up to
+    /// a store's `SMS_SEQ_STRIDE` above the last one sent).
     pub sms_seq: u64,
 }
 
