@@ -108,6 +108,8 @@ async fn phase(client: &ApiClient, fleet: &Arc<Fleet>, step: Step, pacing: Pacin
 }
 
 fn main() {
+    // The process set up as `vphone load` sets up its own (see `use_small_pages`).
+    let small_pages = vphone::fleet::use_small_pages();
     let devices = knob("VPHONE_BENCH_DEVICES", 2000, 200_000);
     let signs = knob("VPHONE_BENCH_SIGNS", 6000, 1_000_000);
     let concurrency = knob("VPHONE_BENCH_CONCURRENCY", 64, 4096) as usize;
@@ -121,6 +123,14 @@ fn main() {
 
     println!(
         "vphone fleet benchmark: {cores} cores, {devices} phones, {signs} signing challenges, concurrency {concurrency}"
+    );
+    println!(
+        "process set up as `vphone load`: mimalloc, transparent huge pages {}",
+        if small_pages {
+            "off"
+        } else {
+            "as the system has them"
+        }
     );
     println!();
 

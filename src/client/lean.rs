@@ -225,6 +225,13 @@ impl LeanPool {
                 return Ok(link);
             }
         }
+        // Boxed: connecting is rare, and its future (resolution, connect, handshake) would
+        // otherwise be part of every request's state machine, copied at every await.
+        Box::pin(self.connect()).await
+    }
+
+    /// A new connection to the pool's address.
+    async fn connect(&self) -> Result<Link, LeanError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| {

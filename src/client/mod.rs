@@ -392,11 +392,13 @@ impl ApiClient {
         let mut refreshed = false;
         let mut retries = 0;
         loop {
-            let token = match inner
-                .token
-                .get(&inner.http, inner.timeout, transcript)
-                .await
-            {
+            // The cached token without awaiting; fetching one is boxed, so its future is
+            // not part of every request's state machine (copied at each await).
+            let token = match inner.token.fresh() {
+                Some(token) => Ok(token),
+                None => Box::pin(inner.token.get(&inner.http, inner.timeout, transcript)).await,
+            };
+            let token = match token {
                 Ok(token) => token,
                 Err(TokenFailure {
                     mut error,
@@ -424,15 +426,17 @@ impl ApiClient {
                 }
             };
             let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq, Instant::now())));
-            let answer = self
-                .send_once(
-                    &method,
-                    path,
-                    token.header(),
-                    body.as_ref(),
-                    record.is_some(),
-                )
-                .await;
+            // Boxed: the exchange's state machine (hyper's request and answer, the timer)
+            // is a few KiB; inline, every caller's future would hold it and copy it whole
+            // at each await up the chain (a fleet step nests about ten).
+            let answer = Box::pin(self.send_once(
+                &method,
+                path,
+                token.header(),
+                body.as_ref(),
+                record.is_some(),
+            ))
+            .await;
             if let Some((t, seq, started)) = record {
                 let (status, request_id, response) = match &answer {
                     Ok((status, id, _, bytes)) => (
@@ -587,6 +591,20 @@ impl ApiClient {
                 }),
             };
         }
+        // Boxed: fleets never take this path, and its futures are large.
+        Box::pin(self.send_reqwest(method, path, authorization, body, want_id)).await
+    }
+
+    /// [`ApiClient::send_once`] over reqwest.
+    async fn send_reqwest(
+        &self,
+        method: &Method,
+        path: &str,
+        authorization: &http::HeaderValue,
+        body: Option<&Bytes>,
+        want_id: bool,
+    ) -> Result<(StatusCode, Option<String>, Option<Marks>, Bytes), SendFailure> {
+        let inner = &*self.inner;
         let url = self.url(path);
         let mut req = inner
             .http

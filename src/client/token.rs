@@ -88,7 +88,8 @@ impl TokenCache {
         self.url.as_str()
     }
 
-    fn fresh(&self) -> Option<Arc<Token>> {
+    /// The cached token if it is still good to use.
+    pub(crate) fn fresh(&self) -> Option<Arc<Token>> {
         let guard = self.current.read();
         guard
             .as_ref()

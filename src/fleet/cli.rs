@@ -275,6 +275,8 @@ impl RunArgs {
 
 /// Runs `vphone load` on a fresh multi-threaded runtime and returns the exit code.
 pub fn main(args: LoadArgs) -> ExitCode {
+    // Before the fleet's heap grows (see the function).
+    super::use_small_pages();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -25,7 +25,7 @@ mod shard;
 
 pub use clock::{Clock, SYSTEM_CLOCK};
 pub use error::FleetError;
-pub use memory::{peak_rss_bytes, rss_bytes};
+pub use memory::{peak_rss_bytes, rss_bytes, use_small_pages};
 pub use model::{DEFAULT_KEY_CACHE, DEFAULT_SIGNER, Fleet, PhoneSlot, PhoneState, parse_seed};
 pub use op::Op;
 pub use pacing::{Model, Pacing};

@@ -178,13 +178,15 @@ impl Shared {
             otp_command: self.options.otp_command.as_ref(),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut ran = steps.run(step, phone, since).await;
+        // Boxed, so the worker's own future stays small and is not copied whole per
+        // iteration.
+        let mut ran = Box::pin(steps.run(step, phone, since)).await;
         if ran == Ok(Ran::Skipped) && matches!(self.options.scenario, Scenario::Mix(_)) {
             // In a mix, a one-time step drawn for a phone that already took it (e.g. a bind
             // for a phone a `sign` bound as its prerequisite) signs instead, as it does once
             // every phone took it.
             let round_robin = (n % self.fleet.len() as u64) as usize;
-            ran = steps.run(Step::Sign, round_robin, since).await;
+            ran = Box::pin(steps.run(Step::Sign, round_robin, since)).await;
         }
         // A failed iteration is already recorded; the run goes on.
         match ran {
