@@ -153,6 +153,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
 /// A connection to the state file in WAL mode with `sync`, that never checkpoints by itself.
 fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    // Reading the header refuses a file that is not a database, before its mode is touched.
+    conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
     // Before the WAL exists: SQLite gives it the file's mode.
     restrict_permissions(path);
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -358,6 +360,25 @@ impl Store for SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "not a database, but someone's notes\n".repeat(200)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = SqliteStore::open(&path, SyncMode::Normal).unwrap_err();
+        assert!(refused.to_string().contains("not a database"), "{refused}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "a refused file keeps its mode");
+
+        let fresh = dir.path().join("bank.sqlite");
+        drop(SqliteStore::open(&fresh, SyncMode::Normal).unwrap());
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new state file is its owner's only");
+    }
 
     #[test]
     fn the_stored_sms_number_is_never_below_one_sent_and_is_written_once_per_stride() {
