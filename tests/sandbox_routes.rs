@@ -539,6 +539,23 @@ async fn binding_is_refused_without_a_verified_number_or_with_a_bad_key() {
         let status = if code == "not_found" { 404 } else { 400 };
         assert_refused(&r, status, code);
     }
+    for app_signature in [
+        "",
+        "a".repeat(33).as_str(),
+        "hash123456end",
+        "has space",
+        "ünïcode",
+    ] {
+        let mut bad = body(&person, "ecdsa-p256", point.clone());
+        bad["sms_challenge"] = json!({ "app_signature": app_signature });
+        let r = bank.call("POST", "/v1/mfa/devices", Some(bad)).await;
+        assert_refused(&r, 400, "validation_error");
+        assert_eq!(
+            r.1["errors"][0]["source"]["field"], "sms_challenge.app_signature",
+            "{app_signature:?}: {}",
+            r.1
+        );
+    }
     assert_eq!(
         bank.sms(&number).await.len(),
         sent,

@@ -94,6 +94,27 @@ fn bound_device(
 /// Cap of a device's `name`, in characters.
 const MAX_DEVICE_NAME: usize = 100;
 
+/// An SMS retriever's app hash, if given: 1-32 characters of A-Z a-z 0-9 + / = and no six
+/// digits in a row (which a phone could take for the code).
+fn check_app_signature(app_signature: Option<&str>) -> Result<(), ApiError> {
+    match app_signature {
+        Some(sig)
+            if sig.is_empty()
+                || sig.len() > 32
+                || has_six_digit_run(sig)
+                || !sig
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) =>
+        {
+            Err(ApiError::validation_error(
+                "`sms_challenge.app_signature` must be 1-32 characters of A-Z a-z 0-9 + / = without six digits in a row",
+            )
+            .field("sms_challenge.app_signature"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/mfa/devices`: starts a binding.
 pub async fn create(
     State(state): State<SandboxState>,
@@ -110,19 +131,7 @@ pub async fn create(
         .sms_challenge
         .as_ref()
         .and_then(|s| s.app_signature.as_deref());
-    if let Some(sig) = app_signature
-        && (sig.is_empty()
-            || sig.len() > 32
-            || has_six_digit_run(sig)
-            || !sig
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
-    {
-        return Err(ApiError::validation_error(
-            "`sms_challenge.app_signature` must be 1-32 characters of A-Z a-z 0-9 + / = without six digits in a row",
-        )
-        .field("sms_challenge.app_signature"));
-    }
+    check_app_signature(app_signature)?;
     let person = inner.owned(&inner.persons, caller.0, &body.person_id, "person")?;
     let new = NewDevice {
         person_id: body.person_id,
