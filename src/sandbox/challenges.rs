@@ -94,21 +94,12 @@ pub(crate) fn answer_device_challenge(
     check_device_data(body.device_data.as_deref())?;
     let id: ChallengeId = path_id(id, "device challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "device challenge")?;
-    // Lock order (see `state`): challenge, then device.
-    let (device, to_verify) = {
-        let challenge = entry.data.lock();
-        let device = inner.owned(
-            &inner.devices,
-            caller.0,
-            challenge.signing_device(&id)?,
-            "device",
-        )?;
-        let d = device.data.lock();
-        let to_verify =
-            device_challenges::to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
-        drop(d);
-        (device, to_verify)
-    };
+    let (device, to_verify) = inner.to_verify(
+        caller.0,
+        &entry,
+        |c| c.signing_device(&id),
+        |c, d, now| device_challenges::to_verify(c, d, &body.signature, now),
+    )?;
     // No lock is held while the signature is verified.
     let verdicts = to_verify.check(verifier);
     let mut challenge = entry.data.lock();

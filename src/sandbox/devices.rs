@@ -220,22 +220,14 @@ pub(crate) fn answer_binding(
     check_device_data(body.device_data.as_deref())?;
     let id: ChallengeId = path_id(id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
+    let (device, to_verify) = inner.to_verify(
+        caller.0,
+        &entry,
+        |c| c.binding_device(&id),
+        |c, d, now| rules::binding_to_verify(c, d, &body.signature, now),
+    )?;
     // Lock order (see `state`): challenge, person, device, bound_keys. A device's person
     // never changes, so it is read first.
-    let (device, to_verify) = {
-        let challenge = entry.data.lock();
-        let device = inner.owned(
-            &inner.devices,
-            caller.0,
-            challenge.binding_device(&id)?,
-            "device",
-        )?;
-        let d = device.data.lock();
-        let to_verify =
-            rules::binding_to_verify(&challenge, &d, &body.signature, inner.clock.now())?;
-        drop(d);
-        (device, to_verify)
-    };
     // No lock is held while the signature is verified.
     let verdicts = to_verify.check(verifier);
     let mut challenge = entry.data.lock();

@@ -26,6 +26,7 @@
 
 use super::clock::{Clock, SystemClock};
 use super::config::{PartnerConfig, SandboxConfig};
+use super::core::preverify::ToVerify;
 use super::core::{KeyIndex, Refusal, SendOtp, Verifier};
 use super::error::ApiError;
 use super::ratelimit::Window;
@@ -576,6 +577,24 @@ impl Inner {
                 "there is no {what} {id} for this partner; check the id"
             ))),
         }
+    }
+
+    /// What a signed answer to `challenge` would verify, and the device that must sign it:
+    /// read under the challenge's lock and then the device's (the module's lock order)
+    /// and released again, so the signature can be verified with no lock held (see
+    /// `core::preverify`). `device_of` names the challenge's device (refusing the wrong
+    /// kind of challenge); `to_verify` is the rule's own reading.
+    pub(crate) fn to_verify(
+        &self,
+        partner: PartnerIdx,
+        challenge: &Owned<ChallengeEntry>,
+        device_of: impl FnOnce(&ChallengeEntry) -> Result<&DeviceId, Refusal>,
+        to_verify: impl FnOnce(&ChallengeEntry, &DeviceEntry, Timestamp) -> Result<ToVerify, Refusal>,
+    ) -> Result<(Arc<Owned<DeviceEntry>>, ToVerify), ApiError> {
+        let challenge = challenge.data.lock();
+        let device = self.owned(&self.devices, partner, device_of(&challenge)?, "device")?;
+        let to_verify = to_verify(&challenge, &device.data.lock(), self.clock.now())?;
+        Ok((device, to_verify))
     }
 
     /// Like [`Inner::owned`] for challenges and change requests, whose 404 also says that
