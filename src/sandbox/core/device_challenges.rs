@@ -64,6 +64,29 @@ pub fn to_verify(
     signature: &SignatureHex,
     now: crate::api::Timestamp,
 ) -> Result<ToVerify, Refusal> {
+    let (purpose, string_to_sign, der, key) = before_verifying(challenge, device, signature, now)?;
+    let mut keys = vec![key.key.clone()];
+    if purpose == KeyPurpose::Restricted
+        && let Some(k) = device.key(KeyPurpose::Unrestricted)
+    {
+        keys.push(k.key.clone());
+    }
+    Ok(ToVerify {
+        keys,
+        message: string_to_sign.as_bytes().to_vec(),
+        der,
+    })
+}
+
+/// What [`to_verify`] and [`answer`] check before verifying, in one order: a device
+/// challenge, still open, a signature in DER, and the key of the challenge's purpose on a
+/// device that was not deleted. Gives that purpose, the text to sign, the DER and the key.
+fn before_verifying<'a>(
+    challenge: &'a ChallengeEntry,
+    device: &'a DeviceEntry,
+    signature: &SignatureHex,
+    now: crate::api::Timestamp,
+) -> Result<(KeyPurpose, &'a str, Vec<u8>, &'a KeyEntry), Refusal> {
     let ChallengeWhat::Device {
         purpose,
         string_to_sign,
@@ -75,17 +98,7 @@ pub fn to_verify(
     challenge.attempts.check_open(now, "device challenge")?;
     let der = der_of(signature, "signature")?;
     let key = signing_key(device, *purpose)?;
-    let mut keys = vec![key.key.clone()];
-    if *purpose == KeyPurpose::Restricted
-        && let Some(k) = device.key(KeyPurpose::Unrestricted)
-    {
-        keys.push(k.key.clone());
-    }
-    Ok(ToVerify {
-        keys,
-        message: string_to_sign.as_bytes().to_vec(),
-        der,
-    })
+    Ok((*purpose, string_to_sign, der, key))
 }
 
 /// The device's key of `purpose`, unless the device was deleted or lost it.
@@ -113,18 +126,8 @@ pub fn answer(
     device_data: Option<String>,
     env: Env<'_>,
 ) -> Result<(), Refusal> {
-    let ChallengeWhat::Device {
-        purpose,
-        string_to_sign,
-        ..
-    } = &challenge.what
-    else {
-        return Err(Refusal::new(Reason::NotFound, "not a device challenge"));
-    };
-    let purpose = *purpose;
-    challenge.attempts.check_open(env.now, "device challenge")?;
-    let der = der_of(signature, "signature")?;
-    let key = signing_key(device, purpose)?;
+    let (purpose, string_to_sign, der, key) =
+        before_verifying(challenge, device, signature, env.now)?;
     let message = string_to_sign.as_bytes();
     if !env.verifier.verify(&key.key, message, &der) {
         // A restricted challenge signed with the unrestricted key deserves a precise answer.

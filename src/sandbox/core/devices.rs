@@ -9,7 +9,9 @@ use super::challenges::{ChallengeEntry, ChallengeWhat};
 use super::persons::PersonEntry;
 use super::preverify::ToVerify;
 use super::{Env, KeyIndex, Reason, Refusal, SendOtp, mint};
-use crate::api::{ChallengeId, DeviceId, KeyId, KeyPurpose, PersonId, SignatureHex, Timestamp};
+use crate::api::{
+    ChallengeId, DeviceId, KeyId, KeyPurpose, Otp, PersonId, PhoneNumber, SignatureHex, Timestamp,
+};
 use crate::sandbox::config::SandboxConfig;
 use crate::sandbox::verify::{VerifyingKey, check_der_signature};
 use rand::RngCore;
@@ -184,17 +186,30 @@ pub fn binding_to_verify(
     signature: &SignatureHex,
     now: Timestamp,
 ) -> Result<ToVerify, Refusal> {
-    let ChallengeWhat::Binding { otp, .. } = &challenge.what else {
-        return Err(Refusal::new(Reason::NotFound, "not a binding challenge"));
-    };
-    challenge.attempts.check_open(now, "signature challenge")?;
-    let der = der_of(signature, "signature")?;
-    let key = binding_key(device)?;
+    let (otp, _, der, key) = before_verifying(challenge, device, signature, now)?;
     Ok(ToVerify {
         keys: vec![key],
         message: otp.expose().as_bytes().to_vec(),
         der,
     })
+}
+
+/// What [`binding_to_verify`] and [`answer_binding`] check before verifying, in one order:
+/// a binding challenge, still open, a signature in DER, and the device's key. Gives the OTP,
+/// the number it was sent to, the DER and the key.
+fn before_verifying<'a>(
+    challenge: &'a ChallengeEntry,
+    device: &DeviceEntry,
+    signature: &SignatureHex,
+    now: Timestamp,
+) -> Result<(&'a Otp, &'a PhoneNumber, Vec<u8>, VerifyingKey), Refusal> {
+    let ChallengeWhat::Binding { otp, sent_to, .. } = &challenge.what else {
+        return Err(Refusal::new(Reason::NotFound, "not a binding challenge"));
+    };
+    challenge.attempts.check_open(now, "signature challenge")?;
+    let der = der_of(signature, "signature")?;
+    let key = binding_key(device)?;
+    Ok((otp, sent_to, der, key))
 }
 
 /// The key a binding binds: the device's only key.
@@ -219,14 +234,7 @@ pub fn answer_binding(
     device_data: Option<String>,
     env: Env<'_>,
 ) -> Result<(), Refusal> {
-    let ChallengeWhat::Binding { otp, sent_to, .. } = &challenge.what else {
-        return Err(Refusal::new(Reason::NotFound, "not a binding challenge"));
-    };
-    challenge
-        .attempts
-        .check_open(env.now, "signature challenge")?;
-    let der = der_of(signature, "signature")?;
-    let key = binding_key(device)?;
+    let (otp, sent_to, der, key) = before_verifying(challenge, device, signature, env.now)?;
     person.check_still_verified(sent_to, "OTP", START_AGAIN)?;
     if !env.verifier.verify(&key, otp.expose().as_bytes(), &der) {
         let left = challenge
