@@ -1,27 +1,30 @@
 //! The lean transport for plain `http://` targets (fleets): a few HTTP/1.1 connections kept
-//! by the client, each driven by the task that is using it.
+//! by the client, each used by one request at a time in the task that sends it.
 //!
 //! reqwest hands each request to a connection task through a channel and back through
 //! another, so one request wakes three tasks (often on other threads) and pays reqwest's
 //! own layers (URL parsing and conversion, default-header merging, a boxed future, a timer).
-//! Here the task that sends a request checks a connection out of a small idle list, polls
-//! hyper's HTTP/1 connection itself until the whole answer is read, and puts it back: one
-//! task, no channel hop to another thread, headers prebuilt. Connections the server closed
-//! while idle are noticed at checkout (hyper reads the end of stream) and replaced.
+//! hyper's own connection, driven in the request's task, still passes each request through
+//! a channel to its dispatcher, builds a header map for every request and answer, and
+//! collects the body through a buffer list. Here the task that sends a request checks a
+//! connection out of a small idle list, writes the request head and body from one reused
+//! buffer in one write, reads the answer into another reused buffer and parses it with
+//! `httparse` (the parser hyper uses), then puts the connection back: no channel, no task
+//! hop, no header map unless the caller reads the headers. Answers are framed as
+//! RFC 9112 says (`Content-Length`, chunked, or until the server closes); interim `1xx`
+//! answers are skipped. Connections the server closed while idle are noticed at checkout
+//! (the socket reads as ended) and replaced.
 //!
 //! HTTPS targets keep reqwest (TLS, HTTP/2); so does everything that is not an API call.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue, USER_AGENT};
-use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
 use parking_lot::Mutex;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
-use std::task::Poll;
+use std::io;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use url::Url;
 
@@ -46,18 +49,44 @@ fn shard() -> usize {
 /// How long connecting may take at most (as with the reqwest transport).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// hyper's HTTP/1 connection state machine, and whether it has ended (it must not be
-/// polled again then).
-struct Conn {
-    inner: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
-    ended: bool,
+/// Longest answer head (status line and headers) read before giving up on it.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Most header lines in an answer head.
+const MAX_HEADERS: usize = 64;
+
+/// Free room each read offers at least: more than a whole small answer, so one read takes
+/// it and a read shorter than the room tells the runtime the socket is drained (no second
+/// read that fails with `EAGAIN`).
+const READ_ROOM: usize = 16 * 1024;
+
+/// Buffers grown beyond this by an unusually large request or answer are not kept.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// One HTTP/1.1 connection and its reused buffers.
+struct Link {
+    stream: TcpStream,
+    /// The request being written.
+    out: Vec<u8>,
+    /// The answer being read.
+    input: Vec<u8>,
 }
 
-/// One HTTP/1.1 connection: the handle requests go through and the connection state
-/// machine the using task polls.
-struct Link {
-    sender: http1::SendRequest<Full<Bytes>>,
-    conn: Conn,
+impl Link {
+    /// Whether an idle connection can take a request: the server has neither closed it
+    /// nor sent anything unasked. Costs no system call unless the runtime saw the socket
+    /// become readable.
+    fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
 }
 
 /// Why a lean exchange failed.
@@ -67,7 +96,7 @@ pub(crate) enum LeanError {
     Connect(std::io::Error),
     /// The whole exchange took longer than the timeout.
     Timeout,
-    /// The connection failed or closed mid-exchange.
+    /// The connection failed or closed mid-exchange, or the answer was not HTTP/1.1.
     Transport {
         /// Whether no byte of an answer arrived before the connection closed (so an
         /// idempotent request may be sent again).
@@ -97,7 +126,24 @@ impl std::error::Error for LeanError {
     }
 }
 
-/// An answer: status, headers and the whole body.
+/// A failure after the request went out, with whether any of the answer had arrived.
+fn broken(before_answer: bool, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LeanError {
+    LeanError::Transport {
+        before_answer,
+        source: source.into(),
+    }
+}
+
+/// An answer that is not valid HTTP/1.1.
+fn malformed(what: &str) -> LeanError {
+    broken(
+        false,
+        io::Error::new(io::ErrorKind::InvalidData, format!("invalid HTTP answer: {what}")),
+    )
+}
+
+/// An answer: status, headers (all of them when asked for or when the status is not a
+/// success, else none) and the whole body.
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
@@ -114,8 +160,7 @@ pub(crate) struct LeanPool {
     idle: [Mutex<Vec<Link>>; SHARDS],
 }
 
-static ACCEPT_JSON: HeaderValue = HeaderValue::from_static("application/json");
-static AGENT: HeaderValue = HeaderValue::from_static(concat!("vphone/", env!("CARGO_PKG_VERSION")));
+const AGENT: &str = concat!("vphone/", env!("CARGO_PKG_VERSION"));
 
 impl LeanPool {
     /// A pool for `base` when it is a plain `http://` URL with a host; `None` otherwise
@@ -131,16 +176,20 @@ impl LeanPool {
             Some(p) => format!("{host}:{p}"),
             None => host.to_owned(),
         };
+        let prefix = base.path().trim_end_matches('/').to_owned();
+        if !valid_target(&prefix) {
+            return None;
+        }
         Some(LeanPool {
             addr: format!("{host}:{port}"),
-            prefix: base.path().trim_end_matches('/').to_owned(),
+            prefix,
             host: HeaderValue::try_from(authority).ok()?,
             idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
         })
     }
 
     /// Sends one request (`path` may carry a query) and reads the whole answer, within
-    /// `timeout`.
+    /// `timeout`; with `all_headers`, the answer keeps its headers even on success.
     pub(crate) async fn send(
         &self,
         method: &Method,
@@ -148,85 +197,84 @@ impl LeanPool {
         authorization: &HeaderValue,
         body: Option<&Bytes>,
         timeout: Duration,
+        all_headers: bool,
     ) -> Result<Answer, LeanError> {
-        let uri = if self.prefix.is_empty() {
-            Uri::try_from(path)
-        } else {
-            Uri::try_from(format!("{}{path}", self.prefix))
+        if !path.starts_with('/') || !valid_target(path) {
+            return Err(broken(
+                true,
+                io::Error::new(io::ErrorKind::InvalidInput, "invalid request path"),
+            ));
         }
-        .map_err(|e| LeanError::Transport {
-            before_answer: true,
-            source: Box::new(e),
-        })?;
-        let mut req = Request::new(Full::new(body.cloned().unwrap_or_default()));
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri;
-        let headers = req.headers_mut();
-        headers.reserve(5);
-        headers.insert(HOST, self.host.clone());
-        headers.insert(USER_AGENT, AGENT.clone());
-        headers.insert(AUTHORIZATION, authorization.clone());
-        headers.insert(ACCEPT, ACCEPT_JSON.clone());
-        if body.is_some() {
-            headers.insert(CONTENT_TYPE, ACCEPT_JSON.clone());
-        }
-        match tokio::time::timeout(timeout, self.exchange(req)).await {
+        let request = Request {
+            method,
+            path,
+            authorization,
+            body,
+        };
+        match tokio::time::timeout(timeout, self.exchange(&request, all_headers)).await {
             Ok(answer) => answer,
             // The link in use is dropped with the exchange: it is mid-request.
             Err(_) => Err(LeanError::Timeout),
         }
     }
 
-    async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Answer, LeanError> {
+    async fn exchange(&self, request: &Request<'_>, all_headers: bool) -> Result<Answer, LeanError> {
         let mut link = self.checkout().await?;
-        let sent = link.sender.send_request(req);
-        let response = match drive(&mut link.conn, sent).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                return Err(LeanError::Transport {
-                    // Not even the request was taken, or the server closed without a word.
-                    before_answer: e.is_incomplete_message() || e.is_canceled(),
-                    source: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e.into_error(true)),
-        };
-        let (parts, incoming) = response.into_parts();
-        let body = match drive(&mut link.conn, incoming.collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(e)) => {
-                return Err(LeanError::Transport {
-                    before_answer: false,
-                    source: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e.into_error(false)),
-        };
-        self.checkin(link);
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        link.out.clear();
+        self.encode(request, &mut link.out);
+        if let Err(e) = link.stream.write_all(&link.out).await {
+            // Not a byte of an answer can have come.
+            return Err(broken(true, e));
+        }
+        let head_only = *request.method == Method::HEAD;
+        let (answer, reusable) = read_answer(&mut link, head_only, all_headers).await?;
+        if reusable {
+            self.checkin(link);
+        }
+        Ok(answer)
     }
 
-    /// An idle connection of this thread that is still open and ready for a request, else
-    /// a new one.
+    /// Writes the request head and body into `out`.
+    fn encode(&self, r: &Request<'_>, out: &mut Vec<u8>) {
+        let body = r.body.map_or(&[][..], |b| &b[..]);
+        out.reserve(256 + r.path.len() + r.authorization.len() + body.len());
+        out.extend_from_slice(r.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(r.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\nuser-agent: ");
+        out.extend_from_slice(AGENT.as_bytes());
+        out.extend_from_slice(b"\r\nauthorization: ");
+        out.extend_from_slice(r.authorization.as_bytes());
+        out.extend_from_slice(b"\r\naccept: application/json\r\n");
+        if r.body.is_some() {
+            out.extend_from_slice(b"content-type: application/json\r\n");
+        }
+        // A body's length; and an explicit zero where the method usually carries one.
+        if r.body.is_some() || [Method::POST, Method::PUT, Method::PATCH].contains(r.method) {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+    }
+
+    /// An idle connection of this thread that is still open, else a new one.
     async fn checkout(&self) -> Result<Link, LeanError> {
         let idle = &self.idle[shard()];
         loop {
-            let Some(mut link) = idle.lock().pop() else {
+            let Some(link) = idle.lock().pop() else {
                 break;
             };
-            // Polling an idle connection reads whether the server closed it meanwhile (or
-            // the runtime that opened it is gone).
-            let sender = &mut link.sender;
-            if let Ok(Ok(())) = drive(&mut link.conn, poll_fn(|cx| sender.poll_ready(cx))).await {
+            if link.still_open() {
                 return Ok(link);
             }
         }
-        // Boxed: connecting is rare, and its future (resolution, connect, handshake) would
-        // otherwise be part of every request's state machine, copied at every await.
+        // Boxed: connecting is rare, and its future (resolution, connect) would otherwise
+        // be part of every request's state machine, copied at every await.
         Box::pin(self.connect()).await
     }
 
@@ -243,21 +291,19 @@ impl LeanPool {
             .map_err(LeanError::Connect)?;
         // Requests are small and answered at once: do not wait to coalesce them.
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| LeanError::Connect(std::io::Error::other(e)))?;
         Ok(Link {
-            sender,
-            conn: Conn {
-                inner: conn,
-                ended: false,
-            },
+            stream,
+            out: Vec::new(),
+            input: Vec::new(),
         })
     }
 
-    fn checkin(&self, link: Link) {
-        if link.conn.ended || link.sender.is_closed() {
-            return;
+    fn checkin(&self, mut link: Link) {
+        if link.out.capacity() > KEEP_BUFFER {
+            link.out = Vec::new();
+        }
+        if link.input.capacity() > KEEP_BUFFER {
+            link.input = Vec::new();
         }
         let mut idle = self.idle[shard()].lock();
         if idle.len() < MAX_IDLE {
@@ -266,64 +312,260 @@ impl LeanPool {
     }
 }
 
-/// The connection failed or ended while a request was using it.
-enum Ended {
-    Failed(hyper::Error),
-    Closed,
+/// What one request sends.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    authorization: &'a HeaderValue,
+    body: Option<&'a Bytes>,
 }
 
-impl Ended {
-    fn into_error(self, before_answer: bool) -> LeanError {
-        let source: Box<dyn std::error::Error + Send + Sync> = match self {
-            Ended::Failed(e) => {
-                let before = before_answer && e.is_incomplete_message();
-                return LeanError::Transport {
-                    before_answer: before,
-                    source: Box::new(e),
-                };
-            }
-            Ended::Closed => "the server closed the connection".into(),
-        };
-        LeanError::Transport {
-            before_answer,
-            source,
+/// Whether `s` may stand in a request line's target: visible ASCII only (no space, no
+/// control character that could end the line or start another header).
+fn valid_target(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// How an answer's body ends (RFC 9112, section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (a `HEAD` request, or a 204 or 304 answer).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Whatever comes until the server closes the connection.
+    UntilClose,
+}
+
+/// A parsed answer head.
+struct Head {
+    /// Its length in bytes.
+    len: usize,
+    status: StatusCode,
+    framing: Framing,
+    /// Whether the connection may take another request after this answer.
+    keep_alive: bool,
+    headers: HeaderMap,
+}
+
+/// Parses an answer head at the start of `input`; `None` while it is incomplete.
+fn parse_head(input: &[u8], head_only: bool, all_headers: bool) -> Result<Option<Head>, LeanError> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut lines);
+    let len = match answer.parse(input) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if input.len() > MAX_HEAD => {
+            return Err(malformed("head too long"));
         }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(malformed(&e.to_string())),
+    };
+    let status = answer
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| malformed("status code"))?;
+    let mut keep_alive = answer.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in answer.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| malformed("content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(malformed("conflicting content-length"));
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked only when it is the last coding applied.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection")
+            && h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            keep_alive = false;
+        }
+    }
+    let framing = if head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if let Some(chunked) = chunked {
+        // A transfer coding overrides any length; a message framed both ways is not
+        // trusted to leave the connection usable.
+        if length.is_some() {
+            keep_alive = false;
+        }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    let mut headers = HeaderMap::new();
+    if all_headers || !status.is_success() {
+        headers.reserve(answer.headers.len());
+        for h in answer.headers.iter() {
+            // Tolerant: a header that is not a valid name or value is left out.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        framing,
+        keep_alive,
+        headers,
+    }))
+}
+
+/// Reads more of the answer into `input`; `Ok(false)` at the end of the stream.
+async fn fill(stream: &mut TcpStream, input: &mut Vec<u8>) -> io::Result<bool> {
+    input.reserve(READ_ROOM);
+    Ok(stream.read_buf(input).await? > 0)
+}
+
+/// Reads one whole answer from `link` (skipping interim `1xx` answers); returns it and
+/// whether the connection can take another request.
+async fn read_answer(
+    link: &mut Link,
+    head_only: bool,
+    all_headers: bool,
+) -> Result<(Answer, bool), LeanError> {
+    let Link { stream, input, .. } = link;
+    input.clear();
+    // Whether any byte of an answer (an interim one included) has arrived.
+    let mut received = false;
+    let head = loop {
+        match parse_head(input, head_only, all_headers)? {
+            Some(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(malformed("101 Switching Protocols"));
+            }
+            Some(head) if head.status.is_informational() => {
+                input.drain(..head.len);
+            }
+            Some(head) => break head,
+            None => match fill(stream, input).await {
+                Ok(true) => received = true,
+                Ok(false) if received => return Err(malformed("the connection closed mid-head")),
+                Ok(false) => {
+                    return Err(broken(
+                        true,
+                        "the server closed the connection without an answer",
+                    ));
+                }
+                Err(e) => return Err(broken(!received, e)),
+            },
+        }
+    };
+    let mut keep_alive = head.keep_alive;
+    let start = head.len;
+    let body = match head.framing {
+        Framing::Empty => {
+            keep_alive &= input.len() == start;
+            Bytes::new()
+        }
+        Framing::Length(n) => {
+            let n = usize::try_from(n).map_err(|_| malformed("content-length too large"))?;
+            let end = start.checked_add(n).ok_or_else(|| malformed("content-length too large"))?;
+            while input.len() < end {
+                if !fill(stream, input).await.map_err(|e| broken(false, e))? {
+                    return Err(malformed("the connection closed mid-body"));
+                }
+            }
+            // Bytes past the answer were not asked for: the connection is out of step.
+            keep_alive &= input.len() == end;
+            Bytes::copy_from_slice(&input[start..end])
+        }
+        Framing::Chunked => {
+            let (body, end) = read_chunked(stream, input, start).await?;
+            keep_alive &= input.len() == end;
+            body
+        }
+        Framing::UntilClose => {
+            while fill(stream, input).await.map_err(|e| broken(false, e))? {}
+            Bytes::copy_from_slice(&input[start..])
+        }
+    };
+    Ok((
+        Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+        },
+        keep_alive,
+    ))
+}
+
+/// Decodes a chunked body that starts at `input[pos..]`, reading more as needed; returns
+/// the body and where the message ended in `input`.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
+    mut pos: usize,
+) -> Result<(Bytes, usize), LeanError> {
+    let mut body = Vec::new();
+    loop {
+        let (size_len, size) = match httparse::parse_chunk_size(&input[pos..]) {
+            Ok(httparse::Status::Complete(c)) => c,
+            Ok(httparse::Status::Partial) => {
+                more(stream, input).await?;
+                continue;
+            }
+            Err(_) => return Err(malformed("chunk size")),
+        };
+        if size == 0 {
+            pos += size_len;
+            // Trailer lines, if any, up to an empty line.
+            loop {
+                match input[pos..].windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => return Ok((Bytes::from(body), pos + 2)),
+                    Some(line) => pos += line + 2,
+                    None if input.len() - pos > MAX_HEAD => return Err(malformed("trailers too long")),
+                    None => more(stream, input).await?,
+                }
+            }
+        }
+        let size = usize::try_from(size).map_err(|_| malformed("chunk too large"))?;
+        let data = pos + size_len;
+        let end = data.checked_add(size).and_then(|e| e.checked_add(2)).ok_or_else(|| malformed("chunk too large"))?;
+        while input.len() < end {
+            more(stream, input).await?;
+        }
+        if &input[end - 2..end] != b"\r\n" {
+            return Err(malformed("chunk not followed by CRLF"));
+        }
+        body.extend_from_slice(&input[data..end - 2]);
+        pos = end;
     }
 }
 
-/// Runs `work` to completion while polling the connection `conn` (which does the reading
-/// and writing `work` waits for), all in the calling task.
-async fn drive<T>(conn: &mut Conn, work: impl Future<Output = T>) -> Result<T, Ended> {
-    let mut work = pin!(work);
-    poll_fn(|cx| {
-        // Twice round: the connection's progress (request written, answer read) readies
-        // `work`, and `work` asking for the body readies the connection.
-        for _ in 0..2 {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            if conn.ended {
-                return Poll::Ready(Err(Ended::Closed));
-            }
-            match conn.inner.poll_without_shutdown(cx) {
-                Poll::Ready(Ok(())) => {
-                    conn.ended = true;
-                    return match work.as_mut().poll(cx) {
-                        Poll::Ready(out) => Poll::Ready(Ok(out)),
-                        Poll::Pending => Poll::Ready(Err(Ended::Closed)),
-                    };
-                }
-                Poll::Ready(Err(e)) => {
-                    conn.ended = true;
-                    return Poll::Ready(Err(Ended::Failed(e)));
-                }
-                Poll::Pending => {}
-            }
-        }
-        match work.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(Ok(out)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+/// Reads more of a body that must go on.
+async fn more(stream: &mut TcpStream, input: &mut Vec<u8>) -> Result<(), LeanError> {
+    match fill(stream, input).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(malformed("the connection closed mid-body")),
+        Err(e) => Err(broken(false, e)),
+    }
 }

@@ -565,7 +565,7 @@ impl ApiClient {
         let inner = &*self.inner;
         if let Some(lean) = &inner.lean {
             return match lean
-                .send(method, path, authorization, body, inner.timeout)
+                .send(method, path, authorization, body, inner.timeout, want_id)
                 .await
             {
                 Ok(a) => {
