@@ -21,11 +21,14 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use parking_lot::Mutex;
+use std::future::{Future as _, poll_fn};
 use std::io;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use url::Url;
 
 /// Most idle connections kept per shard; more are closed when put back.
@@ -63,13 +66,18 @@ const READ_ROOM: usize = 16 * 1024;
 /// Buffers grown beyond this by an unusually large request or answer are not kept.
 const KEEP_BUFFER: usize = 64 * 1024;
 
-/// One HTTP/1.1 connection and its reused buffers.
+/// One HTTP/1.1 connection, its reused buffers and its timer.
 struct Link {
     stream: TcpStream,
     /// The request being written.
     out: Vec<u8>,
     /// The answer being read.
     input: Vec<u8>,
+    /// The deadline of the request using the connection. Kept from request to request: a
+    /// registered timer moved later is only marked (the runtime files it anew when its
+    /// old time comes), where a timer per request took the timer wheel's lock to register
+    /// and again to remove it.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Link {
@@ -127,7 +135,10 @@ impl std::error::Error for LeanError {
 }
 
 /// A failure after the request went out, with whether any of the answer had arrived.
-fn broken(before_answer: bool, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LeanError {
+fn broken(
+    before_answer: bool,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> LeanError {
     LeanError::Transport {
         before_answer,
         source: source.into(),
@@ -138,7 +149,10 @@ fn broken(before_answer: bool, source: impl Into<Box<dyn std::error::Error + Sen
 fn malformed(what: &str) -> LeanError {
     broken(
         false,
-        io::Error::new(io::ErrorKind::InvalidData, format!("invalid HTTP answer: {what}")),
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("invalid HTTP answer: {what}"),
+        ),
     )
 }
 
@@ -211,27 +225,55 @@ impl LeanPool {
             authorization,
             body,
         };
-        match tokio::time::timeout(timeout, self.exchange(&request, all_headers)).await {
-            Ok(answer) => answer,
-            // The link in use is dropped with the exchange: it is mid-request.
-            Err(_) => Err(LeanError::Timeout),
+        let deadline = Instant::now() + timeout;
+        let mut link = match self.checkout() {
+            Some(link) => link,
+            // Boxed: connecting is rare, and its future (resolution, connect) would
+            // otherwise be part of every request's state machine, copied at every await.
+            None => match tokio::time::timeout_at(deadline, Box::pin(self.connect(deadline))).await
+            {
+                Ok(link) => link?,
+                Err(_) => return Err(LeanError::Timeout),
+            },
+        };
+        link.timer.as_mut().reset(deadline);
+        let done = {
+            let Link {
+                stream,
+                out,
+                input,
+                timer,
+            } = &mut link;
+            out.clear();
+            self.encode(&request, out);
+            let head_only = *method == Method::HEAD;
+            let mut exchange = pin!(async {
+                if let Err(e) = stream.write_all(out).await {
+                    // Not a byte of an answer can have come.
+                    return Err(broken(true, e));
+                }
+                read_answer(stream, input, head_only, all_headers).await
+            });
+            // The exchange first, then the deadline (as `tokio::time::timeout` does).
+            poll_fn(|cx| {
+                if let Poll::Ready(done) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(Some(done));
+                }
+                timer.as_mut().poll(cx).map(|()| None)
+            })
+            .await
+        };
+        match done {
+            Some(Ok((answer, reusable))) => {
+                if reusable {
+                    self.checkin(link);
+                }
+                Ok(answer)
+            }
+            Some(Err(e)) => Err(e),
+            // The link is dropped: it is mid-request.
+            None => Err(LeanError::Timeout),
         }
-    }
-
-    async fn exchange(&self, request: &Request<'_>, all_headers: bool) -> Result<Answer, LeanError> {
-        let mut link = self.checkout().await?;
-        link.out.clear();
-        self.encode(request, &mut link.out);
-        if let Err(e) = link.stream.write_all(&link.out).await {
-            // Not a byte of an answer can have come.
-            return Err(broken(true, e));
-        }
-        let head_only = *request.method == Method::HEAD;
-        let (answer, reusable) = read_answer(&mut link, head_only, all_headers).await?;
-        if reusable {
-            self.checkin(link);
-        }
-        Ok(answer)
     }
 
     /// Writes the request head and body into `out`.
@@ -262,24 +304,19 @@ impl LeanPool {
         out.extend_from_slice(body);
     }
 
-    /// An idle connection of this thread that is still open, else a new one.
-    async fn checkout(&self) -> Result<Link, LeanError> {
+    /// An idle connection of this thread that is still open, if there is one.
+    fn checkout(&self) -> Option<Link> {
         let idle = &self.idle[shard()];
         loop {
-            let Some(link) = idle.lock().pop() else {
-                break;
-            };
+            let link = idle.lock().pop()?;
             if link.still_open() {
-                return Ok(link);
+                return Some(link);
             }
         }
-        // Boxed: connecting is rare, and its future (resolution, connect) would otherwise
-        // be part of every request's state machine, copied at every await.
-        Box::pin(self.connect()).await
     }
 
-    /// A new connection to the pool's address.
-    async fn connect(&self) -> Result<Link, LeanError> {
+    /// A new connection to the pool's address, its timer set to `deadline`.
+    async fn connect(&self, deadline: Instant) -> Result<Link, LeanError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| {
@@ -295,6 +332,7 @@ impl LeanPool {
             stream,
             out: Vec::new(),
             input: Vec::new(),
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
         })
     }
 
@@ -384,8 +422,7 @@ fn parse_head(input: &[u8], head_only: bool, all_headers: bool) -> Result<Option
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection")
-            && h
-                .value
+            && h.value
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
         {
@@ -449,11 +486,11 @@ async fn fill(stream: &mut TcpStream, input: &mut Vec<u8>) -> io::Result<bool> {
 /// Reads one whole answer from `link` (skipping interim `1xx` answers); returns it and
 /// whether the connection can take another request.
 async fn read_answer(
-    link: &mut Link,
+    stream: &mut TcpStream,
+    input: &mut Vec<u8>,
     head_only: bool,
     all_headers: bool,
 ) -> Result<(Answer, bool), LeanError> {
-    let Link { stream, input, .. } = link;
     input.clear();
     // Whether any byte of an answer (an interim one included) has arrived.
     let mut received = false;
@@ -488,7 +525,9 @@ async fn read_answer(
         }
         Framing::Length(n) => {
             let n = usize::try_from(n).map_err(|_| malformed("content-length too large"))?;
-            let end = start.checked_add(n).ok_or_else(|| malformed("content-length too large"))?;
+            let end = start
+                .checked_add(n)
+                .ok_or_else(|| malformed("content-length too large"))?;
             while input.len() < end {
                 if !fill(stream, input).await.map_err(|e| broken(false, e))? {
                     return Err(malformed("the connection closed mid-body"));
@@ -542,14 +581,19 @@ async fn read_chunked(
                 match input[pos..].windows(2).position(|w| w == b"\r\n") {
                     Some(0) => return Ok((Bytes::from(body), pos + 2)),
                     Some(line) => pos += line + 2,
-                    None if input.len() - pos > MAX_HEAD => return Err(malformed("trailers too long")),
+                    None if input.len() - pos > MAX_HEAD => {
+                        return Err(malformed("trailers too long"));
+                    }
                     None => more(stream, input).await?,
                 }
             }
         }
         let size = usize::try_from(size).map_err(|_| malformed("chunk too large"))?;
         let data = pos + size_len;
-        let end = data.checked_add(size).and_then(|e| e.checked_add(2)).ok_or_else(|| malformed("chunk too large"))?;
+        let end = data
+            .checked_add(size)
+            .and_then(|e| e.checked_add(2))
+            .ok_or_else(|| malformed("chunk too large"))?;
         while input.len() < end {
             more(stream, input).await?;
         }
@@ -567,5 +611,279 @@ async fn more(stream: &mut TcpStream, input: &mut Vec<u8>) -> Result<(), LeanErr
         Ok(true) => Ok(()),
         Ok(false) => Err(malformed("the connection closed mid-body")),
         Err(e) => Err(broken(false, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// What a scripted server saw: each request as raw text, and how many connections.
+    #[derive(Default)]
+    struct Seen {
+        requests: Vec<String>,
+        connections: usize,
+    }
+
+    /// A server on 127.0.0.1 answering the n-th request (over all connections) with
+    /// `answers[n]`, raw; after an answer whose text holds `connection: close` or has no
+    /// length, it closes the connection.
+    async fn scripted(answers: Vec<&'static str>) -> (LeanPool, Arc<Mutex<Seen>>) {
+        scripted_with(answers.into_iter().map(|a| (0, Some(a))).collect()).await
+    }
+
+    /// [`scripted`] with each answer sent after a pause of so many milliseconds, or never
+    /// (`None`: the server holds the connection without answering until the client goes).
+    async fn scripted_with(
+        answers: Vec<(u64, Option<&'static str>)>,
+    ) -> (LeanPool, Arc<Mutex<Seen>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            // Bounded: each test makes a few connections.
+            for _ in 0..8 {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                log.lock().connections += 1;
+                loop {
+                    let Some(request) = read_request(&mut sock).await else {
+                        break;
+                    };
+                    log.lock().requests.push(request);
+                    let Some((pause, answer)) = answers.next() else {
+                        return;
+                    };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let Some(answer) = answer else {
+                        let mut rest = [0u8; 64];
+                        while matches!(sock.read(&mut rest).await, Ok(n) if n > 0) {}
+                        break;
+                    };
+                    sock.write_all(answer.as_bytes()).await.unwrap();
+                    let lower = answer.to_ascii_lowercase();
+                    if lower.contains("connection: close")
+                        || !(lower.contains("content-length") || lower.contains("chunked"))
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        (LeanPool::for_base(&base).unwrap(), seen)
+    }
+
+    /// One request, head and body (by its `content-length`), as text.
+    async fn read_request(sock: &mut TcpStream) -> Option<String> {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            if sock.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            got.push(byte[0]);
+        }
+        let text = String::from_utf8(got.clone()).ok()?;
+        let length = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        sock.read_exact(&mut body).await.ok()?;
+        got.extend_from_slice(&body);
+        String::from_utf8(got).ok()
+    }
+
+    fn auth() -> HeaderValue {
+        HeaderValue::from_static("Bearer t")
+    }
+
+    async fn get(pool: &LeanPool, path: &str) -> Result<Answer, LeanError> {
+        pool.send(
+            &Method::GET,
+            path,
+            &auth(),
+            None,
+            Duration::from_secs(10),
+            true,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn requests_are_written_whole_and_a_length_framed_answer_keeps_the_connection() {
+        let (pool, seen) = scripted(vec![
+            "HTTP/1.1 201 Created\r\ncontent-length: 7\r\nx-request-id: r1\r\n\r\n{\"a\":1}",
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        ])
+        .await;
+        let body = Bytes::from_static(b"{\"x\":2}");
+        let a = pool
+            .send(
+                &Method::POST,
+                "/v1/things?q=1",
+                &auth(),
+                Some(&body),
+                Duration::from_secs(10),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.status, &a.body[..]),
+            (StatusCode::CREATED, &b"{\"a\":1}"[..])
+        );
+        // A success's headers only when asked for.
+        assert!(a.headers.is_empty());
+        let a = pool
+            .send(
+                &Method::POST,
+                "/v1/empty",
+                &auth(),
+                None,
+                Duration::from_secs(10),
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.body.len()), (StatusCode::OK, 0));
+        let seen = seen.lock();
+        assert_eq!(seen.connections, 1);
+        let host = pool.host.to_str().unwrap().to_owned();
+        assert_eq!(
+            seen.requests,
+            vec![
+                format!(
+                    "POST /v1/things?q=1 HTTP/1.1\r\nhost: {host}\r\nuser-agent: {AGENT}\r\nauthorization: Bearer t\r\naccept: application/json\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{{\"x\":2}}"
+                ),
+                format!(
+                    "POST /v1/empty HTTP/1.1\r\nhost: {host}\r\nuser-agent: {AGENT}\r\nauthorization: Bearer t\r\naccept: application/json\r\ncontent-length: 0\r\n\r\n"
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn chunked_answers_and_interim_answers_are_read_whole() {
+        let (pool, seen) = scripted(vec![
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-request-id: r2\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\ntrailer: t\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nRetry-After: 3\r\n\r\n{}",
+        ])
+        .await;
+        let a = get(&pool, "/one").await.unwrap();
+        assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"abcde"[..]));
+        assert_eq!(a.headers["x-request-id"], "r2");
+        // A failure's headers are kept even when not asked for.
+        let a = pool
+            .send(
+                &Method::GET,
+                "/two",
+                &auth(),
+                None,
+                Duration::from_secs(10),
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!((a.status, &a.body[..]), (StatusCode::NOT_FOUND, &b"{}"[..]));
+        assert_eq!(a.headers["retry-after"], "3");
+        assert_eq!(seen.lock().connections, 1);
+    }
+
+    #[tokio::test]
+    async fn a_closing_or_unframed_answer_is_read_and_its_connection_not_reused() {
+        let (pool, seen) = scripted(vec![
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\n\r\nuntil the end",
+            "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(&get(&pool, "/a").await.unwrap().body[..], b"ok");
+        assert_eq!(&get(&pool, "/b").await.unwrap().body[..], b"until the end");
+        assert_eq!(
+            get(&pool, "/c").await.unwrap().status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(seen.lock().connections, 3);
+    }
+
+    #[tokio::test]
+    async fn malformed_answers_fail_after_the_answer_began() {
+        for answer in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nshort",
+            "NOT HTTP\r\n\r\n",
+        ] {
+            let (pool, _) = scripted(vec![answer]).await;
+            match get(&pool, "/x").await {
+                Err(LeanError::Transport {
+                    before_answer: false,
+                    ..
+                }) => {}
+                Err(e) => panic!("{answer:?}: {e:?}"),
+                Ok(a) => panic!("{answer:?}: answered {}", a.status),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_closing_without_a_word_fails_before_the_answer() {
+        // The script has no answer: the server reads the request and closes.
+        let (pool, seen) = scripted(vec![]).await;
+        match get(&pool, "/x").await {
+            Err(LeanError::Transport {
+                before_answer: true,
+                ..
+            }) => {}
+            other => panic!("{:?}", other.map(|a| a.status)),
+        }
+        assert_eq!(seen.lock().requests.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_path_that_would_break_the_request_line_is_not_sent() {
+        let (pool, seen) = scripted(vec!["HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]).await;
+        for path in ["/a b", "/a\r\nx-injected: 1", "no-slash", "/ü"] {
+            assert!(
+                matches!(
+                    get(&pool, path).await,
+                    Err(LeanError::Transport {
+                        before_answer: true,
+                        ..
+                    })
+                ),
+                "{path:?}"
+            );
+        }
+        assert_eq!(seen.lock().connections, 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_s_timer_moves_with_each_request() {
+        const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (pool, seen) = scripted_with(vec![(0, Some(OK)), (400, Some(OK)), (0, None)]).await;
+        let short = Duration::from_millis(200);
+        let token = auth();
+        let send = |timeout| pool.send(&Method::GET, "/t", &token, None, timeout, false);
+        assert_eq!(&send(short).await.unwrap().body[..], b"ok");
+        // The first request's deadline passes while the connection is idle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A slow answer within the next request's own deadline is read, on the same
+        // connection.
+        assert_eq!(
+            &send(Duration::from_secs(10)).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(seen.lock().connections, 1);
+        // A request that gets no answer times out at its deadline.
+        assert!(matches!(send(short).await, Err(LeanError::Timeout)));
+        assert_eq!(seen.lock().requests.len(), 3);
     }
 }
