@@ -15,7 +15,7 @@
 //! threshold, so a request never waits for one.
 
 use super::records::{ChallengeRecord, ChangeRequestRecord, DeviceRecord, PersonRecord};
-use super::{Snapshot, Store, StoreError, Write};
+use super::{Row, Snapshot, Store, StoreError};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -227,9 +227,21 @@ fn stored_sms_seq(conn: &Connection) -> Result<u64, StoreError> {
     Ok(seq.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
 }
 
-fn json<T: serde::Serialize>(record: &T) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+/// Each kind's upsert, indexed by [`Kind`] (in its order).
+const UPSERT: [&str; 4] = [
+    "INSERT INTO persons (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+    "INSERT INTO devices (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+    "INSERT INTO challenges (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+    "INSERT INTO change_requests (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+];
+
+/// Each kind's delete, indexed by [`Kind`].
+const DELETE: [&str; 4] = [
+    "DELETE FROM persons WHERE id = ?1",
+    "DELETE FROM devices WHERE id = ?1",
+    "DELETE FROM challenges WHERE id = ?1",
+    "DELETE FROM change_requests WHERE id = ?1",
+];
 
 fn rows<T: serde::de::DeserializeOwned>(
     conn: &Connection,
@@ -283,57 +295,32 @@ impl Store for SqliteStore {
         })
     }
 
-    fn commit(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
-        if writes.is_empty() {
+    fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
+        if rows.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         let mut reserved = None;
-        for write in writes {
-            match write {
-                Write::Person(partner, p) => {
-                    let data = json(&PersonRecord::from(*p))?;
-                    tx.prepare_cached(
-                        "INSERT INTO persons (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![p.person.id.as_str(), partner, data])?;
+        for row in rows {
+            match row {
+                Row::Put {
+                    kind,
+                    id,
+                    partner,
+                    data,
+                } => {
+                    tx.prepare_cached(UPSERT[*kind as usize])?
+                        .execute(params![id, partner, data])?;
                 }
-                Write::Device(partner, d) => {
-                    let data = json(&DeviceRecord::from(*d))?;
-                    tx.prepare_cached(
-                        "INSERT INTO devices (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![d.id.as_str(), partner, data])?;
+                Row::Forget { kind, id } => {
+                    tx.prepare_cached(DELETE[*kind as usize])?
+                        .execute(params![id])?;
                 }
-                Write::Challenge(partner, id, c) => {
-                    let data = json(&ChallengeRecord::of(id, c))?;
-                    tx.prepare_cached(
-                        "INSERT INTO challenges (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![id.as_str(), partner, data])?;
-                }
-                Write::ChangeRequest(partner, c) => {
-                    let data = json(&ChangeRequestRecord::from(*c))?;
-                    tx.prepare_cached(
-                        "INSERT INTO change_requests (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![c.id.as_str(), partner, data])?;
-                }
-                Write::ForgetChallenge(id) => {
-                    tx.prepare_cached("DELETE FROM challenges WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::ForgetDevice(id) => {
-                    tx.prepare_cached("DELETE FROM devices WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::ForgetChangeRequest(id) => {
-                    tx.prepare_cached("DELETE FROM change_requests WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::SmsSeq(seq) => {
-                    if *seq <= self.sms_reserved.load(Ordering::Relaxed) {
+                Row::SmsSeq(seq) => {
+                    if *seq <= self.sms_reserved.load(Ordering::Relaxed)
+                        || reserved.is_some_and(|r| *seq <= r)
+                    {
                         continue;
                     }
                     let reserve = seq.saturating_add(SMS_SEQ_STRIDE);
@@ -394,7 +381,7 @@ mod tests {
             SMS_SEQ_STRIDE + 2,
             5 * SMS_SEQ_STRIDE,
         ] {
-            store.commit(&[Write::SmsSeq(seq)]).unwrap();
+            store.commit(&[Row::SmsSeq(seq)]).unwrap();
             let stored = store.load().unwrap().sms_seq;
             assert!(stored >= seq, "stored {stored} below sent {seq}");
             writes_seen.push(stored);
@@ -413,7 +400,7 @@ mod tests {
         // A store opened again on the file goes on from what is stored.
         let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
         store
-            .commit(&[Write::SmsSeq(5 * SMS_SEQ_STRIDE + 1)])
+            .commit(&[Row::SmsSeq(5 * SMS_SEQ_STRIDE + 1)])
             .unwrap();
         assert_eq!(store.load().unwrap().sms_seq, 6 * SMS_SEQ_STRIDE);
         assert_eq!(store.integrity_check().unwrap(), "ok");
