@@ -1,7 +1,7 @@
-//! A commit to the `--state` file that fails leaves the bank in memory as it is on disk:
-//! the request answers 500 `storage_error` and its change is undone, so retrying it later
-//! behaves as if it had never been sent (no attempt spent, no device bound or deleted), and
-//! a sandbox restarted on the file serves what the live one serves.
+//! A commit to the `--state` file that fails is not acknowledged (500 `storage_error`), and
+//! the sandbox then refuses every change until it is restarted, so nothing it acknowledges
+//! depends on what was lost; a sandbox restarted on the file serves exactly what was
+//! acknowledged, and the refused requests can be made again there.
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
 mod sandbox_common;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use vphone::sandbox::store::{Snapshot, SqliteStore, Store, StoreError, SyncMode, Write};
+use vphone::sandbox::store::{Row, Snapshot, SqliteStore, Store, StoreError, SyncMode};
 use vphone::sandbox::{SandboxConfig, SandboxState, SystemClock};
 
 /// A SQLite store whose commits fail (as on a full disk) while `fail` is set.
@@ -27,14 +27,14 @@ impl Store for Failing {
     fn load(&self) -> Result<Snapshot, StoreError> {
         self.file.load()
     }
-    fn commit(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+    fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Database(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
                 None,
             )));
         }
-        self.file.commit(writes)
+        self.file.commit(rows)
     }
 }
 
@@ -70,68 +70,28 @@ async fn visible(bank: &Bank, person: &str) -> (Value, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_commit_changes_nothing_in_memory_and_memory_agrees_with_the_file() {
+async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_what_was_acknowledged()
+ {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bank.sqlite");
     let fail = Arc::new(AtomicBool::new(false));
     let bank = bank_on(&file, &fail).await;
     let (person, number) = bank.verified_person().await;
 
-    // A binding whose right answer cannot be committed: 500, and the device stays unbound.
-    let key = Key::new();
-    let (device, challenge) = bank.start_binding(&person, &key).await;
+    // Acknowledged before the failure: one bound device.
+    let kept_key = Key::new();
+    let (kept, kept_challenge) = bank.start_binding(&person, &kept_key).await;
     let otp = bank.last_otp(&number).await;
-    let answer = json!({"signature": key.sign(otp.as_bytes())});
-    let binding = format!("/v1/mfa/challenges/signatures/{challenge}");
-    fail.store(true, Ordering::SeqCst);
-    let got = bank.call("PUT", &binding, Some(answer.clone())).await;
-    assert_refused(&got, 500, "storage_error");
-    // Wrong answers that cannot be committed spend no attempt: more of them than the
-    // limit (3) would fail the challenge if they counted.
-    let wrong = json!({"signature": key.sign(b"000000")});
-    for _ in 0..4 {
-        let got = bank.call("PUT", &binding, Some(wrong.clone())).await;
-        assert_refused(&got, 500, "storage_error");
-    }
-    fail.store(false, Ordering::SeqCst);
-    let got = bank
-        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
-        .await;
-    assert_eq!(got.0, 404, "not bound in memory: {}", got.1);
-    // The key is not held by the failed binding: the same answer binds now.
-    let (s, b) = bank.call("PUT", &binding, Some(answer)).await;
-    assert_eq!(s, 204, "{b}");
-    let (s, b) = bank
-        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
-        .await;
-    assert_eq!(s, 200, "{b}");
-
-    // A deletion that cannot be committed: the device stays bound and its key still signs.
-    fail.store(true, Ordering::SeqCst);
-    let got = bank
-        .call("DELETE", &format!("/v1/mfa/devices/{device}"), None)
-        .await;
-    assert_refused(&got, 500, "storage_error");
-    fail.store(false, Ordering::SeqCst);
-    let (s, ch) = bank
-        .call(
-            "POST",
-            "/v1/mfa/challenges/devices",
-            Some(json!({"device_id": device})),
-        )
-        .await;
-    assert_eq!(s, 201, "the device is still bound: {ch}");
-    let signed = key.sign(ch["string_to_sign"].as_str().unwrap().as_bytes());
     let (s, b) = bank
         .call(
             "PUT",
-            &format!("/v1/mfa/challenges/devices/{}", ch["id"].as_str().unwrap()),
-            Some(json!({"signature": signed})),
+            &format!("/v1/mfa/challenges/signatures/{kept_challenge}"),
+            Some(json!({"signature": kept_key.sign(otp.as_bytes())})),
         )
         .await;
-    assert_eq!(s, 204, "its key is still bound: {b}");
+    assert_eq!(s, 204, "{b}");
 
-    // A new number confirmed with its right OTP while commits fail stays unverified.
+    // A number waiting for its confirmation, and a second binding waiting for its answer.
     let other = bank.person().await;
     let new_number = random_number();
     let base = format!("/v1/persons/{other}/mobile_number");
@@ -141,36 +101,72 @@ async fn a_failed_commit_changes_nothing_in_memory_and_memory_agrees_with_the_fi
             .await;
         assert_eq!(s, 201, "{b}");
     }
-    let otp = bank.last_otp(&new_number).await;
-    let confirm = json!({"number": new_number, "token": otp});
+    let confirm = json!({"number": new_number, "token": bank.last_otp(&new_number).await});
+    let key = Key::new();
+    let (device, challenge) = bank.start_binding(&person, &key).await;
+    let otp = bank.last_otp(&number).await;
+    let answer = json!({"signature": key.sign(otp.as_bytes())});
+    let binding = format!("/v1/mfa/challenges/signatures/{challenge}");
+
+    // The right answer whose commit fails (as on a full disk): 500, not acknowledged.
     fail.store(true, Ordering::SeqCst);
+    let got = bank.call("PUT", &binding, Some(answer.clone())).await;
+    assert_refused(&got, 500, "storage_error");
+    // The disk is freed, but memory may now hold what the file does not: every change is
+    // refused until a restart, before its handler runs, so none changes anything.
+    fail.store(false, Ordering::SeqCst);
+    let wrong = json!({"signature": key.sign(b"000000")});
+    for _ in 0..4 {
+        let got = bank.call("PUT", &binding, Some(wrong.clone())).await;
+        assert_refused(&got, 500, "storage_error");
+    }
+    let got = bank
+        .call("DELETE", &format!("/v1/mfa/devices/{kept}"), None)
+        .await;
+    assert_refused(&got, 500, "storage_error");
     let got = bank
         .call("POST", &format!("{base}/confirm"), Some(confirm.clone()))
         .await;
     assert_refused(&got, 500, "storage_error");
-    fail.store(false, Ordering::SeqCst);
-    let (s, b) = bank.call("GET", &base, None).await;
+    let got = bank
+        .call(
+            "POST",
+            "/v1/persons",
+            Some(json!({"first_name": "Refused", "last_name": "Change"})),
+        )
+        .await;
+    assert_refused(&got, 500, "storage_error");
+    // Reads go on from memory: the device whose deletion was refused is still there.
+    let (s, b) = bank
+        .call("GET", &format!("/v1/mfa/devices/{kept}"), None)
+        .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["verified"], false, "{b}");
-
-    // Memory and the file agree: a sandbox restarted on the file serves the same.
-    let live = (visible(&bank, &person).await, visible(&bank, &other).await);
     bank.handle.shutdown().await;
+
+    // A sandbox restarted on the file serves what was acknowledged, and nothing else.
     let restarted = bank_on(&file, &fail).await;
-    let reloaded = (
-        visible(&restarted, &person).await,
-        visible(&restarted, &other).await,
-    );
-    assert_eq!(live, reloaded);
-    assert_eq!(
-        live.0.1.as_array().map(Vec::len),
-        Some(1),
-        "one bound device: {}",
-        live.0.1
-    );
-    // And the confirmation refused for storage can be made now.
+    let (_, devices) = visible(&restarted, &person).await;
+    let ids: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![kept.as_str()], "{devices}");
+    let (s, b) = restarted
+        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+        .await;
+    assert_eq!(s, 404, "the unacknowledged binding is not kept: {b}");
+    // The refused changes spent nothing: the binding's attempts are all left, so its right
+    // answer binds now, and the number's OTP still confirms it.
+    let (s, b) = restarted.call("PUT", &binding, Some(answer)).await;
+    assert_eq!(s, 204, "{b}");
     let (s, b) = restarted
         .call("POST", &format!("{base}/confirm"), Some(confirm))
         .await;
     assert_eq!(s, 201, "{b}");
+    let (s, b) = restarted
+        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
 }

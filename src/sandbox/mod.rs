@@ -37,6 +37,7 @@ mod outbox;
 mod persons;
 pub mod ratelimit;
 pub mod serve;
+mod settle;
 pub mod sms;
 mod state;
 pub mod store;
@@ -147,6 +148,10 @@ pub fn router(state: SandboxState) -> Router {
         )
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            settle::settle,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             faults::inject,

@@ -32,7 +32,7 @@ use super::error::ApiError;
 use super::ratelimit::Window;
 use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
-use super::store::{MemoryStore, Snapshot, Store, StoreError, Write};
+use super::store::{GroupCommit, Snapshot, Store, StoreError, Write};
 use super::verify::VerifyingKey;
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, PersonId, PhoneNumber, SmsMessage, Timestamp,
@@ -160,10 +160,21 @@ pub(crate) struct Inner {
     /// The generator every id, OTP and string to sign draws from (innermost lock: held only
     /// while drawing bytes, see [`SharedRng`]).
     pub rng: Mutex<StdRng>,
-    /// Where entities are kept beyond the process (see [`super::store`]).
-    pub store: Box<dyn Store>,
-    /// Whether `store` keeps anything (else no writes are built).
+    /// Commits to the store that keeps entities beyond the process (see [`super::store`]);
+    /// `None` when nothing is kept beyond memory.
+    pub group: Option<GroupCommit>,
+    /// Whether anything is kept beyond memory (`group` is set; else no writes are built).
     pub durable: bool,
+}
+
+/// The answer to a change the sandbox could not save to its state file.
+pub fn storage_error() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        crate::api::ErrorCode::Other("storage_error".to_owned()),
+        "Storage Error",
+        "the sandbox could not save this change to its state file; it refuses changes until it is restarted, and a restart serves what was saved",
+    )
 }
 
 /// The generator's seed for a sandbox started with `--seed` on a stored bank: a digest of
@@ -221,7 +232,7 @@ impl SandboxState {
 
     /// A sandbox on the given clock (use a `ManualClock` to expire challenges in tests).
     pub fn with_clock(config: SandboxConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::build(config, clock, Box::new(MemoryStore))
+        Self::build(config, clock, None)
     }
 
     /// A sandbox that keeps its bank in `store`, starting from what the store holds.
@@ -233,7 +244,12 @@ impl SandboxState {
     ) -> Result<Self, StoreError> {
         let snapshot = store.load()?;
         let seed = config.seed;
-        let state = Self::build(config, clock, store);
+        let group = if store.is_durable() {
+            Some(GroupCommit::start(store)?)
+        } else {
+            None
+        };
+        let state = Self::build(config, clock, group);
         if let Some(mixed) = seed.and_then(|seed| seed_after_restart(seed, &snapshot)) {
             // The seed alone would draw the ids the stored bank already holds once more, and
             // a new person would take an old one's id. Mixed with what is stored, a restart
@@ -300,7 +316,7 @@ impl SandboxState {
         }
     }
 
-    fn build(config: SandboxConfig, clock: Arc<dyn Clock>, store: Box<dyn Store>) -> Self {
+    fn build(config: SandboxConfig, clock: Arc<dyn Clock>, group: Option<GroupCommit>) -> Self {
         let tokens_issued = config
             .partners
             .iter()
@@ -319,8 +335,8 @@ impl SandboxState {
         };
         SandboxState(Arc::new(Inner {
             rng: Mutex::new(rng),
-            durable: store.is_durable(),
-            store,
+            durable: group.is_some(),
+            group,
             faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
             conn_counters: ConnCounters::default(),
@@ -735,23 +751,23 @@ impl Inner {
         *device = saved;
     }
 
-    /// Commits `writes` to the store before the answer is sent; a failed commit is a 500
-    /// (the request's change is then not durable, and the client is told so). A caller
-    /// that changed entities in place puts them back with [`restore`] when this fails, so a
-    /// refused commit leaves the bank in memory as it is on disk.
+    /// Queues `writes` to be committed to the store; the request's answer waits until they
+    /// are ([`settle`](super::settle)). Called with the changed entities' locks held, so
+    /// versions of an entity are committed in the order they were made. Refused (a 500)
+    /// only once the store has failed a commit: a caller that changed entities in place then
+    /// puts them back with [`restore`], and memory keeps only changes that were queued.
     pub fn commit(&self, writes: &[Write<'_>]) -> Result<(), ApiError> {
-        if !self.durable {
+        let Some(group) = &self.group else {
             return Ok(());
-        }
-        self.store.commit(writes).map_err(|e| {
-            tracing::error!(error = %e, "state commit failed");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                crate::api::ErrorCode::Other("storage_error".to_owned()),
-                "Storage Error",
-                "the sandbox could not save this change to its state file; it may be lost on restart",
-            )
-        })
+        };
+        let queued = super::store::rows(writes)
+            .map_err(|e| {
+                tracing::error!(error = %e, "state commit failed");
+                storage_error()
+            })
+            .and_then(|rows| group.enqueue(rows).map_err(|_| storage_error()))?;
+        super::settle::queued(queued);
+        Ok(())
     }
 
     /// A refusal of the core as the bank's error, counting rate-limit refusals.

@@ -271,7 +271,9 @@ impl World {
 
     fn commit(&self, writes: &[Write<'_>]) {
         if let Some(store) = &self.store {
-            store.commit(writes).unwrap();
+            store
+                .commit(&crate::sandbox::store::rows(writes).unwrap())
+                .unwrap();
         }
     }
 

@@ -14,9 +14,11 @@
 //! Not kept: access tokens (clients ask for a new one), the SMS outbox's messages (only its
 //! sequence number, so `after=` markers stay valid) and the rate-limit windows.
 
+mod group;
 mod records;
 mod sqlite;
 
+pub use group::{GroupCommit, StoreFailed};
 pub use sqlite::{SMS_SEQ_STRIDE, SqliteStore, SyncMode};
 
 use super::core::challenges::ChallengeEntry;
@@ -24,6 +26,7 @@ use super::core::change_requests::ChangeRequestEntry;
 use super::core::devices::DeviceEntry;
 use super::core::persons::PersonEntry;
 use crate::api::{ChallengeId, ChangeRequestId, DeviceId};
+use records::{ChallengeRecord, ChangeRequestRecord, DeviceRecord, PersonRecord};
 
 /// One change to commit: the new version of an entity of the partner with this client id,
 /// or an entity to forget.
@@ -45,6 +48,97 @@ pub enum Write<'a> {
     /// The SMS outbox's latest sequence number (a store may keep a larger one: numbers up
     /// to what it keeps may have been used).
     SmsSeq(u64),
+}
+
+/// The kinds of entity a store keeps, one table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Persons (with their number).
+    Person,
+    /// Devices (with their keys).
+    Device,
+    /// Challenges.
+    Challenge,
+    /// Change requests.
+    ChangeRequest,
+}
+
+/// A [`Write`] made owned and ready to store: the entity's record already encoded, so it can
+/// wait in a queue after the entity's lock is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    /// An entity's current version, as its JSON record.
+    Put {
+        /// Its table.
+        kind: Kind,
+        /// Its id.
+        id: String,
+        /// Its partner's client id.
+        partner: String,
+        /// Its record, encoded.
+        data: String,
+    },
+    /// An entity to forget.
+    Forget {
+        /// Its table.
+        kind: Kind,
+        /// Its id.
+        id: String,
+    },
+    /// The SMS outbox's latest sequence number.
+    SmsSeq(u64),
+}
+
+/// Encodes `writes` as rows.
+pub fn rows(writes: &[Write<'_>]) -> Result<Vec<Row>, StoreError> {
+    fn json<T: serde::Serialize>(record: &T) -> Result<String, StoreError> {
+        serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+    let put = |kind, id: &str, partner: &str, data| Row::Put {
+        kind,
+        id: id.to_owned(),
+        partner: partner.to_owned(),
+        data,
+    };
+    let forget = |kind, id: &str| Row::Forget {
+        kind,
+        id: id.to_owned(),
+    };
+    writes
+        .iter()
+        .map(|write| {
+            Ok(match write {
+                Write::Person(partner, p) => put(
+                    Kind::Person,
+                    p.person.id.as_str(),
+                    partner,
+                    json(&PersonRecord::from(*p))?,
+                ),
+                Write::Device(partner, d) => put(
+                    Kind::Device,
+                    d.id.as_str(),
+                    partner,
+                    json(&DeviceRecord::from(*d))?,
+                ),
+                Write::Challenge(partner, id, c) => put(
+                    Kind::Challenge,
+                    id.as_str(),
+                    partner,
+                    json(&ChallengeRecord::of(id, c))?,
+                ),
+                Write::ChangeRequest(partner, c) => put(
+                    Kind::ChangeRequest,
+                    c.id.as_str(),
+                    partner,
+                    json(&ChangeRequestRecord::from(*c))?,
+                ),
+                Write::ForgetChallenge(id) => forget(Kind::Challenge, id.as_str()),
+                Write::ForgetDevice(id) => forget(Kind::Device, id.as_str()),
+                Write::ForgetChangeRequest(id) => forget(Kind::ChangeRequest, id.as_str()),
+                Write::SmsSeq(seq) => Row::SmsSeq(*seq),
+            })
+        })
+        .collect()
 }
 
 /// Everything a store holds, to fill the maps on start; entities are tagged with their
@@ -70,6 +164,9 @@ pub enum StoreError {
     /// The database failed (I/O, full disk, locked, ...).
     #[error("state database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The thread that commits could not be started.
+    #[error("state database: cannot start its committing thread: {0}")]
+    Thread(#[from] std::io::Error),
     /// A stored record could not be read back.
     #[error("state database: a stored record is unreadable: {0}")]
     Corrupt(String),
@@ -81,8 +178,9 @@ pub trait Store: Send + Sync {
     fn is_durable(&self) -> bool;
     /// Everything stored, to fill the maps on start.
     fn load(&self) -> Result<Snapshot, StoreError>;
-    /// Commits `writes` as one transaction; returns once they are committed.
-    fn commit(&self, writes: &[Write<'_>]) -> Result<(), StoreError>;
+    /// Commits `rows` as one transaction (in their order: a later version of an entity
+    /// replaces an earlier one); returns once they are committed.
+    fn commit(&self, rows: &[Row]) -> Result<(), StoreError>;
 }
 
 /// Keeps nothing beyond the in-memory maps: a restart starts an empty bank.
@@ -96,7 +194,7 @@ impl Store for MemoryStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot::default())
     }
-    fn commit(&self, _writes: &[Write<'_>]) -> Result<(), StoreError> {
+    fn commit(&self, _rows: &[Row]) -> Result<(), StoreError> {
         Ok(())
     }
 }

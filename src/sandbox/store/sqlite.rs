@@ -8,31 +8,40 @@
 //!
 //! What a commit costs is mostly the pages it appends to the WAL (each one a write into the
 //! file, checksummed) and, later, copying them into the file (a checkpoint, with two fsyncs).
-//! So: an entity is one row of a `WITHOUT ROWID` table, updated in place (one leaf page,
-//! where `INSERT OR REPLACE` on a rowid table touched about three); the SMS sequence number
-//! is written once per [`SMS_SEQ_STRIDE`] messages; and checkpoints run on a thread of their
-//! own every [`CHECKPOINT_EVERY`] commits instead of inside the commit that crosses SQLite's
-//! threshold, so a request never waits for one.
+//! So:
+//! - an entity is one row keyed by a row number the store gives it when it is first written,
+//!   counting up, not by its (random) id: entities made close together in time share leaf
+//!   pages, and so do their next versions (a binding's device and challenge are made and
+//!   changed within moments), so a transaction holding many requests' rows (see
+//!   [`GroupCommit`](super::GroupCommit)) writes few pages. The store keeps each id's row
+//!   number in memory; a row also holds its id, which is how the numbers are found on start;
+//! - the SMS sequence number is written once per [`SMS_SEQ_STRIDE`] messages;
+//! - checkpoints run on a thread of their own every [`CHECKPOINT_EVERY`] commits instead of
+//!   inside the commit that crosses SQLite's threshold, so no commit waits for one.
 
 use super::records::{ChallengeRecord, ChangeRequestRecord, DeviceRecord, PersonRecord};
-use super::{Snapshot, Store, StoreError, Write};
+use super::{Kind, Row, Snapshot, Store, StoreError};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 
-// One row per entity, keyed by its id. `WITHOUT ROWID`: the row lives in the primary key's
-// B-tree, so a commit changes one leaf page per entity instead of a table page and an index
-// page. Files made before keep their tables (same columns; the statements work on both).
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, partner TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, partner TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS challenges (id TEXT PRIMARY KEY, partner TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS change_requests (id TEXT PRIMARY KEY, partner TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-";
+/// The entity tables, indexed by [`Kind`] (in its order).
+const TABLES: [&str; 4] = ["persons", "devices", "challenges", "change_requests"];
+
+/// One row per entity, keyed by its row number (see the module's documentation); no index
+/// on `id`, which only the store's map looks up.
+fn create_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (row INTEGER PRIMARY KEY, id TEXT NOT NULL, partner TEXT NOT NULL, data TEXT NOT NULL);"
+    )
+}
+
+const META: &str =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 /// Pages SQLite may cache (negative: KiB), 64 MiB: the bank is in memory anyway, and a page
 /// that must be read back (an entity's leaf, to write its new version) then costs no
@@ -60,11 +69,73 @@ pub enum SyncMode {
 /// The bank in one SQLite file; one connection, commits serialized, and a thread that
 /// checkpoints the WAL into the file off the request path.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     checkpointer: Checkpointer,
     /// The SMS sequence number stored: numbers up to it may have been used. Changed only
     /// with `conn` locked, after the commit that stored it.
     sms_reserved: AtomicU64,
+}
+
+/// The connection, and each table's row number per entity id.
+struct Db {
+    conn: Connection,
+    rows: [Rows; 4],
+}
+
+/// A table's row numbers: which row holds each id, and the next number to give.
+struct Rows {
+    of: HashMap<String, i64>,
+    next: i64,
+}
+
+impl Rows {
+    fn read(conn: &Connection, table: &str) -> Result<Self, StoreError> {
+        // Numbered from 1, as SQLite numbers rows.
+        let mut rows = Rows {
+            of: HashMap::new(),
+            next: 1,
+        };
+        let mut stmt = conn.prepare(&format!("SELECT row, id FROM {table}"))?;
+        let mut found = stmt.query([])?;
+        while let Some(r) = found.next()? {
+            let (row, id): (i64, String) = (r.get(0)?, r.get(1)?);
+            rows.next = rows.next.max(row + 1);
+            rows.of.insert(id, row);
+        }
+        Ok(rows)
+    }
+}
+
+/// Files made before row numbers keyed each table by `id`: their rows move to tables of the
+/// current layout, in one transaction, when such a file is opened.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    for table in TABLES {
+        let has_table: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        let has_row: bool = tx.query_row(
+            &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'row'"),
+            [],
+            |r| r.get(0),
+        )?;
+        if has_table && !has_row {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} RENAME TO {table}_by_id;
+                 {create}
+                 INSERT INTO {table} (id, partner, data) SELECT id, partner, data FROM {table}_by_id;
+                 DROP TABLE {table}_by_id;",
+                create = create_table(table),
+            ))?;
+        } else {
+            tx.execute_batch(&create_table(table))?;
+        }
+    }
+    tx.execute_batch(META)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Copies the WAL into the database file on a thread of its own (`sandbox-checkpt`), with
@@ -181,12 +252,18 @@ impl SqliteStore {
     /// Opens (or creates) the state file at `path`, in WAL mode; the file is made readable
     /// by its owner only, since it holds open OTPs.
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, StoreError> {
-        let conn = open_connection(path, sync)?;
+        let mut conn = open_connection(path, sync)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let sms_reserved = stored_sms_seq(&conn)?;
+        let rows = [
+            Rows::read(&conn, TABLES[0])?,
+            Rows::read(&conn, TABLES[1])?,
+            Rows::read(&conn, TABLES[2])?,
+            Rows::read(&conn, TABLES[3])?,
+        ];
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Db { conn, rows }),
             checkpointer: Checkpointer::start(path, sync)?,
             sms_reserved: AtomicU64::new(sms_reserved),
         })
@@ -197,6 +274,7 @@ impl SqliteStore {
         Ok(self
             .conn
             .lock()
+            .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 }
@@ -227,9 +305,29 @@ fn stored_sms_seq(conn: &Connection) -> Result<u64, StoreError> {
     Ok(seq.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
 }
 
-fn json<T: serde::Serialize>(record: &T) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+/// Each kind's insert of a new entity, indexed by [`Kind`] (in its order).
+const INSERT: [&str; 4] = [
+    "INSERT INTO persons (row, id, partner, data) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT INTO devices (row, id, partner, data) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT INTO challenges (row, id, partner, data) VALUES (?1, ?2, ?3, ?4)",
+    "INSERT INTO change_requests (row, id, partner, data) VALUES (?1, ?2, ?3, ?4)",
+];
+
+/// Each kind's new version of an entity stored before, by its row number.
+const UPDATE: [&str; 4] = [
+    "UPDATE persons SET data = ?2 WHERE row = ?1",
+    "UPDATE devices SET data = ?2 WHERE row = ?1",
+    "UPDATE challenges SET data = ?2 WHERE row = ?1",
+    "UPDATE change_requests SET data = ?2 WHERE row = ?1",
+];
+
+/// Each kind's delete, by row number.
+const DELETE: [&str; 4] = [
+    "DELETE FROM persons WHERE row = ?1",
+    "DELETE FROM devices WHERE row = ?1",
+    "DELETE FROM challenges WHERE row = ?1",
+    "DELETE FROM change_requests WHERE row = ?1",
+];
 
 fn rows<T: serde::de::DeserializeOwned>(
     conn: &Connection,
@@ -254,23 +352,24 @@ impl Store for SqliteStore {
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let conn = self.conn.lock();
-        let persons = rows::<PersonRecord>(&conn, "persons")?
+        let db = self.conn.lock();
+        let conn = &db.conn;
+        let persons = rows::<PersonRecord>(conn, "persons")?
             .into_iter()
             .map(|(p, r)| (p, r.into()))
             .collect();
-        let devices = rows::<DeviceRecord>(&conn, "devices")?
+        let devices = rows::<DeviceRecord>(conn, "devices")?
             .into_iter()
             .map(|(p, r)| Ok((p, r.try_into()?)))
             .collect::<Result<_, StoreError>>()?;
-        let challenges = rows::<ChallengeRecord>(&conn, "challenges")?
+        let challenges = rows::<ChallengeRecord>(conn, "challenges")?
             .into_iter()
             .map(|(p, r)| {
                 let (id, entry) = r.into_entry();
                 (p, id, entry)
             })
             .collect();
-        let change_requests = rows::<ChangeRequestRecord>(&conn, "change_requests")?
+        let change_requests = rows::<ChangeRequestRecord>(conn, "change_requests")?
             .into_iter()
             .map(|(p, r)| (p, r.into()))
             .collect();
@@ -279,81 +378,102 @@ impl Store for SqliteStore {
             devices,
             challenges,
             change_requests,
-            sms_seq: stored_sms_seq(&conn)?,
+            sms_seq: stored_sms_seq(conn)?,
         })
     }
 
-    fn commit(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
-        if writes.is_empty() {
+    fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
+        if rows.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let mut reserved = None;
-        for write in writes {
-            match write {
-                Write::Person(partner, p) => {
-                    let data = json(&PersonRecord::from(*p))?;
-                    tx.prepare_cached(
-                        "INSERT INTO persons (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![p.person.id.as_str(), partner, data])?;
+        let mut db = self.conn.lock();
+        let Db {
+            conn,
+            rows: numbers,
+        } = &mut *db;
+        // Row numbers given or taken in this transaction, undone if it fails.
+        let mut undo: Vec<(Kind, &str, Option<i64>)> = Vec::new();
+        let result = commit_rows(conn, numbers, rows, &mut undo, &self.sms_reserved);
+        match result {
+            Ok(reserved) => {
+                if let Some(reserve) = reserved {
+                    self.sms_reserved.store(reserve, Ordering::Relaxed);
                 }
-                Write::Device(partner, d) => {
-                    let data = json(&DeviceRecord::from(*d))?;
-                    tx.prepare_cached(
-                        "INSERT INTO devices (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![d.id.as_str(), partner, data])?;
+                self.checkpointer.committed();
+                Ok(())
+            }
+            Err(e) => {
+                for (kind, id, before) in undo.into_iter().rev() {
+                    let of = &mut numbers[kind as usize];
+                    match before {
+                        Some(row) => of.of.insert(id.to_owned(), row),
+                        None => of.of.remove(id),
+                    };
                 }
-                Write::Challenge(partner, id, c) => {
-                    let data = json(&ChallengeRecord::of(id, c))?;
-                    tx.prepare_cached(
-                        "INSERT INTO challenges (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![id.as_str(), partner, data])?;
-                }
-                Write::ChangeRequest(partner, c) => {
-                    let data = json(&ChangeRequestRecord::from(*c))?;
-                    tx.prepare_cached(
-                        "INSERT INTO change_requests (id, partner, data) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
-                    )?
-                    .execute(params![c.id.as_str(), partner, data])?;
-                }
-                Write::ForgetChallenge(id) => {
-                    tx.prepare_cached("DELETE FROM challenges WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::ForgetDevice(id) => {
-                    tx.prepare_cached("DELETE FROM devices WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::ForgetChangeRequest(id) => {
-                    tx.prepare_cached("DELETE FROM change_requests WHERE id = ?1")?
-                        .execute(params![id.as_str()])?;
-                }
-                Write::SmsSeq(seq) => {
-                    if *seq <= self.sms_reserved.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let reserve = seq.saturating_add(SMS_SEQ_STRIDE);
-                    reserved = Some(reserve);
-                    let seq = i64::try_from(reserve).unwrap_or(i64::MAX);
-                    tx.prepare_cached(
-                        "INSERT INTO meta (key, value) VALUES ('sms_seq', ?1)
-                         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                    )?
-                    .execute(params![seq])?;
-                }
+                Err(e)
             }
         }
-        tx.commit()?;
-        if let Some(reserve) = reserved {
-            self.sms_reserved.store(reserve, Ordering::Relaxed);
-        }
-        self.checkpointer.committed();
-        Ok(())
     }
+}
+
+/// Writes `rows` in one transaction, noting in `undo` each row number it gives or takes;
+/// returns the SMS sequence number it stored, if any.
+fn commit_rows<'r>(
+    conn: &mut Connection,
+    numbers: &mut [Rows; 4],
+    rows: &'r [Row],
+    undo: &mut Vec<(Kind, &'r str, Option<i64>)>,
+    sms_reserved: &AtomicU64,
+) -> Result<Option<u64>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut reserved = None;
+    for row in rows {
+        match row {
+            Row::Put {
+                kind,
+                id,
+                partner,
+                data,
+            } => {
+                let table = &mut numbers[*kind as usize];
+                if let Some(&number) = table.of.get(id.as_str()) {
+                    tx.prepare_cached(UPDATE[*kind as usize])?
+                        .execute(params![number, data])?;
+                } else {
+                    let number = table.next;
+                    table.next += 1;
+                    table.of.insert(id.clone(), number);
+                    undo.push((*kind, id, None));
+                    tx.prepare_cached(INSERT[*kind as usize])?
+                        .execute(params![number, id, partner, data])?;
+                }
+            }
+            Row::Forget { kind, id } => {
+                if let Some(number) = numbers[*kind as usize].of.remove(id.as_str()) {
+                    undo.push((*kind, id, Some(number)));
+                    tx.prepare_cached(DELETE[*kind as usize])?
+                        .execute(params![number])?;
+                }
+            }
+            Row::SmsSeq(seq) => {
+                if *seq <= sms_reserved.load(Ordering::Relaxed)
+                    || reserved.is_some_and(|r| *seq <= r)
+                {
+                    continue;
+                }
+                let reserve = seq.saturating_add(SMS_SEQ_STRIDE);
+                reserved = Some(reserve);
+                let seq = i64::try_from(reserve).unwrap_or(i64::MAX);
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('sms_seq', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                )?
+                .execute(params![seq])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(reserved)
 }
 
 #[cfg(test)]
@@ -380,6 +500,104 @@ mod tests {
         assert_eq!(mode, 0o600, "a new state file is its owner's only");
     }
 
+    fn put(kind: Kind, id: &str, data: &str) -> Row {
+        Row::Put {
+            kind,
+            id: id.to_owned(),
+            partner: "partner".to_owned(),
+            data: data.to_owned(),
+        }
+    }
+
+    fn stored(path: &Path, table: &str) -> Vec<(i64, String, String)> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT row, id, data FROM {table} ORDER BY row"))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn entities_get_row_numbers_in_the_order_first_written_and_keep_them_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.sqlite");
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        store
+            .commit(&[
+                put(Kind::Device, "zz", "1"),
+                put(Kind::Device, "aa", "1"),
+                put(Kind::Device, "zz", "2"),
+            ])
+            .unwrap();
+        store
+            .commit(&[
+                Row::Forget {
+                    kind: Kind::Device,
+                    id: "zz".to_owned(),
+                },
+                put(Kind::Device, "mm", "1"),
+            ])
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        store
+            .commit(&[put(Kind::Device, "aa", "2"), put(Kind::Device, "bb", "1")])
+            .unwrap();
+        drop(store);
+        assert_eq!(
+            stored(&path, "devices"),
+            vec![
+                (2, "aa".to_owned(), "2".to_owned()),
+                (3, "mm".to_owned(), "1".to_owned()),
+                (4, "bb".to_owned(), "1".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_keyed_by_id_is_moved_to_row_numbers_with_every_entity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for table in TABLES {
+                conn.execute_batch(&format!(
+                    "CREATE TABLE {table} (id TEXT PRIMARY KEY, partner TEXT NOT NULL, data TEXT NOT NULL) WITHOUT ROWID;"
+                ))
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO persons VALUES ('p2', 'partner', 'two'), ('p1', 'partner', 'one');
+                 INSERT INTO challenges VALUES ('c1', 'partner', 'open');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        store
+            .commit(&[
+                put(Kind::Person, "p1", "one, changed"),
+                put(Kind::Person, "p3", "three"),
+            ])
+            .unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        drop(store);
+        let persons = stored(&path, "persons");
+        let mut ids: Vec<(&str, &str)> = persons
+            .iter()
+            .map(|(_, id, data)| (id.as_str(), data.as_str()))
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            vec![("p1", "one, changed"), ("p2", "two"), ("p3", "three")]
+        );
+        assert_eq!(persons.last().unwrap().1, "p3", "a new entity comes last");
+        assert_eq!(stored(&path, "challenges").len(), 1);
+    }
+
     #[test]
     fn the_stored_sms_number_is_never_below_one_sent_and_is_written_once_per_stride() {
         let dir = tempfile::tempdir().unwrap();
@@ -394,7 +612,7 @@ mod tests {
             SMS_SEQ_STRIDE + 2,
             5 * SMS_SEQ_STRIDE,
         ] {
-            store.commit(&[Write::SmsSeq(seq)]).unwrap();
+            store.commit(&[Row::SmsSeq(seq)]).unwrap();
             let stored = store.load().unwrap().sms_seq;
             assert!(stored >= seq, "stored {stored} below sent {seq}");
             writes_seen.push(stored);
@@ -413,7 +631,7 @@ mod tests {
         // A store opened again on the file goes on from what is stored.
         let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
         store
-            .commit(&[Write::SmsSeq(5 * SMS_SEQ_STRIDE + 1)])
+            .commit(&[Row::SmsSeq(5 * SMS_SEQ_STRIDE + 1)])
             .unwrap();
         assert_eq!(store.load().unwrap().sms_seq, 6 * SMS_SEQ_STRIDE);
         assert_eq!(store.integrity_check().unwrap(), "ok");
