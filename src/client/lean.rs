@@ -86,8 +86,12 @@ impl Link {
     /// become readable.
     fn still_open(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
+        // Unconstrained: with the task's budget spent, the readiness check would say
+        // `Pending` whatever the socket's state, and a closed connection would pass.
+        let readiness = tokio::task::unconstrained(poll_fn(|cx| self.stream.poll_read_ready(cx)));
+        match pin!(readiness).poll(&mut cx) {
             Poll::Pending => true,
+            // Also when the runtime that opened it is gone.
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
