@@ -14,8 +14,8 @@
 //! The sandbox runs on its own runtime whose threads are named `sandbox-worker`; the client
 //! (reqwest + ring signing) runs on other threads. The sandbox's CPU time is read per thread
 //! from `/proc/self/task/*/schedstat` (Linux), summed over threads named `sandbox-*` (its
-//! workers, blocking pool and the state file's checkpointer), so client work is not counted
-//! against it.
+//! workers, blocking pool and the state file's committing and checkpointing threads), so
+//! client work is not counted against it.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 /// The same allocator as the `vphone` binary, so the bench measures what users run.
