@@ -872,22 +872,24 @@ mod tests {
     #[tokio::test]
     async fn a_connection_s_timer_moves_with_each_request() {
         const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-        let (pool, seen) = scripted_with(vec![(0, Some(OK)), (400, Some(OK)), (0, None)]).await;
-        let short = Duration::from_millis(200);
+        let script = vec![(0, Some(OK)), (400, Some(OK)), (0, Some(OK)), (0, None)];
+        let (pool, seen) = scripted_with(script).await;
         let token = auth();
         let send = |timeout| pool.send(&Method::GET, "/t", &token, None, timeout, false);
-        assert_eq!(&send(short).await.unwrap().body[..], b"ok");
+        let long = Duration::from_secs(10);
+        assert_eq!(&send(Duration::from_secs(1)).await.unwrap().body[..], b"ok");
         // The first request's deadline passes while the connection is idle.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         // A slow answer within the next request's own deadline is read, on the same
-        // connection.
-        assert_eq!(
-            &send(Duration::from_secs(10)).await.unwrap().body[..],
-            b"ok"
-        );
+        // connection; so is the next (its deadline later than the timer's).
+        assert_eq!(&send(long).await.unwrap().body[..], b"ok");
+        assert_eq!(&send(long).await.unwrap().body[..], b"ok");
         assert_eq!(seen.lock().connections, 1);
-        // A request that gets no answer times out at its deadline.
-        assert!(matches!(send(short).await, Err(LeanError::Timeout)));
-        assert_eq!(seen.lock().requests.len(), 3);
+        // A request that gets no answer times out at its own, earlier deadline.
+        assert!(matches!(
+            send(Duration::from_millis(300)).await,
+            Err(LeanError::Timeout)
+        ));
+        assert_eq!(seen.lock().requests.len(), 4);
     }
 }
