@@ -136,6 +136,14 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
         )
         .await;
     assert_refused(&got, 500, "storage_error");
+    // Its health check says so, for a supervisor to restart it.
+    let (s, health) = bank.call("GET", "/sandbox/health", None).await;
+    assert_eq!(s, 503, "{health}");
+    assert_eq!(
+        (&health["status"], &health["state_file"], &health["service"]),
+        (&json!("failed"), &json!("failed"), &json!("vphone-sandbox")),
+        "{health}"
+    );
     // Reads go on from memory: the device whose deletion was refused is still there.
     let (s, b) = bank
         .call("GET", &format!("/v1/mfa/devices/{kept}"), None)
@@ -145,6 +153,12 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
 
     // A sandbox restarted on the file serves what was acknowledged, and nothing else.
     let restarted = bank_on(&file, &fail).await;
+    let (s, health) = restarted.call("GET", "/sandbox/health", None).await;
+    assert_eq!(
+        (s.as_u16(), &health["state_file"]),
+        (200, &json!("ok")),
+        "{health}"
+    );
     let (_, devices) = visible(&restarted, &person).await;
     let ids: Vec<&str> = devices
         .as_array()

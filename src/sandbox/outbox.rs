@@ -68,13 +68,28 @@ impl Drop for LongPoll<'_> {
 /// (whose SMS outbox it may read) from any other server.
 pub const HEALTH_SERVICE: &str = "vphone-sandbox";
 
-/// `GET /sandbox/health`: `{"status": "ok", "service": "vphone-sandbox", "version"}`.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({
+/// `GET /sandbox/health`: `{"status": "ok", "service": "vphone-sandbox", "version"}`, with
+/// `"state_file": "ok"` when the bank is kept in a file. Once that file has failed a commit
+/// (the sandbox then refuses changes until restarted), 503 with `"status": "failed"` and
+/// `"state_file": "failed"`, so a supervisor's health check restarts it.
+pub async fn health(State(state): State<SandboxState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = serde_json::json!({
         "status": "ok",
         "service": HEALTH_SERVICE,
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    let Some(group) = &state.0.group else {
+        return Json(body).into_response();
+    };
+    if group.failed() {
+        body["status"] = "failed".into();
+        body["state_file"] = "failed".into();
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    } else {
+        body["state_file"] = "ok".into();
+        Json(body).into_response()
+    }
 }
 
 /// What `GET /sandbox/stats` answers: the work counters and the faults injected per rule.
