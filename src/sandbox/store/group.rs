@@ -91,6 +91,10 @@ impl GroupCommit {
             return Err(StoreFailed);
         }
         let mut queue = self.shared.queue.lock();
+        if rows.is_empty() {
+            // Nothing to wait for beyond what is queued already.
+            return Ok(queue.last);
+        }
         let first = queue.rows.is_empty();
         queue.rows.extend(rows);
         queue.last += 1;
@@ -192,10 +196,20 @@ fn commit_loop(shared: &Shared, store: &dyn Store) {
         last_group = last - committed;
         committed = last;
         if !shared.failed.load(Ordering::Acquire) {
-            match store.commit(&rows) {
-                Ok(()) => shared.committed.store(last, Ordering::Release),
-                Err(e) => {
+            // A panic inside the store fails the store like an error: the requests waiting
+            // for this group must hear of it, not wait for ever.
+            let committed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit(&rows)));
+            match committed {
+                Ok(Ok(())) => shared.committed.store(last, Ordering::Release),
+                Ok(Err(e)) => {
                     tracing::error!(error = %e, "state commit failed; the sandbox refuses changes until it is restarted");
+                    shared.failed.store(true, Ordering::Release);
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "state commit panicked; the sandbox refuses changes until it is restarted"
+                    );
                     shared.failed.store(true, Ordering::Release);
                 }
             }
@@ -297,6 +311,41 @@ mod tests {
         // What was committed before stays settled.
         group.settled(ok).await.unwrap();
         assert_eq!(*commits.lock(), vec![seq(1)]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_entry_waits_for_nothing_new() {
+        let (group, commits, _gate) = group(usize::MAX);
+        let first = group.enqueue(seq(1)).unwrap();
+        group.settled(first).await.unwrap();
+        // On an idle queue an empty entry is settled at once (it never reaches the thread).
+        let empty = group.enqueue(Vec::new()).unwrap();
+        assert_eq!(empty, first);
+        group.settled(empty).await.unwrap();
+        assert_eq!(*commits.lock(), vec![seq(1)]);
+    }
+
+    /// Panics in every commit.
+    struct Panicking;
+
+    impl Store for Panicking {
+        fn is_durable(&self) -> bool {
+            true
+        }
+        fn load(&self) -> Result<Snapshot, StoreError> {
+            Ok(Snapshot::default())
+        }
+        fn commit(&self, _rows: &[Row]) -> Result<(), StoreError> {
+            panic!("a store bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_commit_fails_the_store_instead_of_leaving_its_waiters_waiting() {
+        let group = GroupCommit::start(Box::new(Panicking)).unwrap();
+        let lost = group.enqueue(seq(1)).unwrap();
+        assert_eq!(group.settled(lost).await, Err(StoreFailed));
+        assert_eq!(group.enqueue(seq(2)), Err(StoreFailed));
     }
 
     #[tokio::test]
