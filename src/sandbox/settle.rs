@@ -29,8 +29,8 @@ pub(crate) fn queued(number: u64) {
     let _ = QUEUED.try_with(|q| q.set(q.get().max(number)));
 }
 
-/// The layer: see the module's documentation. Without a store that keeps anything it only
-/// runs the handler.
+/// The layer: see the module's documentation. The router has it only when the bank is kept
+/// in a file; without one it only runs the handler.
 pub async fn settle(State(state): State<SandboxState>, request: Request, next: Next) -> Response {
     let Some(group) = &state.0.group else {
         return next.run(request).await;
