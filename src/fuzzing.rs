@@ -28,7 +28,15 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("values", values),
     ("fleet_file", fleet_file),
     ("report_merge", report_merge),
+    ("lean_answer", lean_answer),
 ];
+
+/// The fleets' HTTP/1.1 answer reader (`client::lean`, hand-written around `httparse`): any
+/// bytes a server sends, read in pieces of 1-64 bytes (chosen by the first byte) or whole,
+/// give the same answer or both fail; never a panic, never a body longer than what was sent.
+pub fn lean_answer(data: &[u8]) {
+    crate::client::lean::fuzz_answer(data);
+}
 
 /// A fixed key pair for the verification differential: the keystore signs (RFC 6979), both
 /// verifiers check. Its signature seeds the corpus (`fuzz/corpus/der_signature/`).

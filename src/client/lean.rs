@@ -26,7 +26,7 @@ use std::io;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use url::Url;
@@ -397,6 +397,10 @@ fn parse_head(input: &[u8], head_only: bool, all_headers: bool) -> Result<Option
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut answer = httparse::Response::new(&mut lines);
     let len = match answer.parse(input) {
+        // The same limit whether the head came in one read or in many.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Err(malformed("head too long"));
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if input.len() > MAX_HEAD => {
             return Err(malformed("head too long"));
@@ -482,15 +486,15 @@ fn parse_head(input: &[u8], head_only: bool, all_headers: bool) -> Result<Option
 }
 
 /// Reads more of the answer into `input`; `Ok(false)` at the end of the stream.
-async fn fill(stream: &mut TcpStream, input: &mut Vec<u8>) -> io::Result<bool> {
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, input: &mut Vec<u8>) -> io::Result<bool> {
     input.reserve(READ_ROOM);
     Ok(stream.read_buf(input).await? > 0)
 }
 
 /// Reads one whole answer from `link` (skipping interim `1xx` answers); returns it and
 /// whether the connection can take another request.
-async fn read_answer(
-    stream: &mut TcpStream,
+async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
     input: &mut Vec<u8>,
     head_only: bool,
     all_headers: bool,
@@ -563,8 +567,8 @@ async fn read_answer(
 
 /// Decodes a chunked body that starts at `input[pos..]`, reading more as needed; returns
 /// the body and where the message ended in `input`.
-async fn read_chunked(
-    stream: &mut TcpStream,
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
     input: &mut Vec<u8>,
     mut pos: usize,
 ) -> Result<(Bytes, usize), LeanError> {
@@ -584,6 +588,10 @@ async fn read_chunked(
             loop {
                 match input[pos..].windows(2).position(|w| w == b"\r\n") {
                     Some(0) => return Ok((Bytes::from(body), pos + 2)),
+                    // The same limit whether the line came in one read or in many.
+                    Some(line) if line > MAX_HEAD => {
+                        return Err(malformed("trailers too long"));
+                    }
                     Some(line) => pos += line + 2,
                     None if input.len() - pos > MAX_HEAD => {
                         return Err(malformed("trailers too long"));
@@ -610,11 +618,84 @@ async fn read_chunked(
 }
 
 /// Reads more of a body that must go on.
-async fn more(stream: &mut TcpStream, input: &mut Vec<u8>) -> Result<(), LeanError> {
+async fn more<S: AsyncRead + Unpin>(stream: &mut S, input: &mut Vec<u8>) -> Result<(), LeanError> {
     match fill(stream, input).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(malformed("the connection closed mid-body")),
         Err(e) => Err(broken(false, e)),
+    }
+}
+
+/// Reads at most `step` bytes per read from `data`: an answer arriving in pieces.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = self.step.min(self.data.len()).min(buf.remaining());
+        let (now, rest) = self.data.split_at(n);
+        buf.put_slice(now);
+        self.data = rest;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs a future whose reads are always ready (an in-memory input) to its end.
+fn run_ready<T>(work: impl std::future::Future<Output = T>) -> T {
+    let mut work = pin!(work);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = work.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// The `lean_answer` fuzz target's body (see [`crate::fuzzing`]): the first byte chooses how
+/// many bytes each read gives (1-64) and the second whether the request was a `HEAD` and
+/// whether all headers are kept; the rest is what the server sent. The answer read in
+/// pieces must be the one read whole: the same success or failure, status and body, and a
+/// connection reusable after the whole read is reusable after the pieces. Panics when not.
+pub(crate) fn fuzz_answer(data: &[u8]) {
+    let [step, flags, rest @ ..] = data else {
+        return;
+    };
+    let (head_only, all_headers) = (flags & 1 == 1, flags & 2 == 2);
+    let read = |step: usize| {
+        let mut input = Vec::new();
+        let mut stream = Trickle { data: rest, step };
+        run_ready(read_answer(&mut stream, &mut input, head_only, all_headers))
+            .map(|(answer, keep_alive)| (answer.status, answer.body, keep_alive))
+    };
+    let whole = read(usize::MAX);
+    let pieces = read(usize::from(step % 64) + 1);
+    match (&whole, &pieces) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(
+                (a.0, &a.1),
+                (b.0, &b.1),
+                "the same answer read whole and in pieces"
+            );
+            // Bytes after the answer retire the connection when they are in the same read;
+            // read in pieces they may come later (the idle check at checkout sees them).
+            assert!(
+                !a.2 || b.2,
+                "reusable when read whole, not when read in pieces"
+            );
+            assert!(a.1.len() <= rest.len(), "a body longer than what was sent");
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!(
+            "read whole: {:?}; in pieces: {:?}",
+            whole.as_ref().map(|a| a.0).map_err(ToString::to_string),
+            pieces.as_ref().map(|a| a.0).map_err(ToString::to_string)
+        ),
     }
 }
 
@@ -718,6 +799,32 @@ mod tests {
             true,
         )
         .await
+    }
+
+    #[test]
+    fn a_head_or_a_trailer_over_the_limit_fails_whether_it_came_whole_or_in_pieces() {
+        let mut big_head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        big_head.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        big_head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        let mut big_trailer =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: ".to_vec();
+        big_trailer.extend(std::iter::repeat_n(b'b', MAX_HEAD));
+        big_trailer.extend_from_slice(b"\r\n\r\n");
+        for answer in [big_head, big_trailer] {
+            let mut input = Vec::new();
+            let read = run_ready(read_answer(
+                &mut Trickle {
+                    data: &answer,
+                    step: usize::MAX,
+                },
+                &mut input,
+                false,
+                false,
+            ));
+            assert!(read.is_err(), "over the limit in one read");
+            // In pieces too (the fuzz body panics when the two reads disagree).
+            fuzz_answer(&[[63, 0].as_slice(), &answer].concat());
+        }
     }
 
     #[tokio::test]

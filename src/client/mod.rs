@@ -7,7 +7,7 @@
 mod calls;
 mod credentials;
 mod error;
-mod lean;
+pub(crate) mod lean;
 pub mod retry;
 mod token;
 pub mod transcript;
