@@ -1,6 +1,6 @@
 //! A commit to the `--state` file that fails is not acknowledged (500 `storage_error`), and
-//! the sandbox then refuses every change until it is restarted, so nothing it acknowledges
-//! depends on what was lost; a sandbox restarted on the file serves exactly what was
+//! the sandbox then refuses every `/v1/` request until it is restarted, so nothing it
+//! answers depends on what was lost; a sandbox restarted on the file serves exactly what was
 //! acknowledged, and the refused requests can be made again there.
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
@@ -144,11 +144,15 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
         (&json!("failed"), &json!("failed"), &json!("vphone-sandbox")),
         "{health}"
     );
-    // Reads go on from memory: the device whose deletion was refused is still there.
-    let (s, b) = bank
-        .call("GET", &format!("/v1/mfa/devices/{kept}"), None)
+    // Reads are refused too: memory holds the binding answered 500, which a restart will
+    // not serve, so the device must not be shown bound.
+    let got = bank
+        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
         .await;
-    assert_eq!(s, 200, "{b}");
+    assert_refused(&got, 500, "storage_error");
+    // The sandbox's own routes still answer.
+    let (s, stats) = bank.call("GET", "/sandbox/stats", None).await;
+    assert_eq!(s, 200, "{stats}");
     bank.handle.shutdown().await;
 
     // A sandbox restarted on the file serves what was acknowledged, and nothing else.

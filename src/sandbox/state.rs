@@ -9,6 +9,8 @@
 //! 3. a device's lock (one at most);
 //! 4. a `bound_keys` shard, or the generator (`rng`), innermost: nothing is locked while
 //!    either is held, and neither is held while the other is taken.
+//! 5. with `--state`, the commit queue's lock (`Inner::commit` queues rows under the entity
+//!    locks of what it changed; nothing else is taken while the queue's lock is held).
 //!
 //! For example, binding (answering the signature challenge) takes challenge, person, device,
 //! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
@@ -754,19 +756,19 @@ impl Inner {
     /// Queues `writes` to be committed to the store; the request's answer waits until they
     /// are ([`settle`](super::settle)). Called with the changed entities' locks held, so
     /// versions of an entity are committed in the order they were made. Refused (a 500)
-    /// only once the store has failed a commit: a caller that changed entities in place then
-    /// puts them back with [`restore`], and memory keeps only changes that were queued.
+    /// once the store has failed a commit, or when a record cannot be encoded: a caller that
+    /// changed entities in place then puts them back with [`restore`], and memory keeps only
+    /// changes that were queued.
     pub fn commit(&self, writes: &[Write<'_>]) -> Result<(), ApiError> {
         let Some(group) = &self.group else {
             return Ok(());
         };
-        let queued = super::store::rows(writes)
+        super::store::rows(writes)
             .map_err(|e| {
                 tracing::error!(error = %e, "state commit failed");
                 storage_error()
             })
             .and_then(|rows| group.enqueue(rows).map_err(|_| storage_error()))?;
-        super::settle::queued(queued);
         Ok(())
     }
 

@@ -198,8 +198,9 @@ fn commit_loop(shared: &Shared, store: &dyn Store) {
         if !shared.failed.load(Ordering::Acquire) {
             // A panic inside the store fails the store like an error: the requests waiting
             // for this group must hear of it, not wait for ever.
-            let committed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit(&rows)));
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commit_while_busy(store, &rows)
+            }));
             match committed {
                 Ok(Ok(())) => shared.committed.store(last, Ordering::Release),
                 Ok(Err(e)) => {
@@ -216,6 +217,26 @@ fn commit_loop(shared: &Shared, store: &dyn Store) {
         }
         rows.clear();
         shared.progress.send_replace(());
+    }
+}
+
+/// How many times a group is tried while the database only reports itself busy (each try
+/// already waits out the store's busy timeout) before the store is failed.
+const BUSY_TRIES: u32 = 12;
+
+/// Commits `rows`, trying again while the database is only busy: a lock held a while by a
+/// checkpoint or an outside session must not fail the store for good.
+fn commit_while_busy(store: &dyn Store, rows: &[Row]) -> Result<(), super::StoreError> {
+    let mut tries = 1;
+    loop {
+        match store.commit(rows) {
+            Err(e) if e.is_busy() && tries < BUSY_TRIES => {
+                tracing::warn!(error = %e, tries, "state file busy; the commit is tried again");
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            done => return done,
+        }
     }
 }
 
@@ -254,6 +275,13 @@ mod tests {
     /// The transactions committed, each one's rows.
     type Commits = Arc<Mutex<Vec<Vec<Row>>>>;
 
+    /// Bounds a wait, so a regression that hangs fails the test instead of stalling it.
+    async fn within<T>(wait: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .expect("settled within 30 s")
+    }
+
     fn seq(n: u64) -> Vec<Row> {
         vec![Row::SmsSeq(n)]
     }
@@ -273,7 +301,7 @@ mod tests {
     async fn entries_queued_during_a_commit_are_committed_together_in_queue_order() {
         let (group, commits, gate) = group(usize::MAX);
         let first = group.enqueue(seq(1)).unwrap();
-        group.settled(first).await.unwrap();
+        within(group.settled(first)).await.unwrap();
         // While the thread is held inside the next commit, three more entries queue up.
         let held = gate.lock();
         let second = group.enqueue(seq(2)).unwrap();
@@ -287,8 +315,8 @@ mod tests {
         let later: Vec<u64> = (3..=5).map(|n| group.enqueue(seq(n)).unwrap()).collect();
         assert_eq!(later, vec![3, 4, 5]);
         drop(held);
-        group.settled(5).await.unwrap();
-        group.settled(second).await.unwrap();
+        within(group.settled(5)).await.unwrap();
+        within(group.settled(second)).await.unwrap();
         assert_eq!(
             *commits.lock(),
             vec![
@@ -303,13 +331,13 @@ mod tests {
     async fn a_failed_commit_fails_its_waiters_and_refuses_later_entries() {
         let (group, commits, _gate) = group(2);
         let ok = group.enqueue(seq(1)).unwrap();
-        group.settled(ok).await.unwrap();
+        within(group.settled(ok)).await.unwrap();
         let lost = group.enqueue(seq(2)).unwrap();
-        assert_eq!(group.settled(lost).await, Err(StoreFailed));
+        assert_eq!(within(group.settled(lost)).await, Err(StoreFailed));
         assert!(group.failed());
         assert_eq!(group.enqueue(seq(3)), Err(StoreFailed));
         // What was committed before stays settled.
-        group.settled(ok).await.unwrap();
+        within(group.settled(ok)).await.unwrap();
         assert_eq!(*commits.lock(), vec![seq(1)]);
     }
 
@@ -317,11 +345,11 @@ mod tests {
     async fn an_empty_entry_waits_for_nothing_new() {
         let (group, commits, _gate) = group(usize::MAX);
         let first = group.enqueue(seq(1)).unwrap();
-        group.settled(first).await.unwrap();
+        within(group.settled(first)).await.unwrap();
         // On an idle queue an empty entry is settled at once (it never reaches the thread).
         let empty = group.enqueue(Vec::new()).unwrap();
         assert_eq!(empty, first);
-        group.settled(empty).await.unwrap();
+        within(group.settled(empty)).await.unwrap();
         assert_eq!(*commits.lock(), vec![seq(1)]);
     }
 
@@ -344,8 +372,49 @@ mod tests {
     async fn a_panicking_commit_fails_the_store_instead_of_leaving_its_waiters_waiting() {
         let group = GroupCommit::start(Box::new(Panicking)).unwrap();
         let lost = group.enqueue(seq(1)).unwrap();
-        assert_eq!(group.settled(lost).await, Err(StoreFailed));
+        assert_eq!(within(group.settled(lost)).await, Err(StoreFailed));
         assert_eq!(group.enqueue(seq(2)), Err(StoreFailed));
+    }
+
+    /// Busy for its first `busy` commits, then commits.
+    struct BusyAWhile {
+        busy: Mutex<u32>,
+        commits: Commits,
+    }
+
+    impl Store for BusyAWhile {
+        fn is_durable(&self) -> bool {
+            true
+        }
+        fn load(&self) -> Result<Snapshot, StoreError> {
+            Ok(Snapshot::default())
+        }
+        fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
+            let mut busy = self.busy.lock();
+            if *busy > 0 {
+                *busy -= 1;
+                return Err(StoreError::Database(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                )));
+            }
+            self.commits.lock().push(rows.to_vec());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_is_tried_again_and_does_not_fail_the_store() {
+        let commits = Commits::default();
+        let store = BusyAWhile {
+            busy: Mutex::new(3),
+            commits: commits.clone(),
+        };
+        let group = GroupCommit::start(Box::new(store)).unwrap();
+        let entry = group.enqueue(seq(1)).unwrap();
+        within(group.settled(entry)).await.unwrap();
+        assert!(!group.failed());
+        assert_eq!(*commits.lock(), vec![seq(1)]);
     }
 
     #[tokio::test]

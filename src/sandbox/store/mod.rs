@@ -2,10 +2,11 @@
 //! maps of `state`.
 //!
 //! The maps always hold everything and serve every read, so a store is write-through: each
-//! request that changes an entity commits the entity's new version, in one transaction with
-//! everything else the request changed, *before its answer is sent* (and while the entities'
-//! locks are held, so versions of one entity are committed in the order they were made).
-//! On start the store's snapshot fills the maps.
+//! request that changes an entity queues the entity's new version, with everything else the
+//! request changed, while the entities' locks are held (so versions of one entity are
+//! queued, and committed, in the order they were made); [`GroupCommit`] commits what is
+//! queued in one transaction, and the request's answer waits until it is committed
+//! (`sandbox::settle`). On start the store's snapshot fills the maps.
 //!
 //! - [`MemoryStore`] keeps nothing beyond the maps (the default; no cost per request).
 //! - [`SqliteStore`] keeps persons, numbers, devices, keys, challenges and change requests
@@ -170,6 +171,22 @@ pub enum StoreError {
     /// A stored record could not be read back.
     #[error("state database: a stored record is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the database was only busy (locked by another connection, e.g. a checkpoint
+    /// or an outside `sqlite3` session, for longer than its busy timeout): the same commit
+    /// may succeed when tried again.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+        )
+    }
 }
 
 /// Keeps the bank's entities beyond the process.
