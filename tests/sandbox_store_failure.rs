@@ -128,6 +128,21 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
         .call("POST", &format!("{base}/confirm"), Some(confirm.clone()))
         .await;
     assert_refused(&got, 500, "storage_error");
+    // Refused before the handler runs: an authorization would have sent an SMS.
+    let sent = bank.sms(&new_number).await.len();
+    let got = bank
+        .call(
+            "POST",
+            &format!("{base}/authorize"),
+            Some(json!({"number": new_number})),
+        )
+        .await;
+    assert_refused(&got, 500, "storage_error");
+    assert_eq!(
+        bank.sms(&new_number).await.len(),
+        sent,
+        "no SMS for a refused change"
+    );
     let got = bank
         .call(
             "POST",
