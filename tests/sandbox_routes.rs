@@ -778,6 +778,35 @@ async fn a_bound_key_cannot_be_bound_again() {
 }
 
 #[tokio::test]
+async fn a_deleted_device_s_key_is_released_and_binds_a_new_device() {
+    let bank = Bank::start().await;
+    let (person, number) = bank.verified_person().await;
+    let phone = bank.bind(&person, &number).await;
+    let (s, b) = bank
+        .call(
+            "DELETE",
+            &format!("/v1/mfa/devices/{}", phone.device_id),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let (device, challenge) = bank.start_binding(&person, &phone.key).await;
+    let otp = bank.last_otp(&number).await;
+    let (s, b) = bank
+        .call(
+            "PUT",
+            &format!("/v1/mfa/challenges/signatures/{challenge}"),
+            Some(json!({"signature": phone.key.sign(otp.as_bytes())})),
+        )
+        .await;
+    assert_eq!(s, 204, "the deleted device's key binds again: {b}");
+    let (s, b) = bank
+        .call("GET", &format!("/v1/mfa/devices/{device}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
 async fn a_deleted_device_signs_nothing() {
     let bank = Bank::start().await;
     let (person, number) = bank.verified_person().await;

@@ -10,10 +10,10 @@
 use super::auth::Caller;
 use super::core::devices::{self as rules, NewDevice};
 use super::core::keys::{NewKey, add_key as add_key_rule};
-use super::core::{Env, Verifier};
+use super::core::{Env, KeyIndex, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
-use super::state::{DeviceEntry, Inner, PartnerIdx, SandboxState, restore};
+use super::state::{DeviceEntry, Inner, PartnerIdx, PartnerKeys, SandboxState, restore};
 use super::store::Write;
 use super::text::{check_device_data, check_text};
 use super::verify::{KeyError, VerifyingKey};
@@ -337,20 +337,55 @@ pub async fn delete(
     let mut person = person.data.lock();
     let mut d = entry.data.lock();
     let saved = (inner.saved(&*person), inner.saved(&*d));
-    rules::delete(
-        &mut person,
-        &mut d,
-        &inner.keys(caller.0),
-        inner.clock.now(),
-    )?;
+    let keys = ReleaseAfterQueued::new(inner.keys(caller.0));
+    rules::delete(&mut person, &mut d, &keys, inner.clock.now())?;
     let partner = inner.partner_name(caller.0);
     let committed = inner.commit(&[Write::Person(partner, &person), Write::Device(partner, &d)]);
     if committed.is_err() {
         restore(&mut *person, saved.0);
         inner.restore_device(caller.0, &mut d, saved.1);
+    } else {
+        keys.release_now();
     }
     committed?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A partner's bound keys whose releases wait until [`release_now`](Self::release_now): a
+/// deletion releases its keys only once its rows are queued. Released first, a key could be
+/// claimed by another device's binding, queued and committed before the deletion, and a
+/// restart between the two commits would find the key bound to both devices.
+struct ReleaseAfterQueued<'a> {
+    keys: PartnerKeys<'a>,
+    released: std::cell::RefCell<Vec<Box<[u8]>>>,
+}
+
+impl<'a> ReleaseAfterQueued<'a> {
+    fn new(keys: PartnerKeys<'a>) -> Self {
+        ReleaseAfterQueued {
+            keys,
+            released: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Releases the keys the rule released.
+    fn release_now(self) {
+        for point in self.released.into_inner() {
+            self.keys.release(&point);
+        }
+    }
+}
+
+impl KeyIndex for ReleaseAfterQueued<'_> {
+    fn is_bound(&self, point: &[u8]) -> bool {
+        self.keys.is_bound(point)
+    }
+    fn claim(&self, point: &[u8], device: &DeviceId) -> bool {
+        self.keys.claim(point, device)
+    }
+    fn release(&self, point: &[u8]) {
+        self.released.borrow_mut().push(Box::from(point));
+    }
 }
 
 /// `POST /v1/mfa/devices/{id}/keys`: adds a key, signed by an existing one.
