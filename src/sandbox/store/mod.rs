@@ -168,6 +168,9 @@ pub enum StoreError {
     /// The thread that commits could not be started.
     #[error("state database: cannot start its committing thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The file's layout is one this vphone cannot read (written by a newer one).
+    #[error("state database: {0}")]
+    Layout(String),
     /// A stored record could not be read back.
     #[error("state database: a stored record is unreadable: {0}")]
     Corrupt(String),

@@ -106,10 +106,21 @@ impl Rows {
     }
 }
 
+/// The file's layout, kept in SQLite's `user_version`: 1 is tables keyed by row number.
+/// Files made before kept 0 there (tables keyed by id) and are moved to this layout; a file
+/// with a larger number was written by a newer vphone and is refused rather than misread.
+const LAYOUT: i64 = 1;
+
 /// Files made before row numbers keyed each table by `id`: their rows move to tables of the
 /// current layout, in one transaction, when such a file is opened.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    let layout: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if layout > LAYOUT {
+        return Err(StoreError::Layout(format!(
+            "the file was written by a newer vphone (layout {layout}; this one reads layouts up to {LAYOUT}); use that vphone, or another file"
+        )));
+    }
     for table in TABLES {
         let has_table: bool = tx.query_row(
             "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
@@ -134,6 +145,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
     }
     tx.execute_batch(META)?;
+    tx.pragma_update(None, "user_version", LAYOUT)?;
     tx.commit()?;
     Ok(())
 }
@@ -558,6 +570,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_names_its_layout_and_one_from_a_newer_vphone_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.sqlite");
+        drop(SqliteStore::open(&path, SyncMode::Normal).unwrap());
+        let layout = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(layout(&path), LAYOUT);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", LAYOUT + 1)
+            .unwrap();
+        let refused = SqliteStore::open(&path, SyncMode::Normal).unwrap_err();
+        assert!(refused.to_string().contains("newer vphone"), "{refused}");
+        assert_eq!(
+            layout(&path),
+            LAYOUT + 1,
+            "a refused file is left as it was"
+        );
+    }
+
+    #[test]
     fn a_file_keyed_by_id_is_moved_to_row_numbers_with_every_entity() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bank.sqlite");
@@ -595,6 +632,11 @@ mod tests {
             vec![("p1", "one, changed"), ("p2", "two"), ("p3", "three")]
         );
         assert_eq!(persons.last().unwrap().1, "p3", "a new entity comes last");
+        let layout: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(layout, LAYOUT);
         assert_eq!(stored(&path, "challenges").len(), 1);
     }
 
