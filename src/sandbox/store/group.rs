@@ -113,11 +113,6 @@ impl GroupCommit {
         self.shared.queue.lock().last
     }
 
-    /// Whether entry `number` is committed.
-    pub fn is_committed(&self, number: u64) -> bool {
-        self.shared.committed.load(Ordering::Acquire) >= number
-    }
-
     /// Whether a commit has failed (changes are then refused).
     pub fn failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
@@ -246,15 +241,17 @@ mod tests {
     use super::*;
     use crate::sandbox::store::{Snapshot, StoreError};
 
-    /// Records each transaction's rows; fails from the `fail_at`-th commit on.
-    struct Recording {
+    /// A store whose commits do what `outcome` says, given how many commits it was asked for
+    /// before this one; holds `gate` through each commit (a test holds it to keep the
+    /// committing thread inside a commit) and records the rows of each commit that succeeds.
+    struct Scripted<F> {
+        outcome: F,
+        tried: Mutex<usize>,
         commits: Commits,
-        fail_at: usize,
-        /// Held by the test to keep the committing thread inside a commit.
         gate: Arc<Mutex<()>>,
     }
 
-    impl Store for Recording {
+    impl<F: Fn(usize) -> Result<(), StoreError> + Send + Sync> Store for Scripted<F> {
         fn is_durable(&self) -> bool {
             true
         }
@@ -263,13 +260,28 @@ mod tests {
         }
         fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
             let _gate = self.gate.lock();
-            let mut commits = self.commits.lock();
-            if commits.len() + 1 >= self.fail_at {
-                return Err(StoreError::Corrupt("disk full".to_owned()));
-            }
-            commits.push(rows.to_vec());
+            let mut tried = self.tried.lock();
+            let outcome = (self.outcome)(*tried);
+            *tried += 1;
+            outcome?;
+            self.commits.lock().push(rows.to_vec());
             Ok(())
         }
+    }
+
+    /// Starts a group over a [`Scripted`] store.
+    fn scripted(
+        outcome: impl Fn(usize) -> Result<(), StoreError> + Send + Sync + 'static,
+    ) -> (GroupCommit, Commits, Arc<Mutex<()>>) {
+        let commits = Commits::default();
+        let gate = Arc::new(Mutex::new(()));
+        let store = Scripted {
+            outcome,
+            tried: Mutex::new(0),
+            commits: commits.clone(),
+            gate: gate.clone(),
+        };
+        (GroupCommit::start(Box::new(store)).unwrap(), commits, gate)
     }
 
     /// The transactions committed, each one's rows.
@@ -286,15 +298,16 @@ mod tests {
         vec![Row::SmsSeq(n)]
     }
 
+    /// A group whose store commits everything, or fails from its `fail_at`-th commit on (as
+    /// on a full disk).
     fn group(fail_at: usize) -> (GroupCommit, Commits, Arc<Mutex<()>>) {
-        let commits = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Mutex::new(()));
-        let store = Recording {
-            commits: commits.clone(),
-            fail_at,
-            gate: gate.clone(),
-        };
-        (GroupCommit::start(Box::new(store)).unwrap(), commits, gate)
+        scripted(move |tried| {
+            if tried + 1 >= fail_at {
+                Err(StoreError::Corrupt("disk full".to_owned()))
+            } else {
+                Ok(())
+            }
+        })
     }
 
     #[tokio::test]
@@ -353,64 +366,27 @@ mod tests {
         assert_eq!(*commits.lock(), vec![seq(1)]);
     }
 
-    /// Panics in every commit.
-    struct Panicking;
-
-    impl Store for Panicking {
-        fn is_durable(&self) -> bool {
-            true
-        }
-        fn load(&self) -> Result<Snapshot, StoreError> {
-            Ok(Snapshot::default())
-        }
-        fn commit(&self, _rows: &[Row]) -> Result<(), StoreError> {
-            panic!("a store bug");
-        }
-    }
-
     #[tokio::test]
     async fn a_panicking_commit_fails_the_store_instead_of_leaving_its_waiters_waiting() {
-        let group = GroupCommit::start(Box::new(Panicking)).unwrap();
+        let (group, _, _) = scripted(|_| panic!("a store bug"));
         let lost = group.enqueue(seq(1)).unwrap();
         assert_eq!(within(group.settled(lost)).await, Err(StoreFailed));
         assert_eq!(group.enqueue(seq(2)), Err(StoreFailed));
     }
 
-    /// Busy for its first `busy` commits, then commits.
-    struct BusyAWhile {
-        busy: Mutex<u32>,
-        commits: Commits,
-    }
-
-    impl Store for BusyAWhile {
-        fn is_durable(&self) -> bool {
-            true
-        }
-        fn load(&self) -> Result<Snapshot, StoreError> {
-            Ok(Snapshot::default())
-        }
-        fn commit(&self, rows: &[Row]) -> Result<(), StoreError> {
-            let mut busy = self.busy.lock();
-            if *busy > 0 {
-                *busy -= 1;
-                return Err(StoreError::Database(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                    None,
-                )));
-            }
-            self.commits.lock().push(rows.to_vec());
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_busy_database_is_tried_again_and_does_not_fail_the_store() {
-        let commits = Commits::default();
-        let store = BusyAWhile {
-            busy: Mutex::new(3),
-            commits: commits.clone(),
-        };
-        let group = GroupCommit::start(Box::new(store)).unwrap();
+        // Busy for its first three commits.
+        let (group, commits, _) = scripted(|tried| {
+            if tried < 3 {
+                Err(StoreError::Database(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                )))
+            } else {
+                Ok(())
+            }
+        });
         let entry = group.enqueue(seq(1)).unwrap();
         within(group.settled(entry)).await.unwrap();
         assert!(!group.failed());
