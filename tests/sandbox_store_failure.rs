@@ -38,18 +38,22 @@ impl Store for Failing {
     }
 }
 
-async fn bank_on(path: &Path, fail: &Arc<AtomicBool>) -> Bank {
+/// A sandbox's state on the file at `path`, its commits failing while `fail` is set.
+fn state_on(path: &Path, fail: &Arc<AtomicBool>) -> SandboxState {
     let store = Failing {
         file: SqliteStore::open(path, SyncMode::Normal).unwrap(),
         fail: fail.clone(),
     };
-    let state = SandboxState::with_store(
+    SandboxState::with_store(
         SandboxConfig::default(),
         Arc::new(SystemClock),
         Box::new(store),
     )
-    .unwrap();
-    Bank::start_on(state).await
+    .unwrap()
+}
+
+async fn bank_on(path: &Path, fail: &Arc<AtomicBool>) -> Bank {
+    Bank::start_on(state_on(path, fail)).await
 }
 
 /// What a partner sees of a person: their number and bound devices.
@@ -79,17 +83,7 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
     let (person, number) = bank.verified_person().await;
 
     // Acknowledged before the failure: one bound device.
-    let kept_key = Key::new();
-    let (kept, kept_challenge) = bank.start_binding(&person, &kept_key).await;
-    let otp = bank.last_otp(&number).await;
-    let (s, b) = bank
-        .call(
-            "PUT",
-            &format!("/v1/mfa/challenges/signatures/{kept_challenge}"),
-            Some(json!({"signature": kept_key.sign(otp.as_bytes())})),
-        )
-        .await;
-    assert_eq!(s, 204, "{b}");
+    let kept = bank.bind(&person, &number).await.device_id;
 
     // A number waiting for its confirmation, and a second binding waiting for its answer.
     let other = bank.person().await;
@@ -209,13 +203,7 @@ async fn a_failed_commit_refuses_changes_until_restart_and_the_restart_serves_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_that_forgets_nothing_holds_up_no_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("bank.sqlite"), SyncMode::Normal).unwrap();
-    let state = SandboxState::with_store(
-        SandboxConfig::default(),
-        Arc::new(SystemClock),
-        Box::new(store),
-    )
-    .unwrap();
+    let state = state_on(&dir.path().join("bank.sqlite"), &Arc::default());
     let bank = Bank::start_on(state.clone()).await;
     let person = bank.person().await;
     state.sweep();

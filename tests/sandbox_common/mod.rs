@@ -293,7 +293,11 @@ impl Bank {
 
     /// Binds a new device to a person whose number is `number`.
     pub async fn bind(&self, person: &str, number: &str) -> Phone {
-        let key = Key::new();
+        self.bind_key(person, number, Key::new()).await
+    }
+
+    /// Binds a new device with `key` to a person whose number is `number`.
+    pub async fn bind_key(&self, person: &str, number: &str, key: Key) -> Phone {
         let (device_id, challenge) = self.start_binding(person, &key).await;
         let otp = self.last_otp(number).await;
         let (s, b) = self
