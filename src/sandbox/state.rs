@@ -163,10 +163,8 @@ pub(crate) struct Inner {
     /// while drawing bytes, see [`SharedRng`]).
     pub rng: Mutex<StdRng>,
     /// Commits to the store that keeps entities beyond the process (see [`super::store`]);
-    /// `None` when nothing is kept beyond memory.
+    /// `None` when nothing is kept beyond memory (then no writes are built).
     pub group: Option<GroupCommit>,
-    /// Whether anything is kept beyond memory (`group` is set; else no writes are built).
-    pub durable: bool,
 }
 
 /// The answer to a change the sandbox could not save to its state file.
@@ -337,7 +335,6 @@ impl SandboxState {
         };
         SandboxState(Arc::new(Inner {
             rng: Mutex::new(rng),
-            durable: group.is_some(),
             group,
             faults: super::faults::FaultEngine::new(rules, seed),
             tokens_issued,
@@ -465,7 +462,7 @@ impl SandboxState {
         let mut forgotten_challenges = Vec::new();
         let mut forgotten_devices = Vec::new();
         let mut forgotten_change_requests = Vec::new();
-        let durable = inner.durable;
+        let durable = inner.group.is_some();
         inner.challenges.retain(|id, entry| {
             let Some(c) = entry.data.try_lock() else {
                 return true;
@@ -718,7 +715,7 @@ impl Inner {
     /// agreeing with the state file. `None` (nothing is copied) when the store keeps
     /// nothing: a commit to memory only cannot fail.
     pub fn saved<T: Clone>(&self, entity: &T) -> Option<T> {
-        self.durable.then(|| entity.clone())
+        self.group.is_some().then(|| entity.clone())
     }
 
     /// Puts a device back as it was before a change whose commit failed, its keys' entries
