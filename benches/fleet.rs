@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use vphone::api::KeyPurpose;
 use vphone::client::{ApiClient, ClientConfig, Credentials};
 use vphone::fleet::{
-    Fleet, Model, Pacing, Report, RunOptions, Scenario, Step, peak_rss_bytes, rss_bytes, run,
+    Fleet, Model, Pacing, Report, RunOptions, Scenario, Step, Threads, peak_rss_bytes, rss_bytes,
+    run,
 };
 use vphone::sandbox::{SandboxConfig, spawn};
 use vphone_keystore::{Backend, Seed, SigningKey};
@@ -86,11 +87,20 @@ struct Phase {
 }
 
 async fn phase(client: &ApiClient, fleet: &Arc<Fleet>, step: Step, pacing: Pacing) -> Phase {
+    phase_with(
+        client,
+        fleet,
+        RunOptions::new(Scenario::Single(step), pacing),
+    )
+    .await
+}
+
+async fn phase_with(client: &ApiClient, fleet: &Arc<Fleet>, options: RunOptions) -> Phase {
     let cpu0 = cpu_secs();
-    let options = RunOptions::new(Scenario::Single(step), pacing);
+    let scenario = options.scenario.clone();
     let report = match run(client, fleet.clone(), options).await {
         Ok(r) => r,
-        Err(e) => panic!("bench phase {step:?} failed: {e}"),
+        Err(e) => panic!("bench phase {scenario:?} failed: {e}"),
     };
     Phase {
         report,
@@ -303,40 +313,61 @@ fn main() {
         );
         sandbox.shutdown().await;
 
-        // 4. The fleet's own CPU, the sandbox in another process.
+        // 4. The fleet's own CPU, the sandbox in another process: with the threads `vphone
+        // load --api` takes by default for this target, and with one per core to compare.
         let Some(external) = External::start() else {
             println!("client CPU against a separate sandbox: skipped (could not start `vphone sandbox`)");
             return;
         };
         let url = url::Url::parse(&external.url).expect("sandbox URL");
         let client = ApiClient::new(
-            ClientConfig::local(url, Credentials::sandbox_default()).with_lean_http(true),
+            ClientConfig::local(url.clone(), Credentials::sandbox_default()).with_lean_http(true),
         )
         .expect("client");
         client.authenticate().await.expect("token");
-        let fleet = Arc::new(Fleet::new("8", devices, 0..devices).expect("fleet"));
-        let onboard = phase(&client, &fleet, Step::Onboard, closed(concurrency, devices)).await;
-        let bind = phase(&client, &fleet, Step::Bind, closed(concurrency, devices)).await;
-        let sign = phase(&client, &fleet, Step::Sign, closed(concurrency, signs)).await;
-        for p in [&onboard, &bind, &sign] {
-            assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
-        }
-        let per = |cpu: f64, n: u64| cpu / n.max(1) as f64 * 1e6;
-        let bound = bind.report.ok("bind");
         println!(
             "fleet CPU per operation against a separate `vphone sandbox` process (this process only: the client)"
         );
-        println!(
-            "  per onboarded binding          {:>7.1} µs  (onboarding {:.1} + binding {:.1}; 6 requests, 1 derivation, 1 signature)   target 120 µs",
-            per(onboard.cpu + bind.cpu, bound),
-            per(onboard.cpu, onboard.report.ok("onboard")),
-            per(bind.cpu, bound)
-        );
-        println!(
-            "  per device-signing challenge   {:>7.1} µs  (2 requests, 1 signature; {:.0} challenges/s)   target  60 µs",
-            per(sign.cpu, sign.report.ok("sign")),
-            sign.report.rate("sign")
-        );
+        let default = Threads::for_target(&url);
+        let mut seed = 8;
+        for threads in [default, Threads::PerCore] {
+            if threads == Threads::PerCore && default == Threads::PerCore {
+                break;
+            }
+            seed += 1;
+            let fleet = Arc::new(Fleet::new(&seed.to_string(), devices, 0..devices).expect("fleet"));
+            let with = |pacing: Pacing, step: Step| {
+                let mut options = RunOptions::new(Scenario::Single(step), pacing);
+                options.threads = threads;
+                options
+            };
+            let onboard = phase_with(&client, &fleet, with(closed(concurrency, devices), Step::Onboard)).await;
+            let bind = phase_with(&client, &fleet, with(closed(concurrency, devices), Step::Bind)).await;
+            let sign = phase_with(&client, &fleet, with(closed(concurrency, signs), Step::Sign)).await;
+            for p in [&onboard, &bind, &sign] {
+                assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
+            }
+            let per = |cpu: f64, n: u64| cpu / n.max(1) as f64 * 1e6;
+            let bound = bind.report.ok("bind");
+            println!(
+                "  {} fleet thread(s) ({}{})",
+                threads.count_here(concurrency),
+                threads.reason(),
+                if threads == default { "; the default for this target" } else { "" }
+            );
+            println!(
+                "    per onboarded binding          {:>7.1} µs  (onboarding {:.1} + binding {:.1}; 6 requests, 1 derivation, 1 signature; {:.0} bindings/s)   target 120 µs",
+                per(onboard.cpu + bind.cpu, bound),
+                per(onboard.cpu, onboard.report.ok("onboard")),
+                per(bind.cpu, bound),
+                bind.report.rate("bind")
+            );
+            println!(
+                "    per device-signing challenge   {:>7.1} µs  (2 requests, 1 signature; {:.0} challenges/s)   target  60 µs",
+                per(sign.cpu, sign.report.ok("sign")),
+                sign.report.rate("sign")
+            );
+        }
         drop(external);
     });
 }

@@ -39,6 +39,7 @@ fn bad_flag_combinations_are_refused_with_the_reason() {
     refused(&["--iterations", "0"], "--iterations 0");
     refused(&["--duration", "0s"], "--duration 0s");
     refused(&["--concurrency", "0"], "at least 1");
+    refused(&["--threads", "0"], "--threads");
     refused(&["--scenario", "fly"], "unknown scenario step");
     refused(&["--shard", "auto"], "JOB_COMPLETION_INDEX");
     // An output whose directory is missing is refused before the run, not after it.
@@ -79,6 +80,7 @@ fn help_explains_every_knob() {
         "--devices",
         "--scenario",
         "--concurrency",
+        "--threads",
         "--rate",
         "--ramp-up",
         "--duration",
@@ -129,6 +131,37 @@ fn an_open_model_run_on_the_command_line_reports_its_fleet() {
     assert_eq!(
         report.seed,
         vphone_keystore::Seed::from_u64(5).fingerprint()
+    );
+}
+
+#[test]
+fn a_run_says_how_many_threads_run_its_workers_and_why() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--devices",
+            "4",
+            "-c",
+            "4",
+            "--seed",
+            "5",
+            "--progress",
+            "off",
+            "--fail-on-error",
+        ];
+        args.extend_from_slice(extra);
+        let out = load(&args).assert().success().get_output().clone();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let asked = run(&["--threads", "3"]);
+    assert!(asked.contains("3 thread(s) (--threads)"), "{asked}");
+    // Never more threads than workers.
+    let capped = run(&["--threads", "9"]);
+    assert!(capped.contains("4 thread(s) (--threads)"), "{capped}");
+    let cores = std::thread::available_parallelism().unwrap().get().min(4);
+    let default = run(&[]);
+    assert!(
+        default.contains(&format!("{cores} thread(s) (one per core)")),
+        "{default}"
     );
 }
 
@@ -204,6 +237,14 @@ async fn a_fleet_binds_every_phone_against_the_variant_bank() {
         (20, 0),
         "{stdout}"
     );
+    // The bank listens on a loopback address: the fleet leaves it half the cores.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let header = format!(
+        "{} thread(s) (half the cores: the target is on this machine)",
+        (cores / 2).max(1)
+    );
+    assert!(stderr.contains(&header), "{stderr}");
     bank.shutdown().await;
 }
 

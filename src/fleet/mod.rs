@@ -35,8 +35,8 @@ pub use report::{
     decode_histogram, encode_histogram, new_histogram, record_us, same_values,
 };
 pub use runner::{
-    DEFAULT_DRAIN, ProgressMode, RunOptions, START_AT_GRACE, START_AT_MAX_AHEAD, Start, run,
-    start_delay,
+    DEFAULT_DRAIN, ProgressMode, RunOptions, START_AT_GRACE, START_AT_MAX_AHEAD, Start, Threads,
+    run, start_delay,
 };
 pub use scenario::{Aborted, Ran, Scenario, Step, Steps, failure_of};
 pub use series::{SERIES_SIGNIFICANT_DIGITS, SecondBuffer, SecondClock, SecondOp, Series};

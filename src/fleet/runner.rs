@@ -9,6 +9,7 @@ use crate::client::ApiClient;
 use crate::phone::OtpCommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -66,6 +67,74 @@ pub enum ProgressMode {
     Off,
 }
 
+/// How many threads run a run's workers (each thread runs its share of the workers on its
+/// own single-threaded runtime; never more threads than workers).
+///
+/// A thread with no ready request sleeps until an answer wakes it, and on a box the target
+/// shares those sleeps and wake-ups are much of the client's CPU: against a `vphone sandbox`
+/// on the same 2-core machine, one thread drove as many device-signing challenges per
+/// second as two, for about 40 µs of client CPU each instead of 49. Against the
+/// in-process sandbox one thread per core measured best (half the cores gave about a tenth
+/// fewer bindings per second for no less CPU), so the in-process sandbox keeps them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// One per core the process may run on.
+    PerCore,
+    /// Half the cores, at least one: the target runs on this machine and needs the others.
+    BesideTarget,
+    /// Exactly this many (`--threads N`).
+    Exactly(NonZeroUsize),
+}
+
+impl Threads {
+    /// The default for a target at `url`: [`Threads::BesideTarget`] when its host is a
+    /// loopback address or `localhost` (the target then runs on this machine), else
+    /// [`Threads::PerCore`].
+    pub fn for_target(url: &url::Url) -> Threads {
+        let local = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.');
+                name.eq_ignore_ascii_case("localhost")
+                    || name.to_ascii_lowercase().ends_with(".localhost")
+            }
+            None => false,
+        };
+        if local {
+            Threads::BesideTarget
+        } else {
+            Threads::PerCore
+        }
+    }
+
+    /// How many threads for `workers` workers on a machine with `cores` cores.
+    pub fn count(self, cores: usize, workers: usize) -> usize {
+        let wanted = match self {
+            Threads::PerCore => cores,
+            Threads::BesideTarget => cores / 2,
+            Threads::Exactly(n) => n.get(),
+        };
+        wanted.min(workers).max(1)
+    }
+
+    /// The count for this machine (as [`std::thread::available_parallelism`] reports it).
+    pub fn count_here(self, workers: usize) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.count(cores, workers)
+    }
+
+    /// Why this many, for the run's header: `one per core`, `half the cores: the target is
+    /// on this machine`, or `--threads`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Threads::PerCore => "one per core",
+            Threads::BesideTarget => "half the cores: the target is on this machine",
+            Threads::Exactly(_) => "--threads",
+        }
+    }
+}
+
 /// Everything a run needs besides the client and the fleet.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -89,6 +158,8 @@ pub struct RunOptions {
     pub drain: Duration,
     /// Wall-clock time to start at, after the token is fetched (see [`start_delay`]).
     pub start_at: Option<SystemTime>,
+    /// How many threads run the workers.
+    pub threads: Threads,
 }
 
 impl RunOptions {
@@ -105,6 +176,7 @@ impl RunOptions {
             shard: Shard::WHOLE,
             drain: DEFAULT_DRAIN,
             start_at: None,
+            threads: Threads::PerCore,
         }
     }
 
@@ -242,13 +314,6 @@ async fn worker(shared: Arc<Shared>, w: usize) {
     }
 }
 
-/// How many threads run a run's workers: one per core (as the machine reports them), at
-/// most one per worker.
-fn worker_threads(workers: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(workers).max(1)
-}
-
 /// Runs workers `first, first + step, ...` below `workers` on this thread's single-threaded
 /// runtime until they finish or, with a duration, until its end plus the drain; whatever
 /// still runs then is cancelled (dropping a task drops its requests and releases its
@@ -347,7 +412,7 @@ pub async fn run(
         t0,
     });
     let display = Progress::start(progress, shared.clone());
-    let threads = worker_threads(workers);
+    let threads = shared.options.threads.count_here(workers);
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
@@ -499,6 +564,43 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_on_this_machine_gets_half_the_cores_and_any_other_one_per_core() {
+        let on = |u: &str| Threads::for_target(&url::Url::parse(u).unwrap());
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:9000/v1",
+            "http://localhost:8080",
+            "http://LocalHost.:8080",
+            "http://bank.localhost",
+        ] {
+            assert_eq!(on(local), Threads::BesideTarget, "{local}");
+        }
+        for remote in [
+            "https://api.example.com",
+            "http://10.0.0.7:8080",
+            "http://[2001:db8::1]",
+            "http://localhost.example.com",
+            "http://notlocalhost",
+        ] {
+            assert_eq!(on(remote), Threads::PerCore, "{remote}");
+        }
+    }
+
+    #[test]
+    fn thread_counts_stay_between_one_and_the_number_of_workers() {
+        let n = |k| Threads::Exactly(NonZeroUsize::new(k).unwrap());
+        assert_eq!(Threads::PerCore.count(8, 64), 8);
+        assert_eq!(Threads::PerCore.count(8, 3), 3);
+        assert_eq!(Threads::BesideTarget.count(2, 64), 1);
+        assert_eq!(Threads::BesideTarget.count(1, 64), 1);
+        assert_eq!(Threads::BesideTarget.count(5, 64), 2);
+        assert_eq!(Threads::BesideTarget.count(16, 4), 4);
+        assert_eq!(n(3).count(2, 64), 3);
+        assert_eq!(n(3).count(2, 2), 2);
+    }
 
     #[test]
     fn a_start_time_ahead_waits_a_little_late_starts_at_once_and_too_late_is_refused() {
