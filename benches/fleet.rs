@@ -1,7 +1,8 @@
 //! Fleet benchmark: the fleet against the in-process sandbox, next to a ceiling computed in
 //! the same run from bare crypto and bare HTTP costs; the fleet's own CPU per operation
-//! against a separate `vphone sandbox` process (so the sandbox's CPU is excluded); and
-//! memory per idle phone.
+//! against a separate `vphone sandbox` process (so the sandbox's CPU is excluded), with the
+//! threads `vphone load --api` takes for it by default (half the cores: it is on loopback)
+//! and with one per core; and memory per idle phone.
 //!
 //! The ceiling uses the fastest primitive the build has for each crypto step (both signing
 //! backends are measured, the faster counts, and the output names it).
