@@ -569,6 +569,74 @@ mod tests {
         );
     }
 
+    /// A transaction that fails gives back the row numbers it gave and took: the group never
+    /// commits after a failure, so only a store called directly can show it.
+    #[test]
+    fn a_failed_transaction_puts_back_the_row_numbers_it_gave_and_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.sqlite");
+        let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+        store
+            .commit(&[
+                put(Kind::Device, "kept", "1"),
+                put(Kind::Device, "other", "1"),
+            ])
+            .unwrap();
+        // Another connection makes inserting device `boom` fail, as a full disk would.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE INSERT ON devices WHEN NEW.id = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let failed = store.commit(&[
+            Row::Forget {
+                kind: Kind::Device,
+                id: "kept".to_owned(),
+            },
+            put(Kind::Device, "new", "1"),
+            put(Kind::Device, "boom", "1"),
+        ]);
+        assert!(
+            failed.is_err(),
+            "the injected failure fails the transaction"
+        );
+        assert_eq!(
+            stored(&path, "devices"),
+            vec![
+                (1, "kept".to_owned(), "1".to_owned()),
+                (2, "other".to_owned(), "1".to_owned()),
+            ],
+            "nothing of it is in the file"
+        );
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TRIGGER fail;")
+            .unwrap();
+        // `kept` is updated in its own row (not inserted again), and `new` is inserted
+        // (not updated in a row that was never written).
+        store
+            .commit(&[
+                put(Kind::Device, "kept", "2"),
+                put(Kind::Device, "new", "2"),
+            ])
+            .unwrap();
+        drop(store);
+        let ids: Vec<(String, String)> = stored(&path, "devices")
+            .into_iter()
+            .map(|(_, id, data)| (id, data))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("kept".to_owned(), "2".to_owned()),
+                ("other".to_owned(), "1".to_owned()),
+                ("new".to_owned(), "2".to_owned()),
+            ]
+        );
+    }
+
     #[test]
     fn a_file_names_its_layout_and_one_from_a_newer_vphone_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
