@@ -41,6 +41,8 @@ mod settle;
 pub mod sms;
 mod state;
 pub mod store;
+#[cfg(test)]
+mod store_order_test;
 pub mod text;
 #[cfg(test)]
 mod unlocked_verify_test;

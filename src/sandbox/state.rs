@@ -24,7 +24,8 @@
 //!
 //! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
-//! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them.
+//! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them,
+//! and queues their Forget rows there (the commit queue's lock is innermost).
 
 use super::clock::{Clock, SystemClock};
 use super::config::{PartnerConfig, SandboxConfig};
@@ -447,9 +448,9 @@ impl SandboxState {
     /// expired) for longer than [`SandboxConfig::retention`], and the unverified device of
     /// every forgotten binding challenge; their ids answer 404 from now on.
     ///
-    /// Takes no global lock: each map is walked one shard at a time, and an entry whose own
-    /// lock is busy (a request is answering it right now) is skipped until the next sweep, so
-    /// the sweep never waits for a request. [`spawn`](super::spawn) and
+    /// Takes no global lock: each map is walked one shard at a time, and an entry a request
+    /// holds right now (it looked it up and may still change it) is skipped until the next
+    /// sweep, so the sweep never waits for a request. [`spawn`](super::spawn) and
     /// [`spawn_with`](super::spawn_with) run it every [`SandboxConfig::sweep_interval`]; a
     /// test on a `ManualClock` can call it directly.
     pub fn sweep(&self) -> Swept {
@@ -459,11 +460,19 @@ impl SandboxState {
         let lifetime = inner.config.challenge_lifetime;
         let mut swept = Swept::default();
         let mut orphans = Vec::new();
-        let mut forgotten_challenges = Vec::new();
-        let mut forgotten_devices = Vec::new();
-        let mut forgotten_change_requests = Vec::new();
-        let durable = inner.group.is_some();
+        // Each Forget is queued inside `retain`/`remove_if`, with the entry's shard locked:
+        // no request can find the entry missing before its Forget is queued, so an answer
+        // that says it is gone waits for the Forget's commit. An entry a request still holds
+        // (its `Arc` is shared) is kept until the next sweep: that request may yet queue a
+        // new version of it, which must not come after the Forget. Forgetting is not urgent:
+        // if the commit fails, the entries come back on restart and are swept again.
+        let forget = |write: Write<'_>| {
+            let _ = inner.commit(&[write]);
+        };
         inner.challenges.retain(|id, entry| {
+            if Arc::strong_count(entry) > 1 {
+                return true;
+            }
             let Some(c) = entry.data.try_lock() else {
                 return true;
             };
@@ -474,64 +483,55 @@ impl SandboxState {
                 orphans.push(device_id.clone());
             }
             swept.challenges += 1;
-            if durable {
-                forgotten_challenges.push(id.clone());
-            }
+            forget(Write::ForgetChallenge(id));
             false
         });
         // Only a finished binding's challenge could verify the device, so an unverified
-        // device here stays unverified. One whose lock is busy is tried again next sweep.
+        // device here stays unverified. One that is busy is tried again next sweep.
         orphans.append(&mut inner.orphans.lock());
         let mut busy = Vec::new();
         for id in orphans {
             let mut gone = false;
             let mut unlocked = true;
-            inner
-                .devices
-                .remove_if(&id, |_, d| match d.data.try_lock() {
+            inner.devices.remove_if(&id, |id, d| {
+                let locked = (Arc::strong_count(d) == 1)
+                    .then(|| d.data.try_lock())
+                    .flatten();
+                match locked {
                     Some(d) => {
                         gone = !d.verified;
+                        if gone {
+                            forget(Write::ForgetDevice(id));
+                        }
                         gone
                     }
                     None => {
                         unlocked = false;
                         false
                     }
-                });
+                }
+            });
             if gone {
                 swept.devices += 1;
-                if durable {
-                    forgotten_devices.push(id.clone());
-                }
             } else if !unlocked {
                 busy.push(id);
             }
         }
         inner.orphans.lock().append(&mut busy);
         inner.change_requests.retain(|id, entry| {
+            if Arc::strong_count(entry) > 1 {
+                return true;
+            }
             let Some(cr) = entry.data.try_lock() else {
                 return true;
             };
-            let forget = cr.forgettable(now, lifetime, retention);
-            swept.change_requests += usize::from(forget);
-            if forget && durable {
-                forgotten_change_requests.push(id.clone());
+            let forgotten = cr.forgettable(now, lifetime, retention);
+            if forgotten {
+                swept.change_requests += 1;
+                forget(Write::ForgetChangeRequest(id));
             }
-            !forget
+            !forgotten
         });
-        // Forgetting is not urgent: if the commit fails, the entries come back on restart
-        // and are swept again.
-        let writes: Vec<Write<'_>> = forgotten_challenges
-            .iter()
-            .map(Write::ForgetChallenge)
-            .chain(forgotten_devices.iter().map(Write::ForgetDevice))
-            .chain(
-                forgotten_change_requests
-                    .iter()
-                    .map(Write::ForgetChangeRequest),
-            )
-            .collect();
-        let _ = inner.commit(&writes);
         let total = swept.challenges + swept.devices + swept.change_requests;
         inner
             .counters
