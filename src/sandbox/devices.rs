@@ -10,7 +10,7 @@
 use super::auth::Caller;
 use super::core::devices::{self as rules, NewDevice};
 use super::core::keys::{NewKey, add_key as add_key_rule};
-use super::core::{Env, KeyIndex, Verifier};
+use super::core::{Env, KeyIndex, Reason, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
 use super::state::{DeviceEntry, Inner, PartnerIdx, PartnerKeys, SandboxState, restore};
@@ -121,7 +121,18 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateDeviceRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let inner = &state.0;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(start_binding(&state.0, caller, body)?),
+    ))
+}
+
+/// Starts a binding: stores the unverified device and its challenge and sends the OTP.
+pub(crate) fn start_binding(
+    inner: &Inner,
+    caller: Caller,
+    body: CreateDeviceRequest,
+) -> Result<CreateDeviceResponse, ApiError> {
     check_key_type(body.key_type)?;
     let key = parse_key(&body.key, "key")?;
     let name = body.name.trim();
@@ -140,14 +151,25 @@ pub async fn create(
         purpose: body.key_purpose.unwrap_or(KeyPurpose::Unrestricted),
         device_data: body.device_data,
     };
-    let started = rules::start_binding(
-        &person.data.lock(),
-        new,
-        &inner.keys(caller.0),
-        &inner.config,
-        inner.clock.now(),
-        &mut inner.rng(),
-    )?;
+    let started = loop {
+        let started = rules::start_binding(
+            &person.data.lock(),
+            new.clone(),
+            &inner.keys(caller.0),
+            &inner.config,
+            inner.clock.now(),
+            &mut inner.rng(),
+        );
+        match started {
+            // Refused for a key another binding claimed: answered once that claim is queued
+            // (its device's lock is taken, so the person's is released first), and tried
+            // again if the claim was undone meanwhile.
+            Err(refusal)
+                if refusal.reason == Reason::KeyAlreadyBound
+                    && !inner.bound_once_queued(caller.0, new.key.point()) => {}
+            started => break started?,
+        }
+    };
     let device_id = started.device.id.clone();
     let seq = inner.send_otp(&started.send, body.language, app_signature);
     let partner = inner.partner_name(caller.0);
@@ -169,13 +191,10 @@ pub async fn create(
         started.challenge_id,
         started.challenge,
     );
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CreateDeviceResponse {
-            id: device_id,
-            challenge,
-        }),
-    ))
+    Ok(CreateDeviceResponse {
+        id: device_id,
+        challenge,
+    })
 }
 
 /// `GET /v1/mfa/challenges/signatures/{id}`.
@@ -217,6 +236,40 @@ pub(crate) fn answer_binding(
     body: AnswerSignatureChallenge,
     verifier: &dyn Verifier,
 ) -> Result<StatusCode, ApiError> {
+    loop {
+        match answer_binding_once(inner, caller, id, body.clone(), verifier)? {
+            Answered::Bound => {
+                inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
+                return Ok(StatusCode::NO_CONTENT);
+            }
+            // Answered once that claim is queued, and answered again if it was undone
+            // meanwhile.
+            Answered::KeyClaimed(refusal, point) => {
+                if inner.bound_once_queued(caller.0, &point) {
+                    return Err(refusal.into());
+                }
+            }
+        }
+    }
+}
+
+/// How one try at answering a binding ended, short of an error.
+enum Answered {
+    /// The device is bound.
+    Bound,
+    /// Refused because another device claimed its key (this point): the caller answers once
+    /// that claim is queued, with no lock held.
+    KeyClaimed(super::core::Refusal, Box<[u8]>),
+}
+
+/// [`answer_binding`], once.
+fn answer_binding_once(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AnswerSignatureChallenge,
+    verifier: &dyn Verifier,
+) -> Result<Answered, ApiError> {
     check_device_data(body.device_data.as_deref())?;
     let id: ChallengeId = path_id(id, "signature challenge")?;
     let entry = inner.answerable(&inner.challenges, caller.0, &id, "signature challenge")?;
@@ -268,9 +321,14 @@ pub(crate) fn answer_binding(
         restore(&mut *person, saved.2);
     }
     committed?;
-    bound?;
-    inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
-    Ok(StatusCode::NO_CONTENT)
+    match bound {
+        Ok(()) => Ok(Answered::Bound),
+        Err(refusal) if refusal.reason == Reason::KeyAlreadyBound => match device.keys.first() {
+            Some(key) => Ok(Answered::KeyClaimed(refusal, Box::from(key.key.point()))),
+            None => Err(refusal.into()),
+        },
+        Err(refusal) => Err(refusal.into()),
+    }
 }
 
 /// `GET /v1/mfa/devices`: a person's bound devices, by page.
@@ -395,8 +453,18 @@ pub async fn add_key(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let inner = &state.0;
-    let id: DeviceId = path_id(&id, "device")?;
+    let id = add_key_to(&state.0, caller, &id, body)?;
+    Ok((StatusCode::CREATED, Json(AddKeyResponse { id })))
+}
+
+/// Adds a key to the bound device `id`: returns the new key's id.
+pub(crate) fn add_key_to(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: AddKeyRequest,
+) -> Result<KeyId, ApiError> {
+    let id: DeviceId = path_id(id, "device")?;
     check_key_type(body.key_type)?;
     let new_key = parse_key(&body.key, "key")?;
     let der = der_of(
@@ -404,24 +472,40 @@ pub async fn add_key(
         "device_signature.signature",
     )?;
     let entry = bound_device(inner, caller, &id)?;
-    let mut d = entry.data.lock();
-    let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
-    let new = NewKey {
-        key: new_key,
-        hex: &body.key,
-        purpose: body.key_purpose,
-        signer: body.device_signature.signature_key_purpose,
-        der: &der,
+    let key_id = loop {
+        let mut d = entry.data.lock();
+        let (now, keys) = env(inner, caller.0);
+        let env = rules_env(inner, now, &keys);
+        let new = NewKey {
+            key: new_key.clone(),
+            hex: &body.key,
+            purpose: body.key_purpose,
+            signer: body.device_signature.signature_key_purpose,
+            der: &der,
+        };
+        let saved = inner.saved(&*d);
+        match add_key_rule(&mut d, new, env, &mut inner.rng()) {
+            // Refused for a key another device claimed: answered once that claim is queued
+            // (its device's lock is taken, so this one's is released first), and tried again
+            // if the claim was undone meanwhile.
+            Err(refusal) if refusal.reason == Reason::KeyAlreadyBound => {
+                drop(d);
+                if inner.bound_once_queued(caller.0, new_key.point()) {
+                    return Err(refusal.into());
+                }
+            }
+            added => {
+                let key_id = added?;
+                let committed = inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)]);
+                if committed.is_err() {
+                    inner.restore_device(caller.0, &mut d, saved);
+                }
+                committed?;
+                break key_id;
+            }
+        }
     };
-    let saved = inner.saved(&*d);
-    let key_id = add_key_rule(&mut d, new, env, &mut inner.rng())?;
-    let committed = inner.commit(&[Write::Device(inner.partner_name(caller.0), &d)]);
-    if committed.is_err() {
-        inner.restore_device(caller.0, &mut d, saved);
-    }
-    committed?;
-    Ok((StatusCode::CREATED, Json(AddKeyResponse { id: key_id })))
+    Ok(key_id)
 }
 
 /// `GET /v1/mfa/devices/{id}/keys`.

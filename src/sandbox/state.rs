@@ -16,6 +16,8 @@
 //! `bound_keys`; deleting a device takes person, device, `bound_keys`; adding a key takes
 //! device, `bound_keys`; a change request's confirmation takes the change request, then the
 //! device (to read its key) and later the person (to apply the change), one after the other.
+//! A request refused because a key is bound takes the claiming device's lock once it holds
+//! no device lock of its own ([`Inner::bound_once_queued`]).
 //!
 //! No lock is held while a binding's or a device challenge's signature is verified: the
 //! handler reads what to verify under the challenge's and device's locks, releases them,
@@ -147,7 +149,9 @@ pub(crate) struct Inner {
     pub devices: Table<DeviceId, DeviceEntry>,
     pub challenges: Table<ChallengeId, ChallengeEntry>,
     pub change_requests: Table<ChangeRequestId, ChangeRequestEntry>,
-    /// Public keys of bound, not deleted devices, per partner.
+    /// Public keys of bound, not deleted devices, per partner. An entry naming a device is
+    /// made and removed only under that device's lock, which is held until the change's rows
+    /// are queued (or the change is undone): see [`Inner::bound_once_queued`].
     pub bound_keys: DashMap<(PartnerIdx, Box<[u8]>), DeviceId>,
     /// Unverified devices of forgotten bindings that were busy when last swept.
     pub orphans: Mutex<Vec<DeviceId>>,
@@ -780,6 +784,35 @@ impl Inner {
     /// The generator the core draws from.
     pub fn rng(&self) -> SharedRng<'_> {
         SharedRng(&self.rng)
+    }
+
+    /// Whether `point` is bound for `partner` by a claim whose rows are queued, waiting for
+    /// the claiming device's lock if its claim may not be queued yet. A refusal because a key
+    /// is bound must not be answered before the claim is queued: if the claim's commit then
+    /// failed, the answer would depend on a binding no restart serves (the settle layer waits
+    /// only for what is queued when the handler ends). `false`: the key is free by now (the
+    /// claim was undone because its commit was refused, or its device was deleted), so the
+    /// caller checks again.
+    ///
+    /// Lock order: called with no device lock held (it takes the claiming device's).
+    pub fn bound_once_queued(&self, partner: PartnerIdx, point: &[u8]) -> bool {
+        let key = (partner, Box::from(point));
+        loop {
+            let Some(owner) = self.bound_keys.get(&key).map(|o| o.clone()) else {
+                return false;
+            };
+            let Some(device) = self.devices.get(&owner).map(|d| d.clone()) else {
+                // Bound keys belong to devices in the map; nothing can be changing this one.
+                return true;
+            };
+            let _device = device.data.lock();
+            // The claim is made and queued (or undone) under this lock: if it is still
+            // there, it is queued.
+            if self.bound_keys.get(&key).is_some_and(|o| *o == owner) {
+                return true;
+            }
+            // Undone, or released and claimed by another device since: look again.
+        }
     }
 
     /// The partner's bound keys, for the core.

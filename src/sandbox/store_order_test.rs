@@ -4,14 +4,18 @@
 //! where a race would interleave (inside a verification, or at a lock the test holds).
 
 use super::auth::Caller;
-use super::core::Verifier;
 use super::core::devices::{self as rules, NewDevice};
-use super::core::testing::{TestKey, rng, t0, verified_person};
-use super::devices::answer_binding;
-use super::state::{Inner, SandboxState, Swept};
+use super::core::testing::{PlainVerifier, TestKey, rng, t0, verified_person};
+use super::core::{KeyIndex, Verifier};
+use super::devices::{add_key_to, answer_binding, start_binding};
+use super::error::ApiError;
+use super::state::{Inner, Owned, SandboxState, Swept};
 use super::store::{SqliteStore, SyncMode, Write};
 use super::verify::VerifyingKey;
-use crate::api::{AnswerSignatureChallenge, ChallengeId, DeviceId, KeyPurpose};
+use crate::api::{
+    AddKeyRequest, AnswerSignatureChallenge, ChallengeId, CreateDeviceRequest, DeviceId,
+    DeviceSignature, KeyPurpose, KeyType, PersonId,
+};
 use crate::clock::ManualClock;
 use crate::sandbox::config::SandboxConfig;
 use std::path::Path;
@@ -72,6 +76,14 @@ fn binding(state: &SandboxState, key: &TestKey, seed: u64) -> Binding {
     Inner::insert(&inner.devices, CALLER.0, b.device.clone(), started.device);
     Inner::insert(&inner.challenges, CALLER.0, b.id.clone(), started.challenge);
     b
+}
+
+/// A person with a verified number, of its own.
+fn person(state: &SandboxState, seed: u64) -> PersonId {
+    let person = verified_person(&mut rng(seed));
+    let id = person.person.id.clone();
+    Inner::insert(&state.0.persons, CALLER.0, id.clone(), person);
+    id
 }
 
 fn answer(key: &TestKey, otp: &str) -> AnswerSignatureChallenge {
@@ -187,4 +199,145 @@ fn a_swept_challenge_is_missing_from_memory_only_once_its_forget_is_queued() {
             "the challenge was missing from memory before its Forget was queued"
         );
     });
+}
+
+/// Runs `request` on a thread of its own while the test acts as a binding that claimed `key`
+/// for `claimer` and has not queued its rows yet (it holds the device's lock from the claim
+/// until they are queued). Once the request has answered or waits for the claimer, the
+/// claim is undone (`undo`: its commit was refused) or kept (queued); then the request's
+/// answer.
+fn while_claimed<T: Send>(
+    inner: &Inner,
+    claimer: &Arc<Owned<super::state::DeviceEntry>>,
+    key: &TestKey,
+    undo: bool,
+    request: impl FnOnce() -> Result<T, ApiError> + Send,
+) -> Result<T, ApiError> {
+    let point = key.verifying();
+    let point = point.point();
+    let unshared = Arc::strong_count(claimer);
+    std::thread::scope(|s| {
+        let held = claimer.data.lock();
+        assert!(inner.keys(CALLER.0).claim(point, &held.id));
+        let request = s.spawn(request);
+        // Bounded: until it answered, or it waits for the claimer's lock (holding its entry).
+        for _ in 0..10_000 {
+            if request.is_finished() || Arc::strong_count(claimer) > unshared {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if undo {
+            inner.keys(CALLER.0).release(point);
+        }
+        drop(held);
+        request.join().expect("the request ends")
+    })
+}
+
+fn entry<T>(table: &super::state::Table<DeviceId, T>, id: &DeviceId) -> Arc<Owned<T>> {
+    table.get(id).map(|e| e.clone()).expect("stored")
+}
+
+/// Finding: a binding refused a key as bound on the strength of another binding's claim
+/// that was not queued yet; had that claim's commit failed, the refusal would have been
+/// acknowledged for a binding no restart serves.
+#[test]
+fn a_binding_refused_for_a_claimed_key_is_answered_once_the_claim_is_queued() {
+    let state = SandboxState::with_clock(SandboxConfig::default(), Arc::new(ManualClock::at(t0())));
+    let inner = &*state.0;
+    let key = TestKey::new();
+    let claimer = entry(&inner.devices, &binding(&state, &key, 5).device);
+    let other = person(&state, 6);
+    let create = || {
+        start_binding(
+            inner,
+            CALLER,
+            CreateDeviceRequest {
+                person_id: other.clone(),
+                key_type: KeyType::EcdsaP256,
+                key: key.hex(),
+                key_purpose: None,
+                name: "second phone".into(),
+                challenge_type: None,
+                language: None,
+                sms_challenge: None,
+                device_data: None,
+            },
+        )
+    };
+    // The claim is undone: the key was never bound, and the binding starts.
+    let started = while_claimed(inner, &claimer, &key, true, create);
+    assert!(started.is_ok(), "{:?}", started.err());
+    // The claim is queued: refused.
+    let refused = while_claimed(inner, &claimer, &key, false, create).expect_err("bound");
+    assert_eq!(refused.code, "key_already_bound");
+}
+
+/// The same for an answer to a binding challenge whose key another device claimed meanwhile.
+#[test]
+fn an_answer_refused_for_a_claimed_key_is_answered_once_the_claim_is_queued() {
+    let state = SandboxState::with_clock(SandboxConfig::default(), Arc::new(ManualClock::at(t0())));
+    let inner = &*state.0;
+    let key = TestKey::new();
+    let claimer = entry(&inner.devices, &binding(&state, &key, 5).device);
+    let b = binding(&state, &key, 6);
+    let bind = || {
+        answer_binding(
+            inner,
+            CALLER,
+            b.id.as_str(),
+            answer(&key, &b.otp),
+            &PlainVerifier,
+        )
+    };
+    // The claim is queued: refused (the challenge stays open).
+    let refused = while_claimed(inner, &claimer, &key, false, bind).expect_err("claimed");
+    assert_eq!(refused.code, "key_already_bound");
+    inner.keys(CALLER.0).release(key.verifying().point());
+    // The claim is undone: the answer binds.
+    let bound = while_claimed(inner, &claimer, &key, true, bind);
+    assert!(bound.is_ok(), "{:?}", bound.err());
+    assert!(entry(&inner.devices, &b.device).data.lock().verified);
+}
+
+/// The same for a key added to a bound device.
+#[test]
+fn a_key_refused_as_claimed_is_answered_once_the_claim_is_queued() {
+    let state = SandboxState::with_clock(SandboxConfig::default(), Arc::new(ManualClock::at(t0())));
+    let inner = &*state.0;
+    let (key, added) = (TestKey::new(), TestKey::new());
+    let b = binding(&state, &key, 5);
+    answer_binding(
+        inner,
+        CALLER,
+        b.id.as_str(),
+        answer(&key, &b.otp),
+        &PlainVerifier,
+    )
+    .expect("binds");
+    let claimer = entry(&inner.devices, &binding(&state, &added, 6).device);
+    let add = || {
+        add_key_to(
+            inner,
+            CALLER,
+            b.device.as_str(),
+            AddKeyRequest {
+                key: added.hex(),
+                key_type: KeyType::EcdsaP256,
+                key_purpose: KeyPurpose::Restricted,
+                device_signature: DeviceSignature {
+                    signature_key_purpose: KeyPurpose::Unrestricted,
+                    signature: key.sign(added.hex().as_str().as_bytes()),
+                },
+            },
+        )
+    };
+    // The claim is queued: refused.
+    let refused = while_claimed(inner, &claimer, &added, false, add).expect_err("claimed");
+    assert_eq!(refused.code, "key_already_bound");
+    inner.keys(CALLER.0).release(added.verifying().point());
+    // The claim is undone: the key is added.
+    let added_key = while_claimed(inner, &claimer, &added, true, add);
+    assert!(added_key.is_ok(), "{:?}", added_key.err());
 }

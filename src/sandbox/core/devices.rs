@@ -92,6 +92,7 @@ pub fn der_of(signature: &SignatureHex, field: &str) -> Result<Vec<u8>, Refusal>
 }
 
 /// What a binding asks for: the request's checked fields.
+#[derive(Clone)]
 pub struct NewDevice {
     /// Its person.
     pub person_id: PersonId,
