@@ -500,8 +500,14 @@ pub fn sms_fate(engine: &FaultEngine) -> SmsFate {
 /// The middleware: applies the rules' decision to every request outside `/sandbox/*`.
 pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
     let engine = &state.0.faults;
+    // Sandbox routes first: a long-poll would otherwise hold the rule set (and keep its
+    // retired totals listed) for its whole wait.
+    if req.uri().path().starts_with("/sandbox/") {
+        return next.run(req).await;
+    }
     let set = engine.current();
-    if set.rules.is_empty() || req.uri().path().starts_with("/sandbox/") {
+    if set.rules.is_empty() {
+        drop(set);
         return next.run(req).await;
     }
     let partner = set.has_partner.then(|| partner_of(&state, &req)).flatten();
