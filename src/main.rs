@@ -30,7 +30,9 @@ enum Command {
     /// Run a fleet of simulated phones (load test), or merge load reports.
     Load(Box<vphone::fleet::cli::LoadArgs>),
     /// Walk every call of the API once with a throwaway person and tell what the server
-    /// supports: status, shape read, time, and which phone flows work.
+    /// supports: status, shape read, time, and which phone flows work. Every request is sent
+    /// once (no retries) unless --retries N asks for them; a call that then passed only after
+    /// retries says so.
     Probe(vphone::probe::ProbeArgs),
     /// Host many phones behind an HTTP control API (JSON, SSE events, OpenAPI at
     /// /openapi.json) for test rigs in any language and a browser.

@@ -467,6 +467,38 @@ async fn put_replaces_the_rules_only_when_every_rule_is_valid_and_delete_clears_
     );
 }
 
+#[tokio::test]
+async fn totals_stay_bounded_when_rules_are_replaced_often_and_no_fault_goes_uncounted() {
+    use vphone::sandbox::faults::RETIRED_TOTALS_KEPT;
+    let bank = Bank::start_with(with_admin(&[]), false).await;
+    let rounds = RETIRED_TOTALS_KEPT + 20;
+    for i in 0..rounds {
+        // A rule text of its own each round, which refuses the next person once.
+        let rules = format!(
+            r#"{{"rules": ["POST /v1/persons: status=503 next={}"]}}"#,
+            i + 1
+        );
+        let (s, body) = admin(&bank, reqwest::Method::PUT, Some(ADMIN), Some(&rules)).await;
+        assert_eq!(s, 200, "{body}");
+        let (s, _) = bank.call("POST", "/v1/persons", new_person()).await;
+        assert_eq!(s, 503);
+    }
+    let stats = stats(&bank).await;
+    let totals = stats["faults_total"].as_object().unwrap();
+    // The rules in force and the most recently retired texts keep their own total...
+    assert_eq!(totals.len(), RETIRED_TOTALS_KEPT + 1, "{totals:?}");
+    assert_eq!(
+        totals[&format!("POST /v1/persons: status=503 next={rounds}")],
+        1
+    );
+    assert!(!totals.contains_key("POST /v1/persons: status=503 next=1"));
+    // ...and the older ones add up in the retired total: every fault is counted once.
+    let listed: u64 = totals.values().map(|n| n.as_u64().unwrap()).sum();
+    let retired = stats["faults_total_retired"].as_u64().unwrap();
+    assert_eq!(retired, (rounds - RETIRED_TOTALS_KEPT - 1) as u64);
+    assert_eq!(listed + retired, rounds as u64);
+}
+
 /// How many SMS each of `n` SMS challenges delivered (0 dropped, 1, 2 duplicated), and the
 /// statuses of the challenge calls, on a sandbox with chance SMS rules and `seed`.
 async fn sms_sequence(seed: u64, n: usize) -> (Vec<usize>, Vec<u16>) {

@@ -135,6 +135,69 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_slow_body_longer_than_the_idle_timeout_arrives_whole() {
+    use vphone::sandbox::faults::FaultRule;
+    // Each answer to GET /v1/persons/* trickles 8 bytes every 50 ms: a person of a few
+    // hundred bytes takes many idle timeouts to write.
+    let config = SandboxConfig {
+        idle_timeout: Duration::from_millis(100),
+        faults: vec![FaultRule::parse("GET /v1/persons/*: slow_body=8/50ms").unwrap()],
+        ..short_timeouts()
+    };
+    let bank = Bank::start_with(config, false).await;
+    let person = bank.person().await;
+    let mut stream = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    let request = format!(
+        "GET /v1/persons/{person} HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Bearer {}\r\n\r\n",
+        bank.token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 200);
+    let back: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(back["id"], person.as_str());
+    // Once the answer is written the connection is idle, and idles out as usual.
+    assert!(read_until_closed(&mut stream).await.is_empty());
+}
+
+/// Waits until `done`, checking every 20 ms; panics naming `what` at [`BOUND`].
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(BOUND, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "not {what} within {BOUND:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_closed_after_the_idle_timeout() {
+    let bank = Bank::start_with(short_timeouts(), false).await;
+    let stats = || bank.state().stats().connections;
+    // Any connection of the bank's own client closes first, so the counts below are ours.
+    wait_until("no connection open", || stats().open == 0).await;
+    let before = stats();
+    // A small receive window and answers far larger than the socket buffers hold: the
+    // sandbox's writes wait for a client that never reads. Hyper takes each ordinary answer's
+    // body whole, so that wait is idle time (only producing an answer is busy time).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(bank.handle.addr()).await.unwrap();
+    let request: &[u8] = b"GET /sandbox/openapi.json HTTP/1.1\r\nHost: sandbox\r\n\r\n";
+    stream.write_all(&request.repeat(200)).await.unwrap();
+    wait_until("the unread connection is closed", || {
+        let now = stats();
+        now.accepted > before.accepted && now.open == 0
+    })
+    .await;
+    let after = stats();
+    assert_eq!(after.idle_timeouts, before.idle_timeouts + 1, "{after:?}");
+    assert_eq!((after.header_timeouts, after.evicted), (0, 0), "{after:?}");
+    drop(stream);
+}
+
+#[tokio::test]
 async fn at_the_connection_cap_idle_clients_make_room_and_established_ones_are_still_answered() {
     let config = SandboxConfig {
         max_connections: Some(4),

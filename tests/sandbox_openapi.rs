@@ -158,3 +158,36 @@ fn every_refusal_and_every_operation_is_described() {
         }
     }
 }
+
+#[tokio::test]
+async fn every_fault_counter_of_the_stats_answer_is_documented() {
+    let sandbox = vphone::sandbox::spawn(vphone::sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
+    let stats: Value = reqwest::get(format!("{}/sandbox/stats", sandbox.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(vphone::sandbox::openapi::OPENAPI_JSON).unwrap();
+    let documented = doc["components"]["schemas"]["Stats"]["properties"]
+        .as_object()
+        .unwrap();
+    // The work counters may grow freely (the schema allows more properties); the fault
+    // counters are the stats' documented contract.
+    let faults: Vec<&String> = stats
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("faults"))
+        .collect();
+    assert!(faults.len() >= 4, "{faults:?}");
+    for key in faults {
+        assert!(
+            documented.contains_key(key),
+            "{key} is not documented in Stats"
+        );
+    }
+    sandbox.shutdown().await;
+}

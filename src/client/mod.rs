@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token::{TokenCache, TokenFailure};
+use token::{Token, TokenCache, TokenFailure};
 use url::Url;
 
 /// The `service` a vphone sandbox names in `GET /sandbox/health` (kept equal to the
@@ -283,18 +283,51 @@ impl ApiClient {
     }
 
     /// Fetches a token now if none is cached; returns how long the token lives.
+    /// A refused or failed token request is retried under the client's retry policy, as
+    /// any token fetch is.
     pub async fn authenticate(&self) -> Result<Duration, ClientError> {
-        let token = self
-            .inner
-            .token
-            .get(
-                &self.inner.http,
-                self.inner.timeout,
-                self.inner.transcript.as_deref(),
-            )
-            .await
-            .map_err(|failed| failed.error)?;
-        Ok(token.lifetime())
+        Ok(self.token().await?.lifetime())
+    }
+
+    /// The cached token, or a new one fetched under the retry policy. A token grant changes
+    /// nothing at the bank, so its failures are judged as an idempotent call's, under the
+    /// same rules as any other (a `Retry-After` included); its retries are its own, not
+    /// those of the request that needed it.
+    async fn token(&self) -> Result<Arc<Token>, ClientError> {
+        let inner = &*self.inner;
+        let transcript = inner.transcript.as_deref();
+        let mut retries = 0;
+        loop {
+            let failed = match inner
+                .token
+                .get(&inner.http, inner.timeout, transcript, retries)
+                .await
+            {
+                Ok(token) => return Ok(token),
+                Err(failed) => failed,
+            };
+            let TokenFailure {
+                mut error,
+                retry_after,
+            } = failed;
+            let failure = match &error {
+                ClientError::Api { remote, .. } => Failure::Status {
+                    status: remote.status,
+                    retry_after: retry_after.as_deref(),
+                },
+                ClientError::Unreachable { .. } => Failure::NotSent,
+                ClientError::Transport { .. } => Failure::Unanswered,
+                _ => return Err(error),
+            };
+            if self.wait_to_retry(&Method::GET, failure, retries).await {
+                retries += 1;
+                continue;
+            }
+            if let ClientError::Api { retries: made, .. } = &mut error {
+                *made = retries;
+            }
+            return Err(error);
+        }
     }
 
     /// Whether the server answers `GET /sandbox/health` as a vphone sandbox (`service:
@@ -395,35 +428,8 @@ impl ApiClient {
             // The cached token without awaiting; fetching one is boxed, so its future is
             // not part of every request's state machine (copied at each await).
             let token = match inner.token.fresh() {
-                Some(token) => Ok(token),
-                None => Box::pin(inner.token.get(&inner.http, inner.timeout, transcript)).await,
-            };
-            let token = match token {
-                Ok(token) => token,
-                Err(TokenFailure {
-                    mut error,
-                    retry_after,
-                }) => {
-                    // A token grant changes nothing at the bank: judged as an idempotent call,
-                    // under the same rules as any other (a `Retry-After` included).
-                    let failure = match &error {
-                        ClientError::Api { remote, .. } => Failure::Status {
-                            status: remote.status,
-                            retry_after: retry_after.as_deref(),
-                        },
-                        ClientError::Unreachable { .. } => Failure::NotSent,
-                        ClientError::Transport { .. } => Failure::Unanswered,
-                        _ => return Err(error),
-                    };
-                    if self.wait_to_retry(&Method::GET, failure, retries).await {
-                        retries += 1;
-                        continue;
-                    }
-                    if let ClientError::Api { retries: made, .. } = &mut error {
-                        *made = retries;
-                    }
-                    return Err(error);
-                }
+                Some(token) => token,
+                None => Box::pin(self.token()).await?,
             };
             let record = transcript.and_then(|t| t.claim().map(|seq| (t, seq, Instant::now())));
             // Boxed: the exchange's state machine (hyper's request and answer, the timer)
@@ -452,6 +458,7 @@ impl ApiClient {
                     path: strip_query(path).to_owned(),
                     status,
                     ms: started.elapsed().as_secs_f64() * 1e3,
+                    retry: retries,
                     request_id,
                     request: body.as_deref().and_then(transcript::redacted_body),
                     response,

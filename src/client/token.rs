@@ -97,12 +97,14 @@ impl TokenCache {
             .cloned()
     }
 
-    /// A valid token, fetched if none is cached or the cached one is about to expire.
+    /// A valid token, fetched if none is cached or the cached one is about to expire;
+    /// `retry` is which retry of the token request this is (for the transcript).
     pub(crate) async fn get(
         &self,
         http: &reqwest::Client,
         timeout: Duration,
         transcript: Option<&Transcript>,
+        retry: u32,
     ) -> Result<Arc<Token>, TokenFailure> {
         if let Some(t) = self.fresh() {
             return Ok(t);
@@ -111,7 +113,7 @@ impl TokenCache {
         if let Some(t) = self.fresh() {
             return Ok(t);
         }
-        let token = Arc::new(self.fetch(http, timeout, transcript).await?);
+        let token = Arc::new(self.fetch(http, timeout, transcript, retry).await?);
         *self.current.write() = Some(token.clone());
         Ok(token)
     }
@@ -136,6 +138,7 @@ impl TokenCache {
         http: &reqwest::Client,
         timeout: Duration,
         transcript: Option<&Transcript>,
+        retry: u32,
     ) -> Result<Token, TokenFailure> {
         let started = Instant::now();
         let url = self.url.as_str();
@@ -170,6 +173,7 @@ impl TokenCache {
                 path: self.url.path().to_owned(),
                 status,
                 ms: started.elapsed().as_secs_f64() * 1e3,
+                retry,
                 request_id,
                 // The form holds no secret (they travel in the Authorization header).
                 request: None,

@@ -36,6 +36,10 @@ pub struct Exchange {
     pub status: Option<u16>,
     /// From sending the request to reading the whole answer.
     pub ms: f64,
+    /// Which retry of its request this exchange was under the retry policy: 0 for the first
+    /// attempt (then left out of the JSON). A resend after a token refresh is not a retry.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retry: u32,
     /// The server's request id (`x-request-id` and its cousins), if it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -45,6 +49,10 @@ pub struct Exchange {
     /// The answer's body, secrets redacted: JSON as JSON, anything else as a short string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Exchange {

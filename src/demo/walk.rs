@@ -295,6 +295,7 @@ mod tests {
             path: "/v1/mfa/challenges/sms".into(),
             status: Some(status),
             ms: 1.0,
+            retry: 0,
             request_id: None,
             request: None,
             response,

@@ -6,7 +6,10 @@
 //! under-report: the counts read are the sandbox's totals per rule text since it started
 //! (`faults_total`), which go on through replacements, and its `faults_generation` tells
 //! the report that the rules changed during the run. A sandbox from before those fields
-//! gives only the per-rule counts; a count that went down then shows the replacement.
+//! gives only the per-rule counts; a count that went down then shows the replacement. A
+//! sandbox keeps the totals of a bounded number of retired rule texts and sums older ones
+//! (`faults_total_retired`): faults of texts dropped during the run are reported under
+//! [`RETIRED_RULES`].
 
 use crate::client::ApiClient;
 use crate::sandbox::SandboxState;
@@ -16,6 +19,10 @@ use std::time::Duration;
 
 /// Injected faults per rule (rules with the same text add up).
 pub type FaultCounts = BTreeMap<String, u64>;
+
+/// Where a run's faults go whose rule text the sandbox dropped from its totals during the
+/// run (it had replaced its rules very often).
+pub const RETIRED_RULES: &str = "(rules retired from the sandbox's totals)";
 
 /// Where a run reads the faults its target injected.
 pub enum FaultSource {
@@ -33,6 +40,8 @@ pub struct FaultReading {
     pub counts: FaultCounts,
     /// How many times its rules were replaced since it started, when it says.
     pub generation: Option<u64>,
+    /// Faults of retired rule texts no longer in `counts` (0 when it keeps none apart).
+    pub retired: u64,
 }
 
 /// The faults injected during a run.
@@ -52,6 +61,8 @@ struct StatsBody {
     faults_generation: Option<u64>,
     #[serde(default)]
     faults_total: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    faults_total_retired: u64,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +87,7 @@ impl FaultSource {
             FaultSource::InProcess(state) => Some(FaultReading {
                 counts: state.fault_totals(),
                 generation: Some(state.faults_generation()),
+                retired: state.faults_retired_total(),
             }),
             FaultSource::Http(client) => {
                 let answer = client
@@ -96,6 +108,7 @@ impl FaultSource {
                 Some(FaultReading {
                     counts,
                     generation: body.faults_generation,
+                    retired: body.faults_total_retired,
                 })
             }
         }
@@ -127,7 +140,7 @@ pub fn injected_between(before: &FaultReading, after: &FaultReading) -> RunFault
         (Some(was), Some(now)) => was != now,
         _ => went_down(),
     };
-    let injected = after
+    let mut injected: FaultCounts = after
         .counts
         .iter()
         .map(|(rule, n)| {
@@ -137,6 +150,21 @@ pub fn injected_between(before: &FaultReading, after: &FaultReading) -> RunFault
             (rule.clone(), if *n < was { *n } else { n - was })
         })
         .collect();
+    // The retired total grew by the final totals of the texts dropped in between; of those
+    // listed before, only their growth since belongs to the run.
+    let dropped_before: u64 = before
+        .counts
+        .iter()
+        .filter(|(rule, _)| !after.counts.contains_key(*rule))
+        .map(|(_, n)| *n)
+        .fold(0, u64::saturating_add);
+    let retired = after
+        .retired
+        .saturating_sub(before.retired)
+        .saturating_sub(dropped_before);
+    if retired > 0 {
+        injected.insert(RETIRED_RULES.to_owned(), retired);
+    }
     RunFaults {
         injected,
         rules_replaced,
@@ -165,6 +193,7 @@ mod tests {
         FaultReading {
             counts: counts.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
             generation,
+            retired: 0,
         }
     }
 
@@ -200,5 +229,25 @@ mod tests {
             !injected_between(&reading(&[("a", 3)], None), &reading(&[("a", 5)], None))
                 .rules_replaced
         );
+    }
+
+    #[test]
+    fn faults_of_rule_texts_the_sandbox_retired_during_the_run_are_not_lost() {
+        // Before: "a" had 3 faults. During the run "a" got 2 more, "b" came and went with 4,
+        // and the sandbox dropped both texts into its retired total (2 before, 2 + 5 + 4 after).
+        let before = FaultReading {
+            retired: 2,
+            ..reading(&[("a", 3)], Some(1))
+        };
+        let after = FaultReading {
+            retired: 11,
+            ..reading(&[("c", 1)], Some(9))
+        };
+        let got = injected_between(&before, &after);
+        assert_eq!(
+            got.injected,
+            FaultCounts::from([("c".to_owned(), 1), (RETIRED_RULES.to_owned(), 6)])
+        );
+        assert!(got.rules_replaced);
     }
 }

@@ -88,12 +88,12 @@ pub enum Threads {
 
 impl Threads {
     /// The default for a target at `url`: [`Threads::BesideTarget`] when its host is a
-    /// loopback address or `localhost` (the target then runs on this machine), else
-    /// [`Threads::PerCore`].
+    /// loopback address, `localhost`, or the unspecified address (`0.0.0.0` and `[::]`
+    /// connect to this machine), since the target then runs here; else [`Threads::PerCore`].
     pub fn for_target(url: &url::Url) -> Threads {
         let local = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
             Some(url::Host::Domain(name)) => {
                 let name = name.trim_end_matches('.');
                 name.eq_ignore_ascii_case("localhost")
@@ -575,6 +575,8 @@ mod tests {
             "http://localhost:8080",
             "http://LocalHost.:8080",
             "http://bank.localhost",
+            "http://0.0.0.0:8080",
+            "http://[::]:8080",
         ] {
             assert_eq!(on(local), Threads::BesideTarget, "{local}");
         }

@@ -19,12 +19,18 @@ use shapes::{Body, classify};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Retries the probe makes when neither `--retries` nor `--no-retry` is given: none, so
+/// that a refusal the server made (a 503, a 429, a refused connection) is reported rather
+/// than hidden behind a retry that passed.
+pub const PROBE_DEFAULT_RETRIES: u32 = 0;
+
 /// `vphone probe`'s exit codes.
 pub const PROBE_EXIT_CODES: &str = "Exit codes: 0 when the table was made (whatever the server \
 supports), 3 server unreachable or timed out before the first call, 4 credentials or \
 configuration.";
 
-/// `vphone probe`
+/// `vphone probe`. It sends every request once unless `--retries N` asks for retries; a call
+/// that passed only after retries then says so.
 #[derive(Debug, Args)]
 #[command(after_help = PROBE_EXIT_CODES)]
 pub struct ProbeArgs {
@@ -112,20 +118,32 @@ const CALLS: &[(&str, u16, Body)] = &[
     ),
 ];
 
-/// One call's row.
+/// One call's row: the first request the probe made to it, and how that request ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// `METHOD /route/{id}`.
     pub call: String,
-    /// The status of the first answer; `None` when not reached or no answer came.
+    /// The status the request ended with (its first answer, unless it was retried);
+    /// `None` when not reached or no answer came.
     pub status: Option<u16>,
     /// What that status means here: `ok`, `refused`, `not offered`, `no answer`, `not reached`.
     pub outcome: &'static str,
     /// How the answer's body was read.
     #[serde(flatten)]
     pub shape: Shape,
-    /// The exchange's time.
+    /// The last exchange's time.
     pub ms: Option<f64>,
+    /// When the request was retried (`--retries N`): what each attempt before the last was
+    /// answered, in order (`None`: no answer came). Empty when it was sent once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retried_after: Vec<Option<u16>>,
+}
+
+impl Row {
+    /// Whether the call passed only because it was retried.
+    pub fn passed_after_retries(&self) -> bool {
+        self.outcome == "ok" && !self.retried_after.is_empty()
+    }
 }
 
 /// One phone flow and whether it worked against the server.
@@ -169,9 +187,9 @@ pub fn run(args: ProbeArgs) -> Result<(), CliError> {
 pub async fn execute(args: ProbeArgs) -> Result<(), CliError> {
     let transcript = Arc::new(Transcript::in_memory());
     let target = args.connect.target();
-    let client = args
-        .connect
-        .client_with(&target, Some(transcript.clone()))?;
+    let mut connect = args.connect.clone();
+    connect.retries = Some(connect.retries_or(PROBE_DEFAULT_RETRIES));
+    let client = connect.client_with(&target, Some(transcript.clone()))?;
     // Without a token nothing else can be tried: an unreachable server is an error.
     if let Err(e) = client.authenticate().await
         && e.is_unavailable()
@@ -331,21 +349,33 @@ async fn walk(phone: &mut Phone, client: &ApiClient, number: PhoneNumber) -> Vec
     flows
 }
 
-/// One row per documented call, from its first exchange in the transcript.
+/// One row per documented call, from the first request the transcript holds for it: its
+/// first exchange and the retries that followed it (the probe makes one request at a time,
+/// so the next exchanges of the same call marked as retries are that request's).
 fn rows(exchanges: &[Exchange]) -> Vec<Row> {
     CALLS
         .iter()
         .map(|(call, documented, body)| {
-            let first = exchanges.iter().find(|e| e.call() == *call);
-            let Some(e) = first else {
+            let mut of_call = exchanges.iter().filter(|e| e.call() == *call);
+            let Some(first) = of_call.next() else {
                 return Row {
                     call: (*call).to_owned(),
                     status: None,
                     outcome: "not reached",
                     shape: Shape::None,
                     ms: None,
+                    retried_after: Vec::new(),
                 };
             };
+            let mut retried_after = Vec::new();
+            let mut e = first;
+            for next in of_call {
+                if next.retry <= e.retry {
+                    break;
+                }
+                retried_after.push(e.status);
+                e = next;
+            }
             let (outcome, shape) = match e.status {
                 None => ("no answer", Shape::None),
                 Some(s) if (200..300).contains(&s) => {
@@ -360,6 +390,7 @@ fn rows(exchanges: &[Exchange]) -> Vec<Row> {
                 outcome,
                 shape,
                 ms: Some(e.ms),
+                retried_after,
             }
         })
         .collect()
@@ -379,11 +410,41 @@ pub fn render(r: &ProbeReport) -> String {
     for row in &r.calls {
         let status = row.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
         let ms = row.ms.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
-        let shape = match (&row.shape, row.outcome) {
+        let mut shape = match (&row.shape, row.outcome) {
             (Shape::None, outcome) => outcome.to_owned(),
             (shape, _) => shape.to_string(),
         };
+        if !row.retried_after.is_empty() {
+            let _ = write!(
+                shape,
+                " ({} after {}: {})",
+                if row.outcome == "ok" {
+                    "passed"
+                } else {
+                    "still failed"
+                },
+                retries_text(row.retried_after.len()),
+                answers_text(&row.retried_after)
+            );
+        }
         let _ = writeln!(out, "{:width$}  {status:>6}  {ms:>8}  {shape}", row.call);
+    }
+    let retried: Vec<&str> = r
+        .calls
+        .iter()
+        .filter(|row| row.passed_after_retries())
+        .map(|row| row.call.as_str())
+        .collect();
+    if !retried.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} passed only after retries (the first attempt failed): {}",
+            match retried.len() {
+                1 => "1 call".to_owned(),
+                n => format!("{n} calls"),
+            },
+            retried.join(", ")
+        );
     }
     let _ = writeln!(out, "phone flows:");
     for f in &r.flows {
@@ -397,4 +458,109 @@ pub fn render(r: &ProbeReport) -> String {
         }
     }
     out
+}
+
+fn retries_text(n: usize) -> String {
+    match n {
+        1 => "1 retry".to_owned(),
+        n => format!("{n} retries"),
+    }
+}
+
+/// The statuses of the attempts before the last, `no answer` where none came.
+fn answers_text(answers: &[Option<u16>]) -> String {
+    answers
+        .iter()
+        .map(|a| a.map_or_else(|| "no answer".to_owned(), |s| s.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(seq: u64, method: &str, path: &str, status: Option<u16>, retry: u32) -> Exchange {
+        Exchange {
+            seq,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            status,
+            ms: 1.0,
+            retry,
+            request_id: None,
+            request: None,
+            response: None,
+        }
+    }
+
+    fn row_of<'a>(rows: &'a [Row], call: &str) -> &'a Row {
+        rows.iter().find(|r| r.call == call).unwrap()
+    }
+
+    #[test]
+    fn a_row_is_the_first_request_of_its_call_with_the_retries_that_followed_it() {
+        let rows = rows(&[
+            exchange(0, "GET", "/v1/mfa/devices/d1", Some(503), 0),
+            exchange(1, "GET", "/v1/mfa/devices/d1", None, 1),
+            exchange(2, "GET", "/v1/mfa/devices/d1", Some(503), 2),
+            // A later request of the same call, not a retry: not part of the row.
+            exchange(3, "GET", "/v1/mfa/devices/d1", Some(200), 0),
+            exchange(4, "DELETE", "/v1/mfa/devices/d1", Some(503), 0),
+        ]);
+        let device = row_of(&rows, "GET /v1/mfa/devices/{id}");
+        assert_eq!((device.status, device.outcome), (Some(503), "refused"));
+        assert_eq!(device.retried_after, [Some(503), None]);
+        assert!(!device.passed_after_retries());
+        let delete = row_of(&rows, "DELETE /v1/mfa/devices/{id}");
+        assert!(delete.retried_after.is_empty());
+    }
+
+    #[test]
+    fn the_table_says_which_calls_passed_only_after_retries() {
+        let rows = rows(&[
+            exchange(0, "GET", "/v1/mfa/devices/d1", Some(503), 0),
+            exchange(1, "GET", "/v1/mfa/devices/d1", Some(200), 1),
+            exchange(2, "DELETE", "/v1/mfa/devices/d1", Some(429), 0),
+            exchange(3, "DELETE", "/v1/mfa/devices/d1", Some(429), 1),
+        ]);
+        let table = render(&ProbeReport {
+            api: "http://127.0.0.1:1".to_owned(),
+            calls: rows,
+            flows: Vec::new(),
+        });
+        let line = |call: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{call} ")))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            line("GET /v1/mfa/devices/{id}").ends_with("(passed after 1 retry: 503)"),
+            "{table}"
+        );
+        assert!(
+            line("DELETE /v1/mfa/devices/{id}")
+                .ends_with("refused (still failed after 1 retry: 429)"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "1 call passed only after retries (the first attempt failed): GET /v1/mfa/devices/{id}"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_table_without_retries_says_nothing_of_them() {
+        let rows = rows(&[exchange(0, "GET", "/v1/mfa/devices/d1", Some(503), 0)]);
+        let table = render(&ProbeReport {
+            api: "http://127.0.0.1:1".to_owned(),
+            calls: rows,
+            flows: Vec::new(),
+        });
+        assert!(!table.contains("retr"), "{table}");
+    }
 }

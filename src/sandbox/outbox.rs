@@ -104,8 +104,12 @@ pub struct StatsBody {
     /// How many times the rules were replaced (`PUT` or `DELETE /sandbox/faults`) since the
     /// sandbox started.
     pub faults_generation: u64,
-    /// Faults injected per rule text since the sandbox started, through every replacement.
+    /// Faults injected per rule text since the sandbox started, through every replacement:
+    /// the rules in force and the last [`RETIRED_TOTALS_KEPT`](super::faults::RETIRED_TOTALS_KEPT)
+    /// texts that left them.
     pub faults_total: std::collections::BTreeMap<String, u64>,
+    /// Faults injected by older retired rule texts, which `faults_total` no longer lists.
+    pub faults_total_retired: u64,
 }
 
 /// `GET /sandbox/stats`: the work counters and the faults injected per rule.
@@ -115,5 +119,6 @@ pub async fn stats(State(state): State<SandboxState>) -> Json<StatsBody> {
         faults: state.fault_counts(),
         faults_generation: state.faults_generation(),
         faults_total: state.fault_totals(),
+        faults_total_retired: state.faults_retired_total(),
     })
 }

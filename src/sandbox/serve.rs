@@ -4,11 +4,15 @@
 //! ever, and enough of them starved everyone else.
 //!
 //! - Each connection is in one [phase](Phase): *head* (accepted, or bytes of a request arrived,
-//!   and the request head is not complete yet), *busy* (a request is being answered; its body
-//!   is read under the body-read timeout, a long-poll waits at most its `wait_ms`), or *idle*
-//!   (keep-alive, between requests). A head older than
+//!   and the request head is not complete yet), *busy* (a request is being answered, until its
+//!   answer's body has been handed to the socket whole: its request body is read under the
+//!   body-read timeout, a long-poll waits at most its `wait_ms`, a `slow_body` answer trickles
+//!   at the sandbox's pace), or *idle* (keep-alive, between requests). A head older than
 //!   [`header_read_timeout`](super::SandboxConfig::header_read_timeout) or an idle phase older
-//!   than [`idle_timeout`](super::SandboxConfig::idle_timeout) closes the connection.
+//!   than [`idle_timeout`](super::SandboxConfig::idle_timeout) closes the connection. Time the
+//!   sandbox spends producing an answer is never idle time. Hyper takes an ordinary body
+//!   whole, so the wait for a client that does not read it is idle time; a trickled body is
+//!   handed over whole after at most [`MAX_TRICKLE`](super::faults::MAX_TRICKLE).
 //! - At most [`connection_cap`] connections are open. A new connection beyond the cap first
 //!   closes the connection that has been waiting longest without a request in progress (head
 //!   or idle), then waits for its slot; busy connections are never closed to make room, so
@@ -28,7 +32,9 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use dashmap::DashMap;
+use hyper::body::{Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use std::io;
@@ -207,6 +213,14 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(now_us: u64) -> Conn {
+        Conn {
+            phase: AtomicU8::new(Phase::Head as u8),
+            since_us: AtomicU64::new(now_us),
+            close: Notify::new(),
+        }
+    }
+
     fn phase(&self) -> Phase {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
@@ -214,6 +228,53 @@ impl Conn {
     fn enter(&self, phase: Phase, now_us: u64) {
         self.since_us.store(now_us, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
+    }
+}
+
+/// The body of an answer being written: once it has been handed over whole (or dropped
+/// unwritten, with its connection), the connection turns idle, so the time the sandbox
+/// takes to produce the body (a `slow_body` fault trickling it) is busy, not idle, time.
+struct Answer {
+    body: axum::body::Body,
+    _idle_when_done: IdleWhenDone,
+}
+
+impl hyper::body::Body for Answer {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Turns its connection idle when dropped, unless a later request has begun meanwhile.
+struct IdleWhenDone {
+    conn: Arc<Conn>,
+    epoch: Instant,
+    /// When this request made the connection busy.
+    busy_since_us: u64,
+}
+
+impl Drop for IdleWhenDone {
+    fn drop(&mut self) {
+        let conn = &self.conn;
+        if conn.phase() == Phase::Busy
+            && conn.since_us.load(Ordering::Acquire) == self.busy_since_us
+        {
+            conn.enter(Phase::Idle, us_since(self.epoch));
+        }
     }
 }
 
@@ -359,11 +420,7 @@ pub(crate) async fn run(
         };
         next_id += 1;
         let id = next_id;
-        let conn = Arc::new(Conn {
-            phase: AtomicU8::new(Phase::Head as u8),
-            since_us: AtomicU64::new(us_since(shared.epoch)),
-            close: Notify::new(),
-        });
+        let conn = Arc::new(Conn::new(us_since(shared.epoch)));
         shared.registry.insert(id, conn.clone());
         bump(&counters.accepted);
         bump(&counters.open);
@@ -434,7 +491,13 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
             let shared = shared.clone();
             let conn = conn.clone();
             async move {
-                conn.enter(Phase::Busy, us_since(shared.epoch));
+                let busy_since_us = us_since(shared.epoch);
+                conn.enter(Phase::Busy, busy_since_us);
+                let idle_when_done = IdleWhenDone {
+                    conn,
+                    epoch: shared.epoch,
+                    busy_since_us,
+                };
                 let timeout = shared.body_timeout;
                 let req = req.map(|body| {
                     axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body))
@@ -459,8 +522,10 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                conn.enter(Phase::Idle, us_since(shared.epoch));
-                Ok::<_, FaultDrop>(response)
+                Ok::<_, FaultDrop>(response.map(|body| Answer {
+                    body,
+                    _idle_when_done: idle_when_done,
+                }))
             }
         })
     };
@@ -568,6 +633,39 @@ mod tests {
             verdict(Phase::Busy, 0, 5000, 100, 1000),
             Verdict::RecheckAt(5100)
         );
+    }
+
+    /// A connection whose request `busy_since_us` is answered by a body guarded as the
+    /// service guards it.
+    fn busy(busy_since_us: u64) -> (Arc<Conn>, IdleWhenDone) {
+        let conn = Arc::new(Conn::new(0));
+        conn.enter(Phase::Busy, busy_since_us);
+        let guard = IdleWhenDone {
+            conn: conn.clone(),
+            epoch: Instant::now(),
+            busy_since_us,
+        };
+        (conn, guard)
+    }
+
+    #[test]
+    fn the_connection_turns_idle_only_when_its_answer_is_done() {
+        let (conn, guard) = busy(7);
+        let answer = Answer {
+            body: axum::body::Body::from("still being written"),
+            _idle_when_done: guard,
+        };
+        assert_eq!(conn.phase(), Phase::Busy, "answered, body not yet written");
+        drop(answer);
+        assert_eq!(conn.phase(), Phase::Idle);
+    }
+
+    #[test]
+    fn an_answer_done_after_the_next_request_began_leaves_that_request_busy() {
+        let (conn, guard) = busy(7);
+        conn.enter(Phase::Busy, 9);
+        drop(guard);
+        assert_eq!(conn.phase(), Phase::Busy);
     }
 
     #[test]

@@ -413,6 +413,12 @@ impl SandboxState {
         self.0.faults.totals()
     }
 
+    /// Faults injected by retired rule texts that [`SandboxState::fault_totals`] no longer
+    /// lists (beyond the most recently retired ones).
+    pub fn faults_retired_total(&self) -> u64 {
+        self.0.faults.retired_total()
+    }
+
     /// How many times the fault rules were replaced since the sandbox started.
     pub fn faults_generation(&self) -> u64 {
         self.0.faults.generation()

@@ -39,11 +39,12 @@ pub struct ConnectArgs {
     /// TANs, tokens and signatures redacted) to FILE as JSON lines, e.g. for a bug report.
     #[arg(long, global = true, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
-    /// How often a failed request is sent again: 429 and 503 for every call; 502, 504 and a
+    /// How often a failed request is sent again (default 3; `vphone probe`: 0, so that a
+    /// refusal it should report is not hidden): 429 and 503 for every call; 502, 504 and a
     /// connection closed unanswered only for idempotent ones (GET, PUT, DELETE); with
     /// exponential backoff and full jitter, honouring Retry-After up to 10 s.
-    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_RETRIES)]
-    pub retries: u32,
+    #[arg(long, global = true, value_name = "N")]
+    pub retries: Option<u32>,
     /// Send every request once (the same as --retries 0).
     #[arg(long, global = true, conflicts_with = "retries")]
     pub no_retry: bool,
@@ -77,10 +78,19 @@ impl ConnectArgs {
         }
     }
 
-    /// The retry policy `--retries` and `--no-retry` ask for.
+    /// The retry policy `--retries` and `--no-retry` ask for ([`DEFAULT_RETRIES`] when
+    /// neither is given).
     pub fn retry_policy(&self) -> RetryPolicy {
-        let retries = if self.no_retry { 0 } else { self.retries };
-        RetryPolicy::default().with_retries(retries)
+        RetryPolicy::default().with_retries(self.retries_or(DEFAULT_RETRIES))
+    }
+
+    /// The retries `--retries` and `--no-retry` ask for, `default` when neither is given.
+    pub fn retries_or(&self, default: u32) -> u32 {
+        match (self.no_retry, self.retries) {
+            (true, _) => 0,
+            (false, Some(n)) => n,
+            (false, None) => default,
+        }
     }
 
     /// A client for the target, with credentials from the file or environment, recording

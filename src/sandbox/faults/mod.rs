@@ -19,7 +19,9 @@
 //!   marks each injected fault with `fault = "<rule>"`. Replacing the rules starts their
 //!   counts over, so the stats also carry a total per rule text since the sandbox started
 //!   and a generation that counts the replacements: a reader that compares two readings
-//!   knows whether the rules changed in between ([`FaultEngine::totals`]).
+//!   knows whether the rules changed in between ([`FaultEngine::totals`]). Texts that left
+//!   the rules keep their own total only among the last [`RETIRED_TOTALS_KEPT`]; older
+//!   ones add up in one retired total ([`FaultEngine::retired_total`]).
 //! - The rule set can be read, replaced and cleared at run time ([`admin`], `/sandbox/faults`,
 //!   behind the admin token).
 
@@ -119,13 +121,7 @@ impl RuleSet {
     /// A set of `rules` whose faults also count in `totals` (per rule text).
     fn new(rules: Vec<FaultRule>, totals: &Totals) -> RuleSet {
         let zeros = || rules.iter().map(|_| AtomicU64::new(0)).collect();
-        let totals = {
-            let mut totals = totals.lock();
-            rules
-                .iter()
-                .map(|r| totals.entry(r.to_string()).or_default().clone())
-                .collect()
-        };
+        let totals = totals.lock().enter(&rules);
         RuleSet {
             matched: zeros(),
             injected: zeros(),
@@ -137,8 +133,91 @@ impl RuleSet {
     }
 }
 
+/// How many rule texts that left the rules keep their own total; beyond, the totals of the
+/// longest retired ones are summed into [`FaultEngine::retired_total`].
+pub const RETIRED_TOTALS_KEPT: usize = 100;
+
 /// Faults injected per rule text since the engine was made, whatever the rules in force.
-type Totals = Mutex<HashMap<String, Arc<AtomicU64>>>;
+type Totals = Mutex<TotalsMap>;
+
+/// The totals per rule text: every text in force, and up to [`RETIRED_TOTALS_KEPT`] that
+/// left the rules, most recently retired first to be kept; the rest add up in `retired`.
+#[derive(Debug, Default)]
+struct TotalsMap {
+    by_text: HashMap<String, Total>,
+    /// Faults of the texts whose own total was dropped.
+    retired: u64,
+    /// Counts the rule sets made, to order retirements.
+    sets: u64,
+}
+
+/// One rule text's total.
+#[derive(Debug)]
+struct Total {
+    /// Shared with every rule set that holds the text.
+    count: Arc<AtomicU64>,
+    /// The last rule set holding the text (its number in [`TotalsMap::sets`]).
+    last_set: u64,
+}
+
+impl TotalsMap {
+    /// The totals of `rules`, which are now in force; retires what exceeds the bound.
+    fn enter(&mut self, rules: &[FaultRule]) -> Vec<Arc<AtomicU64>> {
+        self.sets += 1;
+        let set = self.sets;
+        let counts = rules
+            .iter()
+            .map(|r| {
+                let total = self.by_text.entry(r.to_string()).or_insert_with(|| Total {
+                    count: Arc::default(),
+                    last_set: set,
+                });
+                total.last_set = set;
+                total.count.clone()
+            })
+            .collect();
+        self.retire_beyond(RETIRED_TOTALS_KEPT, set);
+        counts
+    }
+
+    /// Keeps at most `kept` texts not in set `current`, dropping the longest retired first.
+    /// A text an older rule set still holds (a request in flight may count on it) is kept
+    /// until that set is gone, so a dropped total is final and no fault goes uncounted.
+    fn retire_beyond(&mut self, kept: usize, current: u64) {
+        let mut retired: Vec<(u64, &String)> = self
+            .by_text
+            .iter()
+            .filter(|(_, t)| t.last_set != current)
+            .map(|(text, t)| (t.last_set, text))
+            .collect();
+        if retired.len() <= kept {
+            return;
+        }
+        // Newest first; ties (texts of one set) by text, so the choice is reproducible.
+        retired.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let drop: Vec<String> = retired[kept..]
+            .iter()
+            .map(|(_, text)| (*text).clone())
+            .collect();
+        for text in drop {
+            if let Some(total) = self.by_text.remove(&text) {
+                match Arc::try_unwrap(total.count) {
+                    Ok(count) => self.retired = self.retired.saturating_add(count.into_inner()),
+                    // Still held by a rule set in use: kept for a later replacement.
+                    Err(count) => {
+                        self.by_text.insert(
+                            text,
+                            Total {
+                                count,
+                                last_set: total.last_set,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The rules in force, their counters and the seeded generator.
 #[derive(Debug)]
@@ -299,14 +378,23 @@ impl FaultEngine {
     }
 
     /// Faults injected per rule text since the engine was made, through every replacement
-    /// of the rules (a text that was ever in force is listed, with 0 if it never fired;
-    /// rules with the same text add up).
+    /// of the rules: every text in force and the [`RETIRED_TOTALS_KEPT`] that left the rules
+    /// last are listed, with 0 if they never fired; rules with the same text add up.
     pub fn totals(&self) -> BTreeMap<String, u64> {
         self.totals
             .lock()
+            .by_text
             .iter()
-            .map(|(rule, n)| (rule.clone(), n.load(Ordering::Relaxed)))
+            .map(|(rule, t)| (rule.clone(), t.count.load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Faults injected by rule texts no longer listed in [`FaultEngine::totals`]: beyond the
+    /// [`RETIRED_TOTALS_KEPT`] texts that left the rules most recently, a text's total is
+    /// added here and dropped, so the totals stay bounded however often the rules are
+    /// replaced and every fault is still counted once (`totals` summed plus this).
+    pub fn retired_total(&self) -> u64 {
+        self.totals.lock().retired
     }
 
     /// How many times the rules were replaced (`PUT` or `DELETE /sandbox/faults`) since the
@@ -412,8 +500,14 @@ pub fn sms_fate(engine: &FaultEngine) -> SmsFate {
 /// The middleware: applies the rules' decision to every request outside `/sandbox/*`.
 pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
     let engine = &state.0.faults;
+    // Sandbox routes first: a long-poll would otherwise hold the rule set (and keep its
+    // retired totals listed) for its whole wait.
+    if req.uri().path().starts_with("/sandbox/") {
+        return next.run(req).await;
+    }
     let set = engine.current();
-    if set.rules.is_empty() || req.uri().path().starts_with("/sandbox/") {
+    if set.rules.is_empty() {
+        drop(set);
         return next.run(req).await;
     }
     let partner = set.has_partner.then(|| partner_of(&state, &req)).flatten();
@@ -596,6 +690,60 @@ mod tests {
                 ("POST /v1/*: status=502".to_owned(), 0),
             ])
         );
+    }
+
+    /// A rule text of its own for round `i`, which fires on every GET.
+    fn nth_rule(i: usize) -> Vec<FaultRule> {
+        vec![FaultRule::parse(&format!("GET /v1/round{i}/*: status=503")).unwrap()]
+    }
+
+    fn fire(e: &FaultEngine, set: &RuleSet, i: usize) {
+        let d = e.decide_in(set, &Method::GET, &format!("/v1/round{i}/x"), None);
+        assert!(d.fate.is_some(), "round {i} fires");
+    }
+
+    #[test]
+    fn totals_keep_the_rules_in_force_and_a_bounded_number_of_retired_ones_losing_no_count() {
+        let e = engine(&[], 1);
+        let rounds = RETIRED_TOTALS_KEPT + 50;
+        for i in 0..rounds {
+            e.replace(nth_rule(i), None);
+            fire(&e, &e.current(), i);
+        }
+        let totals = e.totals();
+        // The rule in force and the most recently retired ones keep their own total.
+        assert_eq!(totals.len(), RETIRED_TOTALS_KEPT + 1);
+        let last = rounds - 1;
+        assert_eq!(totals[&nth_rule(last)[0].to_string()], 1);
+        assert_eq!(
+            totals[&nth_rule(last - RETIRED_TOTALS_KEPT)[0].to_string()],
+            1
+        );
+        assert!(!totals.contains_key(&nth_rule(0)[0].to_string()));
+        // The dropped ones are summed: every fault is still counted exactly once.
+        assert_eq!(e.retired_total(), (rounds - RETIRED_TOTALS_KEPT - 1) as u64);
+        assert_eq!(
+            totals.values().sum::<u64>() + e.retired_total(),
+            rounds as u64
+        );
+    }
+
+    #[test]
+    fn a_retired_total_still_held_by_a_rule_set_in_use_is_dropped_only_once_that_set_is_gone() {
+        let e = engine(&[], 1);
+        e.replace(nth_rule(0), None);
+        // A request in flight keeps deciding with round 0's rules.
+        let held = e.current();
+        for i in 1..=RETIRED_TOTALS_KEPT + 10 {
+            e.replace(nth_rule(i), None);
+        }
+        fire(&e, &held, 0);
+        assert_eq!(e.totals()[&nth_rule(0)[0].to_string()], 1, "still listed");
+        assert_eq!(e.retired_total(), 0);
+        drop(held);
+        e.replace(nth_rule(RETIRED_TOTALS_KEPT + 11), None);
+        assert!(!e.totals().contains_key(&nth_rule(0)[0].to_string()));
+        assert_eq!(e.retired_total(), 1, "its fault moved to the retired total");
     }
 
     #[test]
