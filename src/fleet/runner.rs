@@ -74,8 +74,9 @@ pub enum ProgressMode {
 /// shares those sleeps and wake-ups are much of the client's CPU: against a `vphone sandbox`
 /// on the same 2-core machine, one thread drove as many device-signing challenges per
 /// second as two, for about 40 µs of client CPU each instead of 49. Against the
-/// in-process sandbox one thread per core measured best (half the cores gave about a tenth
-/// fewer bindings per second for no less CPU), so the in-process sandbox keeps them all.
+/// in-process sandbox one thread per core measured best (half the cores gave a tenth to a
+/// fifth fewer bindings per second for no less CPU), so the in-process sandbox keeps them
+/// all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     /// One per core the process may run on.
