@@ -180,9 +180,9 @@ async fn every_fault_counter_of_the_stats_answer_is_documented() {
         .as_object()
         .unwrap()
         .keys()
-        .filter(|k| k.starts_with("faults"))
+        .filter(|k| k.starts_with("faults") || *k == "instance")
         .collect();
-    assert!(faults.len() >= 4, "{faults:?}");
+    assert!(faults.len() >= 5, "{faults:?}");
     for key in faults {
         assert!(
             documented.contains_key(key),

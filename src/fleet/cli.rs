@@ -1,7 +1,7 @@
 //! `vphone load`: the command-line face of fleets. `main.rs` parses [`LoadArgs`] and calls
 //! [`main`]; everything else happens here.
 
-use super::faults::{FaultSource, injected_between};
+use super::faults::{FaultSource, FaultWindow, injected_between};
 use super::runner::{ProgressMode, RunOptions};
 use super::{Fleet, FleetError, Model, Pacing, Report, Scenario, Shard, Start, Threads};
 use crate::api::{Otp, PhoneNumber};
@@ -556,8 +556,16 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         && let Some(after) = source.read().await
     {
         let run = injected_between(before, &after);
-        report.faults = Some(run.injected);
         report.faults_replaced = run.rules_replaced;
+        // The readings themselves go into the report, so a merge with shards that read the
+        // same sandbox counts its faults once; without an instance id, only the difference.
+        match FaultWindow::new(before.clone(), after) {
+            Some(window) => report.fault_windows.push(window),
+            None => report.faults_unread = Some(run.injected),
+        }
+        report.recount_faults().map_err(|detail| {
+            FleetError::Mismatch(format!("cannot count the injected faults: {detail}"))
+        })?;
     }
     if let Some(t) = &transcript {
         t.flush()

@@ -10,10 +10,16 @@
 //! sandbox keeps the totals of a bounded number of retired rule texts and sums older ones
 //! (`faults_total_retired`): faults of texts dropped during the run are reported under
 //! [`RETIRED_RULES`].
+//!
+//! Shards of one run often share one sandbox, and each shard's two readings then span every
+//! fault that sandbox injected while it ran, other shards' included. So a report keeps its
+//! readings ([`FaultWindow`], named by the sandbox's random `instance` id), and a merge
+//! counts each sandbox instance once over the union of its shards' windows
+//! ([`injected_in`]) instead of adding up the shards' differences.
 
 use crate::client::ApiClient;
 use crate::sandbox::SandboxState;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,16 +38,107 @@ pub enum FaultSource {
     Http(ApiClient),
 }
 
-/// One reading of a sandbox's fault counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One reading of a sandbox's fault counters (in a report file under the names
+/// `/sandbox/stats` gives them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultReading {
+    /// The sandbox process's random id, when it gives one (a sandbox from before instance
+    /// ids gives none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Injected faults per rule text: since the sandbox started, or, from a sandbox that
     /// keeps no totals, since its rules were last set.
+    #[serde(rename = "faults_total")]
     pub counts: FaultCounts,
     /// How many times its rules were replaced since it started, when it says.
+    #[serde(
+        rename = "faults_generation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub generation: Option<u64>,
     /// Faults of retired rule texts no longer in `counts` (0 when it keeps none apart).
+    #[serde(rename = "faults_total_retired", default)]
     pub retired: u64,
+}
+
+impl FaultReading {
+    /// Where the reading stands in its instance's history: the generation, then every fault
+    /// counted so far. Both only grow, and two readings of one instance at the same place
+    /// read alike (within a generation the rule texts stay, and their counts only grow), so
+    /// of two readings the one placed lower was taken earlier.
+    fn place(&self) -> (u64, u64) {
+        let all = self
+            .counts
+            .values()
+            .fold(self.retired, |sum, n| sum.saturating_add(*n));
+        (self.generation.unwrap_or(0), all)
+    }
+}
+
+/// A run's readings of one sandbox instance before and after it: what a report keeps so a
+/// merge can count each injected fault once, however many shards watched that sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// The reading before the run.
+    pub before: FaultReading,
+    /// The reading after the run.
+    pub after: FaultReading,
+}
+
+impl FaultWindow {
+    /// The window between two readings of one sandbox instance; `None` when either gives no
+    /// instance id or the ids differ (the sandbox was restarted, or another answered).
+    pub fn new(before: FaultReading, after: FaultReading) -> Option<FaultWindow> {
+        (before.instance.is_some() && before.instance == after.instance)
+            .then_some(FaultWindow { before, after })
+    }
+
+    /// The sandbox instance both readings came from.
+    pub fn instance(&self) -> &str {
+        self.before.instance.as_deref().unwrap_or_default()
+    }
+}
+
+/// The faults injected during some windows, each fault once: windows of one sandbox
+/// instance that overlap (shards that ran at the same time) count from the earliest reading
+/// before to the latest after (per rule text, the largest count after less the smallest
+/// before, as the counts only grow); windows that do not overlap, and windows of different
+/// instances, add up. Rules replaced in a window are handled as in [`injected_between`].
+pub fn injected_in(windows: &[FaultWindow]) -> FaultCounts {
+    let mut by_instance: BTreeMap<&str, Vec<&FaultWindow>> = BTreeMap::new();
+    for w in windows {
+        by_instance.entry(w.instance()).or_default().push(w);
+    }
+    let mut spans: Vec<(&FaultReading, &FaultReading)> = Vec::new();
+    for (_, mut ws) in by_instance {
+        ws.sort_by_key(|w| w.before.place());
+        let mut current: Option<(&FaultReading, &FaultReading)> = None;
+        for w in ws {
+            current = match current {
+                // It began before the current span ended: one span, to the later end.
+                Some((from, to)) if w.before.place() <= to.place() => Some((
+                    from,
+                    if w.after.place() > to.place() {
+                        &w.after
+                    } else {
+                        to
+                    },
+                )),
+                Some(done) => {
+                    spans.push(done);
+                    Some((&w.before, &w.after))
+                }
+                None => Some((&w.before, &w.after)),
+            };
+        }
+        spans.extend(current);
+    }
+    add_up(
+        spans
+            .into_iter()
+            .flat_map(|(before, after)| injected_between(before, after).injected),
+    )
 }
 
 /// The faults injected during a run.
@@ -55,6 +152,8 @@ pub struct RunFaults {
 
 #[derive(Deserialize)]
 struct StatsBody {
+    #[serde(default)]
+    instance: Option<String>,
     #[serde(default)]
     faults: Vec<RuleCount>,
     #[serde(default)]
@@ -85,6 +184,7 @@ impl FaultSource {
     pub async fn read(&self) -> Option<FaultReading> {
         match self {
             FaultSource::InProcess(state) => Some(FaultReading {
+                instance: Some(state.instance().to_owned()),
                 counts: state.fault_totals(),
                 generation: Some(state.faults_generation()),
                 retired: state.faults_retired_total(),
@@ -106,6 +206,7 @@ impl FaultSource {
                     None => add_up(body.faults.into_iter().map(|c| (c.rule, c.injected))),
                 };
                 Some(FaultReading {
+                    instance: body.instance,
                     counts,
                     generation: body.faults_generation,
                     retired: body.faults_total_retired,
@@ -191,6 +292,7 @@ mod tests {
 
     fn reading(counts: &[(&str, u64)], generation: Option<u64>) -> FaultReading {
         FaultReading {
+            instance: None,
             counts: counts.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
             generation,
             retired: 0,
@@ -228,6 +330,103 @@ mod tests {
         assert!(
             !injected_between(&reading(&[("a", 3)], None), &reading(&[("a", 5)], None))
                 .rules_replaced
+        );
+    }
+
+    fn of(instance: &str, r: FaultReading) -> FaultReading {
+        FaultReading {
+            instance: Some(instance.to_owned()),
+            ..r
+        }
+    }
+
+    fn window(instance: &str, before: &[(&str, u64)], after: &[(&str, u64)]) -> FaultWindow {
+        FaultWindow::new(
+            of(instance, reading(before, Some(0))),
+            of(instance, reading(after, Some(0))),
+        )
+        .unwrap()
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> FaultCounts {
+        pairs.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect()
+    }
+
+    #[test]
+    fn overlapping_windows_of_one_instance_count_each_fault_once() {
+        // Shard 1 read a=2, then a=9; shard 2 (inside shard 1's run) read a=4, then a=7, b=1.
+        let one = window("i1", &[("a", 2)], &[("a", 9), ("b", 1)]);
+        let two = window("i1", &[("a", 4)], &[("a", 7)]);
+        let want = counts(&[("a", 7), ("b", 1)]);
+        assert_eq!(injected_in(&[one.clone(), two.clone()]), want);
+        assert_eq!(injected_in(&[two, one]), want, "in any order");
+        // Staggered: shard 2 began inside shard 1's run and ended after it.
+        let one = window("i1", &[("a", 2)], &[("a", 6)]);
+        let two = window("i1", &[("a", 4)], &[("a", 10)]);
+        assert_eq!(injected_in(&[one, two]), counts(&[("a", 8)]));
+    }
+
+    #[test]
+    fn windows_apart_in_time_or_of_different_instances_add_up() {
+        // One after the other, with faults in between that were no shard's.
+        let one = window("i1", &[("a", 2)], &[("a", 5)]);
+        let two = window("i1", &[("a", 8)], &[("a", 10)]);
+        assert_eq!(injected_in(&[two, one]), counts(&[("a", 5)]));
+        // The same readings from two sandboxes: each counts.
+        let one = window("i1", &[("a", 2)], &[("a", 5)]);
+        let two = window("i2", &[("a", 2)], &[("a", 5)]);
+        assert_eq!(injected_in(&[one, two]), counts(&[("a", 6)]));
+    }
+
+    #[test]
+    fn a_window_needs_one_instance_on_both_readings() {
+        let r = reading(&[("a", 1)], Some(0));
+        assert!(FaultWindow::new(r.clone(), r.clone()).is_none(), "no id");
+        assert!(FaultWindow::new(of("i1", r.clone()), of("i2", r.clone())).is_none());
+        assert!(FaultWindow::new(of("i1", r.clone()), of("i1", r)).is_some());
+    }
+
+    #[test]
+    fn overlapping_windows_across_a_retirement_lose_nothing_and_double_nothing() {
+        // Shard 1: a=3 (retired 2) .. c=1 (retired 11): "a" got 2 more, "b" came with 4,
+        // both retired. Shard 2 read a=4 at generation 1, and c=1 at the end.
+        let one = FaultWindow::new(
+            of(
+                "i",
+                FaultReading {
+                    retired: 2,
+                    ..reading(&[("a", 3)], Some(1))
+                },
+            ),
+            of(
+                "i",
+                FaultReading {
+                    retired: 11,
+                    ..reading(&[("c", 1)], Some(9))
+                },
+            ),
+        )
+        .unwrap();
+        let two = FaultWindow::new(
+            of(
+                "i",
+                FaultReading {
+                    retired: 2,
+                    ..reading(&[("a", 4)], Some(1))
+                },
+            ),
+            of(
+                "i",
+                FaultReading {
+                    retired: 11,
+                    ..reading(&[("c", 1)], Some(9))
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            injected_in(&[two, one]),
+            counts(&[("c", 1), (RETIRED_RULES, 6)])
         );
     }
 

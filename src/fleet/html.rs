@@ -421,6 +421,9 @@ impl Report {
                     @if let Some(faults) = &self.faults {
                         h2 { "Injected faults" }
                         p.sub { "Faults the sandbox injected during the run, from its /sandbox/stats; the errors below are what remained after the client's retries." }
+                        @if let Some(caveat) = self.faults_caveat() {
+                            p.sub id="faults-caveat" { (caveat) "." }
+                        }
                         @if self.faults_replaced {
                             p.sub id="faults-replaced" { "The sandbox's fault rules were replaced during the run; each rule text is counted over the whole run." }
                         }

@@ -98,6 +98,9 @@ pub struct StatsBody {
     /// The work counters.
     #[serde(flatten)]
     pub stats: SandboxStats,
+    /// This sandbox process's random id, made when it started: counters with the same id
+    /// come from one counter set (see [`SandboxState::instance`]).
+    pub instance: String,
     /// Every fault rule in force with the faults it injected (empty without rules); the
     /// counts start over when the rules are replaced.
     pub faults: Vec<super::faults::FaultCount>,
@@ -116,6 +119,7 @@ pub struct StatsBody {
 pub async fn stats(State(state): State<SandboxState>) -> Json<StatsBody> {
     Json(StatsBody {
         stats: state.stats(),
+        instance: state.instance().to_owned(),
         faults: state.fault_counts(),
         faults_generation: state.faults_generation(),
         faults_total: state.fault_totals(),

@@ -160,6 +160,8 @@ pub(crate) struct Inner {
     pub conn_counters: ConnCounters,
     /// The fault rules in force, with their counters and seeded generator.
     pub faults: super::faults::FaultEngine,
+    /// This process's instance id (see [`SandboxState::instance`]).
+    pub instance: String,
     /// `/sandbox/sms` long-polls waiting now.
     pub long_polls: AtomicUsize,
     /// Tokens issued lately, per partner (indexed like the config's partners).
@@ -342,6 +344,9 @@ impl SandboxState {
             rng: Mutex::new(rng),
             group,
             faults: super::faults::FaultEngine::new(rules, seed),
+            // From the OS, never from `--seed`: two sandboxes started alike must still tell
+            // their counters apart.
+            instance: format!("{:032x}", rand::random::<u128>()),
             tokens_issued,
             conn_counters: ConnCounters::default(),
             long_polls: AtomicUsize::new(0),
@@ -417,6 +422,13 @@ impl SandboxState {
     /// lists (beyond the most recently retired ones).
     pub fn faults_retired_total(&self) -> u64 {
         self.0.faults.retired_total()
+    }
+
+    /// A random id made when this sandbox started (32 hex digits): counters read from two
+    /// sandboxes, or from one before and after a restart, carry different ids, so a reader
+    /// never subtracts or merges counts that do not belong to one counter set.
+    pub fn instance(&self) -> &str {
+        &self.0.instance
     }
 
     /// How many times the fault rules were replaced since the sandbox started.

@@ -3,13 +3,20 @@
 
 use super::{ErrorKey, OpStats, Report, ShardRun, decode_histogram, encode_histogram};
 use crate::fleet::FleetError;
+use crate::fleet::faults::FaultWindow;
 use crate::fleet::series::Series;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The report format's version, written into every report file.
-pub const REPORT_VERSION: u32 = 1;
+/// The report format's version, written into every report file. Version 2 keeps the
+/// sandbox readings behind the injected faults (`fault_readings`), so a merge counts a shared
+/// sandbox's faults once; an older vphone refuses it rather than add the shards' counts.
+pub const REPORT_VERSION: u32 = 2;
+
+/// The oldest report version this vphone still reads (version 1: faults without readings,
+/// which a merge adds as they are).
+const OLDEST_READ_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct OpFile {
@@ -58,8 +65,14 @@ struct ReportFile {
     ops: BTreeMap<String, OpFile>,
     errors: Vec<ErrorFile>,
     shards: Vec<ShardRun>,
+    /// What the report shows; read back, it is counted again from the two fields below
+    /// (in a version 1 report, it is all there is: taken as counts without readings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     injected_faults: Option<BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fault_readings: Vec<FaultWindow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    injected_faults_unread: Option<BTreeMap<String, u64>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fault_rules_replaced: bool,
     /// Absent in reports of vphone versions before the time series: read as empty.
@@ -124,6 +137,8 @@ impl Report {
                 .collect(),
             shards: self.shards.clone(),
             injected_faults: self.faults.clone(),
+            fault_readings: self.fault_windows.clone(),
+            injected_faults_unread: self.faults_unread.clone(),
             fault_rules_replaced: self.faults_replaced,
             series: self
                 .series
@@ -145,16 +160,24 @@ impl Report {
             what: "report",
             detail: e.to_string(),
         })?;
-        if file.vphone_load_report != REPORT_VERSION {
+        if !(OLDEST_READ_VERSION..=REPORT_VERSION).contains(&file.vphone_load_report) {
             return Err(FleetError::Format {
                 path: path.to_owned(),
                 what: "report",
                 detail: format!(
-                    "report version {} (this vphone reads {REPORT_VERSION})",
+                    "report version {} (this vphone reads {OLDEST_READ_VERSION} to \
+                     {REPORT_VERSION})",
                     file.vphone_load_report
                 ),
             });
         }
+        // Counts with no readings behind them (all a version 1 report has) are kept as they
+        // are; readings are counted again, never taken from the file's total.
+        let faults_unread = match file.injected_faults_unread {
+            Some(unread) => Some(unread),
+            None if file.fault_readings.is_empty() => file.injected_faults,
+            None => None,
+        };
         let mut ops = BTreeMap::new();
         for (name, op) in file.ops {
             let latency_us =
@@ -172,7 +195,7 @@ impl Report {
                 },
             );
         }
-        Ok(Report {
+        let mut report = Report {
             scenario: file.scenario,
             pacing: file.pacing,
             seed: file.seed,
@@ -187,11 +210,21 @@ impl Report {
             ops,
             errors: file.errors.into_iter().map(|e| (e.key, e.count)).collect(),
             shards: file.shards,
-            faults: file.injected_faults,
+            faults: None,
+            fault_windows: file.fault_readings,
+            faults_unread,
             faults_replaced: file.fault_rules_replaced,
             series: Series::from_file(file.series)
                 .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
-        })
+        };
+        report
+            .recount_faults()
+            .map_err(|detail| FleetError::Format {
+                path: path.to_owned(),
+                what: "report",
+                detail,
+            })?;
+        Ok(report)
     }
 
     /// Writes the JSON report to `path`.

@@ -123,13 +123,18 @@ impl Report {
         self.skipped = add_counts(self.skipped, other.skipped, "skipped").map_err(&counts)?;
         self.shards.extend(other.shards.iter().cloned());
         self.faults_replaced |= other.faults_replaced;
-        if let Some(theirs) = &other.faults {
-            let ours = self.faults.get_or_insert_with(BTreeMap::new);
+        // Readings of one sandbox instance are combined, never added (see
+        // [`crate::fleet::faults::injected_in`]); counts without readings add.
+        self.fault_windows
+            .extend(other.fault_windows.iter().cloned());
+        if let Some(theirs) = &other.faults_unread {
+            let ours = self.faults_unread.get_or_insert_with(BTreeMap::new);
             for (rule, n) in theirs {
                 let mine = ours.entry(rule.clone()).or_default();
                 *mine = add_counts(*mine, *n, "faults").map_err(count("fault counts"))?;
             }
         }
+        self.recount_faults().map_err(count("fault counts"))?;
         Ok(())
     }
 }

@@ -187,9 +187,15 @@ pub struct Report {
     pub shards: Vec<ShardRun>,
     /// Faults the target (a vphone sandbox) injected during the run, per rule, read from its
     /// `/sandbox/stats` before and after; `None` when the target is not a vphone sandbox.
-    /// A merge adds the shards' readings, so shards that shared one sandbox count its faults
-    /// once per shard.
+    /// Counted by [`Report::recount_faults`] from `fault_windows` (each sandbox instance's
+    /// faults once, however many shards watched it) plus `faults_unread`.
     pub faults: Option<BTreeMap<String, u64>>,
+    /// The readings before and after of each shard that read a sandbox with an instance id.
+    pub fault_windows: Vec<crate::fleet::faults::FaultWindow>,
+    /// Faults counted without readings to keep (from an older vphone's report, or a sandbox
+    /// that gives no instance id), added as they are: shards that shared such a sandbox
+    /// count its faults once each.
+    pub faults_unread: Option<BTreeMap<String, u64>>,
     /// The sandbox's fault rules were replaced or cleared during the run (by a shard, for a
     /// merge): `faults` still counts per rule text over the whole run, but the rules in force
     /// changed.
@@ -217,6 +223,8 @@ impl Report {
             errors: BTreeMap::new(),
             shards: Vec::new(),
             faults: None,
+            fault_windows: Vec::new(),
+            faults_unread: None,
             faults_replaced: false,
             series: Series::default(),
         }
@@ -270,6 +278,32 @@ impl Report {
     /// Retries over all operations.
     pub fn total_retries(&self) -> u64 {
         self.ops.values().map(|s| s.retries).sum()
+    }
+
+    /// Sets `faults` from `fault_windows` and `faults_unread` (`None` when there are
+    /// neither), or says why not (counts past u64 come only from a corrupt or forged report).
+    pub fn recount_faults(&mut self) -> Result<(), String> {
+        if self.fault_windows.is_empty() && self.faults_unread.is_none() {
+            self.faults = None;
+            return Ok(());
+        }
+        let mut faults = crate::fleet::faults::injected_in(&self.fault_windows);
+        for (rule, n) in self.faults_unread.iter().flatten() {
+            let mine = faults.entry(rule.clone()).or_default();
+            *mine = add_counts(*mine, *n, "faults")?;
+        }
+        self.faults = Some(faults);
+        Ok(())
+    }
+
+    /// What the table and page say under the faults of a merge that had counts without
+    /// readings: those may hold a shared sandbox's faults more than once.
+    pub fn faults_caveat(&self) -> Option<&'static str> {
+        (self.faults.is_some() && self.faults_unread.is_some() && self.shards.len() > 1).then_some(
+            "some shards' reports kept no sandbox readings (an older vphone or sandbox): their \
+             counts were added as they were, so shards that shared a sandbox may be counted \
+             more than once",
+        )
     }
 
     /// Faults the sandbox injected during the run, over all rules (`None`: not a vphone

@@ -191,6 +191,9 @@ impl Report {
                 }
             }
         }
+        if let Some(caveat) = self.faults_caveat() {
+            let _ = writeln!(out, "  {caveat}");
+        }
         if self.faults.is_some() && self.faults_replaced {
             let _ = writeln!(
                 out,
