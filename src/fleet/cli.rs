@@ -114,8 +114,9 @@ pub struct RunArgs {
     pub concurrency: Option<usize>,
     /// Threads that run the workers, each with its own share of them. Default: one per
     /// core; with --api on a loopback address (the target runs on this machine) half the
-    /// cores, at least one, leaving the others to the target. Fewer, busier threads sleep
-    /// and wake less, which costs less CPU per request while they keep up.
+    /// cores, at least one, leaving the others to the target (a tunnel to a bank elsewhere
+    /// looks local too: set N there). Fewer, busier threads sleep and wake less, which costs
+    /// less CPU per request while they keep up.
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
     /// Open model: iterations started per second, whatever the latency; latencies count
