@@ -243,8 +243,35 @@ impl Report {
 #[cfg(test)]
 mod round_trip {
     use super::*;
+    use crate::fleet::faults::FaultReading;
     use crate::fleet::report::secs;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn fault_readings_survive_json_and_the_count_is_made_again_from_them() {
+        let reading = |a: u64, retired: u64| FaultReading {
+            instance: Some("0123456789abcdef0123456789abcdef".into()),
+            counts: [("* /v1/*: status=503".to_owned(), a)].into(),
+            generation: Some(2),
+            retired,
+        };
+        let mut r = Report::new("bind", "closed concurrency=2", "9", 1_000);
+        r.fault_windows
+            .push(FaultWindow::new(reading(3, 1), reading(10, 1)).unwrap());
+        r.faults_unread = Some([("(old)".to_owned(), 4)].into());
+        r.recount_faults().unwrap();
+        assert_eq!(r.total_faults(), Some(11));
+        let json = r.to_json().unwrap();
+        assert_eq!(Report::from_json(&json, Path::new("-")).unwrap(), r);
+        // The total written for people is not what is read back.
+        let forged = json.replacen(
+            "\"* /v1/*: status=503\": 7",
+            "\"* /v1/*: status=503\": 70",
+            1,
+        );
+        assert_ne!(forged, json);
+        assert_eq!(Report::from_json(&forged, Path::new("-")).unwrap(), r);
+    }
 
     #[test]
     fn every_field_of_a_report_survives_json_exactly() {
