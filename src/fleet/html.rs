@@ -561,6 +561,21 @@ mod tests {
         r.faults_replaced = true;
         let page = r.to_html();
         assert!(page.contains("id=\"faults-replaced\""), "{page}");
+        assert!(!page.contains("id=\"faults-caveat\""), "{page}");
+        // Counts without readings, from more than one shard: they may repeat, and it says so.
+        r.faults_unread = r.faults.clone();
+        for k in 1..=2 {
+            r.shards.push(crate::fleet::ShardRun {
+                shard: format!("{k}/2"),
+                first_device: k - 1,
+                end_device: k,
+                peak_memory_bytes: 0,
+                elapsed_secs: 1.0,
+            });
+        }
+        let page = r.to_html();
+        assert!(page.contains("id=\"faults-caveat\""), "{page}");
+        assert!(page.contains("counted more than once"), "{page}");
     }
 
     #[test]
