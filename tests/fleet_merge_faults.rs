@@ -300,3 +300,85 @@ async fn an_older_report_without_readings_still_merges_and_the_table_says_so() {
     assert!(err.to_string().contains("report version 99"), "{err}");
     bank.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_restarted_during_a_run_is_counted_from_its_restart() {
+    let config = || SandboxConfig {
+        faults: vec![FaultRule::parse(RULE).unwrap()],
+        faults_seed: Some(3),
+        static_otp: true,
+        ..SandboxConfig::default()
+    };
+    let old = sandbox().await;
+    let (addr, base) = (old.addr(), old.base_url());
+    // The old sandbox injected faults before the run: none of them are the new one's.
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        if sandbox_count(&base).await.0 >= 2 {
+            break;
+        }
+        let _ = http
+            .get(format!("{base}/v1/persons/nobody"))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(sandbox_count(&base).await.0 >= 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (started, go, json) = (
+        dir.path().join("started"),
+        dir.path().join("go"),
+        dir.path().join("r.json"),
+    );
+    // The run waits at its first code while the sandbox is restarted on the same address.
+    let otp = format!(
+        "command:touch '{}'; i=0; while [ ! -e '{}' ] && [ $i -lt 250 ]; do sleep 0.1; \
+         i=$((i+1)); done; echo 212212",
+        started.display(),
+        go.display()
+    );
+    let run = {
+        let (base, json) = (base.clone(), json.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = load(&[
+                "--api",
+                &base,
+                "--devices",
+                "20",
+                "--scenario",
+                "bind",
+                "-c",
+                "1",
+                "--seed",
+                "8",
+                "--progress",
+                "off",
+                "--otp",
+                &otp,
+            ])
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    appears(&started, &run).await;
+    old.shutdown().await;
+    let new = vphone::sandbox::spawn_with(vphone::sandbox::SandboxState::new(config()), addr)
+        .await
+        .unwrap();
+    std::fs::write(&go, "").unwrap();
+    let table = run.await.unwrap();
+    let (injected, _) = sandbox_count(&base).await;
+    assert!(injected > 0, "{table}");
+    let report = Report::read_file(&json).unwrap();
+    // Everything the new sandbox injected, and nothing taken off for the old one's counts.
+    assert_eq!(report.total_faults(), Some(injected), "{table}");
+    assert!(report.faults_restarted);
+    assert!(
+        table.contains("the sandbox restarted during the run"),
+        "{table}"
+    );
+    new.shutdown().await;
+}

@@ -556,13 +556,21 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     if let (Some(source), Some(before)) = (&faults, &before)
         && let Some(after) = source.read().await
     {
-        let run = injected_between(before, &after);
-        report.faults_replaced = run.rules_replaced;
         // The readings themselves go into the report, so a merge with shards that read the
         // same sandbox counts its faults once; without an instance id, only the difference.
-        match FaultWindow::new(before.clone(), after) {
-            Some(window) => report.fault_windows.push(window),
-            None => report.faults_unread = Some(run.injected),
+        // Counts of a sandbox that restarted during the run are never subtracted from the
+        // old one's: the run has the new one's since it started.
+        if let Some(window) = FaultWindow::since_restart(before, after.clone()) {
+            report.faults_replaced = injected_between(&window.before, &window.after).rules_replaced;
+            report.faults_restarted = true;
+            report.fault_windows.push(window);
+        } else {
+            let run = injected_between(before, &after);
+            report.faults_replaced = run.rules_replaced;
+            match FaultWindow::new(before.clone(), after) {
+                Some(window) => report.fault_windows.push(window),
+                None => report.faults_unread = Some(run.injected),
+            }
         }
         report.recount_faults().map_err(|detail| {
             FleetError::Mismatch(format!("cannot count the injected faults: {detail}"))

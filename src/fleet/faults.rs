@@ -94,6 +94,25 @@ impl FaultWindow {
             .then_some(FaultWindow { before, after })
     }
 
+    /// The window from when a sandbox restarted during a run (`after` comes from an
+    /// instance other than `before`'s) to `after`: a restarted sandbox counts from zero, so
+    /// all of `after`'s counts fall in the run. `None` unless both readings name an instance
+    /// and the two differ. The old instance's faults after `before` were never read.
+    pub fn since_restart(before: &FaultReading, after: FaultReading) -> Option<FaultWindow> {
+        let restarted = before.instance.is_some()
+            && after.instance.is_some()
+            && before.instance != after.instance;
+        restarted.then(|| FaultWindow {
+            before: FaultReading {
+                instance: after.instance.clone(),
+                counts: FaultCounts::new(),
+                generation: Some(0),
+                retired: 0,
+            },
+            after,
+        })
+    }
+
     /// The sandbox instance both readings came from.
     pub fn instance(&self) -> &str {
         self.before.instance.as_deref().unwrap_or_default()

@@ -424,6 +424,9 @@ impl Report {
                         @if let Some(caveat) = self.faults_caveat() {
                             p.sub id="faults-caveat" { (caveat) "." }
                         }
+                        @if self.faults_restarted {
+                            p.sub id="faults-restarted" { "The sandbox restarted during the run; faults are counted from its restart (what it injected before the restart was not read)." }
+                        }
                         @if self.faults_replaced {
                             p.sub id="faults-replaced" { "The sandbox's fault rules were replaced during the run; each rule text is counted over the whole run." }
                         }

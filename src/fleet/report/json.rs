@@ -75,6 +75,8 @@ struct ReportFile {
     injected_faults_unread: Option<BTreeMap<String, u64>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     fault_rules_replaced: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fault_sandbox_restarted: bool,
     /// Absent in reports of vphone versions before the time series: read as empty.
     #[serde(default)]
     series: Vec<crate::fleet::series::SecondFile>,
@@ -140,6 +142,7 @@ impl Report {
             fault_readings: self.fault_windows.clone(),
             injected_faults_unread: self.faults_unread.clone(),
             fault_rules_replaced: self.faults_replaced,
+            fault_sandbox_restarted: self.faults_restarted,
             series: self
                 .series
                 .to_file()
@@ -214,6 +217,7 @@ impl Report {
             fault_windows: file.fault_readings,
             faults_unread,
             faults_replaced: file.fault_rules_replaced,
+            faults_restarted: file.fault_sandbox_restarted,
             series: Series::from_file(file.series)
                 .map_err(|(op, detail)| FleetError::Histogram { op, detail })?,
         };

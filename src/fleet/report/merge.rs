@@ -123,6 +123,7 @@ impl Report {
         self.skipped = add_counts(self.skipped, other.skipped, "skipped").map_err(&counts)?;
         self.shards.extend(other.shards.iter().cloned());
         self.faults_replaced |= other.faults_replaced;
+        self.faults_restarted |= other.faults_restarted;
         // Readings of one sandbox instance are combined, never added (see
         // [`crate::fleet::faults::injected_in`]); counts without readings add.
         self.fault_windows

@@ -200,6 +200,10 @@ pub struct Report {
     /// merge): `faults` still counts per rule text over the whole run, but the rules in force
     /// changed.
     pub faults_replaced: bool,
+    /// The sandbox restarted during the run (by a shard, for a merge): `faults` counts what
+    /// the new sandbox injected since it started; what the old one injected between the
+    /// reading before the run and its end was never read and is not counted.
+    pub faults_restarted: bool,
     /// Per-second counts and latencies, aligned by Unix second (see [`Series`]).
     pub series: Series,
 }
@@ -226,6 +230,7 @@ impl Report {
             fault_windows: Vec::new(),
             faults_unread: None,
             faults_replaced: false,
+            faults_restarted: false,
             series: Series::default(),
         }
     }

@@ -194,6 +194,12 @@ impl Report {
         if let Some(caveat) = self.faults_caveat() {
             let _ = writeln!(out, "  {caveat}");
         }
+        if self.faults.is_some() && self.faults_restarted {
+            let _ = writeln!(
+                out,
+                "  the sandbox restarted during the run; counted from its restart (what it injected before the restart was not read)"
+            );
+        }
         if self.faults.is_some() && self.faults_replaced {
             let _ = writeln!(
                 out,
