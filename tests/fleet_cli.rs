@@ -152,8 +152,14 @@ fn a_run_says_how_many_threads_run_its_workers_and_why() {
         let out = load(&args).assert().success().get_output().clone();
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let asked = run(&["--threads", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let asked = run(&["--threads", "3", "--json", json.to_str().unwrap()]);
     assert!(asked.contains("3 thread(s) (--threads)"), "{asked}");
+    // The report keeps them, with the signer, for each shard.
+    let report = vphone::fleet::Report::read_file(&json).unwrap();
+    let shard = &report.shards[0];
+    assert_eq!((shard.threads, shard.signer.as_str()), (3, "aws-lc"));
     // Never more threads than workers.
     let capped = run(&["--threads", "9"]);
     assert!(capped.contains("4 thread(s) (--threads)"), "{capped}");

@@ -17,6 +17,8 @@ fn shard(k: u64, n: u64, devices: u64, elapsed: f64) -> Report {
         end_device: phones.end,
         peak_memory_bytes: 1,
         elapsed_secs: elapsed,
+        threads: 2,
+        signer: "aws-lc".into(),
     });
     r
 }

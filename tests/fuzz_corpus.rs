@@ -110,6 +110,8 @@ fn write_generated_seeds() {
             end_device: k * 2,
             peak_memory_bytes: 1,
             elapsed_secs: 1.5,
+            threads: 1,
+            signer: "aws-lc".into(),
         });
         r.to_json().unwrap()
     };

@@ -470,13 +470,15 @@ impl Report {
                         tr { th { "peak memory (largest shard)" } td { (format!("{:.1} MiB", self.peak_memory_bytes() as f64 / (1024.0 * 1024.0))) } }
                     }
                     table id="shards" {
-                        tr { th { "shard" } th { "phones" } th { "wall time" } th { "peak memory" } }
+                        tr { th { "shard" } th { "phones" } th { "wall time" } th { "peak memory" } th { "threads" } th { "signer" } }
                         @for s in &self.shards {
                             tr {
                                 td.text { (s.shard) }
                                 td { (s.first_device) ".." (s.end_device) }
                                 td { (format!("{:.2} s", s.elapsed_secs)) }
                                 td { (format!("{:.1} MiB", s.peak_memory_bytes as f64 / (1024.0 * 1024.0))) }
+                                td { @if s.threads > 0 { (s.threads) } @else { "not recorded" } }
+                                td.text { @if s.signer.is_empty() { "not recorded" } @else { (s.signer) } }
                             }
                         }
                     }
@@ -574,11 +576,26 @@ mod tests {
                 end_device: k,
                 peak_memory_bytes: 0,
                 elapsed_secs: 1.0,
+                threads: if k == 1 { 2 } else { 0 },
+                signer: if k == 1 {
+                    "aws-lc".into()
+                } else {
+                    String::new()
+                },
             });
         }
         let page = r.to_html();
         assert!(page.contains("id=\"faults-caveat\""), "{page}");
         assert!(page.contains("counted more than once"), "{page}");
+        // Each shard's threads and signer, or that its report does not say.
+        assert!(
+            page.contains("<td>2</td><td class=\"text\">aws-lc</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>not recorded</td><td class=\"text\">not recorded</td>"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -375,6 +375,8 @@ pub async fn run(
         end_device: range.end,
         peak_memory_bytes: 0,
         elapsed_secs: 0.0,
+        threads: options.threads.count_here(options.pacing.workers()) as u64,
+        signer: fleet.signer().as_str().to_owned(),
     };
     if fleet.is_empty() {
         // An empty slice (more shards than phones) still names itself, so a merge sees

@@ -293,6 +293,8 @@ mod round_trip {
                 end_device: r.devices,
                 peak_memory_bytes: rng.gen_range(0..1 << 40),
                 elapsed_secs: secs(std::time::Duration::from_micros(rng.gen_range(0..1 << 40))),
+                threads: rng.gen_range(1..64),
+                signer: "rustcrypto".into(),
             });
             let back = Report::from_json(&r.to_json().unwrap(), Path::new("-")).unwrap();
             assert_eq!(back, r);

@@ -143,6 +143,14 @@ pub struct ShardRun {
     pub peak_memory_bytes: u64,
     /// Wall time of the process's run, seconds at microsecond resolution (see [`secs`]).
     pub elapsed_secs: f64,
+    /// Threads that ran the process's workers (see [`Threads`](crate::fleet::Threads)); 0
+    /// in a report that does not say.
+    #[serde(default)]
+    pub threads: u64,
+    /// The signing backend its phones derived and signed with (`aws-lc`, `rustcrypto`);
+    /// empty in a report that does not say.
+    #[serde(default)]
+    pub signer: String,
 }
 
 /// How many shard numbers [`Report::missing_shards`] checks (a bound on work for a report
