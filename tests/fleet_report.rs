@@ -198,6 +198,8 @@ fn shard_report(seed: &str, shard: &str, first: u64, end: u64) -> Report {
         end_device: end,
         peak_memory_bytes: 1,
         elapsed_secs: 1.0,
+        threads: 1,
+        signer: "aws-lc".into(),
     });
     r
 }
@@ -265,6 +267,9 @@ fn a_report_without_a_time_series_reads_with_an_empty_one_and_merges() {
         end_device: 1,
         peak_memory_bytes: 0,
         elapsed_secs: 1.0,
+        // An older report does not say.
+        threads: 0,
+        signer: String::new(),
     });
     let mut newer = record(|i| i % 2 == 1);
     newer.shards.push(vphone::fleet::ShardRun {
@@ -273,6 +278,8 @@ fn a_report_without_a_time_series_reads_with_an_empty_one_and_merges() {
         end_device: 2,
         peak_memory_bytes: 0,
         elapsed_secs: 1.0,
+        threads: 2,
+        signer: "aws-lc".into(),
     });
     older.merge(&newer).unwrap();
     assert_eq!(older.series, newer.series);
