@@ -202,12 +202,15 @@ impl FaultSource {
     /// The counters now; `None` when they cannot be read (the run's report then has none).
     pub async fn read(&self) -> Option<FaultReading> {
         match self {
-            FaultSource::InProcess(state) => Some(FaultReading {
-                instance: Some(state.instance().to_owned()),
-                counts: state.fault_totals(),
-                generation: Some(state.faults_generation()),
-                retired: state.faults_retired_total(),
-            }),
+            FaultSource::InProcess(state) => {
+                let totals = state.fault_totals();
+                Some(FaultReading {
+                    instance: Some(state.instance().to_owned()),
+                    counts: totals.by_text,
+                    generation: Some(totals.generation),
+                    retired: totals.retired,
+                })
+            }
             FaultSource::Http(client) => {
                 let answer = client
                     .http()

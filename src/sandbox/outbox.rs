@@ -117,12 +117,13 @@ pub struct StatsBody {
 
 /// `GET /sandbox/stats`: the work counters and the faults injected per rule.
 pub async fn stats(State(state): State<SandboxState>) -> Json<StatsBody> {
+    let totals = state.fault_totals();
     Json(StatsBody {
         stats: state.stats(),
         instance: state.instance().to_owned(),
         faults: state.fault_counts(),
-        faults_generation: state.faults_generation(),
-        faults_total: state.fault_totals(),
-        faults_total_retired: state.faults_retired_total(),
+        faults_generation: totals.generation,
+        faults_total: totals.by_text,
+        faults_total_retired: totals.retired,
     })
 }

@@ -413,15 +413,11 @@ impl SandboxState {
         self.0.faults.counts()
     }
 
-    /// Faults injected per rule text since the sandbox started, through rule replacements.
-    pub fn fault_totals(&self) -> std::collections::BTreeMap<String, u64> {
-        self.0.faults.totals()
-    }
-
-    /// Faults injected by retired rule texts that [`SandboxState::fault_totals`] no longer
-    /// lists (beyond the most recently retired ones).
-    pub fn faults_retired_total(&self) -> u64 {
-        self.0.faults.retired_total()
+    /// Faults injected per rule text since the sandbox started (through rule replacements),
+    /// those of retired texts no longer listed, and the generation, read in one go (see
+    /// [`FaultEngine::snapshot`](super::faults::FaultEngine::snapshot)).
+    pub fn fault_totals(&self) -> super::faults::FaultTotals {
+        self.0.faults.snapshot()
     }
 
     /// A random id made when this sandbox started (32 hex digits): counters read from two
@@ -429,11 +425,6 @@ impl SandboxState {
     /// never subtracts or merges counts that do not belong to one counter set.
     pub fn instance(&self) -> &str {
         &self.0.instance
-    }
-
-    /// How many times the fault rules were replaced since the sandbox started.
-    pub fn faults_generation(&self) -> u64 {
-        self.0.faults.generation()
     }
 
     /// The seed fault decisions draw from.

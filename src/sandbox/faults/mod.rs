@@ -119,9 +119,9 @@ struct RuleSet {
 
 impl RuleSet {
     /// A set of `rules` whose faults also count in `totals` (per rule text).
-    fn new(rules: Vec<FaultRule>, totals: &Totals) -> RuleSet {
+    fn new(rules: Vec<FaultRule>, totals: &mut TotalsMap) -> RuleSet {
         let zeros = || rules.iter().map(|_| AtomicU64::new(0)).collect();
-        let totals = totals.lock().enter(&rules);
+        let totals = totals.enter(&rules);
         RuleSet {
             matched: zeros(),
             injected: zeros(),
@@ -136,6 +136,22 @@ impl RuleSet {
 /// How many rule texts that left the rules keep their own total; beyond, the totals of the
 /// longest retired ones are summed into [`FaultEngine::retired_total`].
 pub const RETIRED_TOTALS_KEPT: usize = 100;
+
+/// One reading of the fault totals ([`FaultEngine::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultTotals {
+    /// Faults injected per rule text since the engine was made, through every replacement
+    /// of the rules: every text in force and the [`RETIRED_TOTALS_KEPT`] that left the rules
+    /// last are listed, with 0 if they never fired; rules with the same text add up.
+    pub by_text: BTreeMap<String, u64>,
+    /// Faults injected by rule texts no longer listed in `by_text`: beyond the
+    /// [`RETIRED_TOTALS_KEPT`] texts that left the rules most recently, a text's total is
+    /// added here and dropped, so the totals stay bounded however often the rules are
+    /// replaced and every fault is still counted once (`by_text` summed plus this).
+    pub retired: u64,
+    /// How many times the rules had been replaced when the totals were read.
+    pub generation: u64,
+}
 
 /// Faults injected per rule text since the engine was made, whatever the rules in force.
 type Totals = Mutex<TotalsMap>;
@@ -235,8 +251,9 @@ impl FaultEngine {
     /// An engine with `rules`, drawing from `seed`.
     pub fn new(rules: Vec<FaultRule>, seed: u64) -> Self {
         let totals = Totals::default();
+        let set = RuleSet::new(rules, &mut totals.lock());
         FaultEngine {
-            set: RwLock::new(Arc::new(RuleSet::new(rules, &totals))),
+            set: RwLock::new(Arc::new(set)),
             rng: Mutex::new(SplitMix64(seed)),
             seed: AtomicU64::new(seed),
             totals,
@@ -258,7 +275,10 @@ impl FaultEngine {
     /// generation; with a `seed`, the generator starts over from it, else it goes on where
     /// it was.
     pub fn replace(&self, rules: Vec<FaultRule>, seed: Option<u64>) {
-        let set = Arc::new(RuleSet::new(rules, &self.totals));
+        // The totals stay locked until the new rules and their generation are in place, so
+        // a [`snapshot`](Self::snapshot) sees a replacement whole or not at all.
+        let mut totals = self.totals.lock();
+        let set = Arc::new(RuleSet::new(rules, &mut totals));
         // Generator first: a request deciding in between sees the old rules and old draws.
         if let Some(seed) = seed {
             *self.rng.lock() = SplitMix64(seed);
@@ -377,24 +397,21 @@ impl FaultEngine {
             .collect()
     }
 
-    /// Faults injected per rule text since the engine was made, through every replacement
-    /// of the rules: every text in force and the [`RETIRED_TOTALS_KEPT`] that left the rules
-    /// last are listed, with 0 if they never fired; rules with the same text add up.
-    pub fn totals(&self) -> BTreeMap<String, u64> {
-        self.totals
-            .lock()
-            .by_text
-            .iter()
-            .map(|(rule, t)| (rule.clone(), t.count.load(Ordering::Relaxed)))
-            .collect()
-    }
-
-    /// Faults injected by rule texts no longer listed in [`FaultEngine::totals`]: beyond the
-    /// [`RETIRED_TOTALS_KEPT`] texts that left the rules most recently, a text's total is
-    /// added here and dropped, so the totals stay bounded however often the rules are
-    /// replaced and every fault is still counted once (`totals` summed plus this).
-    pub fn retired_total(&self) -> u64 {
-        self.totals.lock().retired
+    /// The totals per rule text, the retired total and the generation, read in one go: a
+    /// replacement of the rules (which may retire texts, moving their totals into
+    /// `retired`) lands wholly before or wholly after it, so no fault is listed twice or
+    /// missed, and the generation is the one the totals belong to.
+    pub fn snapshot(&self) -> FaultTotals {
+        let totals = self.totals.lock();
+        FaultTotals {
+            by_text: totals
+                .by_text
+                .iter()
+                .map(|(rule, t)| (rule.clone(), t.count.load(Ordering::Relaxed)))
+                .collect(),
+            retired: totals.retired,
+            generation: self.generation.load(Ordering::Acquire),
+        }
     }
 
     /// How many times the rules were replaced (`PUT` or `DELETE /sandbox/faults`) since the
@@ -684,7 +701,7 @@ mod tests {
         assert_eq!(fates(&e, 1), [false]);
         assert_eq!(e.generation(), 2);
         assert_eq!(
-            e.totals(),
+            e.snapshot().by_text,
             BTreeMap::from([
                 ("GET /v1/*: status=503".to_owned(), 3),
                 ("POST /v1/*: status=502".to_owned(), 0),
@@ -710,7 +727,8 @@ mod tests {
             e.replace(nth_rule(i), None);
             fire(&e, &e.current(), i);
         }
-        let totals = e.totals();
+        let snapshot = e.snapshot();
+        let totals = &snapshot.by_text;
         // The rule in force and the most recently retired ones keep their own total.
         assert_eq!(totals.len(), RETIRED_TOTALS_KEPT + 1);
         let last = rounds - 1;
@@ -721,9 +739,58 @@ mod tests {
         );
         assert!(!totals.contains_key(&nth_rule(0)[0].to_string()));
         // The dropped ones are summed: every fault is still counted exactly once.
-        assert_eq!(e.retired_total(), (rounds - RETIRED_TOTALS_KEPT - 1) as u64);
+        assert_eq!(snapshot.retired, (rounds - RETIRED_TOTALS_KEPT - 1) as u64);
         assert_eq!(
-            totals.values().sum::<u64>() + e.retired_total(),
+            totals.values().sum::<u64>() + snapshot.retired,
+            rounds as u64
+        );
+        assert_eq!(snapshot.generation, rounds as u64);
+    }
+
+    #[test]
+    fn a_snapshot_taken_while_rules_are_replaced_sees_each_replacement_whole_or_not_at_all() {
+        // One thread replaces the rules with round i's own text and then fires it once, so
+        // texts keep retiring; the other reads snapshots meanwhile. A snapshot of generation
+        // g saw rounds 0..g installed: round g-1's text is listed, round g's is not yet, and
+        // every fault counted once gives g-1 or g (the fire of round g-1 may not be done).
+        let e = Arc::new(engine(&[], 1));
+        let rounds = RETIRED_TOTALS_KEPT * 20;
+        let writer = {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..rounds {
+                    e.replace(nth_rule(i), None);
+                    fire(&e, &e.current(), i);
+                }
+            })
+        };
+        // Bounded: the writer ends after `rounds` rounds.
+        while !writer.is_finished() {
+            let s = e.snapshot();
+            let g = s.generation as usize;
+            let counted = s.by_text.values().sum::<u64>() + s.retired;
+            if g == 0 {
+                assert_eq!(counted, 0);
+                continue;
+            }
+            assert!(
+                s.by_text.contains_key(&nth_rule(g - 1)[0].to_string()),
+                "generation {g} without its own rule's total"
+            );
+            assert!(
+                !s.by_text.contains_key(&nth_rule(g)[0].to_string()),
+                "generation {g} with the next replacement's total"
+            );
+            assert!(
+                counted + 1 == g as u64 || counted == g as u64,
+                "generation {g} counted {counted} faults"
+            );
+        }
+        writer.join().unwrap();
+        let end = e.snapshot();
+        assert_eq!(end.generation, rounds as u64);
+        assert_eq!(
+            end.by_text.values().sum::<u64>() + end.retired,
             rounds as u64
         );
     }
@@ -738,12 +805,18 @@ mod tests {
             e.replace(nth_rule(i), None);
         }
         fire(&e, &held, 0);
-        assert_eq!(e.totals()[&nth_rule(0)[0].to_string()], 1, "still listed");
-        assert_eq!(e.retired_total(), 0);
+        let before = e.snapshot();
+        assert_eq!(
+            before.by_text[&nth_rule(0)[0].to_string()],
+            1,
+            "still listed"
+        );
+        assert_eq!(before.retired, 0);
         drop(held);
         e.replace(nth_rule(RETIRED_TOTALS_KEPT + 11), None);
-        assert!(!e.totals().contains_key(&nth_rule(0)[0].to_string()));
-        assert_eq!(e.retired_total(), 1, "its fault moved to the retired total");
+        let after = e.snapshot();
+        assert!(!after.by_text.contains_key(&nth_rule(0)[0].to_string()));
+        assert_eq!(after.retired, 1, "its fault moved to the retired total");
     }
 
     #[test]
