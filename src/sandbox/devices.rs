@@ -9,7 +9,7 @@
 
 use super::auth::Caller;
 use super::core::devices::{self as rules, NewDevice};
-use super::core::keys::{NewKey, add_key as add_key_rule};
+use super::core::keys::{self as keys_rules, NewKey, add_key as add_key_rule};
 use super::core::{Env, KeyIndex, Reason, Verifier};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, path_id};
 use super::sms::has_six_digit_run;
@@ -453,16 +453,18 @@ pub async fn add_key(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = add_key_to(&state.0, caller, &id, body)?;
+    let id = add_key_to(&state.0, caller, &id, body, &*state.0)?;
     Ok((StatusCode::CREATED, Json(AddKeyResponse { id })))
 }
 
-/// Adds a key to the bound device `id`: returns the new key's id.
+/// Adds a key to the bound device `id`, verifying its signature with `verifier` while no
+/// entity lock is held (see `core::preverify`): returns the new key's id.
 pub(crate) fn add_key_to(
     inner: &Inner,
     caller: Caller,
     id: &str,
     body: AddKeyRequest,
+    verifier: &dyn Verifier,
 ) -> Result<KeyId, ApiError> {
     let id: DeviceId = path_id(id, "device")?;
     check_key_type(body.key_type)?;
@@ -472,19 +474,25 @@ pub(crate) fn add_key_to(
         "device_signature.signature",
     )?;
     let entry = bound_device(inner, caller, &id)?;
+    let new = || NewKey {
+        key: new_key.clone(),
+        hex: &body.key,
+        purpose: body.key_purpose,
+        signer: body.device_signature.signature_key_purpose,
+        der: &der,
+    };
+    // What to verify is read under the device's lock; the verification runs with no lock
+    // held, and the rule below checks everything again under the lock (the signing key may
+    // have changed meanwhile: then it is verified there and then).
+    let to_verify = keys_rules::add_key_to_verify(&entry.data.lock(), &new())?;
+    let verdicts = to_verify.check(verifier);
     let key_id = loop {
         let mut d = entry.data.lock();
         let (now, keys) = env(inner, caller.0);
-        let env = rules_env(inner, now, &keys);
-        let new = NewKey {
-            key: new_key.clone(),
-            hex: &body.key,
-            purpose: body.key_purpose,
-            signer: body.device_signature.signature_key_purpose,
-            der: &der,
-        };
+        let mut env = rules_env(inner, now, &keys);
+        env.verifier = &verdicts;
         let saved = inner.saved(&*d);
-        match add_key_rule(&mut d, new, env, &mut inner.rng()) {
+        match add_key_rule(&mut d, new(), env, &mut inner.rng()) {
             // Refused for a key another device claimed: answered once that claim is queued
             // (its device's lock is taken, so this one's is released first), and tried again
             // if the claim was undone meanwhile.

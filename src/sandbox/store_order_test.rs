@@ -331,6 +331,7 @@ fn a_key_refused_as_claimed_is_answered_once_the_claim_is_queued() {
                     signature: key.sign(added.hex().as_str().as_bytes()),
                 },
             },
+            &PlainVerifier,
         )
     };
     // The claim is queued: refused.

@@ -9,11 +9,12 @@ use super::core::attempts::Status;
 use super::core::challenges::ChallengeWhat;
 use super::core::testing::{PlainVerifier, TestKey, rng, verified_person};
 use super::core::{Verifier, device_challenges, devices as rules};
-use super::devices::answer_binding;
+use super::devices::{add_key_to, answer_binding};
 use super::state::{Inner, Owned, SandboxState};
 use super::verify::VerifyingKey;
 use crate::api::{
-    AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId, KeyPurpose, SignatureHex,
+    AddKeyRequest, AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId, DeviceSignature,
+    KeyPurpose, KeyType, SignatureHex,
 };
 use crate::sandbox::config::SandboxConfig;
 use axum::http::StatusCode;
@@ -223,4 +224,92 @@ fn a_device_challenge_is_verified_with_no_lock_held() {
     assert_eq!(hooked.calls.get(), 1);
     assert_eq!(challenge.data.lock().attempts.status, Status::Completed);
     assert!(b.device.data.lock().keys[0].used_at.is_some());
+}
+
+/// A bound device (the binding answered right) and a request adding `new` as its
+/// restricted key, signed by `key`.
+fn bound(key: &TestKey) -> Binding {
+    let b = start_binding(key);
+    answer_binding(
+        &b.state.0,
+        CALLER,
+        b.id.as_str(),
+        binding_answer(key.sign(b.otp.as_bytes())),
+        &PlainVerifier,
+    )
+    .expect("binds");
+    b
+}
+
+fn restricted_key(signer: &TestKey, new: &TestKey) -> AddKeyRequest {
+    AddKeyRequest {
+        key: new.hex(),
+        key_type: KeyType::EcdsaP256,
+        key_purpose: KeyPurpose::Restricted,
+        device_signature: DeviceSignature {
+            signature_key_purpose: KeyPurpose::Unrestricted,
+            signature: signer.sign(new.hex().as_str().as_bytes()),
+        },
+    }
+}
+
+#[test]
+fn a_new_key_is_verified_with_no_lock_held_and_added_once_verified() {
+    let key = TestKey::new();
+    let b = bound(&key);
+    let device_id = b.device.data.lock().id.clone();
+    let hooked = Hooked::new(|| {
+        assert!(b.device.data.try_lock().is_some(), "device locked");
+    });
+    let new = TestKey::new();
+    let added = add_key_to(
+        &b.state.0,
+        CALLER,
+        device_id.as_str(),
+        restricted_key(&key, &new),
+        &hooked,
+    );
+    added.expect("added");
+    assert_eq!(hooked.calls.get(), 1, "verified once");
+    let d = b.device.data.lock();
+    assert_eq!(d.keys.len(), 2);
+    assert_eq!(d.keys[1].key.point(), new.verifying().point());
+}
+
+#[test]
+fn a_key_added_while_another_is_verified_leaves_the_other_refused_and_the_device_unchanged() {
+    let key = TestKey::new();
+    let b = bound(&key);
+    let inner = &*b.state.0;
+    let device_id = b.device.data.lock().id.clone();
+    let (first, second) = (TestKey::new(), TestKey::new());
+    // While the first key's signature is verified, a second request adds another
+    // restricted key: the first is checked again under the lock and refused.
+    let hooked = Hooked::new(|| {
+        // Free (else the request below would wait for it for ever).
+        assert!(b.device.data.try_lock().is_some(), "device locked");
+        let other = add_key_to(
+            inner,
+            CALLER,
+            device_id.as_str(),
+            restricted_key(&key, &second),
+            &PlainVerifier,
+        );
+        other.expect("the second is added");
+    });
+    let refused = add_key_to(
+        inner,
+        CALLER,
+        device_id.as_str(),
+        restricted_key(&key, &first),
+        &hooked,
+    )
+    .expect_err("checked again under the lock");
+    assert_eq!(refused.code, "key_purpose_taken");
+    let d = b.device.data.lock();
+    assert_eq!(d.keys.len(), 2, "one restricted key, the second");
+    assert_eq!(d.keys[1].key.point(), second.verifying().point());
+    // The refused key was never claimed: another device could still bind it.
+    let point: Box<[u8]> = first.verifying().point().into();
+    assert!(!inner.bound_keys.contains_key(&(CALLER.0, point)));
 }

@@ -2,6 +2,7 @@
 //! and never a key bound anywhere else.
 
 use super::devices::{DeviceEntry, KeyEntry};
+use super::preverify::ToVerify;
 use super::{Env, Reason, Refusal, purpose_word};
 use crate::api::{KeyId, KeyPurpose, PublicKeyHex};
 use crate::sandbox::verify::VerifyingKey;
@@ -22,13 +23,21 @@ pub struct NewKey<'a> {
     pub der: &'a [u8],
 }
 
-/// Adds `new` to `device`; returns the new key's id.
-pub fn add_key(
-    device: &mut DeviceEntry,
-    new: NewKey<'_>,
-    env: Env<'_>,
-    rng: &mut dyn RngCore,
-) -> Result<KeyId, Refusal> {
+/// What [`add_key`] would verify, read under the device's lock so the verification can run
+/// with no lock held (see [`super::preverify`]): the device's key of `new.signer` over the
+/// new key's hex text. Refuses what [`add_key`] refuses before verifying, and nothing else.
+pub fn add_key_to_verify(device: &DeviceEntry, new: &NewKey<'_>) -> Result<ToVerify, Refusal> {
+    let signing_key = before_verifying(device, new)?;
+    Ok(ToVerify {
+        keys: vec![signing_key],
+        message: new.hex.as_str().as_bytes().to_vec(),
+        der: new.der.to_vec(),
+    })
+}
+
+/// What [`add_key_to_verify`] and [`add_key`] check before verifying, in one order: the
+/// device's key that must have signed.
+fn before_verifying(device: &DeviceEntry, new: &NewKey<'_>) -> Result<VerifyingKey, Refusal> {
     if device.deleted_at.is_some() {
         return Err(Refusal::new(
             Reason::DeviceDeleted,
@@ -45,7 +54,7 @@ pub fn add_key(
         )
         .field("key_purpose"));
     }
-    let signing_key = device
+    device
         .key(new.signer)
         .map(|k| k.key.clone())
         .ok_or_else(|| {
@@ -57,7 +66,17 @@ pub fn add_key(
                 ),
             )
             .field("device_signature.signature_key_purpose")
-        })?;
+        })
+}
+
+/// Adds `new` to `device`; returns the new key's id.
+pub fn add_key(
+    device: &mut DeviceEntry,
+    new: NewKey<'_>,
+    env: Env<'_>,
+    rng: &mut dyn RngCore,
+) -> Result<KeyId, Refusal> {
+    let signing_key = before_verifying(device, &new)?;
     if !env
         .verifier
         .verify(&signing_key, new.hex.as_str().as_bytes(), new.der)
