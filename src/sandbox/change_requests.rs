@@ -4,6 +4,7 @@
 //! what a step needs (lock order, see `state`: change request, person, device) and render.
 
 use super::auth::Caller;
+use super::core::Verifier;
 use super::core::change_requests::{self as rules, Applied, HeldChange, Needs};
 use super::devices::{env, rules_env};
 use super::error::{ApiError, ApiJson, ApiPath, path_id};
@@ -97,14 +98,43 @@ pub async fn confirm(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ConfirmChangeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let view = confirm_change(&state.0, caller, &id, body, &*state.0)?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Confirms change request `id` and carries the change out. A device signature is verified
+/// with `verifier` while no entity lock is held (see `core::preverify`): what to verify is
+/// read under the change request's and the device's locks, and the rule checks everything
+/// again under them with the verdict.
+pub(crate) fn confirm_change(
+    inner: &Inner,
+    caller: Caller,
+    id: &str,
+    body: ConfirmChangeRequest,
+    verifier: &dyn Verifier,
+) -> Result<ChangeRequest, ApiError> {
     check_device_data(body.device_data.as_deref())?;
-    let inner = &state.0;
-    let id: ChangeRequestId = path_id(&id, "change request")?;
+    let id: ChangeRequestId = path_id(id, "change request")?;
     let entry = inner.answerable(&inner.change_requests, caller.0, &id, "change request")?;
+    let to_verify = {
+        let cr = entry.data.lock();
+        match cr.plan_confirmation(&body, inner.clock.now()) {
+            Ok(Needs::Device(device_id)) => inner
+                .owned(&inner.devices, caller.0, &device_id, "device")
+                .ok()
+                .and_then(|device| cr.proof_to_verify(&body, &device.data.lock())),
+            // Refused, or no signature: the rule below says so under the lock.
+            _ => None,
+        }
+    };
+    let verdicts = to_verify.map(|v| v.check(verifier));
     let mut cr = entry.data.lock();
     let saved = inner.saved(&*cr);
     let (now, keys) = env(inner, caller.0);
-    let env = rules_env(inner, now, &keys);
+    let mut env = rules_env(inner, now, &keys);
+    if let Some(verdicts) = &verdicts {
+        env.verifier = verdicts;
+    }
     let partner = inner.partner_name(caller.0);
     let checked = match cr.plan_confirmation(&body, now)? {
         Needs::Nothing => cr.check_proof(&body, None, None, env),
@@ -153,7 +183,7 @@ pub async fn confirm(
         restore(&mut *cr, saved);
     }
     committed?;
-    Ok((StatusCode::CREATED, Json(cr.view())))
+    Ok(cr.view())
 }
 
 /// The held call's answer as the API shows it in `response_code` and `response_body`.

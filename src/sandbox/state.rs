@@ -19,11 +19,10 @@
 //! A request refused because a key is bound takes the claiming device's lock once it holds
 //! no device lock of its own ([`Inner::bound_once_queued`]).
 //!
-//! No lock is held while a binding's, a device challenge's or a new key's signature is
-//! verified: the handler reads what to verify under the challenge's and device's locks (the
-//! device's alone for a new key), releases them, verifies, and takes the locks again (in the
-//! order above) to check and commit (`core::preverify`). A change request's confirmation
-//! still verifies under the change request's and the device's locks.
+//! No lock is held while a signature is verified (a binding's, a device challenge's, a new
+//! key's or a change request's): the handler reads what to verify under the entities' locks
+//! (challenge or change request, and device), releases them, verifies, and takes the locks
+//! again (in the order above) to check and commit (`core::preverify`).
 //!
 //! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;

@@ -5,16 +5,19 @@
 
 use super::auth::Caller;
 use super::challenges::answer_device_challenge;
+use super::change_requests::{confirm_change, hold_change};
 use super::core::attempts::Status;
 use super::core::challenges::ChallengeWhat;
+use super::core::change_requests::HeldChange;
 use super::core::testing::{PlainVerifier, TestKey, rng, verified_person};
 use super::core::{Verifier, device_challenges, devices as rules};
 use super::devices::{add_key_to, answer_binding};
 use super::state::{Inner, Owned, SandboxState};
 use super::verify::VerifyingKey;
 use crate::api::{
-    AddKeyRequest, AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId, DeviceSignature,
-    KeyPurpose, KeyType, SignatureHex,
+    AddKeyRequest, AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId,
+    ChangeRequestStatus, ConfirmChangeRequest, DeviceSignature, KeyPurpose, KeyType, SignatureHex,
+    UpdatePerson,
 };
 use crate::sandbox::config::SandboxConfig;
 use axum::http::StatusCode;
@@ -312,4 +315,110 @@ fn a_key_added_while_another_is_verified_leaves_the_other_refused_and_the_device
     // The refused key was never claimed: another device could still bind it.
     let point: Box<[u8]> = first.verifying().point().into();
     assert!(!inner.bound_keys.contains_key(&(CALLER.0, point)));
+}
+
+/// A bound device and a change of its person's first name to `name`, authorized for
+/// signing with the device: the change request's entry and the string to sign.
+fn change_signed_by_device(
+    b: &Binding,
+    name: &str,
+) -> (Arc<Owned<super::state::ChangeRequestEntry>>, String) {
+    let inner = &*b.state.0;
+    let person_id = b.person.data.lock().person.id.clone();
+    let held = hold_change(
+        inner,
+        CALLER.0,
+        person_id,
+        HeldChange::UpdatePerson(UpdatePerson {
+            first_name: Some(name.into()),
+            last_name: None,
+            email: None,
+        }),
+    )
+    .expect("held");
+    let entry = inner
+        .change_requests
+        .get(&held.id)
+        .map(|e| e.clone())
+        .expect("there");
+    let mut cr = entry.data.lock();
+    cr.authorize_device(
+        &b.device.data.lock(),
+        &inner.config,
+        inner.clock.now(),
+        &mut rng(7),
+    )
+    .expect("authorized with the bound device");
+    let to_sign = cr.view().string_to_sign.expect("a string to sign");
+    drop(cr);
+    (entry, to_sign)
+}
+
+fn signed_confirmation(b: &Binding, key: &TestKey, to_sign: &str) -> ConfirmChangeRequest {
+    ConfirmChangeRequest {
+        person_id: None,
+        tan: None,
+        device_id: Some(b.device.data.lock().id.clone()),
+        signature: Some(key.sign(to_sign.as_bytes())),
+        device_data: None,
+    }
+}
+
+#[test]
+fn a_change_request_signature_is_verified_with_no_lock_held_and_the_change_made_once_verified() {
+    let key = TestKey::new();
+    let b = bound(&key);
+    let (cr, to_sign) = change_signed_by_device(&b, "Signed");
+    let hooked = Hooked::new(|| {
+        assert!(cr.data.try_lock().is_some(), "change request locked");
+        assert!(b.device.data.try_lock().is_some(), "device locked");
+        assert!(b.person.data.try_lock().is_some(), "person locked");
+    });
+    let id = cr.data.lock().id.clone();
+    let view = confirm_change(
+        &b.state.0,
+        CALLER,
+        id.as_str(),
+        signed_confirmation(&b, &key, &to_sign),
+        &hooked,
+    )
+    .expect("confirmed");
+    assert_eq!(view.status, ChangeRequestStatus::Completed);
+    assert_eq!(hooked.calls.get(), 1, "verified once");
+    assert_eq!(b.person.data.lock().person.first_name, "Signed");
+}
+
+#[test]
+fn a_change_request_confirmed_while_another_confirmation_is_verified_is_carried_out_once() {
+    let key = TestKey::new();
+    let b = bound(&key);
+    let inner = &*b.state.0;
+    let (cr, to_sign) = change_signed_by_device(&b, "Once");
+    let id = cr.data.lock().id.clone();
+    let hooked = Hooked::new(|| {
+        // Free (else the request below would wait for it for ever).
+        assert!(cr.data.try_lock().is_some(), "change request locked");
+        let second = confirm_change(
+            inner,
+            CALLER,
+            id.as_str(),
+            signed_confirmation(&b, &key, &to_sign),
+            &PlainVerifier,
+        );
+        assert_eq!(
+            second.expect("confirmed").status,
+            ChangeRequestStatus::Completed
+        );
+    });
+    let first = confirm_change(
+        inner,
+        CALLER,
+        id.as_str(),
+        signed_confirmation(&b, &key, &to_sign),
+        &hooked,
+    )
+    .expect_err("checked again under the lock");
+    assert_eq!(first.code, "challenge_already_used");
+    assert_eq!(cr.data.lock().status, ChangeRequestStatus::Completed);
+    assert_eq!(b.person.data.lock().person.first_name, "Once");
 }

@@ -7,6 +7,7 @@
 use super::attempts::{Attempts, Status};
 use super::devices::{DeviceEntry, der_of};
 use super::persons::{MobileEntry, PersonEntry};
+use super::preverify::ToVerify;
 use super::retention::{finished_longer_than, seconds};
 use super::{Env, Reason, Refusal, SendOtp, mint, purpose_word};
 use crate::api::{
@@ -435,6 +436,35 @@ impl ChangeRequestEntry {
                 Ok(Needs::Device(device_id.clone()))
             }
         }
+    }
+
+    /// What [`Self::check_proof`] would verify for a device-signing proof by `device`, read
+    /// under the change request's and the device's locks so the verification can run with
+    /// no lock held (see [`super::preverify`]); `None` for another kind of proof, or when
+    /// the rule would refuse before verifying (the rule then says why, under the locks).
+    pub fn proof_to_verify(
+        &self,
+        body: &ConfirmChangeRequest,
+        device: &DeviceEntry,
+    ) -> Option<ToVerify> {
+        let Proof::Signature {
+            purpose,
+            string_to_sign,
+            ..
+        } = &self.confirmation.as_ref()?.proof
+        else {
+            return None;
+        };
+        if device.deleted_at.is_some() {
+            return None;
+        }
+        let key = device.key(*purpose)?;
+        let der = der_of(body.signature.as_ref()?, "signature").ok()?;
+        Some(ToVerify {
+            keys: vec![key.key.clone()],
+            message: string_to_sign.as_bytes().to_vec(),
+            der,
+        })
     }
 
     /// Checks the proof of a planned confirmation: the TAN (with `person`, the one an SMS
