@@ -43,6 +43,8 @@ mod state;
 pub mod store;
 #[cfg(test)]
 mod store_order_test;
+#[cfg(test)]
+mod test_binding;
 pub mod text;
 #[cfg(test)]
 mod unlocked_verify_test;

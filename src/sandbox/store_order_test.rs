@@ -4,13 +4,12 @@
 //! where a race would interleave (inside a verification, or at a lock the test holds).
 
 use super::auth::Caller;
-use super::core::devices::{self as rules, NewDevice};
 use super::core::testing::{PlainVerifier, TestKey, rng, t0, verified_person};
 use super::core::{KeyIndex, Verifier};
 use super::devices::{add_key_to, answer_binding, start_binding};
 use super::error::ApiError;
 use super::state::{Inner, Owned, SandboxState, Swept};
-use super::store::{SqliteStore, SyncMode, Write};
+use super::store::{SqliteStore, SyncMode};
 use super::verify::VerifyingKey;
 use crate::api::{
     AddKeyRequest, AnswerSignatureChallenge, ChallengeId, CreateDeviceRequest, DeviceId,
@@ -40,42 +39,12 @@ struct Binding {
 }
 
 fn binding(state: &SandboxState, key: &TestKey, seed: u64) -> Binding {
-    let inner = &*state.0;
-    let mut rng = rng(seed);
-    let person = verified_person(&mut rng);
-    let person_id = person.person.id.clone();
-    let started = rules::start_binding(
-        &person,
-        NewDevice {
-            person_id: person_id.clone(),
-            name: "phone".into(),
-            key: key.verifying(),
-            purpose: KeyPurpose::Unrestricted,
-            device_data: None,
-        },
-        &inner.keys(CALLER.0),
-        &inner.config,
-        inner.clock.now(),
-        &mut rng,
-    )
-    .expect("a verified person may bind");
-    let partner = inner.partner_name(CALLER.0);
-    inner
-        .commit(&[
-            Write::Person(partner, &person),
-            Write::Device(partner, &started.device),
-            Write::Challenge(partner, &started.challenge_id, &started.challenge),
-        ])
-        .expect("queued");
-    let b = Binding {
-        id: started.challenge_id.clone(),
-        otp: started.send.otp.expose().to_owned(),
-        device: started.device.id.clone(),
-    };
-    Inner::insert(&inner.persons, CALLER.0, person_id, person);
-    Inner::insert(&inner.devices, CALLER.0, b.device.clone(), started.device);
-    Inner::insert(&inner.challenges, CALLER.0, b.id.clone(), started.challenge);
-    b
+    let started = super::test_binding::start(&state.0, CALLER, key, seed);
+    Binding {
+        id: started.id,
+        otp: started.otp,
+        device: started.device,
+    }
 }
 
 /// A person with a verified number, of its own.

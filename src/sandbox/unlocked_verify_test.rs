@@ -9,8 +9,8 @@ use super::change_requests::{confirm_change, hold_change};
 use super::core::attempts::Status;
 use super::core::challenges::ChallengeWhat;
 use super::core::change_requests::HeldChange;
-use super::core::testing::{PlainVerifier, TestKey, rng, verified_person};
-use super::core::{Verifier, device_challenges, devices as rules};
+use super::core::testing::{PlainVerifier, TestKey, rng};
+use super::core::{Verifier, device_challenges};
 use super::devices::{add_key_to, answer_binding};
 use super::state::{Inner, Owned, SandboxState};
 use super::verify::VerifyingKey;
@@ -40,39 +40,17 @@ struct Binding {
 fn start_binding(key: &TestKey) -> Binding {
     let state = SandboxState::new(SandboxConfig::default());
     let inner = &*state.0;
-    let mut rng = rng(5);
-    let person = verified_person(&mut rng);
-    let person_id = person.person.id.clone();
-    let started = rules::start_binding(
-        &person,
-        rules::NewDevice {
-            person_id: person_id.clone(),
-            name: "phone".into(),
-            key: key.verifying(),
-            purpose: KeyPurpose::Unrestricted,
-            device_data: None,
-        },
-        &inner.keys(CALLER.0),
-        &inner.config,
-        inner.clock.now(),
-        &mut rng,
-    )
-    .expect("a verified person may bind");
-    let device_id = started.device.id.clone();
-    let id = started.challenge_id.clone();
-    Inner::insert(&inner.persons, CALLER.0, person_id.clone(), person);
-    Inner::insert(&inner.devices, CALLER.0, device_id.clone(), started.device);
-    Inner::insert(&inner.challenges, CALLER.0, id.clone(), started.challenge);
+    let started = super::test_binding::start(inner, CALLER, key, 5);
     fn get<K: std::hash::Hash + Eq, T>(table: &super::state::Table<K, T>, k: &K) -> Arc<Owned<T>> {
         table.get(k).map(|e| e.clone()).expect("inserted")
     }
     Binding {
-        challenge: get(&inner.challenges, &id),
-        person: get(&inner.persons, &person_id),
-        device: get(&inner.devices, &device_id),
-        otp: started.send.otp.expose().to_owned(),
+        challenge: get(&inner.challenges, &started.id),
+        person: get(&inner.persons, &started.person),
+        device: get(&inner.devices, &started.device),
+        otp: started.otp,
+        id: started.id,
         state,
-        id,
     }
 }
 
