@@ -369,13 +369,15 @@ pub async fn run(
     );
     report.devices = fleet.total();
     let range = fleet.range();
+    let workers = options.pacing.workers();
+    let threads = options.threads.count_here(workers);
     let mut shard_run = ShardRun {
         shard: options.shard.to_string(),
         first_device: range.start,
         end_device: range.end,
         peak_memory_bytes: 0,
         elapsed_secs: 0.0,
-        threads: options.threads.count_here(options.pacing.workers()) as u64,
+        threads: threads as u64,
         signer: fleet.signer().as_str().to_owned(),
     };
     if fleet.is_empty() {
@@ -393,7 +395,6 @@ pub async fn run(
         tokio::time::sleep(wait).await;
     }
     let limit = options.limit(fleet.len() as u64);
-    let workers = options.pacing.workers();
     let progress = options.progress;
     let t0 = Instant::now();
     // The time series' seconds: Unix seconds from here on, on the monotonic clock.
@@ -415,7 +416,6 @@ pub async fn run(
         t0,
     });
     let display = Progress::start(progress, shared.clone());
-    let threads = shared.options.threads.count_here(workers);
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
