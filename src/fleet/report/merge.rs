@@ -1,7 +1,7 @@
 //! Merging the reports of a run's shards: counts add, histograms merge exactly, nothing is
 //! averaged; reports of different runs are refused with the reason.
 
-use super::{Report, ShardRun, add_counts, micros_to_secs, secs_to_micros};
+use super::{Report, ShardRun, add_counts, add_each, micros_to_secs, secs_to_micros};
 use crate::fleet::FleetError;
 use std::collections::BTreeMap;
 
@@ -94,10 +94,7 @@ impl Report {
                 op: "time series".into(),
                 detail,
             })?;
-        for (key, n) in &other.errors {
-            let mine = self.errors.entry(key.clone()).or_default();
-            *mine = add_counts(*mine, *n, "errors").map_err(count("error counts"))?;
-        }
+        add_each(&mut self.errors, &other.errors, "errors").map_err(count("error counts"))?;
         // In whole microseconds, so the merged time is as exact as the parts' (see [`secs`]).
         let end_us = |r: &Report| {
             r.started_unix_ms
@@ -130,10 +127,7 @@ impl Report {
             .extend(other.fault_windows.iter().cloned());
         if let Some(theirs) = &other.faults_unread {
             let ours = self.faults_unread.get_or_insert_with(BTreeMap::new);
-            for (rule, n) in theirs {
-                let mine = ours.entry(rule.clone()).or_default();
-                *mine = add_counts(*mine, *n, "faults").map_err(count("fault counts"))?;
-            }
+            add_each(ours, theirs, "faults").map_err(count("fault counts"))?;
         }
         self.recount_faults().map_err(count("fault counts"))?;
         Ok(())

@@ -63,6 +63,19 @@ fn add_counts(a: u64, b: u64, what: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("the {what} counts add up past {}", u64::MAX))
 }
 
+/// Adds each count of `from` to the same key's count in `into` (see [`add_counts`]).
+fn add_each<K: Ord + Clone>(
+    into: &mut BTreeMap<K, u64>,
+    from: &BTreeMap<K, u64>,
+    what: &str,
+) -> Result<(), String> {
+    for (key, n) in from {
+        let mine = into.entry(key.clone()).or_default();
+        *mine = add_counts(*mine, *n, what)?;
+    }
+    Ok(())
+}
+
 /// Counts and latencies of one operation.
 #[derive(Debug, Clone)]
 pub struct OpStats {
@@ -301,9 +314,8 @@ impl Report {
             return Ok(());
         }
         let mut faults = crate::fleet::faults::injected_in(&self.fault_windows);
-        for (rule, n) in self.faults_unread.iter().flatten() {
-            let mine = faults.entry(rule.clone()).or_default();
-            *mine = add_counts(*mine, *n, "faults")?;
+        if let Some(unread) = &self.faults_unread {
+            add_each(&mut faults, unread, "faults")?;
         }
         self.faults = Some(faults);
         Ok(())
