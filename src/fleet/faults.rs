@@ -312,12 +312,17 @@ mod tests {
         );
     }
 
-    fn reading(counts: &[(&str, u64)], generation: Option<u64>) -> FaultReading {
+    fn reading(pairs: &[(&str, u64)], generation: Option<u64>) -> FaultReading {
+        with_retired(pairs, generation, 0)
+    }
+
+    /// A reading whose sandbox also summed `retired` faults of dropped rule texts.
+    fn with_retired(pairs: &[(&str, u64)], generation: Option<u64>, retired: u64) -> FaultReading {
         FaultReading {
             instance: None,
-            counts: counts.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+            counts: counts(pairs),
             generation,
-            retired: 0,
+            retired,
         }
     }
 
@@ -412,40 +417,13 @@ mod tests {
     fn overlapping_windows_across_a_retirement_lose_nothing_and_double_nothing() {
         // Shard 1: a=3 (retired 2) .. c=1 (retired 11): "a" got 2 more, "b" came with 4,
         // both retired. Shard 2 read a=4 at generation 1, and c=1 at the end.
+        let after = of("i", with_retired(&[("c", 1)], Some(9), 11));
         let one = FaultWindow::new(
-            of(
-                "i",
-                FaultReading {
-                    retired: 2,
-                    ..reading(&[("a", 3)], Some(1))
-                },
-            ),
-            of(
-                "i",
-                FaultReading {
-                    retired: 11,
-                    ..reading(&[("c", 1)], Some(9))
-                },
-            ),
+            of("i", with_retired(&[("a", 3)], Some(1), 2)),
+            after.clone(),
         )
         .unwrap();
-        let two = FaultWindow::new(
-            of(
-                "i",
-                FaultReading {
-                    retired: 2,
-                    ..reading(&[("a", 4)], Some(1))
-                },
-            ),
-            of(
-                "i",
-                FaultReading {
-                    retired: 11,
-                    ..reading(&[("c", 1)], Some(9))
-                },
-            ),
-        )
-        .unwrap();
+        let two = FaultWindow::new(of("i", with_retired(&[("a", 4)], Some(1), 2)), after).unwrap();
         assert_eq!(
             injected_in(&[two, one]),
             counts(&[("c", 1), (RETIRED_RULES, 6)])
@@ -456,19 +434,10 @@ mod tests {
     fn faults_of_rule_texts_the_sandbox_retired_during_the_run_are_not_lost() {
         // Before: "a" had 3 faults. During the run "a" got 2 more, "b" came and went with 4,
         // and the sandbox dropped both texts into its retired total (2 before, 2 + 5 + 4 after).
-        let before = FaultReading {
-            retired: 2,
-            ..reading(&[("a", 3)], Some(1))
-        };
-        let after = FaultReading {
-            retired: 11,
-            ..reading(&[("c", 1)], Some(9))
-        };
+        let before = with_retired(&[("a", 3)], Some(1), 2);
+        let after = with_retired(&[("c", 1)], Some(9), 11);
         let got = injected_between(&before, &after);
-        assert_eq!(
-            got.injected,
-            FaultCounts::from([("c".to_owned(), 1), (RETIRED_RULES.to_owned(), 6)])
-        );
+        assert_eq!(got.injected, counts(&[("c", 1), (RETIRED_RULES, 6)]));
         assert!(got.rules_replaced);
     }
 }
