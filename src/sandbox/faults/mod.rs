@@ -19,9 +19,10 @@
 //!   marks each injected fault with `fault = "<rule>"`. Replacing the rules starts their
 //!   counts over, so the stats also carry a total per rule text since the sandbox started
 //!   and a generation that counts the replacements: a reader that compares two readings
-//!   knows whether the rules changed in between ([`FaultEngine::totals`]). Texts that left
-//!   the rules keep their own total only among the last [`RETIRED_TOTALS_KEPT`]; older
-//!   ones add up in one retired total ([`FaultEngine::retired_total`]).
+//!   knows whether the rules changed in between ([`FaultEngine::snapshot`] reads both at
+//!   once). Texts that left the rules keep their own total only among the last
+//!   [`RETIRED_TOTALS_KEPT`]; older ones add up in one retired total
+//!   ([`FaultTotals::retired`]).
 //! - The rule set can be read, replaced and cleared at run time ([`admin`], `/sandbox/faults`,
 //!   behind the admin token).
 
@@ -134,7 +135,7 @@ impl RuleSet {
 }
 
 /// How many rule texts that left the rules keep their own total; beyond, the totals of the
-/// longest retired ones are summed into [`FaultEngine::retired_total`].
+/// longest retired ones are summed into [`FaultTotals::retired`].
 pub const RETIRED_TOTALS_KEPT: usize = 100;
 
 /// One reading of the fault totals ([`FaultEngine::snapshot`]).
