@@ -2,17 +2,9 @@
 //! make no run (each refused before any sandbox starts or any request is sent).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
-use assert_cmd::Command;
+mod common;
 
-fn load(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.arg("load")
-        .args(args)
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("VPHONE_SHARD_COUNT")
-        .env_remove("VPHONE_START_AT");
-    cmd
-}
+use common::load::vphone_load as load;
 
 /// Now plus `secs` (negative: in the past), as RFC 3339.
 fn rfc3339(secs: i64) -> String {

@@ -3,6 +3,8 @@
 //! and the retries per operation; without retries the faults become failures.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use assert_cmd::Command;
 use vphone::fleet::Report;
 use vphone::sandbox::SandboxConfig;
@@ -11,15 +13,8 @@ use vphone::sandbox::faults::FaultRule;
 const FIVE_PERCENT_503: &str = "* /v1/*: status=503 p=0.05";
 
 fn load(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.arg("load")
-        .args(args)
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("VPHONE_SHARD_COUNT")
-        .env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .timeout(std::time::Duration::from_secs(120));
+    let mut cmd = common::load::vphone_load(args);
+    cmd.timeout(std::time::Duration::from_secs(120));
     cmd
 }
 

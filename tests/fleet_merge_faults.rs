@@ -5,6 +5,8 @@
 //! still merges, and the table says its counts may repeat.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,16 +17,8 @@ use vphone::sandbox::{SandboxConfig, SandboxHandle};
 const RULE: &str = "* /v1/*: status=503 p=0.1";
 
 fn load(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("vphone").unwrap();
-    cmd.arg("load")
-        .args(args)
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env_remove("VPHONE_SHARD_COUNT")
-        .env_remove("VPHONE_CLIENT_ID")
-        .env_remove("VPHONE_CLIENT_SECRET")
-        .env_remove("VPHONE_CREDENTIALS")
-        .env_remove("VPHONE_START_AT")
-        .timeout(Duration::from_secs(180));
+    let mut cmd = common::load::vphone_load(args);
+    cmd.timeout(Duration::from_secs(180));
     cmd
 }
 

@@ -10,10 +10,10 @@ use super::devices::{add_key_to, answer_binding, start_binding};
 use super::error::ApiError;
 use super::state::{Inner, Owned, SandboxState, Swept};
 use super::store::{SqliteStore, SyncMode};
+use super::test_binding::restricted_key;
 use super::verify::VerifyingKey;
 use crate::api::{
-    AddKeyRequest, AnswerSignatureChallenge, ChallengeId, CreateDeviceRequest, DeviceId,
-    DeviceSignature, KeyPurpose, KeyType, PersonId,
+    AnswerSignatureChallenge, ChallengeId, CreateDeviceRequest, DeviceId, KeyType, PersonId,
 };
 use crate::clock::ManualClock;
 use crate::sandbox::config::SandboxConfig;
@@ -291,15 +291,7 @@ fn a_key_refused_as_claimed_is_answered_once_the_claim_is_queued() {
             inner,
             CALLER,
             b.device.as_str(),
-            AddKeyRequest {
-                key: added.hex(),
-                key_type: KeyType::EcdsaP256,
-                key_purpose: KeyPurpose::Restricted,
-                device_signature: DeviceSignature {
-                    signature_key_purpose: KeyPurpose::Unrestricted,
-                    signature: key.sign(added.hex().as_str().as_bytes()),
-                },
-            },
+            restricted_key(&key, &added),
             &PlainVerifier,
         )
     };

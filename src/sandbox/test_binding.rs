@@ -1,13 +1,15 @@
 //! For the sandbox's own tests: a binding started for a new person with a verified number,
 //! put in the bank as `POST /v1/mfa/devices` puts it (queued for the state file first, when
-//! there is one).
+//! there is one), and a request adding a restricted key.
 
 use super::auth::Caller;
 use super::core::devices::{self as rules, NewDevice};
 use super::core::testing::{TestKey, rng, verified_person};
 use super::state::Inner;
 use super::store::Write;
-use crate::api::{ChallengeId, DeviceId, KeyPurpose, PersonId};
+use crate::api::{
+    AddKeyRequest, ChallengeId, DeviceId, DeviceSignature, KeyPurpose, KeyType, PersonId,
+};
 
 /// The ids of a started binding and the OTP it sent.
 pub(crate) struct Started {
@@ -59,4 +61,17 @@ pub(crate) fn start(inner: &Inner, caller: Caller, key: &TestKey, seed: u64) -> 
     Inner::insert(&inner.devices, caller.0, b.device.clone(), started.device);
     Inner::insert(&inner.challenges, caller.0, b.id.clone(), started.challenge);
     b
+}
+
+/// A request adding `new` as a device's restricted key, signed by its unrestricted `signer`.
+pub(crate) fn restricted_key(signer: &TestKey, new: &TestKey) -> AddKeyRequest {
+    AddKeyRequest {
+        key: new.hex(),
+        key_type: KeyType::EcdsaP256,
+        key_purpose: KeyPurpose::Restricted,
+        device_signature: DeviceSignature {
+            signature_key_purpose: KeyPurpose::Unrestricted,
+            signature: signer.sign(new.hex().as_str().as_bytes()),
+        },
+    }
 }

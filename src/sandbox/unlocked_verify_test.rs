@@ -13,11 +13,11 @@ use super::core::testing::{PlainVerifier, TestKey, rng};
 use super::core::{Verifier, device_challenges};
 use super::devices::{add_key_to, answer_binding};
 use super::state::{Inner, Owned, SandboxState};
+use super::test_binding::restricted_key;
 use super::verify::VerifyingKey;
 use crate::api::{
-    AddKeyRequest, AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId,
-    ChangeRequestStatus, ConfirmChangeRequest, DeviceSignature, KeyPurpose, KeyType, SignatureHex,
-    UpdatePerson,
+    AnswerDeviceChallenge, AnswerSignatureChallenge, ChallengeId, ChangeRequestStatus,
+    ConfirmChangeRequest, SignatureHex, UpdatePerson,
 };
 use crate::sandbox::config::SandboxConfig;
 use axum::http::StatusCode;
@@ -207,8 +207,7 @@ fn a_device_challenge_is_verified_with_no_lock_held() {
     assert!(b.device.data.lock().keys[0].used_at.is_some());
 }
 
-/// A bound device (the binding answered right) and a request adding `new` as its
-/// restricted key, signed by `key`.
+/// A binding of `key`, answered right: the device is bound.
 fn bound(key: &TestKey) -> Binding {
     let b = start_binding(key);
     answer_binding(
@@ -220,18 +219,6 @@ fn bound(key: &TestKey) -> Binding {
     )
     .expect("binds");
     b
-}
-
-fn restricted_key(signer: &TestKey, new: &TestKey) -> AddKeyRequest {
-    AddKeyRequest {
-        key: new.hex(),
-        key_type: KeyType::EcdsaP256,
-        key_purpose: KeyPurpose::Restricted,
-        device_signature: DeviceSignature {
-            signature_key_purpose: KeyPurpose::Unrestricted,
-            signature: signer.sign(new.hex().as_str().as_bytes()),
-        },
-    }
 }
 
 #[test]
