@@ -377,8 +377,8 @@ fn main() {
 /// seconds of `requests` authenticated `GET /sandbox/health` calls over `concurrency` tasks,
 /// spread like the fleet's workers over one single-threaded runtime per core.
 async fn round_trip_cost(client: &ApiClient, requests: u64, concurrency: usize) -> (f64, f64) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(concurrency).max(1);
+    // As the fleet against the in-process sandbox runs its workers.
+    let threads = Threads::PerCore.count_here(concurrency);
     let cpu0 = cpu_secs();
     let wall0 = Instant::now();
     let mut finished = Vec::new();
