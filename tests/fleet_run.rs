@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use vphone::client::{ApiClient, ClientConfig, Credentials};
-use vphone::fleet::{Fleet, Model, Pacing, Report, RunOptions, Scenario, Shard, Step, run};
+use vphone::fleet::{
+    Fleet, Model, Pacing, Report, RunOptions, Scenario, Shard, Step, Threads, run,
+};
 use vphone::sandbox::{SandboxConfig, SandboxHandle, spawn};
 
 async fn sandbox(latency: Option<Duration>) -> (SandboxHandle, ApiClient) {
@@ -88,6 +90,24 @@ async fn a_small_fleet_binds_every_phone_with_zero_errors_and_the_counts_match()
     assert_eq!(mix.ok("sign") + mix.ok("sms") + mix.ok("change"), 120);
     assert!(mix.ok("change") > 0 && mix.ok("sms") > 0);
     assert_eq!(mix.ok("confirm_change_request"), mix.ok("change"));
+    sb.shutdown().await;
+}
+
+/// With [`Threads::WithSandbox`] the workers are tasks of the caller's runtime, the one
+/// serving the sandbox: here a single-threaded one, which then runs both sides of every
+/// request, and the report says one thread.
+#[tokio::test(flavor = "current_thread")]
+async fn workers_on_the_sandbox_runtime_bind_and_sign_on_its_threads() {
+    let (sb, client) = sandbox(None).await;
+    let fleet = Arc::new(Fleet::new("13", 12, 0..12).unwrap());
+    for (scenario, iterations, op) in [("bind", None, "bind"), ("sign", Some(30), "sign")] {
+        let mut options = RunOptions::new(scenario.parse().unwrap(), closed(6, iterations));
+        options.threads = Threads::WithSandbox;
+        let report = run(&client, fleet.clone(), options).await.unwrap();
+        assert_eq!(report.total_errors(), 0, "{}", report.render_table());
+        assert_eq!(report.ok(op), iterations.unwrap_or(12), "{op}");
+        assert_eq!(report.shards[0].threads, 1, "{op}");
+    }
     sb.shutdown().await;
 }
 

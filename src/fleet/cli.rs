@@ -112,11 +112,13 @@ pub struct RunArgs {
     /// were due.
     #[arg(long, short = 'c')]
     pub concurrency: Option<usize>,
-    /// Threads that run the workers, each with its own share of them. Default: one per
-    /// core; with --api on a loopback address (the target runs on this machine) half the
-    /// cores, at least one, leaving the others to the target (a tunnel to a bank elsewhere
+    /// Threads that run the workers, each with its own share of them. Default: with --api,
+    /// one per core, or half the cores, at least one, when the address is a loopback one
+    /// (the target runs on this machine and needs the others; a tunnel to a bank elsewhere
     /// looks local too: set N there). Fewer, busier threads sleep and wake less, which costs
-    /// less CPU per request while they keep up.
+    /// less CPU per request while they keep up. Without --api the workers share the
+    /// in-process sandbox's threads (one per core), so no request wakes another thread;
+    /// N gives them threads of their own instead.
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
     /// Open model: iterations started per second, whatever the latency; latencies count
@@ -493,7 +495,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
     let threads = match (args.threads, &args.api) {
         (Some(n), _) => Threads::Exactly(n),
         (None, Some(url)) => Threads::for_target(url),
-        (None, None) => Threads::PerCore,
+        (None, None) => Threads::WithSandbox,
     };
     eprintln!(
         "load: {scenario} on phones {:?} of {total} (shard {shard}), {pacing}, {} thread(s) \

@@ -67,22 +67,30 @@ pub enum ProgressMode {
     Off,
 }
 
-/// How many threads run a run's workers (each thread runs its share of the workers on its
-/// own single-threaded runtime; never more threads than workers).
+/// How many threads run a run's workers, and which runtime they are.
 ///
-/// A thread with no ready request sleeps until an answer wakes it, and on a box the target
-/// shares those sleeps and wake-ups are much of the client's CPU: against a `vphone sandbox`
-/// on the same 2-core machine, one thread drove as many device-signing challenges per
-/// second as two, for about 40 µs of client CPU each instead of 49. Against the
-/// in-process sandbox one thread per core measured best (half the cores gave a tenth to a
-/// fifth fewer bindings per second for no less CPU), so the in-process sandbox keeps them
-/// all.
+/// With its own threads, each thread runs its share of the workers on its own
+/// single-threaded runtime (never more threads than workers). A thread with no ready request
+/// sleeps until an answer wakes it, and on a box the target shares those sleeps and wake-ups
+/// are much of the client's CPU: against a `vphone sandbox` on the same 2-core machine, one
+/// thread drove as many device-signing challenges per second as two, for about 40 µs of
+/// client CPU each instead of 49.
+///
+/// Against the in-process sandbox the workers are better off on the sandbox's own runtime
+/// ([`Threads::WithSandbox`]): a request then passes from the client's task to the server's
+/// on whichever thread is running, where separate runtimes hand every request and answer to
+/// another thread and wake it. On the 2-core box that took a run of 20,000 bindings from
+/// about 26,000 context switches to about 220, and a tenth of the CPU per binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     /// One per core the process may run on.
     PerCore,
     /// Half the cores, at least one: the target runs on this machine and needs the others.
     BesideTarget,
+    /// No threads of the run's own: the workers are tasks of the runtime [`run`] is called
+    /// on, the one that also serves the in-process sandbox. Its worker threads are the
+    /// run's threads.
+    WithSandbox,
     /// Exactly this many (`--threads N`).
     Exactly(NonZeroUsize),
 }
@@ -109,9 +117,13 @@ impl Threads {
         }
     }
 
-    /// How many threads for `workers` workers on a machine with `cores` cores.
+    /// How many threads for `workers` workers on a machine with `cores` cores. For
+    /// [`Threads::WithSandbox`] that is the threads of a multi-threaded runtime built with
+    /// Tokio's default, one per core, however many workers share them
+    /// ([`Threads::count_here`] asks the runtime itself).
     pub fn count(self, cores: usize, workers: usize) -> usize {
         let wanted = match self {
+            Threads::WithSandbox => return cores.max(1),
             Threads::PerCore => cores,
             Threads::BesideTarget => cores / 2,
             Threads::Exactly(n) => n.get(),
@@ -121,6 +133,11 @@ impl Threads {
 
     /// The count for this machine (as [`std::thread::available_parallelism`] reports it).
     pub fn count_here(self, workers: usize) -> usize {
+        if self == Threads::WithSandbox
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            return runtime.metrics().num_workers();
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.count(cores, workers)
     }
@@ -132,6 +149,7 @@ impl Threads {
             Threads::PerCore => "one per core",
             Threads::BesideTarget => "half the cores: the target is on this machine",
             Threads::Exactly(_) => "--threads",
+            Threads::WithSandbox => "the in-process sandbox's runtime",
         }
     }
 }
@@ -416,6 +434,33 @@ pub async fn run(
         t0,
     });
     let display = Progress::start(progress, shared.clone());
+    if shared.options.threads == Threads::WithSandbox {
+        // The workers are tasks of this runtime, spread over its threads by its scheduler.
+        run_workers(shared.clone(), 0, 1, workers).await;
+    } else {
+        run_on_threads(&shared, threads, workers).await?;
+    }
+    let elapsed = t0.elapsed();
+    display.finish(&shared.recorder, elapsed);
+
+    shared.recorder.fill(&mut report)?;
+    report.elapsed_secs = super::report::secs(elapsed);
+    report.missed = shared.missed.load(Ordering::Relaxed);
+    report.skipped = shared.skipped.load(Ordering::Relaxed);
+    report.unfinished = shared.in_flight.load(Ordering::Relaxed);
+    shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
+    shard_run.elapsed_secs = report.elapsed_secs;
+    report.shards.push(shard_run);
+    Ok(report)
+}
+
+/// Runs the workers spread over `threads` threads of their own, each with a single-threaded
+/// runtime, and waits for them all.
+async fn run_on_threads(
+    shared: &Arc<Shared>,
+    threads: usize,
+    workers: usize,
+) -> Result<(), FleetError> {
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
@@ -454,18 +499,7 @@ pub async fn run(
             }
         }
     }
-    let elapsed = t0.elapsed();
-    display.finish(&shared.recorder, elapsed);
-
-    shared.recorder.fill(&mut report)?;
-    report.elapsed_secs = super::report::secs(elapsed);
-    report.missed = shared.missed.load(Ordering::Relaxed);
-    report.skipped = shared.skipped.load(Ordering::Relaxed);
-    report.unfinished = shared.in_flight.load(Ordering::Relaxed);
-    shard_run.peak_memory_bytes = peak_rss_bytes().unwrap_or(0);
-    shard_run.elapsed_secs = report.elapsed_secs;
-    report.shards.push(shard_run);
-    Ok(report)
+    Ok(())
 }
 
 /// The live display: a bar on a terminal, periodic lines otherwise.
@@ -605,6 +639,9 @@ mod tests {
         assert_eq!(Threads::BesideTarget.count(16, 4), 4);
         assert_eq!(n(3).count(2, 64), 3);
         assert_eq!(n(3).count(2, 2), 2);
+        // The sandbox's runtime has its threads whatever the number of workers.
+        assert_eq!(Threads::WithSandbox.count(8, 3), 8);
+        assert_eq!(Threads::WithSandbox.count(0, 3), 1);
     }
 
     #[test]
