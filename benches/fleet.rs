@@ -28,7 +28,7 @@ use vphone::fleet::{
     Fleet, Model, Pacing, Report, RunOptions, Scenario, Step, Threads, peak_rss_bytes, rss_bytes,
     run,
 };
-use vphone::sandbox::{SandboxConfig, spawn};
+use vphone::sandbox::{SandboxConfig, Server, spawn};
 use vphone_keystore::{Backend, Seed, SigningKey};
 
 const PHASE_CAP: Duration = Duration::from_secs(120);
@@ -89,11 +89,18 @@ struct Phase {
     cpu: f64,
 }
 
-/// A phase against the in-process sandbox, run as `vphone load` runs it: the workers on the
-/// sandbox's runtime.
-async fn phase(client: &ApiClient, fleet: &Arc<Fleet>, step: Step, pacing: Pacing) -> Phase {
+/// A phase against the in-process sandbox, run as `vphone load` runs it: each thread
+/// serving its own workers the sandbox.
+async fn phase(
+    client: &ApiClient,
+    sandbox: &Server,
+    fleet: &Arc<Fleet>,
+    step: Step,
+    pacing: Pacing,
+) -> Phase {
     let mut options = RunOptions::new(Scenario::Single(step), pacing);
     options.threads = Threads::WithSandbox;
+    options.sandbox = Some(sandbox.clone());
     phase_with(client, fleet, options).await
 }
 
@@ -253,10 +260,15 @@ fn main() {
         );
         let http_requests = (signs * 2).clamp(2000, 40_000);
         let mut round_trips = Vec::new();
+        let server = sandbox.server();
         for (name, c) in [("reqwest", &reqwest_client), ("lean", &client)] {
-            for layout in [Layout::SandboxRuntime, Layout::OwnThreads] {
-                let (cpu, wall) = round_trip_cost(c, http_requests, concurrency, layout).await;
-                round_trips.push((name, layout, cpu, wall));
+            for layout in [Layout::SandboxRuntime, Layout::OwnThreads, Layout::ServingThreads] {
+                // Only the lean transport can call a thread's own listener.
+                if let Some((cpu, wall)) =
+                    round_trip_cost(c, &server, http_requests, concurrency, layout).await
+                {
+                    round_trips.push((name, layout, cpu, wall));
+                }
             }
         }
         let (http_by, http_layout, t_http, http_wall) = round_trips
@@ -318,9 +330,9 @@ fn main() {
         // 3. The real fleet: onboarding (not timed as bindings), binding, then signing.
         let fleet = Arc::new(Fleet::new("7", devices, 0..devices).expect("fleet"));
         println!("fleet signer: {} (the fleets' default)", fleet.signer());
-        let onboard = phase(&client, &fleet, Step::Onboard, closed(concurrency, devices)).await;
-        let bind = phase(&client, &fleet, Step::Bind, closed(concurrency, devices)).await;
-        let sign = phase(&client, &fleet, Step::Sign, closed(concurrency, signs)).await;
+        let onboard = phase(&client, &server, &fleet, Step::Onboard, closed(concurrency, devices)).await;
+        let bind = phase(&client, &server, &fleet, Step::Bind, closed(concurrency, devices)).await;
+        let sign = phase(&client, &server, &fleet, Step::Sign, closed(concurrency, signs)).await;
         for p in [&onboard, &bind, &sign] {
             assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
         }
@@ -423,6 +435,9 @@ enum Layout {
     SandboxRuntime,
     /// One single-threaded runtime per core of their own (`Threads::PerCore`).
     OwnThreads,
+    /// One single-threaded runtime per core, each serving its own tasks the sandbox on a
+    /// listener of its own (`Threads::WithSandbox`, as the fleet runs against it).
+    ServingThreads,
 }
 
 impl Layout {
@@ -430,6 +445,7 @@ impl Layout {
         match self {
             Layout::SandboxRuntime => "on the sandbox's runtime",
             Layout::OwnThreads => "on a runtime per core of their own",
+            Layout::ServingThreads => "on a runtime per core, each serving them the sandbox",
         }
     }
 }
@@ -439,13 +455,18 @@ const VERIFY_INPUTS: u64 = 256;
 
 /// CPU seconds (this process: client and in-process server) per request and the wall
 /// seconds of `requests` authenticated `GET /sandbox/health` calls over `concurrency` tasks,
-/// spread as `layout` says.
+/// spread as `layout` says (`None`: a layout `client`'s transport cannot run).
 async fn round_trip_cost(
     client: &ApiClient,
+    server: &Server,
     requests: u64,
     concurrency: usize,
     layout: Layout,
-) -> (f64, f64) {
+) -> Option<(f64, f64)> {
+    let serving = matches!(layout, Layout::ServingThreads);
+    if serving && client.connecting_to(([127, 0, 0, 1], 1).into()).is_none() {
+        return None;
+    }
     let share =
         move |w: u64| requests / concurrency as u64 + u64::from(w < requests % concurrency as u64);
     let cpu0 = cpu_secs();
@@ -463,14 +484,15 @@ async fn round_trip_cost(
         }
         while tasks.join_next().await.is_some() {}
         let wall = wall0.elapsed().as_secs_f64();
-        return ((cpu_secs() - cpu0) / requests as f64, wall);
+        return Some(((cpu_secs() - cpu0) / requests as f64, wall));
     }
     let threads = Threads::PerCore.count_here(concurrency);
     let mut finished = Vec::new();
     // No runtime stops (taking reqwest's connections it runs with it) before all are done.
     let all_done = std::sync::Arc::new(tokio::sync::Barrier::new(threads));
     for t in 0..threads {
-        let client = client.clone();
+        let mut client = client.clone();
+        let server = serving.then(|| server.clone());
         let all_done = all_done.clone();
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
@@ -479,6 +501,12 @@ async fn round_trip_cost(
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
+                let mut _listening = None;
+                if let Some(server) = server {
+                    let listening = server.listen_here().await.expect("a listener");
+                    client = client.connecting_to(listening.addr()).expect("lean");
+                    _listening = Some(listening);
+                }
                 let mut tasks = tokio::task::JoinSet::new();
                 let workers = concurrency as u64;
                 for w in (t as u64..workers).step_by(threads) {
@@ -501,7 +529,7 @@ async fn round_trip_cost(
         finished_rx.await.expect("round-trip thread finished");
     }
     let wall = wall0.elapsed().as_secs_f64();
-    ((cpu_secs() - cpu0) / requests as f64, wall)
+    Some(((cpu_secs() - cpu0) / requests as f64, wall))
 }
 
 /// A `vphone sandbox` child process on a free loopback port, killed when dropped.

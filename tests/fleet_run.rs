@@ -93,21 +93,42 @@ async fn a_small_fleet_binds_every_phone_with_zero_errors_and_the_counts_match()
     sb.shutdown().await;
 }
 
-/// With [`Threads::WithSandbox`] the workers are tasks of the caller's runtime, the one
-/// serving the sandbox: here a single-threaded one, which then runs both sides of every
-/// request, and the report says one thread.
-#[tokio::test(flavor = "current_thread")]
-async fn workers_on_the_sandbox_runtime_bind_and_sign_on_its_threads() {
+/// With [`Threads::WithSandbox`] each thread serves its own workers the sandbox on a
+/// listener of its own: the same sandbox, so phones bound through one thread's listener sign
+/// through another's, and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
     let (sb, client) = sandbox(None).await;
+    let lean = ApiClient::new(
+        ClientConfig::local(
+            url::Url::parse(&sb.base_url()).unwrap(),
+            Credentials::sandbox_default(),
+        )
+        .with_lean_http(true),
+    )
+    .unwrap();
     let fleet = Arc::new(Fleet::new("13", 12, 0..12).unwrap());
+    let threads = Threads::WithSandbox.count_here(6);
     for (scenario, iterations, op) in [("bind", None, "bind"), ("sign", Some(30), "sign")] {
         let mut options = RunOptions::new(scenario.parse().unwrap(), closed(6, iterations));
         options.threads = Threads::WithSandbox;
-        let report = run(&client, fleet.clone(), options).await.unwrap();
+        options.sandbox = Some(sb.server());
+        let report = run(&lean, fleet.clone(), options).await.unwrap();
         assert_eq!(report.total_errors(), 0, "{}", report.render_table());
         assert_eq!(report.ok(op), iterations.unwrap_or(12), "{op}");
-        assert_eq!(report.shards[0].threads, 1, "{op}");
+        assert_eq!(report.shards[0].threads, threads as u64, "{op}");
     }
+    // Without the sandbox to serve, or with a client that cannot call a thread's listener
+    // (reqwest connects where the URL says), the run is refused and says why.
+    let mut options = RunOptions::new("sign".parse().unwrap(), closed(2, Some(2)));
+    options.threads = Threads::WithSandbox;
+    let err = run(&lean, fleet.clone(), options.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("RunOptions::sandbox"), "{err}");
+    options.sandbox = Some(sb.server());
+    let err = run(&client, fleet.clone(), options).await.unwrap_err();
+    assert!(err.to_string().contains("lean HTTP transport"), "{err}");
     sb.shutdown().await;
 }
 

@@ -244,3 +244,75 @@ async fn a_server_gone_after_the_token_is_unreachable_on_the_lean_transport() {
     })
     .await;
 }
+
+/// One sandbox served on a second listener ([`vphone::sandbox::Server::listen_here`]), and a
+/// lean client connecting there ([`vphone::client::ApiClient::connecting_to`]): the request
+/// keeps the base URL's `Host` and path and carries the token, the second listener answers
+/// from the same state, and once dropped it accepts no more connections.
+#[tokio::test]
+async fn a_client_connecting_to_a_second_listener_reaches_the_same_sandbox() {
+    bounded(async {
+        let sandbox = spawn(SandboxConfig::default()).await.unwrap();
+        let main = client(&sandbox.base_url(), true, Duration::from_secs(10), None);
+        let person = main
+            .create_person(&person_named("Two", "Doors"))
+            .await
+            .unwrap();
+
+        // What the client sends: the head as a raw listener reads it.
+        let raw = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw_addr = raw.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut sock, _) = raw.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(
+                    sock.read(&mut byte).await.unwrap(),
+                    1,
+                    "the head ended early"
+                );
+                head.push(byte[0]);
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        let elsewhere = main.connecting_to(raw_addr).unwrap();
+        elsewhere.get_discard("/sandbox/health").await.unwrap();
+        let head = reader.await.unwrap();
+        assert!(
+            head.starts_with("get /sandbox/health http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("\r\nhost: {}\r\n", sandbox.addr())),
+            "{head}"
+        );
+        assert!(head.contains("\r\nauthorization: bearer "), "{head}");
+
+        // The sandbox on a second listener: the same persons.
+        let listening = sandbox.server().listen_here().await.unwrap();
+        assert_ne!(listening.addr(), sandbox.addr());
+        let second = main.connecting_to(listening.addr()).unwrap();
+        assert_eq!(second.get_person(&person.id).await.unwrap().id, person.id);
+        let addr = listening.addr();
+        drop(listening);
+        let mut refused = false;
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(refused, "the dropped listener still accepts connections");
+
+        // reqwest connects where the URL says: no such client.
+        let with_reqwest = client(&sandbox.base_url(), false, Duration::from_secs(10), None);
+        assert!(with_reqwest.connecting_to(addr).is_none());
+        sandbox.shutdown().await;
+    })
+    .await;
+}

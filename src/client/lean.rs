@@ -181,6 +181,16 @@ pub(crate) struct LeanPool {
 const AGENT: &str = concat!("vphone/", env!("CARGO_PKG_VERSION"));
 
 impl LeanPool {
+    /// An empty pool for the same base URL whose connections go to `addr`.
+    pub(crate) fn connecting_to(&self, addr: std::net::SocketAddr) -> LeanPool {
+        LeanPool {
+            addr: addr.to_string(),
+            prefix: self.prefix.clone(),
+            host: self.host.clone(),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
+        }
+    }
+
     /// A pool for `base` when it is a plain `http://` URL with a host; `None` otherwise
     /// (HTTPS and anything unusual keep reqwest).
     pub(crate) fn for_base(base: &Url) -> Option<LeanPool> {

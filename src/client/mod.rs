@@ -188,7 +188,8 @@ struct Inner {
     http: reqwest::Client,
     /// The base URL without a trailing slash, so `base + "/v1/..."` is the request URL.
     base: String,
-    token: TokenCache,
+    /// Shared with the clones [`ApiClient::connecting_to`] makes.
+    token: Arc<TokenCache>,
     timeout: Duration,
     transcript: Option<Arc<Transcript>>,
     retry: RetryPolicy,
@@ -258,11 +259,33 @@ impl ApiClient {
             inner: Arc::new(Inner {
                 http,
                 base,
-                token: TokenCache::new(config.token_url, config.credentials),
+                token: Arc::new(TokenCache::new(config.token_url, config.credentials)),
                 timeout: config.timeout,
                 transcript: config.transcript,
                 retry: config.retry,
                 lean,
+            }),
+        })
+    }
+
+    /// A client like this one whose lean transport connects to `addr` instead of the base
+    /// URL's host and port: the same base URL and `Host` header, the same token (one fetch
+    /// serves both), retry policy and transcript, and a connection pool of its own. For one
+    /// API served on several listeners: the fleet gives each of its threads the in-process
+    /// sandbox on a listener of its own. `None` without the lean transport, where reqwest
+    /// connects to where the URL says.
+    pub fn connecting_to(&self, addr: std::net::SocketAddr) -> Option<ApiClient> {
+        let inner = &self.inner;
+        let lean = inner.lean.as_ref()?.connecting_to(addr);
+        Some(ApiClient {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                base: inner.base.clone(),
+                token: inner.token.clone(),
+                timeout: inner.timeout,
+                transcript: inner.transcript.clone(),
+                retry: inner.retry.clone(),
+                lean: Some(lean),
             }),
         })
     }

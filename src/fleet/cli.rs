@@ -525,6 +525,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, FleetError> {
         drain: args.drain,
         start_at,
         threads,
+        sandbox: sandbox.as_ref().map(|s| s.server()),
         ..RunOptions::new(scenario, pacing)
     };
     if let Some(at) = start_at {

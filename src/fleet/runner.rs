@@ -76,20 +76,21 @@ pub enum ProgressMode {
 /// thread drove as many device-signing challenges per second as two, for about 40 µs of
 /// client CPU each instead of 49.
 ///
-/// Against the in-process sandbox the workers are better off on the sandbox's own runtime
-/// ([`Threads::WithSandbox`]): a request then passes from the client's task to the server's
-/// on whichever thread is running, where separate runtimes hand every request and answer to
-/// another thread and wake it. On the 2-core box that took a run of 20,000 bindings from
-/// about 26,000 context switches to about 220, and a tenth of the CPU per binding.
+/// Against the in-process sandbox each thread also serves its own workers' requests
+/// ([`Threads::WithSandbox`]), on a listener of its own: a request then goes from the
+/// client's task to the server's and back on one thread, where a sandbox served by other
+/// threads hands every request and answer across cores and wakes a sleeping thread. On the
+/// 2-core box the sandbox on threads of its own took 26,000 context switches per 20,000
+/// bindings; the same run all on one thread spent 145-149 µs of CPU per binding where two
+/// runtimes handing requests across spent 160-190.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     /// One per core the process may run on.
     PerCore,
     /// Half the cores, at least one: the target runs on this machine and needs the others.
     BesideTarget,
-    /// No threads of the run's own: the workers are tasks of the runtime [`run`] is called
-    /// on, the one that also serves the in-process sandbox. Its worker threads are the
-    /// run's threads.
+    /// One per core, each serving the in-process sandbox ([`RunOptions::sandbox`]) to its
+    /// own workers on a listener of its own (the same sandbox: one state, every listener).
     WithSandbox,
     /// Exactly this many (`--threads N`).
     Exactly(NonZeroUsize),
@@ -117,14 +118,10 @@ impl Threads {
         }
     }
 
-    /// How many threads for `workers` workers on a machine with `cores` cores. For
-    /// [`Threads::WithSandbox`] that is the threads of a multi-threaded runtime built with
-    /// Tokio's default, one per core, however many workers share them
-    /// ([`Threads::count_here`] asks the runtime itself).
+    /// How many threads for `workers` workers on a machine with `cores` cores.
     pub fn count(self, cores: usize, workers: usize) -> usize {
         let wanted = match self {
-            Threads::WithSandbox => return cores.max(1),
-            Threads::PerCore => cores,
+            Threads::PerCore | Threads::WithSandbox => cores,
             Threads::BesideTarget => cores / 2,
             Threads::Exactly(n) => n.get(),
         };
@@ -133,11 +130,6 @@ impl Threads {
 
     /// The count for this machine (as [`std::thread::available_parallelism`] reports it).
     pub fn count_here(self, workers: usize) -> usize {
-        if self == Threads::WithSandbox
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            return runtime.metrics().num_workers();
-        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         self.count(cores, workers)
     }
@@ -149,7 +141,7 @@ impl Threads {
             Threads::PerCore => "one per core",
             Threads::BesideTarget => "half the cores: the target is on this machine",
             Threads::Exactly(_) => "--threads",
-            Threads::WithSandbox => "the in-process sandbox's runtime",
+            Threads::WithSandbox => "one per core, each serving its workers the in-process sandbox",
         }
     }
 }
@@ -179,6 +171,9 @@ pub struct RunOptions {
     pub start_at: Option<SystemTime>,
     /// How many threads run the workers.
     pub threads: Threads,
+    /// The in-process sandbox the client calls, which [`Threads::WithSandbox`] serves on
+    /// each thread of the run.
+    pub sandbox: Option<crate::sandbox::Server>,
 }
 
 impl RunOptions {
@@ -196,6 +191,7 @@ impl RunOptions {
             drain: DEFAULT_DRAIN,
             start_at: None,
             threads: Threads::PerCore,
+            sandbox: None,
         }
     }
 
@@ -256,10 +252,10 @@ impl Shared {
         }
     }
 
-    async fn iterate(&self, worker: usize, n: u64, since: Instant) {
+    async fn iterate(&self, client: &ApiClient, worker: usize, n: u64, since: Instant) {
         let (step, phone) = self.assign(n);
         let steps = Steps {
-            client: &self.client,
+            client,
             fleet: &self.fleet,
             recorder: &self.recorder,
             worker,
@@ -295,7 +291,7 @@ impl Shared {
     }
 }
 
-async fn worker(shared: Arc<Shared>, w: usize) {
+async fn worker(shared: Arc<Shared>, client: ApiClient, w: usize) {
     let pacing = &shared.options.pacing;
     if let Model::Closed { .. } = pacing.model {
         tokio::time::sleep(pacing.worker_delay(w)).await;
@@ -329,7 +325,7 @@ async fn worker(shared: Arc<Shared>, w: usize) {
                 now
             }
         };
-        shared.iterate(w, n, start).await;
+        shared.iterate(&client, w, n, start).await;
     }
 }
 
@@ -342,10 +338,16 @@ async fn worker(shared: Arc<Shared>, w: usize) {
 /// on the thread whose I/O driver saw it, so no thread is woken to steal work and no task
 /// hops between cores mid-request (on two cores that saves about a sixth of the client's
 /// CPU per request).
-async fn run_workers(shared: Arc<Shared>, first: usize, step: usize, workers: usize) -> bool {
+async fn run_workers(
+    shared: Arc<Shared>,
+    client: &ApiClient,
+    first: usize,
+    step: usize,
+    workers: usize,
+) -> bool {
     let mut tasks = tokio::task::JoinSet::new();
     for w in (first..workers).step_by(step.max(1)) {
-        tasks.spawn(worker(shared.clone(), w));
+        tasks.spawn(worker(shared.clone(), client.clone(), w));
     }
     let cutoff = shared.deadline.map(|d| d + shared.options.drain);
     let all_done = async { while tasks.join_next().await.is_some() {} };
@@ -434,12 +436,7 @@ pub async fn run(
         t0,
     });
     let display = Progress::start(progress, shared.clone());
-    if shared.options.threads == Threads::WithSandbox {
-        // The workers are tasks of this runtime, spread over its threads by its scheduler.
-        run_workers(shared.clone(), 0, 1, workers).await;
-    } else {
-        run_on_threads(&shared, threads, workers).await?;
-    }
+    run_on_threads(&shared, threads, workers).await?;
     let elapsed = t0.elapsed();
     display.finish(&shared.recorder, elapsed);
 
@@ -470,17 +467,40 @@ async fn run_on_threads(
         let (done, finished_rx) = tokio::sync::oneshot::channel();
         let shared = shared.clone();
         let all_done = all_done.clone();
+        let serve = match shared.options.threads {
+            Threads::WithSandbox => Some(shared.options.sandbox.clone().ok_or_else(|| {
+                FleetError::Usage(
+                    "the workers can serve the in-process sandbox only with one (RunOptions::sandbox)"
+                        .into(),
+                )
+            })?),
+            _ => None,
+        };
         std::thread::Builder::new()
             .name(format!("vphone-fleet-{t}"))
             .spawn(move || {
                 let drained = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map(|rt| {
+                    .and_then(|rt| {
                         rt.block_on(async {
-                            let drained = run_workers(shared, t, threads, workers).await;
+                            // This thread's own listener, and a client that calls it.
+                            let mut client = shared.client.clone();
+                            let mut _listening = None;
+                            if let Some(server) = serve {
+                                let listening = server.listen_here().await?;
+                                client =
+                                    client.connecting_to(listening.addr()).ok_or_else(|| {
+                                        std::io::Error::other(
+                                            "the workers serve the in-process sandbox only to a \
+                                         client with the lean HTTP transport",
+                                        )
+                                    })?;
+                                _listening = Some(listening);
+                            }
+                            let drained = run_workers(shared, &client, t, threads, workers).await;
                             all_done.wait().await;
-                            drained
+                            Ok(drained)
                         })
                     });
                 let _ = done.send(drained);
@@ -639,9 +659,8 @@ mod tests {
         assert_eq!(Threads::BesideTarget.count(16, 4), 4);
         assert_eq!(n(3).count(2, 64), 3);
         assert_eq!(n(3).count(2, 2), 2);
-        // The sandbox's runtime has its threads whatever the number of workers.
-        assert_eq!(Threads::WithSandbox.count(8, 3), 8);
-        assert_eq!(Threads::WithSandbox.count(0, 3), 1);
+        assert_eq!(Threads::WithSandbox.count(8, 64), 8);
+        assert_eq!(Threads::WithSandbox.count(8, 3), 3);
     }
 
     #[test]

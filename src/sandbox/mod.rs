@@ -237,6 +237,7 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
 pub struct SandboxHandle {
     addr: SocketAddr,
     state: SandboxState,
+    server: Server,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -259,6 +260,11 @@ impl SandboxHandle {
         &self.state
     }
 
+    /// What serves its API, to serve the same sandbox on more listeners.
+    pub fn server(&self) -> Server {
+        self.server.clone()
+    }
+
     /// Every SMS delivered from now on.
     pub fn subscribe_sms(&self) -> broadcast::Receiver<SmsMessage> {
         self.state.subscribe_sms()
@@ -278,6 +284,51 @@ impl SandboxHandle {
             Ok(Err(e)) => tracing::warn!(error = %e, "sandbox server task failed"),
             Err(_) => self.task.abort(),
         }
+    }
+}
+
+/// A running sandbox's API (its routes, limits and state), to serve on more listeners than
+/// the one it started on. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Server {
+    app: Router,
+    state: SandboxState,
+}
+
+impl Server {
+    /// Serves the same sandbox on a new listener on `127.0.0.1:0`, from a task of the runtime
+    /// this is called on, until the [`Listening`] it returns is dropped. On a single-threaded
+    /// runtime, clients on that runtime then have their requests answered on their own
+    /// thread: the fleet gives each of its threads a listener this way (see
+    /// [`crate::fleet::Threads::WithSandbox`]). Each listener has a connection cap of its own
+    /// (the sandbox's `max_connections`, or its default).
+    pub async fn listen_here(&self) -> std::io::Result<Listening> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve::run(
+            listener,
+            self.app.clone(),
+            self.state.clone(),
+            stopped,
+        ));
+        Ok(Listening { addr, _stop: stop })
+    }
+}
+
+/// A listener [`Server::listen_here`] started. Dropping it stops accepting and asks the
+/// connections it accepted to close once their requests are answered.
+#[derive(Debug)]
+pub struct Listening {
+    addr: SocketAddr,
+    // Dropped with it, which ends the accept loop.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Listening {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -318,12 +369,17 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
+    let server = Server {
+        app: app.clone(),
+        state: state.clone(),
+    };
     let task = tokio::spawn(serve::run(listener, app, state.clone(), stopped));
     let sweeper = state.start_sweeper();
     let sms_pump = state.start_sms_pump();
     Ok(SandboxHandle {
         addr,
         state,
+        server,
         stop: Some(stop),
         task,
         sweeper,
