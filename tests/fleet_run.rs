@@ -109,6 +109,8 @@ async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
     .unwrap();
     let fleet = Arc::new(Fleet::new("13", 12, 0..12).unwrap());
     let threads = Threads::WithSandbox.count_here(6);
+    lean.authenticate().await.unwrap();
+    let open_before = sb.state().stats().connections.open;
     for (scenario, iterations, op) in [("bind", None, "bind"), ("sign", Some(30), "sign")] {
         let mut options = RunOptions::new(scenario.parse().unwrap(), closed(6, iterations));
         options.threads = Threads::WithSandbox;
@@ -117,6 +119,9 @@ async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
         assert_eq!(report.total_errors(), 0, "{}", report.render_table());
         assert_eq!(report.ok(op), iterations.unwrap_or(12), "{op}");
         assert_eq!(report.shards[0].threads, threads as u64, "{op}");
+        // Each thread's listener closed its connections before the thread ended: the
+        // sandbox counts none of them open.
+        assert_eq!(sb.state().stats().connections.open, open_before, "{op}");
     }
     // Without the sandbox to serve, or with a client that cannot call a thread's listener
     // (reqwest connects where the URL says), the run is refused and says why.

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long in-flight iterations may finish after `--duration` ends (see [`RunOptions::drain`]).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
 
+/// How long a thread that served its workers the in-process sandbox waits at the end for
+/// its listener's connections to close (idle ones close at once).
+const LISTENER_STOP: Duration = Duration::from_secs(5);
+
 /// How far past its `--start-at` a run may still start (at once): shards of one Job that
 /// finish their setup a moment after the agreed time still start together with the others,
 /// give or take this. Later than that, the run is refused rather than measuring a load the
@@ -484,23 +488,9 @@ async fn run_on_threads(
                     .build()
                     .and_then(|rt| {
                         rt.block_on(async {
-                            // This thread's own listener, and a client that calls it.
-                            let mut client = shared.client.clone();
-                            let mut _listening = None;
-                            if let Some(server) = serve {
-                                let listening = server.listen_here().await?;
-                                client =
-                                    client.connecting_to(listening.addr()).ok_or_else(|| {
-                                        std::io::Error::other(
-                                            "the workers serve the in-process sandbox only to a \
-                                         client with the lean HTTP transport",
-                                        )
-                                    })?;
-                                _listening = Some(listening);
-                            }
-                            let drained = run_workers(shared, &client, t, threads, workers).await;
+                            let drained = thread_workers(shared, serve, t, threads, workers).await;
                             all_done.wait().await;
-                            Ok(drained)
+                            drained
                         })
                     });
                 let _ = done.send(drained);
@@ -520,6 +510,36 @@ async fn run_on_threads(
         }
     }
     Ok(())
+}
+
+/// Runs thread `t`'s workers; with `serve`, on a listener of the thread's own that serves
+/// them the in-process sandbox, which it stops (waiting for its connections to close)
+/// before the thread's runtime ends, so the sandbox does not count them open afterwards.
+async fn thread_workers(
+    shared: Arc<Shared>,
+    serve: Option<crate::sandbox::Server>,
+    t: usize,
+    threads: usize,
+    workers: usize,
+) -> std::io::Result<bool> {
+    let Some(server) = serve else {
+        let client = shared.client.clone();
+        return Ok(run_workers(shared, &client, t, threads, workers).await);
+    };
+    let listening = server.listen_here().await?;
+    let client = shared
+        .client
+        .connecting_to(listening.addr())
+        .ok_or_else(|| {
+            std::io::Error::other(
+                "the workers serve the in-process sandbox only to a client with the lean \
+                 HTTP transport",
+            )
+        })?;
+    let drained = run_workers(shared, &client, t, threads, workers).await;
+    drop(client);
+    listening.stop(LISTENER_STOP).await;
+    Ok(drained)
 }
 
 /// The live display: a bar on a terminal, periodic lines otherwise.

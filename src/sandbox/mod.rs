@@ -306,29 +306,55 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve::run(
+        let task = tokio::spawn(serve::run(
             listener,
             self.app.clone(),
             self.state.clone(),
             stopped,
         ));
-        Ok(Listening { addr, _stop: stop })
+        Ok(Listening {
+            addr,
+            stop: Some(stop),
+            task,
+        })
     }
 }
 
 /// A listener [`Server::listen_here`] started. Dropping it stops accepting and asks the
-/// connections it accepted to close once their requests are answered.
+/// connections it accepted to close once their requests are answered;
+/// [`Listening::stop`] also waits for them.
 #[derive(Debug)]
 pub struct Listening {
     addr: SocketAddr,
-    // Dropped with it, which ends the accept loop.
-    _stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Listening {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Stops accepting and waits, at most `limit`, until every connection it accepted has
+    /// ended (idle ones are closed at once, busy ones once answered), so the sandbox's
+    /// connection counts no longer include them. Their runtime must keep running meanwhile:
+    /// call this before it ends.
+    pub async fn stop(mut self, limit: std::time::Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
