@@ -10,8 +10,8 @@
 //! and on threads of their own), and verifies different signatures, as the sandbox does.
 //!
 //! Run: `cargo bench --bench fleet`. Knobs (all bounded):
-//! `VPHONE_BENCH_DEVICES` phones to bind (default 2000, at most 200000),
-//! `VPHONE_BENCH_SIGNS` device-signing challenges (default 6000, at most 1000000),
+//! `VPHONE_BENCH_DEVICES` phones to bind (default 10000, at most 200000),
+//! `VPHONE_BENCH_SIGNS` device-signing challenges (default 20000, at most 1000000),
 //! `VPHONE_BENCH_CONCURRENCY` workers (default 64, at most 4096),
 //! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 1000000, at most 2000000).
 //! Every phase also stops after 120 s.
@@ -120,8 +120,8 @@ async fn phase_with(client: &ApiClient, fleet: &Arc<Fleet>, options: RunOptions)
 fn main() {
     // The process set up as `vphone load` sets up its own (see `use_small_pages`).
     let small_pages = vphone::fleet::use_small_pages();
-    let devices = knob("VPHONE_BENCH_DEVICES", 2000, 200_000);
-    let signs = knob("VPHONE_BENCH_SIGNS", 6000, 1_000_000);
+    let devices = knob("VPHONE_BENCH_DEVICES", 10_000, 200_000);
+    let signs = knob("VPHONE_BENCH_SIGNS", 20_000, 1_000_000);
     let concurrency = knob("VPHONE_BENCH_CONCURRENCY", 64, 4096) as usize;
     let idle = knob("VPHONE_BENCH_IDLE_PHONES", 1_000_000, 2_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
