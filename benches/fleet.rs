@@ -501,11 +501,11 @@ async fn round_trip_cost(
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let mut _listening = None;
+                let mut listening = None;
                 if let Some(server) = server {
-                    let listening = server.listen_here().await.expect("a listener");
-                    client = client.connecting_to(listening.addr()).expect("lean");
-                    _listening = Some(listening);
+                    let here = server.listen_here().await.expect("a listener");
+                    client = client.connecting_to(here.addr()).expect("lean");
+                    listening = Some(here);
                 }
                 let mut tasks = tokio::task::JoinSet::new();
                 let workers = concurrency as u64;
@@ -520,6 +520,11 @@ async fn round_trip_cost(
                 }
                 while tasks.join_next().await.is_some() {}
                 all_done.wait().await;
+                // Its connections end before its runtime does.
+                drop(client);
+                if let Some(listening) = listening {
+                    listening.stop(Duration::from_secs(5)).await;
+                }
             });
             let _ = done.send(());
         });

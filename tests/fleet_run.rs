@@ -94,8 +94,8 @@ async fn a_small_fleet_binds_every_phone_with_zero_errors_and_the_counts_match()
 }
 
 /// With [`Threads::WithSandbox`] each thread serves its own workers the sandbox on a
-/// listener of its own: the same sandbox, so phones bound through one thread's listener sign
-/// through another's, and nothing fails.
+/// listener of its own, made for the run: the same sandbox, so the phones bound through one
+/// run's listeners sign through the next run's, and nothing fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
     let (sb, client) = sandbox(None).await;
@@ -111,6 +111,7 @@ async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
     let threads = Threads::WithSandbox.count_here(6);
     lean.authenticate().await.unwrap();
     let open_before = sb.state().stats().connections.open;
+    let mut accepted = sb.state().stats().connections.accepted;
     for (scenario, iterations, op) in [("bind", None, "bind"), ("sign", Some(30), "sign")] {
         let mut options = RunOptions::new(scenario.parse().unwrap(), closed(6, iterations));
         options.threads = Threads::WithSandbox;
@@ -121,7 +122,17 @@ async fn threads_serving_their_workers_the_sandbox_bind_and_sign_every_phone() {
         assert_eq!(report.shards[0].threads, threads as u64, "{op}");
         // Each thread's listener closed its connections before the thread ended: the
         // sandbox counts none of them open.
-        assert_eq!(sb.state().stats().connections.open, open_before, "{op}");
+        let stats = sb.state().stats().connections;
+        assert_eq!(stats.open, open_before, "{op}");
+        // Closed because the listener stopped, not evicted to make room.
+        assert_eq!(stats.evicted, 0, "{op}");
+        // Every thread's client connected to its own listener (the lean client's one
+        // connection to the main listener was made before).
+        assert!(
+            stats.accepted >= accepted + threads as u64,
+            "{op}: {stats:?}"
+        );
+        accepted = stats.accepted;
     }
     // Without the sandbox to serve, or with a client that cannot call a thread's listener
     // (reqwest connects where the URL says), the run is refused and says why.

@@ -35,12 +35,22 @@ fn jwk_point(jwk: &Value) -> Vec<u8> {
     p256::EncodedPoint::from(key).as_bytes().to_vec()
 }
 
+/// The bytes of `s`, which must be lowercase hex and nothing else (no `0x`, no uppercase:
+/// the decoder alone would take both).
+fn lowercase_hex(s: &str) -> Vec<u8> {
+    assert!(
+        !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "not lowercase hex: {s:?}"
+    );
+    hex::decode(s).unwrap()
+}
+
 #[test]
 fn spki_pem_and_jwk_decode_to_the_point_the_hex_names() {
     let dir = tempfile::tempdir().unwrap();
     let saved = phone(&Home::new(dir.path()));
     let get = |f| saved.public_key(KeyPurpose::Restricted, f).unwrap();
-    let point = hex::decode(get(PublicKeyFormat::Hex)).unwrap();
+    let point = lowercase_hex(&get(PublicKeyFormat::Hex));
     assert_eq!((point.len(), point[0]), (65, 0x04));
 
     let spki = STANDARD.decode(get(PublicKeyFormat::SpkiBase64)).unwrap();
@@ -66,12 +76,11 @@ fn raw_base64_is_r_then_s_and_verifies_under_ring() {
     };
     let raw = STANDARD.decode(sign(SignatureFormat::RawBase64)).unwrap();
     assert_eq!(raw.len(), 64);
-    let point = hex::decode(
-        saved
+    let point = lowercase_hex(
+        &saved
             .public_key(KeyPurpose::Restricted, PublicKeyFormat::Hex)
             .unwrap(),
-    )
-    .unwrap();
+    );
     let ring_key =
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &point);
     ring_key
@@ -80,7 +89,7 @@ fn raw_base64_is_r_then_s_and_verifies_under_ring() {
     ring_key.verify(b"another message", &raw).unwrap_err();
 
     // DER (hex and base64) carries the same (r, s): RFC 6979 signs deterministically.
-    let der = hex::decode(sign(SignatureFormat::Hex)).unwrap();
+    let der = lowercase_hex(&sign(SignatureFormat::Hex));
     assert_eq!(STANDARD.decode(sign(SignatureFormat::Base64)).unwrap(), der);
     let parsed = p256::ecdsa::Signature::from_der(&der).unwrap();
     assert_eq!(parsed.r().to_bytes().as_slice(), &raw[..32]);
@@ -118,7 +127,7 @@ fn the_cli_prints_each_format_alone_on_stdout_and_names_the_key_in_json() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let hex_key = stdout(vphone(home).args(["new-key", "cli", "--purpose", "unrestricted"]));
-    let point = hex::decode(hex_key.trim_end()).unwrap();
+    let point = lowercase_hex(hex_key.trim_end());
     let pem = stdout(vphone(home).args(["public-key", "cli", "--format", "pem"]));
     let key = p256::PublicKey::from_public_key_pem(&pem).unwrap();
     assert_eq!(p256::EncodedPoint::from(key).as_bytes(), &point[..]);

@@ -526,6 +526,11 @@ async fn binding_is_refused_without_a_verified_number_or_with_a_bad_key() {
             body(&person, "ecdsa-p256", format!("{point}0")),
             "invalid_key",
         ),
+        // A `0x` prefix is not lowercase hex either (the hex decoder would strip it).
+        (
+            body(&person, "ecdsa-p256", format!("0x{point}")),
+            "invalid_key",
+        ),
         (
             body(
                 "00000000000000000000000000000000cper",

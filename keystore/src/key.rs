@@ -347,6 +347,13 @@ pub mod hazmat {
         secret_hex: &str,
         purpose: KeyPurpose,
     ) -> Result<SigningKey, KeystoreError> {
+        // Exactly 64 hex digits: `hex::decode` would also take a `0x` prefix.
+        if secret_hex.len() != 64 {
+            return Err(KeystoreError::InvalidInput {
+                what: "private key",
+                reason: format!("{} characters, not 64 hex digits", secret_hex.len()),
+            });
+        }
         let bytes =
             Zeroizing::new(
                 hex::decode(secret_hex).map_err(|_| KeystoreError::InvalidInput {

@@ -116,9 +116,10 @@ pub struct RunArgs {
     /// one per core, or half the cores, at least one, when the address is a loopback one
     /// (the target runs on this machine and needs the others; a tunnel to a bank elsewhere
     /// looks local too: set N there). Fewer, busier threads sleep and wake less, which costs
-    /// less CPU per request while they keep up. Without --api the workers share the
-    /// in-process sandbox's threads (one per core), so no request wakes another thread;
-    /// N gives them threads of their own instead.
+    /// less CPU per request while they keep up. Without --api, one per core, each also
+    /// serving its own workers the in-process sandbox on a listener of its own, so a
+    /// request and its answer stay on one thread; N gives the workers N threads of their
+    /// own, and the sandbox is served by the main runtime's.
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
     /// Open model: iterations started per second, whatever the latency; latencies count

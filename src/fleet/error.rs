@@ -34,6 +34,9 @@ pub enum FleetError {
     /// A command-line value is malformed.
     #[error("{0}")]
     Usage(String),
+    /// A run's options do not fit together (a program calling [`super::run`] built them).
+    #[error("{0}")]
+    Options(String),
     /// Two fleets (or a fleet and a shard) do not fit together.
     #[error("{0}")]
     Mismatch(String),

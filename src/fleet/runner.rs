@@ -83,10 +83,8 @@ pub enum ProgressMode {
 /// Against the in-process sandbox each thread also serves its own workers' requests
 /// ([`Threads::WithSandbox`]), on a listener of its own: a request then goes from the
 /// client's task to the server's and back on one thread, where a sandbox served by other
-/// threads hands every request and answer across cores and wakes a sleeping thread. On the
-/// 2-core box the sandbox on threads of its own took 26,000 context switches per 20,000
-/// bindings; the same run all on one thread spent 145-149 µs of CPU per binding where two
-/// runtimes handing requests across spent 160-190.
+/// threads hands every request and answer across cores and wakes a sleeping thread (the
+/// README's Threads paragraph has the measurements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     /// One per core the process may run on.
@@ -411,6 +409,8 @@ pub async fn run(
         report.shards.push(shard_run);
         return Ok(report);
     }
+    // Each thread's listener and client, ready before the clock starts.
+    let serving = serving_threads(client, &options, threads)?;
     // Without a token no iteration can succeed; each will record the failure itself.
     let _ = client.authenticate().await;
     if let Some(at) = options.start_at
@@ -440,7 +440,8 @@ pub async fn run(
         t0,
     });
     let display = Progress::start(progress, shared.clone());
-    run_on_threads(&shared, threads, workers).await?;
+    // On an error the display stops as it is dropped.
+    run_on_threads(&shared, threads, workers, serving).await?;
     let elapsed = t0.elapsed();
     display.finish(&shared.recorder, elapsed);
 
@@ -461,25 +462,17 @@ async fn run_on_threads(
     shared: &Arc<Shared>,
     threads: usize,
     workers: usize,
+    serving: Vec<Option<Serving>>,
 ) -> Result<(), FleetError> {
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
     let all_done = Arc::new(tokio::sync::Barrier::new(threads));
     let mut finished = Vec::with_capacity(threads);
-    for t in 0..threads {
+    for (t, serve) in serving.into_iter().enumerate() {
         let (done, finished_rx) = tokio::sync::oneshot::channel();
         let shared = shared.clone();
         let all_done = all_done.clone();
-        let serve = match shared.options.threads {
-            Threads::WithSandbox => Some(shared.options.sandbox.clone().ok_or_else(|| {
-                FleetError::Usage(
-                    "the workers can serve the in-process sandbox only with one (RunOptions::sandbox)"
-                        .into(),
-                )
-            })?),
-            _ => None,
-        };
         std::thread::Builder::new()
             .name(format!("vphone-fleet-{t}"))
             .spawn(move || {
@@ -512,33 +505,78 @@ async fn run_on_threads(
     Ok(())
 }
 
-/// Runs thread `t`'s workers; with `serve`, on a listener of the thread's own that serves
-/// them the in-process sandbox, which it stops (waiting for its connections to close)
-/// before the thread's runtime ends, so the sandbox does not count them open afterwards.
+/// What a thread serving its workers the in-process sandbox needs: the sandbox, the
+/// thread's listener (bound before the run starts), and a client that calls it.
+struct Serving {
+    server: crate::sandbox::Server,
+    listener: std::net::TcpListener,
+    client: ApiClient,
+}
+
+/// For [`Threads::WithSandbox`], one [`Serving`] per thread; for any other choice, none.
+/// Refuses options that cannot serve: no sandbox, or a client that cannot call a thread's
+/// own listener (only the lean transport can).
+fn serving_threads(
+    client: &ApiClient,
+    options: &RunOptions,
+    threads: usize,
+) -> Result<Vec<Option<Serving>>, FleetError> {
+    if options.threads != Threads::WithSandbox {
+        return Ok((0..threads).map(|_| None).collect());
+    }
+    let server = options.sandbox.as_ref().ok_or_else(|| {
+        FleetError::Options(
+            "Threads::WithSandbox serves the in-process sandbox: set RunOptions::sandbox".into(),
+        )
+    })?;
+    (0..threads)
+        .map(|_| {
+            let listener = crate::sandbox::Server::bind_local().map_err(FleetError::Sandbox)?;
+            let addr = listener.local_addr().map_err(FleetError::Sandbox)?;
+            let client = client.connecting_to(addr).ok_or_else(|| {
+                FleetError::Options(
+                    "Threads::WithSandbox needs a client with the lean HTTP transport \
+                     (ClientConfig::with_lean_http): only it can call a thread's own listener"
+                        .into(),
+                )
+            })?;
+            Ok(Some(Serving {
+                server: server.clone(),
+                listener,
+                client,
+            }))
+        })
+        .collect()
+}
+
+/// Runs thread `t`'s workers; with `serving`, on the thread's own listener, which it stops
+/// before the thread's runtime ends (waiting, at most until the run's cutoff or
+/// [`LISTENER_STOP`], for its connections to close).
 async fn thread_workers(
     shared: Arc<Shared>,
-    serve: Option<crate::sandbox::Server>,
+    serving: Option<Serving>,
     t: usize,
     threads: usize,
     workers: usize,
 ) -> std::io::Result<bool> {
-    let Some(server) = serve else {
+    let Some(Serving {
+        server,
+        listener,
+        client,
+    }) = serving
+    else {
         let client = shared.client.clone();
         return Ok(run_workers(shared, &client, t, threads, workers).await);
     };
-    let listening = server.listen_here().await?;
-    let client = shared
-        .client
-        .connecting_to(listening.addr())
-        .ok_or_else(|| {
-            std::io::Error::other(
-                "the workers serve the in-process sandbox only to a client with the lean \
-                 HTTP transport",
-            )
-        })?;
+    let listening = server.serve_on(listener)?;
+    let cutoff = shared.deadline.map(|d| d + shared.options.drain);
     let drained = run_workers(shared, &client, t, threads, workers).await;
     drop(client);
-    listening.stop(LISTENER_STOP).await;
+    let limit = cutoff.map_or(LISTENER_STOP, |c| {
+        c.saturating_duration_since(Instant::now())
+            .min(LISTENER_STOP)
+    });
+    listening.stop(limit).await;
     Ok(drained)
 }
 
@@ -621,8 +659,8 @@ impl Progress {
         }
     }
 
-    fn finish(self, recorder: &Recorder, elapsed: Duration) {
-        if let Some(task) = self.task {
+    fn finish(mut self, recorder: &Recorder, elapsed: Duration) {
+        if let Some(task) = self.task.take() {
             task.abort();
             if self.bar.is_none() {
                 eprintln!(
@@ -632,7 +670,19 @@ impl Progress {
                 );
             }
         }
-        if let Some(bar) = self.bar {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    /// A run that ends early (an error) stops its display too.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
     }

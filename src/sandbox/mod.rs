@@ -296,14 +296,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves the same sandbox on a new listener on `127.0.0.1:0`, from a task of the runtime
-    /// this is called on, until the [`Listening`] it returns is dropped. On a single-threaded
-    /// runtime, clients on that runtime then have their requests answered on their own
-    /// thread: the fleet gives each of its threads a listener this way (see
-    /// [`crate::fleet::Threads::WithSandbox`]). Each listener has a connection cap of its own
-    /// (the sandbox's `max_connections`, or its default).
+    /// Serves the same sandbox on a new listener on `127.0.0.1:0` (see [`Server::serve_on`]).
     pub async fn listen_here(&self) -> std::io::Result<Listening> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        self.serve_on(Server::bind_local()?)
+    }
+
+    /// A listener on `127.0.0.1:0` for [`Server::serve_on`], bound now (on any thread).
+    pub fn bind_local() -> std::io::Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+
+    /// Serves the same sandbox (its state, routes and limits) on `listener` as well, from
+    /// a task of the runtime this is called on, until the [`Listening`] it returns is
+    /// stopped or dropped. On a single-threaded runtime, clients on that runtime then have
+    /// their requests answered on their own thread: the fleet gives each of its threads a
+    /// listener this way (see [`crate::fleet::Threads::WithSandbox`]).
+    ///
+    /// Each listener has a connection cap of its own (the sandbox's `max_connections`, or
+    /// the default from the open-files limit), and `/sandbox/stats` counts the connections
+    /// of all of them. `listener` must be non-blocking ([`Server::bind_local`] makes it so).
+    pub fn serve_on(&self, listener: std::net::TcpListener) -> std::io::Result<Listening> {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve::run(
@@ -320,10 +335,11 @@ impl Server {
     }
 }
 
-/// A listener [`Server::listen_here`] started. Dropping it stops accepting and asks the
-/// connections it accepted to close once their requests are answered;
-/// [`Listening::stop`] also waits for them.
+/// A listener [`Server::serve_on`] serves. [`Listening::stop`] stops accepting and waits
+/// for its connections to end; dropping it only asks them to close, which they do while
+/// their runtime runs (a runtime that ends drops them, and the sandbox's counts with them).
 #[derive(Debug)]
+#[must_use = "dropping a Listening stops it at once"]
 pub struct Listening {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -337,15 +353,16 @@ impl Listening {
     }
 
     /// Stops accepting and waits, at most `limit`, until every connection it accepted has
-    /// ended (idle ones are closed at once, busy ones once answered), so the sandbox's
-    /// connection counts no longer include them. Their runtime must keep running meanwhile:
-    /// call this before it ends.
+    /// ended (idle ones close at once, busy ones once answered); then gives up on them.
     pub async fn stop(mut self, limit: std::time::Duration) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
-            self.task.abort();
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox listener ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sandbox listener task failed"),
+            Err(_) => self.task.abort(),
         }
     }
 }

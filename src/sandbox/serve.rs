@@ -40,7 +40,7 @@ use serde::Serialize;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -346,6 +346,28 @@ struct Shared {
     header_us: u64,
     idle_us: u64,
     body_timeout: Duration,
+    /// Set when the server stops: the connections it then asks to close are not evictions.
+    stopping: AtomicBool,
+}
+
+/// A connection's place in the counts and the registry, given back when its task ends,
+/// finished or dropped (a runtime that ends drops its tasks unfinished).
+struct Accepted {
+    shared: Arc<Shared>,
+    id: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        self.shared.registry.remove(&self.id);
+        self.shared
+            .state
+            .0
+            .conn_counters
+            .open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serves `app` on `listener` until `stop` fires, then closes idle connections, lets busy ones
@@ -377,6 +399,7 @@ pub(crate) async fn run(
         idle_us: us(config.idle_timeout),
         body_timeout: config.body_read_timeout,
         state: state.clone(),
+        stopping: AtomicBool::new(false),
     });
     let permits = Arc::new(Semaphore::new(cap));
     let mut backoff = Duration::ZERO;
@@ -424,20 +447,18 @@ pub(crate) async fn run(
         shared.registry.insert(id, conn.clone());
         bump(&counters.accepted);
         bump(&counters.open);
-        let shared = shared.clone();
+        let accepted = Accepted {
+            shared: shared.clone(),
+            id,
+            _permit: permit,
+        };
         tokio::spawn(async move {
-            serve_connection(stream, conn, &shared).await;
-            shared.registry.remove(&id);
-            shared
-                .state
-                .0
-                .conn_counters
-                .open
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            serve_connection(stream, conn, &accepted.shared).await;
+            drop(accepted);
         });
     }
     drop(listener);
+    shared.stopping.store(true, Ordering::Relaxed);
     for conn in shared.registry.iter() {
         conn.close.notify_one();
     }
@@ -559,7 +580,9 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
             () = tokio::time::sleep_until(recheck) => {}
             () = conn.close.notified(), if !closing => {
                 if conn.phase() != Phase::Busy {
-                    bump(&counters.evicted);
+                    if !shared.stopping.load(Ordering::Relaxed) {
+                        bump(&counters.evicted);
+                    }
                     return;
                 }
                 // Finish the request in progress, then close.

@@ -119,8 +119,10 @@ impl TryFrom<DeviceRecord> for DeviceEntry {
             .keys
             .into_iter()
             .map(|k| {
-                let point = hex::decode(&k.point)
-                    .map_err(|e| StoreError::Corrupt(format!("device {}: key: {e}", r.id)))?;
+                // Lowercase hex only, as the sandbox writes it (no `0x`, no uppercase).
+                let point = crate::api::PublicKeyHex::parse(&k.point)
+                    .map_err(|e| StoreError::Corrupt(format!("device {}: key: {e}", r.id)))?
+                    .to_bytes();
                 let key = VerifyingKey::from_uncompressed(&point)
                     .map_err(|e| StoreError::Corrupt(format!("device {}: key: {e}", r.id)))?;
                 Ok(KeyEntry {
