@@ -188,7 +188,6 @@ struct Inner {
     http: reqwest::Client,
     /// The base URL without a trailing slash, so `base + "/v1/..."` is the request URL.
     base: String,
-    /// Shared with the clones [`ApiClient::connecting_to`] makes.
     token: Arc<TokenCache>,
     timeout: Duration,
     transcript: Option<Arc<Transcript>>,
@@ -269,11 +268,13 @@ impl ApiClient {
     }
 
     /// A client like this one whose lean transport connects to `addr` instead of the base
-    /// URL's host and port: the same base URL and `Host` header, the same token (one fetch
-    /// serves both), retry policy and transcript, and a connection pool of its own. For one
-    /// API served on several listeners: the fleet gives each of its threads the in-process
-    /// sandbox on a listener of its own. `None` without the lean transport, where reqwest
-    /// connects to where the URL says.
+    /// URL's host and port: the same base URL and `Host` header, retry policy and
+    /// transcript, the token this one holds (in a cache of its own, which fetches the next
+    /// token itself), and a connection pool of its own. For one API served on several
+    /// listeners: the fleet gives each of its threads the in-process sandbox on a listener
+    /// of its own, and each thread's client then shares nothing it writes per request with
+    /// the others. `None` without the lean transport, where reqwest connects to where the
+    /// URL says.
     pub fn connecting_to(&self, addr: std::net::SocketAddr) -> Option<ApiClient> {
         let inner = &self.inner;
         let lean = inner.lean.as_ref()?.connecting_to(addr);
@@ -281,7 +282,7 @@ impl ApiClient {
             inner: Arc::new(Inner {
                 http: inner.http.clone(),
                 base: inner.base.clone(),
-                token: inner.token.clone(),
+                token: Arc::new(inner.token.seeded_copy()),
                 timeout: inner.timeout,
                 transcript: inner.transcript.clone(),
                 retry: inner.retry.clone(),

@@ -84,6 +84,16 @@ impl TokenCache {
         }
     }
 
+    /// A cache of its own for the same token URL and credentials, starting with the token
+    /// this one holds: a client on another thread reads it without touching this one's lock
+    /// (whose cache line would otherwise pass between cores on every request), and fetches
+    /// the next one itself.
+    pub(crate) fn seeded_copy(&self) -> TokenCache {
+        let copy = TokenCache::new(self.url.clone(), self.credentials.clone());
+        *copy.current.write() = self.current.read().clone();
+        copy
+    }
+
     pub(crate) fn url(&self) -> &str {
         self.url.as_str()
     }
