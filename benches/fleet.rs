@@ -472,17 +472,7 @@ async fn round_trip_cost(
     let cpu0 = cpu_secs();
     let wall0 = Instant::now();
     if let Layout::SandboxRuntime = layout {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..concurrency as u64 {
-            let client = client.clone();
-            let n = share(w);
-            tasks.spawn(async move {
-                for _ in 0..n {
-                    client.get_discard("/sandbox/health").await.expect("health");
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        health_checks(client, 0..concurrency as u64, share).await;
         let wall = wall0.elapsed().as_secs_f64();
         return Some(((cpu_secs() - cpu0) / requests as f64, wall));
     }
@@ -507,18 +497,8 @@ async fn round_trip_cost(
                     client = client.connecting_to(here.addr()).expect("lean");
                     listening = Some(here);
                 }
-                let mut tasks = tokio::task::JoinSet::new();
-                let workers = concurrency as u64;
-                for w in (t as u64..workers).step_by(threads) {
-                    let client = client.clone();
-                    let n = share(w);
-                    tasks.spawn(async move {
-                        for _ in 0..n {
-                            client.get_discard("/sandbox/health").await.expect("health");
-                        }
-                    });
-                }
-                while tasks.join_next().await.is_some() {}
+                let workers = (t as u64..concurrency as u64).step_by(threads);
+                health_checks(&client, workers, share).await;
                 all_done.wait().await;
                 // Its connections end before its runtime does.
                 drop(client);
@@ -535,6 +515,26 @@ async fn round_trip_cost(
     }
     let wall = wall0.elapsed().as_secs_f64();
     Some(((cpu_secs() - cpu0) / requests as f64, wall))
+}
+
+/// Runs `calls(w)` authenticated health checks for each worker `w` of `workers`, each worker
+/// a task of this runtime, and waits for them all.
+async fn health_checks(
+    client: &ApiClient,
+    workers: impl Iterator<Item = u64>,
+    calls: impl Fn(u64) -> u64,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in workers {
+        let client = client.clone();
+        let n = calls(w);
+        tasks.spawn(async move {
+            for _ in 0..n {
+                client.get_discard("/sandbox/health").await.expect("health");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// A `vphone sandbox` child process on a free loopback port, killed when dropped.

@@ -109,3 +109,22 @@ fn p256_public_key_and_signature_have_the_wire_shapes() {
     assert_eq!(key.fingerprint().len(), 16);
     assert!(lowercase_hex(&public), "{public}");
 }
+
+#[test]
+fn an_imported_private_key_is_64_hex_digits_in_either_case_and_nothing_else() {
+    let import = |hex: &str| {
+        hazmat::signing_key_from_secret_hex(KeyAlgorithm::EcdsaP256, hex, KeyPurpose::Unrestricted)
+    };
+    for bad in [
+        format!("0x{RFC6979_X}"),
+        RFC6979_X[..62].to_owned(),
+        format!("{RFC6979_X}00"),
+        format!("{}zz", &RFC6979_X[..62]),
+    ] {
+        assert!(import(&bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        import(&RFC6979_X.to_uppercase()).unwrap().public_key_hex(),
+        rfc6979_key().public_key_hex()
+    );
+}
