@@ -409,10 +409,10 @@ pub async fn run(
         report.shards.push(shard_run);
         return Ok(report);
     }
-    // Each thread's listener and client, ready before the clock starts.
-    let serving = serving_threads(client, &options, threads)?;
     // Without a token no iteration can succeed; each will record the failure itself.
     let _ = client.authenticate().await;
+    // Each thread's listener and client (holding that token), ready before the clock starts.
+    let serving = serving_threads(client, &options, threads)?;
     if let Some(at) = options.start_at
         && let Start::In(wait) = start_delay(at, SystemTime::now())?
     {
