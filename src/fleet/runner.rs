@@ -229,6 +229,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// With a duration: when whatever still runs is cancelled (its end plus the drain).
+    fn cutoff(&self) -> Option<Instant> {
+        self.deadline.map(|d| d + self.options.drain)
+    }
+
     /// The phone and step of iteration `n`.
     fn assign(&self, n: u64) -> (Step, usize) {
         let len = self.fleet.len();
@@ -351,7 +356,7 @@ async fn run_workers(
     for w in (first..workers).step_by(step.max(1)) {
         tasks.spawn(worker(shared.clone(), client.clone(), w));
     }
-    let cutoff = shared.deadline.map(|d| d + shared.options.drain);
+    let cutoff = shared.cutoff();
     let all_done = async { while tasks.join_next().await.is_some() {} };
     let drained = match cutoff {
         Some(cutoff) => tokio::time::timeout_at(cutoff.into(), all_done)
@@ -569,7 +574,7 @@ async fn thread_workers(
         return Ok(run_workers(shared, &client, t, threads, workers).await);
     };
     let listening = server.serve_on(listener)?;
-    let cutoff = shared.deadline.map(|d| d + shared.options.drain);
+    let cutoff = shared.cutoff();
     let drained = run_workers(shared, &client, t, threads, workers).await;
     drop(client);
     let limit = cutoff.map_or(LISTENER_STOP, |c| {
@@ -659,6 +664,7 @@ impl Progress {
         }
     }
 
+    /// Ends the display after a run: plain lines end with a last one; a bar is cleared.
     fn finish(mut self, recorder: &Recorder, elapsed: Duration) {
         if let Some(task) = self.task.take() {
             task.abort();
@@ -670,14 +676,12 @@ impl Progress {
                 );
             }
         }
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        // Dropped here: the bar is cleared.
     }
 }
 
 impl Drop for Progress {
-    /// A run that ends early (an error) stops its display too.
+    /// Stops the display, after [`Progress::finish`] or when a run ends early (an error).
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();

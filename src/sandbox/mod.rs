@@ -235,11 +235,10 @@ async fn log_request(State(state): State<SandboxState>, req: Request, next: Next
 /// A running sandbox server.
 #[derive(Debug)]
 pub struct SandboxHandle {
-    addr: SocketAddr,
     state: SandboxState,
     server: Server,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Its first listener, the one it started on.
+    listening: Listening,
     sweeper: tokio::task::JoinHandle<()>,
     sms_pump: tokio::task::JoinHandle<()>,
 }
@@ -247,12 +246,12 @@ pub struct SandboxHandle {
 impl SandboxHandle {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// `http://IP:PORT`, the base URL for clients.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Its state (SMS outbox, counters, clock).
@@ -271,19 +270,11 @@ impl SandboxHandle {
     }
 
     /// Stops accepting, lets open requests finish, and waits for the server to end.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.sweeper.abort();
         self.sms_pump.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
         // Open long-polls may take up to a minute to end on their own; do not wait for them.
-        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "sandbox server task failed"),
-            Err(_) => self.task.abort(),
-        }
+        self.listening.stop(std::time::Duration::from_secs(5)).await;
     }
 }
 
@@ -318,7 +309,11 @@ impl Server {
     /// the default from the open-files limit), and `/sandbox/stats` counts the connections
     /// of all of them. `listener` must be non-blocking ([`Server::bind_local`] makes it so).
     pub fn serve_on(&self, listener: std::net::TcpListener) -> std::io::Result<Listening> {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        self.serve(tokio::net::TcpListener::from_std(listener)?)
+    }
+
+    /// Serves on `listener` from a task of the current runtime.
+    fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<Listening> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve::run(
@@ -360,8 +355,8 @@ impl Listening {
         }
         match tokio::time::timeout(limit, &mut self.task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox listener ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "sandbox listener task failed"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sandbox server task failed"),
             Err(_) => self.task.abort(),
         }
     }
@@ -410,21 +405,17 @@ async fn serve(
     app: Router,
 ) -> std::io::Result<SandboxHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
     let server = Server {
-        app: app.clone(),
+        app,
         state: state.clone(),
     };
-    let task = tokio::spawn(serve::run(listener, app, state.clone(), stopped));
+    let listening = server.serve(listener)?;
     let sweeper = state.start_sweeper();
     let sms_pump = state.start_sms_pump();
     Ok(SandboxHandle {
-        addr,
         state,
         server,
-        stop: Some(stop),
-        task,
+        listening,
         sweeper,
         sms_pump,
     })
