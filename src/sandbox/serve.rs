@@ -30,7 +30,6 @@ use super::state::SandboxState;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -595,7 +594,11 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
 
 /// Refuses, in the errors shape, request targets and headers larger than the documented
 /// limits (hyper's own, higher limits answer without a body).
-pub(crate) async fn check_head(req: Request, next: Next) -> Response {
+pub(crate) async fn check_head<F, Fut>(req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_BYTES {
         return ApiError::new(
@@ -623,7 +626,7 @@ pub(crate) async fn check_head(req: Request, next: Next) -> Response {
         )
         .into_response();
     }
-    next.run(req).await
+    next(req).await
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@
 //! failed).
 
 use super::state::{SandboxState, storage_error};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// The layer: see the module's documentation. The router has it only when the bank is kept
-/// in a file.
-pub async fn settle(State(state): State<SandboxState>, request: Request, next: Next) -> Response {
+/// The middleware's last step: see the module's documentation. It waits only when the bank is
+/// kept in a file.
+pub async fn settle(state: &SandboxState, request: Request, next: Next) -> Response {
     let Some(group) = &state.0.group else {
         return next.run(request).await;
     };

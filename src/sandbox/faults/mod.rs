@@ -38,9 +38,8 @@ use super::sms::SmsFate;
 use super::state::SandboxState;
 use crate::api::ErrorCode;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -522,21 +521,26 @@ pub fn sms_fate(engine: &FaultEngine) -> SmsFate {
     fate
 }
 
-/// The middleware: applies the rules' decision to every request outside `/sandbox/*`.
-pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
+/// The middleware's step: applies the rules' decision to every request outside `/sandbox/*`,
+/// handing the request on to `next` (the rest of the way in) unless a rule answers instead.
+pub async fn inject<F, Fut>(state: &SandboxState, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let engine = &state.0.faults;
     // Sandbox routes first: a long-poll would otherwise hold the rule set (and keep its
     // retired totals listed) for its whole wait.
     if req.uri().path().starts_with("/sandbox/") {
-        return next.run(req).await;
+        return next(req).await;
     }
     if engine.is_empty() {
-        return next.run(req).await;
+        return next(req).await;
     }
     let set = engine.current();
     if set.rules.is_empty() {
         drop(set);
-        return next.run(req).await;
+        return next(req).await;
     }
     let partner = set.has_partner.then(|| partner_of(&state, &req)).flatten();
     let decision = engine.decide_in(&set, req.method(), req.uri().path(), partner.as_deref());
@@ -553,8 +557,8 @@ pub async fn inject(State(state): State<SandboxState>, req: Request, next: Next)
     });
     let run = |req: Request| async {
         match &context {
-            Some(c) => SMS_CONTEXT.scope(c.clone(), next.run(req)).await,
-            None => next.run(req).await,
+            Some(c) => SMS_CONTEXT.scope(c.clone(), next(req)).await,
+            None => next(req).await,
         }
     };
     let mut response = match decision.fate {
