@@ -542,7 +542,7 @@ where
         drop(set);
         return next(req).await;
     }
-    let partner = set.has_partner.then(|| partner_of(&state, &req)).flatten();
+    let partner = set.has_partner.then(|| partner_of(state, &req)).flatten();
     let decision = engine.decide_in(&set, req.method(), req.uri().path(), partner.as_deref());
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
