@@ -269,7 +269,7 @@ pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
 fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
-        if c.is::<tower_http::timeout::TimeoutError>() {
+        if c.is::<super::serve::BodyTimedOut>() {
             return true;
         }
         cause = c.source();

@@ -160,8 +160,8 @@ pub fn router(state: SandboxState) -> Router {
 /// Every request's way in, as one layer: its log line ([`log_request`]), the head's limits
 /// ([`serve::check_head`]), injected faults ([`faults::inject`]), then the wait for what it
 /// changed to be committed ([`settle::settle`]). One layer, not four: axum boxes each
-/// layer's future and clones the services under it on every request, which cost 40 of a
-/// binding's 190 allocations when these were four.
+/// layer's future and clones the services under it on every request. With four, a binding
+/// made 192 allocations in the process (fleet and sandbox); with one, 152.
 async fn way_in(State(state): State<SandboxState>, req: Request, next: Next) -> Response {
     log_request(&state, req, |req| {
         serve::check_head(req, |req| {

@@ -258,6 +258,69 @@ impl hyper::body::Body for Answer {
     }
 }
 
+/// A request body that fails with [`BodyTimedOut`] once no frame has come for `timeout`.
+/// tower-http's `TimeoutBody` starts a timer on every poll; this one starts it only when the
+/// body has to be waited for, which a small body sent with its head never has to be.
+struct BodyDeadline {
+    body: hyper::body::Incoming,
+    timeout: Duration,
+    /// Running while the body is waited for; gone once a frame comes.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The body-read timeout ended a request body.
+#[derive(Debug)]
+pub(crate) struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body stopped arriving before the body-read timeout")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl hyper::body::Body for BodyDeadline {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        let this = &mut *self;
+        if let Some(sleep) = &mut this.sleep
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+        }
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.sleep = None;
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if this.sleep.is_none() {
+                    let mut sleep = Box::pin(tokio::time::sleep(this.timeout));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+                    }
+                    this.sleep = Some(sleep);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Turns its connection idle when dropped, unless a later request has begun meanwhile.
 struct IdleWhenDone {
     conn: Arc<Conn>,
@@ -520,7 +583,11 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                 };
                 let timeout = shared.body_timeout;
                 let req = req.map(|body| {
-                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body))
+                    axum::body::Body::new(BodyDeadline {
+                        body,
+                        timeout,
+                        sleep: None,
+                    })
                 });
                 let mut response = match shared.app.clone().oneshot(req).await {
                     Ok(response) => response,
