@@ -54,6 +54,10 @@ fn check_hex(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), 
             s.len()
         )));
     }
+    // The usual case checked byte by byte; the slower search below only names the fault.
+    if s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(());
+    }
     if let Some((i, c)) = s
         .char_indices()
         .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
