@@ -237,6 +237,36 @@ async fn at_the_connection_cap_idle_clients_make_room_and_established_ones_are_s
 }
 
 #[tokio::test]
+async fn a_sandbox_served_on_two_listeners_has_one_connection_cap_for_both() {
+    let config = SandboxConfig {
+        max_connections: Some(3),
+        ..two_partner_config()
+    };
+    let bank = Bank::start_with(config, false).await;
+    let second = bank.handle.server().listen_here().await.unwrap();
+    // The token's pooled connection is one of the three; two idle ones on the second
+    // listener fill the cap.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(second.addr()).await.unwrap();
+        s.write_all(health_request()).await.unwrap();
+        assert_eq!(read_response(&mut s).await.0, 200);
+        idle.push(s);
+    }
+    let c = bank.state().stats().connections;
+    assert_eq!((c.open, c.cap, c.cap_reached), (3, 3, 0), "{c:?}");
+    // A fourth connection, to the first listener: the sandbox is at its cap, so the
+    // longest-idle connection (on either listener) gives way, and the newcomer is answered.
+    let mut fourth = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    fourth.write_all(health_request()).await.unwrap();
+    assert_eq!(read_response(&mut fourth).await.0, 200);
+    let c = bank.state().stats().connections;
+    assert_eq!((c.cap_reached, c.evicted), (1, 1), "{c:?}");
+    assert!(c.open <= 3, "{c:?}");
+    second.stop(BOUND).await;
+}
+
+#[tokio::test]
 async fn oversize_request_targets_and_headers_are_refused_in_the_errors_shape() {
     let bank = Bank::start().await;
     let long = format!("{}/sandbox/health?x={}", bank.base, "a".repeat(9000));

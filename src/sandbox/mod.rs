@@ -312,9 +312,9 @@ impl Server {
     /// their requests answered on their own thread: the fleet gives each of its threads a
     /// listener this way (see [`crate::fleet::Threads::WithSandbox`]).
     ///
-    /// Each listener has a connection cap of its own (the sandbox's `max_connections`, or
-    /// the default from the open-files limit), and `/sandbox/stats` counts the connections
-    /// of all of them. `listener` must be non-blocking ([`Server::bind_local`] makes it so).
+    /// All its listeners share the sandbox's one connection cap (`max_connections`, or the
+    /// default from the open-files limit): at the cap, the longest-idle connection of any of
+    /// them gives way. `/sandbox/stats` counts the connections of all of them. `listener` must be non-blocking ([`Server::bind_local`] makes it so).
     pub fn serve_on(&self, listener: std::net::TcpListener) -> std::io::Result<Listening> {
         self.serve(tokio::net::TcpListener::from_std(listener)?)
     }

@@ -86,6 +86,39 @@ pub struct ConnectionStats {
     pub cap_reached: u64,
 }
 
+/// What every listener of one sandbox shares: the connection cap, and the registry the
+/// connection to close at the cap is chosen from. So the cap holds for the sandbox however
+/// many listeners serve it, and the connection made to give way is the sandbox's
+/// longest-idle one, whichever listener accepted it.
+pub(crate) struct ConnPool {
+    cap: usize,
+    permits: Arc<Semaphore>,
+    registry: DashMap<u64, Arc<Conn>>,
+    next_id: AtomicU64,
+}
+
+impl ConnPool {
+    /// A pool of `max_connections`, or of the default from the open-files limit.
+    pub(crate) fn new(max_connections: Option<usize>) -> ConnPool {
+        let cap = max_connections.unwrap_or_else(|| connection_cap(nofile_limit()));
+        ConnPool {
+            cap,
+            permits: Arc::new(Semaphore::new(cap)),
+            registry: DashMap::new(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnPool")
+            .field("cap", &self.cap)
+            .field("open", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The live counters behind [`ConnectionStats`].
 #[derive(Debug, Default)]
 pub(crate) struct ConnCounters {
@@ -403,6 +436,7 @@ struct Shared {
     app: Router,
     state: SandboxState,
     http: hyper::server::conn::http1::Builder,
+    /// This listener's connections (the sandbox's are in its [`ConnPool`]).
     registry: DashMap<u64, Arc<Conn>>,
     epoch: Instant,
     header_us: u64,
@@ -417,18 +451,18 @@ struct Shared {
 struct Accepted {
     shared: Arc<Shared>,
     id: u64,
+    /// Its place under the sandbox's cap.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its place among this listener's connections, which the listener waits for to stop.
+    _own: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Accepted {
     fn drop(&mut self) {
+        let inner = &self.shared.state.0;
         self.shared.registry.remove(&self.id);
-        self.shared
-            .state
-            .0
-            .conn_counters
-            .open
-            .fetch_sub(1, Ordering::Relaxed);
+        inner.conn_pool.registry.remove(&self.id);
+        inner.conn_counters.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -441,9 +475,8 @@ pub(crate) async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> io::Result<()> {
     let config = state.config();
-    let cap = config
-        .max_connections
-        .unwrap_or_else(|| connection_cap(nofile_limit()));
+    let pool = &state.0.conn_pool;
+    let cap = pool.cap;
     let counters = &state.0.conn_counters;
     counters.cap.store(cap as u64, Ordering::Relaxed);
     tracing::info!(cap, "sandbox connection cap");
@@ -463,9 +496,10 @@ pub(crate) async fn run(
         state: state.clone(),
         stopping: AtomicBool::new(false),
     });
-    let permits = Arc::new(Semaphore::new(cap));
+    // This listener's connections, never more than the sandbox's: all of them back means
+    // every connection it accepted has ended.
+    let own = Arc::new(Semaphore::new(cap));
     let mut backoff = Duration::ZERO;
-    let mut next_id = 0u64;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -488,13 +522,13 @@ pub(crate) async fn run(
             },
             _ = &mut stop => break,
         };
-        let permit = match permits.clone().try_acquire_owned() {
+        let permit = match pool.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 bump(&counters.cap_reached);
-                evict_one(&shared.registry);
+                evict_one(&pool.registry);
                 tokio::select! {
-                    permit = permits.clone().acquire_owned() => match permit {
+                    permit = pool.permits.clone().acquire_owned() => match permit {
                         Ok(permit) => permit,
                         // The semaphore is never closed; stop serving rather than panic.
                         Err(_) => break,
@@ -503,16 +537,21 @@ pub(crate) async fn run(
                 }
             }
         };
-        next_id += 1;
-        let id = next_id;
+        // Never waits: this listener holds no more places than the sandbox gave out.
+        let Ok(own_permit) = own.clone().acquire_owned().await else {
+            break;
+        };
+        let id = pool.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn::new(us_since(shared.epoch)));
         shared.registry.insert(id, conn.clone());
+        pool.registry.insert(id, conn.clone());
         bump(&counters.accepted);
         bump(&counters.open);
         let accepted = Accepted {
             shared: shared.clone(),
             id,
             _permit: permit,
+            _own: own_permit,
         };
         tokio::spawn(async move {
             serve_connection(stream, conn, &accepted.shared).await;
@@ -524,9 +563,9 @@ pub(crate) async fn run(
     for conn in shared.registry.iter() {
         conn.close.notify_one();
     }
-    // Every permit back means every connection task has ended.
+    // Every place back means every connection task of this listener has ended.
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    let _ = own.acquire_many(all).await;
     Ok(())
 }
 

@@ -158,6 +158,8 @@ pub(crate) struct Inner {
     pub sms: SmsCenter,
     pub counters: Counters,
     pub conn_counters: ConnCounters,
+    /// The connection cap and registry every listener of this sandbox shares.
+    pub conn_pool: super::serve::ConnPool,
     /// The fault rules in force, with their counters and seeded generator.
     pub faults: super::faults::FaultEngine,
     /// This process's instance id (see [`SandboxState::instance`]).
@@ -349,6 +351,7 @@ impl SandboxState {
             instance: format!("{:032x}", rand::random::<u128>()),
             tokens_issued,
             conn_counters: ConnCounters::default(),
+            conn_pool: super::serve::ConnPool::new(config.max_connections),
             long_polls: AtomicUsize::new(0),
             config,
             clock,
