@@ -363,3 +363,49 @@ impl From<ChangeRequestRecord> for ChangeRequestEntry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored device whose one key's point is `point`.
+    fn device_with_point(point: &str) -> DeviceRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "0123456789abcdef0123456789abcdef",
+            "person_id": "0123456789abcdef0123456789abcdefcper",
+            "name": "phone",
+            "created_at": "2026-01-01T00:00:00Z",
+            "deleted_at": null,
+            "verified": true,
+            "keys": [{
+                "id": "7a1f2c3d-4b5e-4f60-8a7b-9c0d1e2f3a4b",
+                "purpose": "unrestricted",
+                "point": point,
+                "created_at": "2026-01-01T00:00:00Z",
+                "used_at": null
+            }],
+            "device_data": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stored_key_point_is_read_only_as_the_sandbox_writes_it() {
+        let key = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+        let point = hex::encode(key.public_key().to_sec1_bytes());
+        let entry = DeviceEntry::try_from(device_with_point(&point)).unwrap();
+        assert_eq!(hex::encode(entry.keys[0].key.point()), point);
+        // const-hex's decoder takes these; the store must not.
+        for written_otherwise in [
+            format!("0x{point}"),
+            point.to_uppercase(),
+            point[..128].to_owned(),
+        ] {
+            match DeviceEntry::try_from(device_with_point(&written_otherwise)) {
+                Err(StoreError::Corrupt(why)) => assert!(why.contains("key"), "{why}"),
+                Err(other) => panic!("{written_otherwise}: {other}"),
+                Ok(_) => panic!("{written_otherwise}: accepted"),
+            }
+        }
+    }
+}
