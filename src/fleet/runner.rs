@@ -472,7 +472,7 @@ async fn run_on_threads(
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
-    let all_done = Arc::new(tokio::sync::Barrier::new(threads));
+    let all_done = AllDone::new(threads);
     let mut finished = Vec::with_capacity(threads);
     for (t, serve) in serving.into_iter().enumerate() {
         let (done, finished_rx) = tokio::sync::oneshot::channel();
@@ -481,12 +481,16 @@ async fn run_on_threads(
         std::thread::Builder::new()
             .name(format!("vphone-fleet-{t}"))
             .spawn(move || {
+                // Counted when dropped: after the workers, or when the thread fails or
+                // panics before, so the other threads never wait for it in vain.
+                let arrival = Arrival(all_done.clone());
                 let drained = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .and_then(|rt| {
                         rt.block_on(async {
                             let drained = thread_workers(shared, serve, t, threads, workers).await;
+                            drop(arrival);
                             all_done.wait().await;
                             drained
                         })
@@ -496,18 +500,62 @@ async fn run_on_threads(
             .map_err(FleetError::Threads)?;
         finished.push(finished_rx);
     }
+    // Every thread, then the first failure: none waits for a thread that failed.
+    let mut failure = None;
     for finished_rx in finished {
-        match finished_rx.await {
-            Ok(Ok(_drained)) => {}
-            Ok(Err(e)) => return Err(FleetError::Threads(e)),
-            Err(_) => {
-                return Err(FleetError::Threads(std::io::Error::other(
-                    "a worker thread ended without finishing its workers",
-                )));
+        let outcome = match finished_rx.await {
+            Ok(Ok(_drained)) => continue,
+            Ok(Err(e)) => FleetError::Threads(e),
+            Err(_) => FleetError::Threads(std::io::Error::other(
+                "a worker thread ended without finishing its workers",
+            )),
+        };
+        failure.get_or_insert(outcome);
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// The fleet threads' meeting point before their runtimes end: each thread's [`Arrival`]
+/// counts once it is dropped, whether its workers finished or the thread failed or
+/// panicked (a `Barrier` would wait for a panicked thread for ever).
+struct AllDone {
+    threads: usize,
+    arrived: AtomicUsize,
+    notify: tokio::sync::Notify,
+}
+
+impl AllDone {
+    fn new(threads: usize) -> Arc<AllDone> {
+        Arc::new(AllDone {
+            threads,
+            arrived: AtomicUsize::new(0),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Waits until every thread has arrived.
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so an arrival in between still wakes.
+            notified.as_mut().enable();
+            if self.arrived.load(Ordering::Acquire) >= self.threads {
+                return;
             }
+            notified.await;
         }
     }
-    Ok(())
+}
+
+/// One thread's arrival at [`AllDone`], counted when dropped.
+struct Arrival(Arc<AllDone>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.arrived.fetch_add(1, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
 }
 
 /// What a thread serving its workers the in-process sandbox needs: the sandbox, the
@@ -695,6 +743,35 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_thread_that_panics_before_the_meeting_point_still_arrives() {
+        let all_done = AllDone::new(3);
+        let waiting = {
+            let all_done = all_done.clone();
+            tokio::spawn(async move {
+                let arrival = Arrival(all_done.clone());
+                drop(arrival);
+                all_done.wait().await;
+            })
+        };
+        let panicked = {
+            let all_done = all_done.clone();
+            std::thread::spawn(move || {
+                let _arrival = Arrival(all_done);
+                panic!("a fleet thread failing before its workers finish");
+            })
+        };
+        assert!(panicked.join().is_err());
+        // Two of three: the waiter still waits.
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(Arrival(all_done.clone()));
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("every thread arrived, the panicked one included")
+            .unwrap();
+    }
 
     #[test]
     fn a_target_on_this_machine_gets_half_the_cores_and_any_other_one_per_core() {
