@@ -185,24 +185,28 @@ fn main() {
         // 2. Bare costs: each signing backend's derivation and signature; the faster counts.
         let seed = Seed::from_u64(7);
         let message = b"212212";
-        let mut crypto = Vec::new();
-        for backend in Backend::ALL {
-            let key = SigningKey::derive_with(&seed, 0, KeyPurpose::Unrestricted, backend);
-            let t_derive = per_call(
+        let derive_cost = |backend: Backend| {
+            per_call(
                 |n| {
                     let k = SigningKey::derive_with(&seed, n, KeyPurpose::Unrestricted, backend);
                     std::hint::black_box(k.public_key_hex());
                 },
                 Duration::from_millis(400),
-            );
-            let t_sign = per_call(
+            )
+        };
+        let sign_cost = |backend: Backend| {
+            let key = SigningKey::derive_with(&seed, 0, KeyPurpose::Unrestricted, backend);
+            per_call(
                 |_| {
                     std::hint::black_box(key.sign(message));
                 },
                 Duration::from_millis(400),
-            );
-            crypto.push((backend, t_derive, t_sign));
-        }
+            )
+        };
+        let crypto: Vec<_> = Backend::ALL
+            .into_iter()
+            .map(|backend| (backend, derive_cost(backend), sign_cost(backend)))
+            .collect();
         let fastest = |pick: fn(&(Backend, f64, f64)) -> f64| {
             crypto
                 .iter()
@@ -231,13 +235,16 @@ fn main() {
             })
             .collect();
         let input = |n: u64| &verifiers[(n % VERIFY_INPUTS) as usize];
-        let t_verify = per_call(
-            |n| {
-                let (_, parsed, code, signature) = input(n);
-                assert!(parsed.verify_sig(code.as_bytes(), signature).is_ok());
-            },
-            Duration::from_millis(500),
-        );
+        let verify_cost = || {
+            per_call(
+                |n| {
+                    let (_, parsed, code, signature) = input(n);
+                    assert!(parsed.verify_sig(code.as_bytes(), signature).is_ok());
+                },
+                Duration::from_millis(500),
+            )
+        };
+        let t_verify = verify_cost();
         let t_verify_repeated = per_call(
             |_| {
                 let (_, parsed, code, signature) = input(0);
@@ -246,19 +253,22 @@ fn main() {
             Duration::from_millis(300),
         );
         // A binding's new key is checked (a point on the curve) and parsed once.
-        let t_key_check = per_call(
-            |n| {
-                let (point, _, _, _) = input(n);
-                std::hint::black_box(
-                    aws_lc_rs::signature::ParsedPublicKey::new(
-                        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                        point,
-                    )
-                    .expect("a valid public key"),
-                );
-            },
-            Duration::from_millis(200),
-        );
+        let key_check_cost = || {
+            per_call(
+                |n| {
+                    let (point, _, _, _) = input(n);
+                    std::hint::black_box(
+                        aws_lc_rs::signature::ParsedPublicKey::new(
+                            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                            point,
+                        )
+                        .expect("a valid public key"),
+                    );
+                },
+                Duration::from_millis(200),
+            )
+        };
+        let t_key_check = key_check_cost();
         let http_requests = (signs * 2).clamp(2000, 40_000);
         let mut round_trips = Vec::new();
         let server = sandbox.server();
@@ -358,48 +368,10 @@ fn main() {
                 first_bare
             } else {
                 Bare {
-                    derive: per_call(
-                        |n| {
-                            let k = SigningKey::derive_with(
-                                &seed,
-                                n,
-                                KeyPurpose::Unrestricted,
-                                derive_by,
-                            );
-                            std::hint::black_box(k.public_key_hex());
-                        },
-                        Duration::from_millis(400),
-                    ),
-                    sign: {
-                        let key =
-                            SigningKey::derive_with(&seed, 0, KeyPurpose::Unrestricted, sign_by);
-                        per_call(
-                            |_| {
-                                std::hint::black_box(key.sign(message));
-                            },
-                            Duration::from_millis(400),
-                        )
-                    },
-                    verify: per_call(
-                        |n| {
-                            let (_, parsed, code, signature) = input(n);
-                            assert!(parsed.verify_sig(code.as_bytes(), signature).is_ok());
-                        },
-                        Duration::from_millis(500),
-                    ),
-                    key_check: per_call(
-                        |n| {
-                            let (point, _, _, _) = input(n);
-                            std::hint::black_box(
-                                aws_lc_rs::signature::ParsedPublicKey::new(
-                                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                                    point,
-                                )
-                                .expect("a valid public key"),
-                            );
-                        },
-                        Duration::from_millis(200),
-                    ),
+                    derive: derive_cost(derive_by),
+                    sign: sign_cost(sign_by),
+                    verify: verify_cost(),
+                    key_check: key_check_cost(),
                     http: round_trip_cost(
                         if http_by == "lean" { &client } else { &reqwest_client },
                         &server,
