@@ -272,15 +272,13 @@ impl Shared {
             otp_command: self.options.otp_command.as_ref(),
         };
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        // Boxed, so the worker's own future stays small and is not copied whole per
-        // iteration.
-        let mut ran = Box::pin(steps.run(step, phone, since)).await;
+        let mut ran = boxed_run(&steps, step, phone, since).await;
         if ran == Ok(Ran::Skipped) && matches!(self.options.scenario, Scenario::Mix(_)) {
             // In a mix, a one-time step drawn for a phone that already took it (e.g. a bind
             // for a phone a `sign` bound as its prerequisite) signs instead, as it does once
             // every phone took it.
             let round_robin = (n % self.fleet.len() as u64) as usize;
-            ran = Box::pin(steps.run(Step::Sign, round_robin, since)).await;
+            ran = boxed_run(&steps, Step::Sign, round_robin, since).await;
         }
         // A failed iteration is already recorded; the run goes on.
         match ran {
@@ -296,6 +294,19 @@ impl Shared {
         // Not reached by an iteration cancelled at the end of the drain: it stays counted.
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// An iteration's future (about 4.6 KB), made and boxed by a plain function, so the worker's
+/// own future stays small. Boxed inside an `async fn`, it was a temporary of the caller's
+/// state as well (rustc keeps room for it), which made every worker's future 4.8 KB and
+/// built each iteration there before copying it into the box.
+fn boxed_run<'s>(
+    steps: &'s Steps<'_>,
+    step: Step,
+    phone: usize,
+    since: Instant,
+) -> std::pin::Pin<Box<impl Future<Output = Result<Ran, super::scenario::Aborted>> + 's>> {
+    Box::pin(steps.run(step, phone, since))
 }
 
 async fn worker(shared: Arc<Shared>, client: ApiClient, w: usize) {
