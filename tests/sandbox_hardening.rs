@@ -236,16 +236,12 @@ async fn at_the_connection_cap_idle_clients_make_room_and_established_ones_are_s
     }
 }
 
-#[tokio::test]
-async fn a_sandbox_served_on_two_listeners_has_one_connection_cap_for_both() {
-    let config = SandboxConfig {
-        max_connections: Some(3),
-        ..two_partner_config()
-    };
-    let bank = Bank::start_with(config, false).await;
+/// A sandbox of cap 3 with a second listener holding two idle connections (the token's
+/// pooled connection on the first listener is the third, and the longest idle).
+async fn at_the_cap_across_two_listeners(
+    bank: &Bank,
+) -> (vphone::sandbox::Listening, Vec<TcpStream>) {
     let second = bank.handle.server().listen_here().await.unwrap();
-    // The token's pooled connection is one of the three; two idle ones on the second
-    // listener fill the cap.
     let mut idle = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(second.addr()).await.unwrap();
@@ -255,14 +251,69 @@ async fn a_sandbox_served_on_two_listeners_has_one_connection_cap_for_both() {
     }
     let c = bank.state().stats().connections;
     assert_eq!((c.open, c.cap, c.cap_reached), (3, 3, 0), "{c:?}");
-    // A fourth connection, to the first listener: the sandbox is at its cap, so the
-    // longest-idle connection (on either listener) gives way, and the newcomer is answered.
-    let mut fourth = TcpStream::connect(bank.handle.addr()).await.unwrap();
+    (second, idle)
+}
+
+fn cap_of_three() -> SandboxConfig {
+    SandboxConfig {
+        max_connections: Some(3),
+        ..two_partner_config()
+    }
+}
+
+/// The status of the answer to a request already sent on `stream`, if one comes within 5 s.
+async fn answered(stream: &mut TcpStream) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(5), read_response(stream))
+        .await
+        .ok()
+        .map(|(status, _)| status)
+}
+
+#[tokio::test]
+async fn listeners_of_one_sandbox_share_its_cap_and_the_longest_idle_connection_of_any_gives_way() {
+    let bank = Bank::start_with(cap_of_three(), false).await;
+    let (second, mut idle) = at_the_cap_across_two_listeners(&bank).await;
+    // A newcomer on a third listener, which has no connection of its own: the sandbox is at
+    // its cap, so the longest-idle connection (the token's, on the first listener) gives way.
+    let third = bank.handle.server().listen_here().await.unwrap();
+    let mut fourth = TcpStream::connect(third.addr()).await.unwrap();
     fourth.write_all(health_request()).await.unwrap();
-    assert_eq!(read_response(&mut fourth).await.0, 200);
+    assert_eq!(answered(&mut fourth).await, Some(200));
     let c = bank.state().stats().connections;
     assert_eq!((c.cap_reached, c.evicted), (1, 1), "{c:?}");
     assert!(c.open <= 3, "{c:?}");
+    // The second listener's connections, idle for less time, are still answered.
+    for s in &mut idle {
+        s.write_all(health_request()).await.unwrap();
+        assert_eq!(answered(s).await, Some(200));
+    }
+    third.stop(BOUND).await;
+    second.stop(BOUND).await;
+}
+
+#[tokio::test]
+async fn two_newcomers_at_the_cap_on_two_listeners_at_once_are_both_answered() {
+    let bank = Bank::start_with(cap_of_three(), false).await;
+    let (second, _idle) = at_the_cap_across_two_listeners(&bank).await;
+    let third = bank.handle.server().listen_here().await.unwrap();
+    // Blocking connects and writes: both newcomers wait in their listeners' backlogs before
+    // either accept loop runs, so both loops find the sandbox at its cap together.
+    let connect = |addr| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut s, health_request()).unwrap();
+        s.set_nonblocking(true).unwrap();
+        TcpStream::from_std(s).unwrap()
+    };
+    let mut a = connect(bank.handle.addr());
+    let mut b = connect(third.addr());
+    let (ra, rb) = tokio::join!(answered(&mut a), answered(&mut b));
+    assert_eq!(
+        (ra, rb),
+        (Some(200), Some(200)),
+        "{:?}",
+        bank.state().stats().connections
+    );
+    third.stop(BOUND).await;
     second.stop(BOUND).await;
 }
 

@@ -55,8 +55,8 @@ pub struct SandboxConfig {
     /// How long a request body may pause between two chunks (10 s); then 408
     /// `request_timeout` and the connection is closed.
     pub body_read_timeout: Duration,
-    /// At most this many open connections; `None` derives it from the open-files limit
-    /// ([`super::serve::connection_cap`]).
+    /// At most this many open connections (1 to 1,000,000); `None` derives it from the
+    /// open-files limit ([`super::serve::connection_cap`]).
     pub max_connections: Option<usize>,
     /// At most this many `/sandbox/sms` long-polls wait at once (10,000); beyond, a call
     /// answers at once with what there is.
@@ -381,6 +381,12 @@ impl SandboxConfig {
                 "max_connections must be at least 1 (leave it out to derive it from the open-files limit)",
             );
         }
+        if self
+            .max_connections
+            .is_some_and(|n| n > super::serve::MAX_CONNECTION_CAP)
+        {
+            return bad("max_connections must be at most 1000000");
+        }
         for (name, limit) in [
             ("sms_per_person_window", self.sms_rate_limit),
             ("tokens_per_partner_window", self.token_rate_limit),
@@ -466,6 +472,10 @@ mod tests {
         assert!(c.strict_low_s);
         let e = SandboxConfig::from_toml_str("max_connections = 0").unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
+        let c = SandboxConfig::from_toml_str("max_connections = 1000000").unwrap();
+        assert_eq!(c.max_connections, Some(1_000_000));
+        let e = SandboxConfig::from_toml_str("max_connections = 1000001").unwrap_err();
+        assert!(e.to_string().contains("at most 1000000"), "{e}");
         let e = SandboxConfig::from_toml_str("idle_timeout = \"0s\"").unwrap_err();
         assert!(e.to_string().contains("idle_timeout"), "{e}");
     }

@@ -95,6 +95,9 @@ pub(crate) struct ConnPool {
     permits: Arc<Semaphore>,
     registry: DashMap<u64, Arc<Conn>>,
     next_id: AtomicU64,
+    /// The one clock every listener's connections note their times on, so the longest idle
+    /// of them all can be told (set by the first listener to start).
+    epoch: std::sync::OnceLock<Instant>,
 }
 
 impl ConnPool {
@@ -106,6 +109,7 @@ impl ConnPool {
             permits: Arc::new(Semaphore::new(cap)),
             registry: DashMap::new(),
             next_id: AtomicU64::new(0),
+            epoch: std::sync::OnceLock::new(),
         }
     }
 }
@@ -178,14 +182,18 @@ pub fn nofile_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
+/// The largest connection cap, derived or configured.
+pub const MAX_CONNECTION_CAP: usize = 1_000_000;
+
 /// The connection cap derived from an open-files limit: the limit minus 64 minus a sixteenth
-/// of it, at least 1; an unlimited one gives 1,000,000.
+/// of it, at least 1; an unlimited one gives [`MAX_CONNECTION_CAP`].
 pub fn connection_cap(nofile: Option<u64>) -> usize {
+    let max = MAX_CONNECTION_CAP as u64;
     let cap = match nofile {
-        None => 1_000_000,
-        Some(n) => n.saturating_sub(FD_RESERVE + n / 16).clamp(1, 1_000_000),
+        None => max,
+        Some(n) => n.saturating_sub(FD_RESERVE + n / 16).clamp(1, max),
     };
-    usize::try_from(cap).unwrap_or(1_000_000)
+    usize::try_from(cap).unwrap_or(MAX_CONNECTION_CAP)
 }
 
 /// Where a connection is in its life; see the module documentation.
@@ -292,13 +300,16 @@ impl hyper::body::Body for Answer {
 }
 
 /// A request body that fails with [`BodyTimedOut`] once no frame has come for `timeout`.
-/// tower-http's `TimeoutBody` starts a timer on every poll; this one starts it only when the
-/// body has to be waited for, which a small body sent with its head never has to be.
+/// tower-http's `TimeoutBody` started a timer at the first poll after every frame; this one
+/// starts it only when the body has to be waited for, which a small body sent with its head
+/// never has to be, and reuses it for the next wait.
 struct BodyDeadline {
     body: hyper::body::Incoming,
     timeout: Duration,
-    /// Running while the body is waited for; gone once a frame comes.
+    /// Made at the first wait and kept for the next ones.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` runs for the current wait (a frame ends a wait).
+    waiting: bool,
 }
 
 /// The body-read timeout ended a request body.
@@ -322,26 +333,26 @@ impl hyper::body::Body for BodyDeadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
         let this = &mut *self;
-        if let Some(sleep) = &mut this.sleep
-            && sleep.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+        // The body first: what has arrived is taken even if its task ran late.
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.waiting = false;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.sleep = None;
-                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+        let deadline = || tokio::time::Instant::now() + this.timeout;
+        let sleep = match &mut this.sleep {
+            Some(sleep) if this.waiting => sleep,
+            Some(sleep) => {
+                sleep.as_mut().reset(deadline());
+                sleep
             }
-            Poll::Pending => {
-                if this.sleep.is_none() {
-                    let mut sleep = Box::pin(tokio::time::sleep(this.timeout));
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
-                    }
-                    this.sleep = Some(sleep);
-                }
-                Poll::Pending
-            }
+            None => this
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline()))),
+        };
+        this.waiting = true;
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -489,7 +500,7 @@ pub(crate) async fn run(
         app,
         http,
         registry: DashMap::new(),
-        epoch: Instant::now(),
+        epoch: *pool.epoch.get_or_init(Instant::now),
         header_us: us(config.header_read_timeout),
         idle_us: us(config.idle_timeout),
         body_timeout: config.body_read_timeout,
@@ -537,10 +548,10 @@ pub(crate) async fn run(
                 }
             }
         };
-        // Never waits: this listener holds no more places than the sandbox gave out.
-        let Ok(own_permit) = own.clone().acquire_owned().await else {
-            break;
-        };
+        let own_permit = own
+            .clone()
+            .try_acquire_owned()
+            .expect("a listener holds fewer places than the sandbox gave out");
         let id = pool.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn::new(us_since(shared.epoch)));
         shared.registry.insert(id, conn.clone());
@@ -580,14 +591,16 @@ fn is_per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Asks the connection that has waited longest without a request in progress to close.
+/// Asks the connection that has waited longest without a request in progress to close,
+/// taking it out of `registry` first, so that another listener at the cap at the same time
+/// picks another one (its place under the cap comes back when its task ends).
 fn evict_one(registry: &DashMap<u64, Arc<Conn>>) {
     let oldest = registry
         .iter()
         .filter(|c| c.phase() != Phase::Busy)
         .min_by_key(|c| (c.since_us.load(Ordering::Acquire), *c.key()))
-        .map(|c| c.value().clone());
-    if let Some(conn) = oldest {
+        .map(|c| *c.key());
+    if let Some((_, conn)) = oldest.and_then(|id| registry.remove(&id)) {
         conn.close.notify_one();
     }
 }
@@ -626,6 +639,7 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                         body,
                         timeout,
                         sleep: None,
+                        waiting: false,
                     })
                 });
                 let mut response = match shared.app.clone().oneshot(req).await {

@@ -24,6 +24,10 @@
 //! (challenge or change request, and device), releases them, verifies, and takes the locks
 //! again (in the order above) to check and commit (`core::preverify`).
 //!
+//! The connection pool's registry (`conn_pool`, shared by every listener) is locked only
+//! for an insert, a removal or the scan that picks a connection to evict, with nothing else
+//! held, and nothing is taken while it is held.
+//!
 //! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
 //! [`SandboxState::sweep`], which looks at entries inside `retain`, only `try_lock`s them,
