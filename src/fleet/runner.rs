@@ -484,17 +484,20 @@ async fn run_on_threads(
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
     let all_done = AllDone::new(threads);
+    // Each thread's arrival, counted when dropped: after its workers, or when the thread
+    // fails or panics before, or here, for a thread that could not be started (with the
+    // closure std drops, or with the arrivals of the threads after it) so the threads
+    // already running never wait for it in vain.
+    let arrivals: Vec<Arrival> = (0..threads).map(|_| Arrival(all_done.clone())).collect();
     let mut finished = Vec::with_capacity(threads);
-    for (t, serve) in serving.into_iter().enumerate() {
+    let mut failure = None;
+    for (t, (serve, arrival)) in serving.into_iter().zip(arrivals).enumerate() {
         let (done, finished_rx) = tokio::sync::oneshot::channel();
         let shared = shared.clone();
         let all_done = all_done.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("vphone-fleet-{t}"))
             .spawn(move || {
-                // Counted when dropped: after the workers, or when the thread fails or
-                // panics before, so the other threads never wait for it in vain.
-                let arrival = Arrival(all_done.clone());
                 let drained = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -507,12 +510,16 @@ async fn run_on_threads(
                         })
                     });
                 let _ = done.send(drained);
-            })
-            .map_err(FleetError::Threads)?;
-        finished.push(finished_rx);
+            });
+        match spawned {
+            Ok(_) => finished.push(finished_rx),
+            Err(e) => {
+                failure = Some(FleetError::Threads(e));
+                break;
+            }
+        }
     }
-    // Every thread, then the first failure: none waits for a thread that failed.
-    let mut failure = None;
+    // Every thread started, then the first failure: none waits for a thread that failed.
     for finished_rx in finished {
         let outcome = match finished_rx.await {
             Ok(Ok(_drained)) => continue,
