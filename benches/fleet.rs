@@ -6,12 +6,19 @@
 //!
 //! The ceiling uses the fastest primitive the build has for each crypto step (both signing
 //! backends are measured, the faster counts, and the output names it) and the cheapest
-//! HTTP round trip (both transports, each with its client tasks on the sandbox's runtime
-//! and on threads of their own), and verifies different signatures, as the sandbox does.
+//! HTTP round trip (both transports, each with its client tasks on the sandbox's runtime,
+//! on threads of their own and, for the lean one, on threads that serve themselves the
+//! sandbox), and verifies different signatures, as the sandbox does.
+//!
+//! Both fleet measurements run in rounds, each with new phones; in-process, each round is
+//! set against the ceiling's parts measured again right before it. The median round counts.
+//! All rounds share one sandbox, whose data grows with each (the peak memory printed covers
+//! them all).
 //!
 //! Run: `cargo bench --bench fleet`. Knobs (all bounded):
-//! `VPHONE_BENCH_DEVICES` phones to bind (default 10000, at most 200000),
-//! `VPHONE_BENCH_SIGNS` device-signing challenges (default 20000, at most 1000000),
+//! `VPHONE_BENCH_ROUNDS` rounds (default 5, at most 15),
+//! `VPHONE_BENCH_DEVICES` phones to bind per round (default 10000, at most 200000),
+//! `VPHONE_BENCH_SIGNS` device-signing challenges per round (default 20000, at most 1000000),
 //! `VPHONE_BENCH_CONCURRENCY` workers (default 64, at most 4096),
 //! `VPHONE_BENCH_IDLE_PHONES` phones for the memory measure (default 1000000, at most 2000000).
 //! Every phase also stops after 120 s.
