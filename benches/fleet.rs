@@ -27,6 +27,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
+use common::median;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vphone::api::KeyPurpose;
@@ -586,18 +589,6 @@ impl Bare {
     /// 2 HTTP round trips + 1 sign + 1 verify.
     fn challenge(&self) -> f64 {
         2.0 * self.http + self.sign + self.verify
-    }
-}
-
-/// The middle value (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 

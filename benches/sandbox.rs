@@ -22,6 +22,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
+use common::median;
 use p256::ecdsa::signature::{Signer, Verifier};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
@@ -421,16 +424,6 @@ impl Mode {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let n = env_usize("VPHONE_BENCH_N", 2000).clamp(5, 200_000);
     let concurrency = env_usize("VPHONE_BENCH_CONCURRENCY", 32).clamp(1, 1024);
@@ -475,8 +468,8 @@ fn main() {
     for (m, mode) in modes.iter().enumerate() {
         let mut per_phase = Vec::new();
         for (i, name) in phase_names.iter().enumerate() {
-            let r = median(results[m].iter().map(|ps| rate(&ps[i])).collect());
-            let c = median(results[m].iter().map(|ps| cpu(&ps[i])).collect());
+            let r = median(&results[m].iter().map(|ps| rate(&ps[i])).collect::<Vec<_>>());
+            let c = median(&results[m].iter().map(|ps| cpu(&ps[i])).collect::<Vec<_>>());
             println!(
                 "{:<10} {:<18} {:>8.0} req/s | sandbox CPU {:>6.1} us/request",
                 mode.label(),
