@@ -314,7 +314,8 @@ impl Server {
     ///
     /// All its listeners share the sandbox's one connection cap (`max_connections`, or the
     /// default from the open-files limit): at the cap, the longest-idle connection of any of
-    /// them gives way. `/sandbox/stats` counts the connections of all of them. `listener` must be non-blocking ([`Server::bind_local`] makes it so).
+    /// them gives way. `/sandbox/stats` counts the connections of all of them. `listener`
+    /// must be non-blocking ([`Server::bind_local`] makes it so).
     pub fn serve_on(&self, listener: std::net::TcpListener) -> std::io::Result<Listening> {
         self.serve(tokio::net::TcpListener::from_std(listener)?)
     }
@@ -349,6 +350,13 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// Tells its accept loop to stop (once; later calls do nothing).
+    fn ask_to_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -357,9 +365,7 @@ impl Listening {
     /// Stops accepting and waits, at most `limit`, until every connection it accepted has
     /// ended (idle ones close at once, busy ones once answered); then gives up on them.
     pub async fn stop(mut self, limit: std::time::Duration) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.ask_to_stop();
         match tokio::time::timeout(limit, &mut self.task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "sandbox server ended with an error"),
@@ -371,9 +377,7 @@ impl Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.ask_to_stop();
     }
 }
 
