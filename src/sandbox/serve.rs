@@ -93,7 +93,9 @@ pub struct ConnectionStats {
 pub(crate) struct ConnPool {
     cap: usize,
     permits: Arc<Semaphore>,
-    registry: DashMap<u64, Arc<Conn>>,
+    /// Every open connection by id, with the id of the listener that accepted it.
+    registry: DashMap<u64, (u64, Arc<Conn>)>,
+    /// Ids of connections and listeners, one sequence for both.
     next_id: AtomicU64,
     /// The one clock every listener's connections note their times on, so the longest idle
     /// of them all can be told (set by the first listener to start).
@@ -447,8 +449,8 @@ struct Shared {
     app: Router,
     state: SandboxState,
     http: hyper::server::conn::http1::Builder,
-    /// This listener's connections (the sandbox's are in its [`ConnPool`]).
-    registry: DashMap<u64, Arc<Conn>>,
+    /// This listener's id in its [`ConnPool`]'s registry.
+    listener: u64,
     epoch: Instant,
     header_us: u64,
     idle_us: u64,
@@ -457,7 +459,7 @@ struct Shared {
     stopping: AtomicBool,
 }
 
-/// A connection's place in the counts and the registry, given back when its task ends,
+/// A connection's place in the counts and the pool's registry, given back when its task ends,
 /// finished or dropped (a runtime that ends drops its tasks unfinished).
 struct Accepted {
     shared: Arc<Shared>,
@@ -471,7 +473,6 @@ struct Accepted {
 impl Drop for Accepted {
     fn drop(&mut self) {
         let inner = &self.shared.state.0;
-        self.shared.registry.remove(&self.id);
         inner.conn_pool.registry.remove(&self.id);
         inner.conn_counters.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -499,7 +500,7 @@ pub(crate) async fn run(
     let shared = Arc::new(Shared {
         app,
         http,
-        registry: DashMap::new(),
+        listener: pool.next_id.fetch_add(1, Ordering::Relaxed) + 1,
         epoch: *pool.epoch.get_or_init(Instant::now),
         header_us: us(config.header_read_timeout),
         idle_us: us(config.idle_timeout),
@@ -554,8 +555,7 @@ pub(crate) async fn run(
             .expect("a listener holds fewer places than the sandbox gave out");
         let id = pool.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn::new(us_since(shared.epoch)));
-        shared.registry.insert(id, conn.clone());
-        pool.registry.insert(id, conn.clone());
+        pool.registry.insert(id, (shared.listener, conn.clone()));
         bump(&counters.accepted);
         bump(&counters.open);
         let accepted = Accepted {
@@ -571,8 +571,11 @@ pub(crate) async fn run(
     }
     drop(listener);
     shared.stopping.store(true, Ordering::Relaxed);
-    for conn in shared.registry.iter() {
-        conn.close.notify_one();
+    for entry in pool.registry.iter() {
+        let (listener, conn) = entry.value();
+        if *listener == shared.listener {
+            conn.close.notify_one();
+        }
     }
     // Every place back means every connection task of this listener has ended.
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
@@ -594,13 +597,13 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// Asks the connection that has waited longest without a request in progress to close,
 /// taking it out of `registry` first, so that another listener at the cap at the same time
 /// picks another one (its place under the cap comes back when its task ends).
-fn evict_one(registry: &DashMap<u64, Arc<Conn>>) {
+fn evict_one(registry: &DashMap<u64, (u64, Arc<Conn>)>) {
     let oldest = registry
         .iter()
-        .filter(|c| c.phase() != Phase::Busy)
-        .min_by_key(|c| (c.since_us.load(Ordering::Acquire), *c.key()))
+        .filter(|c| c.value().1.phase() != Phase::Busy)
+        .min_by_key(|c| (c.value().1.since_us.load(Ordering::Acquire), *c.key()))
         .map(|c| *c.key());
-    if let Some((_, conn)) = oldest.and_then(|id| registry.remove(&id)) {
+    if let Some((_, (_, conn))) = oldest.and_then(|id| registry.remove(&id)) {
         conn.close.notify_one();
     }
 }

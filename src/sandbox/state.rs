@@ -25,8 +25,9 @@
 //! again (in the order above) to check and commit (`core::preverify`).
 //!
 //! The connection pool's registry (`conn_pool`, shared by every listener) is locked only
-//! for an insert, a removal or the scan that picks a connection to evict, with nothing else
-//! held, and nothing is taken while it is held.
+//! for an insert, a removal, the scan that picks a connection to evict, or a stopping
+//! listener's scan that asks its connections to close, with nothing else held; nothing is
+//! taken while it is held but a connection's `Notify`.
 //!
 //! The entity tables' own shard locks (`persons`, `devices`, `challenges`, `change_requests`)
 //! are held only for a lookup, insert or removal, never while waiting for an entity lock;
