@@ -10,8 +10,9 @@
 //! on threads of their own and, for the lean one, on threads that serve themselves the
 //! sandbox), and verifies different signatures, as the sandbox does.
 //!
-//! Both fleet measurements run in rounds, each with new phones; in-process, each round is
-//! set against the ceiling's parts measured again right before it. The median round counts.
+//! Both fleet measurements run in rounds, each with new phones; in-process, the ceiling's
+//! parts are measured again between every two fleet phases, and each phase is set against
+//! the mean of the measurements just before and just after it. The median round counts.
 //! All rounds share one sandbox, whose data grows with each (the peak memory printed covers
 //! them all).
 //!
@@ -355,15 +356,33 @@ fn main() {
         println!("  (JSON, routing, sandbox state and fleet bookkeeping are the overhead the ratio exposes)");
         println!();
 
-        // 3. The real fleet, in rounds: each round measures the ceiling's parts again (the
-        // fastest backends and layout found above) right before its own fleet of new phones
-        // is onboarded (not timed as bindings), bound and signs. Each round's ratio is
-        // against the ceiling measured next to it in time, so a spell of slow machine in
-        // one part of the run does not make the fleet or the ceiling look better than it is;
-        // the result is the median round.
+        // 3. The real fleet, in rounds. The ceiling's parts (the fastest backends and layout
+        // found above) are measured again between every two fleet phases, and each phase is
+        // judged against the mean of the measurements just before and just after it: so a
+        // spell of slow machine that starts or ends between the ceiling and the fleet moves
+        // the ratio half as far, either way. Each round's fleet of new phones is onboarded
+        // (not timed as bindings), bound and signs; the result is the median round.
+        let measure_bare = async || Bare {
+            derive: derive_cost(derive_by),
+            sign: sign_cost(sign_by),
+            verify: verify_cost(),
+            key_check: key_check_cost(),
+            http: round_trip_cost(
+                if http_by == "lean" { &client } else { &reqwest_client },
+                &server,
+                http_requests,
+                concurrency,
+                http_layout,
+            )
+            .await
+            .0,
+        };
         println!(
             "fleet against the in-process sandbox (closed model, concurrency {concurrency}), signer {} (the fleets' default)",
             vphone::fleet::DEFAULT_SIGNER.as_str()
+        );
+        println!(
+            "  bare = the mean of the ceiling's parts measured just before and just after the fleet phase"
         );
         println!(
             "  round   bare bind   fleet bind   CPU ratio   bindings/s (ceiling)    bare sign   fleet sign   CPU ratio   challenges/s (ceiling)"
@@ -373,53 +392,41 @@ fn main() {
         let mut bind_walls = Vec::new();
         let mut sign_walls = Vec::new();
         let mut rows = Vec::new();
+        let mut before_bind = first_bare;
         for round in 0..rounds {
-            let bare = if round == 0 {
-                first_bare
-            } else {
-                Bare {
-                    derive: derive_cost(derive_by),
-                    sign: sign_cost(sign_by),
-                    verify: verify_cost(),
-                    key_check: key_check_cost(),
-                    http: round_trip_cost(
-                        if http_by == "lean" { &client } else { &reqwest_client },
-                        &server,
-                        http_requests,
-                        concurrency,
-                        http_layout,
-                    )
-                    .await
-                    .0,
-                }
-            };
             let seed_text = (7 + round).to_string();
             let fleet = Arc::new(Fleet::new(&seed_text, devices, 0..devices).expect("fleet"));
             let onboard =
                 phase(&client, &server, &fleet, Step::Onboard, closed(concurrency, devices)).await;
             let bind =
                 phase(&client, &server, &fleet, Step::Bind, closed(concurrency, devices)).await;
+            let between = measure_bare().await;
             let sign = phase(&client, &server, &fleet, Step::Sign, closed(concurrency, signs)).await;
+            let after_sign = measure_bare().await;
+            let (bind_bare, sign_bare) =
+                (before_bind.mean(&between), between.mean(&after_sign));
+            // The next round's onboarding comes first; its bindings follow this measurement.
+            before_bind = after_sign;
             for p in [&onboard, &bind, &sign] {
                 assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
             }
             let per_op = |p: &Phase, op: &str| p.cpu / p.report.ok(op).max(1) as f64;
             let (fleet_bind, fleet_sign) = (per_op(&bind, "bind"), per_op(&sign, "sign"));
             let (bind_ceiling, sign_ceiling) =
-                (cores as f64 / bare.binding(), cores as f64 / bare.challenge());
+                (cores as f64 / bind_bare.binding(), cores as f64 / sign_bare.challenge());
             let (bindings, challenges) = (bind.report.rate("bind"), sign.report.rate("sign"));
             println!(
                 "  {:>5}   {:>6.0} µs   {:>7.0} µs   {:>9.2}   {bindings:>7.0} ({bind_ceiling:>7.0})    {:>6.0} µs   {:>7.0} µs   {:>9.2}   {challenges:>7.0} ({sign_ceiling:>7.0})",
                 round + 1,
-                bare.binding() * 1e6,
+                bind_bare.binding() * 1e6,
                 fleet_bind * 1e6,
-                bare.binding() / fleet_bind,
-                bare.challenge() * 1e6,
+                bind_bare.binding() / fleet_bind,
+                sign_bare.challenge() * 1e6,
                 fleet_sign * 1e6,
-                bare.challenge() / fleet_sign,
+                sign_bare.challenge() / fleet_sign,
             );
-            bind_ratios.push(bare.binding() / fleet_bind);
-            sign_ratios.push(bare.challenge() / fleet_sign);
+            bind_ratios.push(bind_bare.binding() / fleet_bind);
+            sign_ratios.push(sign_bare.challenge() / fleet_sign);
             bind_walls.push(bindings / bind_ceiling);
             sign_walls.push(challenges / sign_ceiling);
             rows.push((
@@ -590,6 +597,17 @@ impl Bare {
     fn challenge(&self) -> f64 {
         2.0 * self.http + self.sign + self.verify
     }
+
+    /// The mean of two measurements, part by part.
+    fn mean(&self, other: &Bare) -> Bare {
+        Bare {
+            derive: (self.derive + other.derive) / 2.0,
+            sign: (self.sign + other.sign) / 2.0,
+            verify: (self.verify + other.verify) / 2.0,
+            key_check: (self.key_check + other.key_check) / 2.0,
+            http: (self.http + other.http) / 2.0,
+        }
+    }
 }
 
 /// CPU seconds (this process: client and in-process server) per request and the wall
@@ -614,12 +632,16 @@ async fn round_trip_cost(
     }
     let threads = Threads::PerCore.count_here(concurrency);
     let mut finished = Vec::new();
-    // No runtime stops (taking reqwest's connections it runs with it) before all are done.
-    let all_done = std::sync::Arc::new(tokio::sync::Barrier::new(threads));
+    // No runtime stops (taking reqwest's connections it runs with it) before all are done:
+    // each thread holds a receiver and, when done, drops it and waits until every receiver
+    // is gone. A thread that panics drops its receiver as it unwinds, so none waits for ever.
+    let (all_done, arrived) = tokio::sync::watch::channel(());
+    let all_done = std::sync::Arc::new(all_done);
     for t in 0..threads {
         let mut client = client.clone();
         let server = serving.then(|| server.clone());
         let all_done = all_done.clone();
+        let arrived = arrived.clone();
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -635,7 +657,8 @@ async fn round_trip_cost(
                 }
                 let workers = (t as u64..concurrency as u64).step_by(threads);
                 health_checks(&client, workers, share).await;
-                all_done.wait().await;
+                drop(arrived);
+                all_done.closed().await;
                 // Its connections end before its runtime does.
                 drop(client);
                 if let Some(listening) = listening {
@@ -646,6 +669,7 @@ async fn round_trip_cost(
         });
         finished.push(finished_rx);
     }
+    drop(arrived);
     for finished_rx in finished {
         finished_rx.await.expect("round-trip thread finished");
     }
