@@ -490,8 +490,16 @@ pub(crate) async fn run(
     let pool = &state.0.conn_pool;
     let cap = pool.cap;
     let counters = &state.0.conn_counters;
-    counters.cap.store(cap as u64, Ordering::Relaxed);
-    tracing::info!(cap, "sandbox connection cap");
+    // The first listener to start sets the pool's clock, and says the cap once for them all.
+    let mut first = false;
+    let epoch = *pool.epoch.get_or_init(|| {
+        first = true;
+        Instant::now()
+    });
+    if first {
+        counters.cap.store(cap as u64, Ordering::Relaxed);
+        tracing::info!(cap, "sandbox connection cap");
+    }
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(None)
         .max_headers(HYPER_MAX_HEADERS)
@@ -501,7 +509,7 @@ pub(crate) async fn run(
         app,
         http,
         listener: pool.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-        epoch: *pool.epoch.get_or_init(Instant::now),
+        epoch,
         header_us: us(config.header_read_timeout),
         idle_us: us(config.idle_timeout),
         body_timeout: config.body_read_timeout,
