@@ -304,9 +304,10 @@ impl hyper::body::Body for Answer {
 /// A request body that fails with [`BodyTimedOut`] once no frame has come for `timeout`.
 /// tower-http's `TimeoutBody` started a timer at the first poll after every frame; this one
 /// starts it only when the body has to be waited for, which a small body sent with its head
-/// never has to be, and reuses it for the next wait.
-struct BodyDeadline {
-    body: hyper::body::Incoming,
+/// never has to be, and reuses it for the next wait. Generic over the body it wraps only so
+/// that a test can drive it with frames of its own.
+struct BodyDeadline<B = hyper::body::Incoming> {
+    body: B,
     timeout: Duration,
     /// Made at the first wait and kept for the next ones.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -326,7 +327,22 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-impl hyper::body::Body for BodyDeadline {
+impl<B> BodyDeadline<B> {
+    fn new(body: B, timeout: Duration) -> BodyDeadline<B> {
+        BodyDeadline {
+            body,
+            timeout,
+            sleep: None,
+            waiting: false,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for BodyDeadline<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::BoxError;
 
@@ -645,14 +661,7 @@ async fn serve_connection(stream: TcpStream, conn: Arc<Conn>, shared: &Arc<Share
                     busy_since_us,
                 };
                 let timeout = shared.body_timeout;
-                let req = req.map(|body| {
-                    axum::body::Body::new(BodyDeadline {
-                        body,
-                        timeout,
-                        sleep: None,
-                        waiting: false,
-                    })
-                });
+                let req = req.map(|body| axum::body::Body::new(BodyDeadline::new(body, timeout)));
                 let mut response = match shared.app.clone().oneshot(req).await {
                     Ok(response) => response,
                     Err(never) => match never {},
@@ -823,6 +832,108 @@ mod tests {
         conn.enter(Phase::Busy, 9);
         drop(guard);
         assert_eq!(conn.phase(), Phase::Busy);
+    }
+
+    type SentFrame = Result<Frame<Bytes>, std::convert::Infallible>;
+    type SentBody =
+        http_body_util::StreamBody<futures::channel::mpsc::UnboundedReceiver<SentFrame>>;
+
+    /// A body whose frames the test sends, wrapped as the sandbox wraps request bodies.
+    fn sent_body(
+        timeout: Duration,
+    ) -> (
+        futures::channel::mpsc::UnboundedSender<SentFrame>,
+        BodyDeadline<SentBody>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        (
+            tx,
+            BodyDeadline::new(http_body_util::StreamBody::new(rx), timeout),
+        )
+    }
+
+    fn frame(text: &'static str) -> SentFrame {
+        Ok(Frame::data(Bytes::from_static(text.as_bytes())))
+    }
+
+    /// The data of the body's next frame, or its error.
+    async fn next_data<B>(body: &mut B) -> Option<Result<Bytes, axum::BoxError>>
+    where
+        B: hyper::body::Body<Data = Bytes, Error = axum::BoxError> + Unpin,
+    {
+        use http_body_util::BodyExt as _;
+        let frame = body.frame().await?;
+        Some(frame.map(|f| f.into_data().unwrap_or_default()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_arrives_with_its_head_never_starts_a_timer() {
+        let (tx, mut body) = sent_body(Duration::from_secs(10));
+        tx.unbounded_send(frame("{\"a\":")).expect("open");
+        tx.unbounded_send(frame("1}")).expect("open");
+        drop(tx);
+        assert_eq!(next_data(&mut body).await.unwrap().unwrap(), "{\"a\":");
+        assert_eq!(next_data(&mut body).await.unwrap().unwrap(), "1}");
+        assert!(next_data(&mut body).await.is_none(), "the body ends");
+        assert!(body.sleep.is_none(), "no timer was made");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_frame_restarts_the_wait_so_a_slow_steady_body_is_read_whole() {
+        let timeout = Duration::from_secs(10);
+        let (tx, mut body) = sent_body(timeout);
+        let started = Instant::now();
+        let sender = tokio::spawn(async move {
+            for piece in ["a", "b", "c", "d"] {
+                // Each piece comes within the timeout of the one before; all four take longer
+                // than one timeout.
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                tx.unbounded_send(frame(piece)).expect("open");
+            }
+        });
+        let mut got = Vec::new();
+        while let Some(data) = next_data(&mut body).await {
+            got.push(data.expect("no timeout between frames 6 s apart"));
+            if got.len() == 4 {
+                break;
+            }
+        }
+        assert_eq!(got, ["a", "b", "c", "d"]);
+        assert!(started.elapsed() >= Duration::from_secs(24));
+        sender.await.expect("sender");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_fails_with_body_timed_out_after_the_timeout() {
+        let timeout = Duration::from_secs(10);
+        let (tx, mut body) = sent_body(timeout);
+        tx.unbounded_send(frame("first")).expect("open");
+        assert_eq!(next_data(&mut body).await.unwrap().unwrap(), "first");
+        let waited_from = Instant::now();
+        let failure = next_data(&mut body)
+            .await
+            .expect("an error, not the end")
+            .expect_err("the stalled body fails");
+        assert!(failure.is::<BodyTimedOut>(), "{failure}");
+        assert!(waited_from.elapsed() >= timeout);
+        // The sender is still open: the body stalled, it did not end.
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_arrived_is_taken_even_when_its_wait_ran_past_the_deadline() {
+        let timeout = Duration::from_secs(10);
+        let (tx, mut body) = sent_body(timeout);
+        // The first poll finds nothing and starts the timer.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let first = hyper::body::Body::poll_frame(Pin::new(&mut body), &mut cx);
+        assert!(first.is_pending(), "nothing has arrived yet");
+        assert!(body.sleep.is_some(), "the wait started a timer");
+        // The frame arrives, but the task is polled again only after the deadline.
+        tx.unbounded_send(frame("late")).expect("open");
+        tokio::time::advance(timeout * 2).await;
+        assert_eq!(next_data(&mut body).await.unwrap().unwrap(), "late");
     }
 
     #[test]
