@@ -393,6 +393,8 @@ fn main() {
         let mut sign_walls = Vec::new();
         let mut rows = Vec::new();
         let mut before_bind = first_bare;
+        // Each round's bare binding and challenge, measured before and after its phase.
+        let mut brackets = Vec::new();
         for round in 0..rounds {
             let seed_text = (7 + round).to_string();
             let fleet = Arc::new(Fleet::new(&seed_text, devices, 0..devices).expect("fleet"));
@@ -405,6 +407,10 @@ fn main() {
             let after_sign = measure_bare().await;
             let (bind_bare, sign_bare) =
                 (before_bind.mean(&between), between.mean(&after_sign));
+            brackets.push([
+                (before_bind.binding(), between.binding()),
+                (between.challenge(), after_sign.challenge()),
+            ]);
             // The next round's onboarding comes first; its bindings follow this measurement.
             before_bind = after_sign;
             for p in [&onboard, &bind, &sign] {
@@ -452,6 +458,18 @@ fn main() {
             "  p99 latency: bindings {} ms; challenges {} ms",
             p99s(|r| r.1),
             p99s(|r| r.2)
+        );
+        let bracket = |op: usize| {
+            brackets
+                .iter()
+                .map(|b: &[(f64, f64); 2]| format!("{:.0}/{:.0}", b[op].0 * 1e6, b[op].1 * 1e6))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  bare before/after each phase: bindings {} µs; challenges {} µs",
+            bracket(0),
+            bracket(1)
         );
         println!(
             "  bindings                  CPU ratio {:.2}   (median of {rounds} rounds; wall-clock ratio {:.2})",
