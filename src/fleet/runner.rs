@@ -483,12 +483,11 @@ async fn run_on_threads(
     // A pooled connection may belong to another thread's runtime (reqwest runs each
     // connection as a task of the runtime that opened it): no runtime stops, taking its
     // connections with it, before every thread's workers are done.
-    let all_done = AllDone::new(threads);
     // Each thread's arrival, counted when dropped: after its workers, or when the thread
     // fails or panics before, or here, for a thread that could not be started (with the
     // closure std drops, or with the arrivals of the threads after it) so the threads
     // already running never wait for it in vain.
-    let arrivals: Vec<Arrival> = (0..threads).map(|_| Arrival(all_done.clone())).collect();
+    let (all_done, arrivals) = meeting_point(threads);
     let mut finished = Vec::with_capacity(threads);
     let mut failure = None;
     for (t, (serve, arrival)) in serving.into_iter().zip(arrivals).enumerate() {
@@ -505,7 +504,7 @@ async fn run_on_threads(
                         rt.block_on(async {
                             let drained = thread_workers(shared, serve, t, threads, workers).await;
                             drop(arrival);
-                            all_done.wait().await;
+                            all_done.closed().await;
                             drained
                         })
                     });
@@ -533,47 +532,21 @@ async fn run_on_threads(
     failure.map_or(Ok(()), Err)
 }
 
-/// The fleet threads' meeting point before their runtimes end: each thread's [`Arrival`]
-/// counts once it is dropped, whether its workers finished or the thread failed or
-/// panicked (a `Barrier` would wait for a panicked thread for ever).
-struct AllDone {
-    threads: usize,
-    arrived: AtomicUsize,
-    notify: tokio::sync::Notify,
-}
-
-impl AllDone {
-    fn new(threads: usize) -> Arc<AllDone> {
-        Arc::new(AllDone {
-            threads,
-            arrived: AtomicUsize::new(0),
-            notify: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Waits until every thread has arrived.
-    async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            // Registered before the count is read, so an arrival in between still wakes.
-            notified.as_mut().enable();
-            if self.arrived.load(Ordering::Acquire) >= self.threads {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
+/// The fleet threads' meeting point before their runtimes end: [`AllDone::closed`] returns
+/// once every thread's [`Arrival`] is dropped, whether its workers finished or the thread
+/// failed or panicked (a `Barrier` would wait for a panicked thread for ever).
+type AllDone = tokio::sync::watch::Sender<()>;
 
 /// One thread's arrival at [`AllDone`], counted when dropped.
-struct Arrival(Arc<AllDone>);
+type Arrival = tokio::sync::watch::Receiver<()>;
 
-impl Drop for Arrival {
-    fn drop(&mut self) {
-        self.0.arrived.fetch_add(1, Ordering::Release);
-        self.0.notify.notify_waiters();
-    }
+/// A meeting point for `threads` threads and their arrivals.
+fn meeting_point(threads: usize) -> (Arc<AllDone>, Vec<Arrival>) {
+    let (all_done, arrival) = tokio::sync::watch::channel(());
+    (
+        Arc::new(all_done),
+        (0..threads).map(|_| arrival.clone()).collect(),
+    )
 }
 
 /// What a thread serving its workers the in-process sandbox needs: the sandbox, the
@@ -764,19 +737,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_thread_that_panics_before_the_meeting_point_still_arrives() {
-        let all_done = AllDone::new(3);
+        let (all_done, mut arrivals) = meeting_point(3);
+        let last = arrivals.pop().expect("three arrivals");
         let waiting = {
             let all_done = all_done.clone();
+            let arrival = arrivals.pop().expect("three arrivals");
             tokio::spawn(async move {
-                let arrival = Arrival(all_done.clone());
                 drop(arrival);
-                all_done.wait().await;
+                all_done.closed().await;
             })
         };
         let panicked = {
-            let all_done = all_done.clone();
+            let arrival = arrivals.pop().expect("three arrivals");
             std::thread::spawn(move || {
-                let _arrival = Arrival(all_done);
+                let _arrival = arrival;
                 panic!("a fleet thread failing before its workers finish");
             })
         };
@@ -784,7 +758,7 @@ mod tests {
         // Two of three: the waiter still waits.
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        drop(Arrival(all_done.clone()));
+        drop(last);
         tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
             .expect("every thread arrived, the panicked one included")
