@@ -130,7 +130,6 @@ impl std::fmt::Debug for ConnPool {
 pub(crate) struct ConnCounters {
     accepted: AtomicU64,
     open: AtomicU64,
-    cap: AtomicU64,
     accept_errors: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
@@ -140,13 +139,13 @@ pub(crate) struct ConnCounters {
 }
 
 impl ConnCounters {
-    /// A snapshot.
-    pub(crate) fn snapshot(&self) -> ConnectionStats {
+    /// A snapshot, with the cap of `pool` once a listener of it runs.
+    pub(crate) fn snapshot(&self, pool: &ConnPool) -> ConnectionStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ConnectionStats {
             accepted: get(&self.accepted),
             open: get(&self.open),
-            cap: get(&self.cap),
+            cap: pool.epoch.get().map_or(0, |_| pool.cap as u64),
             accept_errors: get(&self.accept_errors),
             header_timeouts: get(&self.header_timeouts),
             idle_timeouts: get(&self.idle_timeouts),
@@ -506,16 +505,12 @@ pub(crate) async fn run(
     let pool = &state.0.conn_pool;
     let cap = pool.cap;
     let counters = &state.0.conn_counters;
-    // The first listener to start sets the pool's clock, and says the cap once for them all.
-    let mut first = false;
+    // The first listener to start sets the pool's clock (from then on `/sandbox/stats` shows
+    // the cap), and says the cap once for them all.
     let epoch = *pool.epoch.get_or_init(|| {
-        first = true;
+        tracing::info!(cap, "sandbox connection cap");
         Instant::now()
     });
-    if first {
-        counters.cap.store(cap as u64, Ordering::Relaxed);
-        tracing::info!(cap, "sandbox connection cap");
-    }
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(None)
         .max_headers(HYPER_MAX_HEADERS)

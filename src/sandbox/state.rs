@@ -461,7 +461,7 @@ impl SandboxState {
             swept: c.swept.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
             long_polls_capped: c.long_polls_capped.load(Ordering::Relaxed),
-            connections: self.0.conn_counters.snapshot(),
+            connections: self.0.conn_counters.snapshot(&self.0.conn_pool),
         }
     }
 
