@@ -10,7 +10,6 @@
 //! outbox, so a late or repeated delivery can be told apart from a new SMS.
 
 use crate::api::{Language, Otp, PhoneNumber, SmsMessage, Timestamp};
-use dashmap::DashMap;
 use held::{Held, HeldQueue};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -98,7 +97,7 @@ struct Outbox {
 
 /// All delivered SMS, by number.
 pub struct SmsCenter {
-    outboxes: DashMap<PhoneNumber, Arc<Outbox>>,
+    outboxes: crate::sandbox::state::Map<PhoneNumber, Arc<Outbox>>,
     seq: AtomicU64,
     /// Message ids handed out when the bank sends an SMS.
     sent: AtomicU64,
@@ -113,7 +112,7 @@ impl SmsCenter {
     /// An empty SMS center.
     pub fn new() -> Self {
         SmsCenter {
-            outboxes: DashMap::new(),
+            outboxes: Default::default(),
             seq: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             held: Mutex::new(HeldQueue::default()),
