@@ -277,9 +277,64 @@ fn caused_by_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A request body type [`ApiJson`] reads.
+pub trait Body: DeserializeOwned {
+    /// True when `Self` refuses by itself any key repeated in its top-level object: a
+    /// struct whose `Deserialize` is derived with `deny_unknown_fields` and no `flatten`
+    /// (the derive refuses a known field twice, `deny_unknown_fields` any other key). A body
+    /// of such a type with no nested object then needs no separate duplicate-key pass.
+    const REFUSES_REPEATED_TOP_LEVEL_KEYS: bool;
+}
+
+/// Every body the sandbox reads. All are derived with `deny_unknown_fields` and no
+/// `flatten` but `CreatePerson`, which keeps the fields it does not model.
+macro_rules! bodies {
+    ($($ty:ident: $refuses:expr),* $(,)?) => {
+        $(impl Body for crate::api::$ty {
+            const REFUSES_REPEATED_TOP_LEVEL_KEYS: bool = $refuses;
+        })*
+    };
+}
+
+bodies! {
+    CreatePerson: false,
+    UpdatePerson: true,
+    MobileNumberRequest: true,
+    ConfirmMobileNumber: true,
+    CreateDeviceRequest: true,
+    AnswerSignatureChallenge: true,
+    AddKeyRequest: true,
+    CreateDeviceChallenge: true,
+    AnswerDeviceChallenge: true,
+    CreateSmsChallenge: true,
+    AnswerSmsChallenge: true,
+    AuthorizeChangeRequest: true,
+    ConfirmChangeRequest: true,
+}
+
+/// Parses a request body into `T` as [`parse_json`] does, skipping the duplicate-key pass
+/// when `T` refuses top-level repeats itself and the body's only object is the top-level
+/// one (it starts with `{` and has no other `{`, inside strings or out): the pass could
+/// then find nothing that the parse did not refuse.
+pub fn parse_body<T: Body>(bytes: &[u8]) -> Result<T, ApiError> {
+    let flat = T::REFUSES_REPEATED_TOP_LEVEL_KEYS
+        && bytes.trim_ascii_start().first() == Some(&b'{')
+        && bytes.iter().filter(|&&b| b == b'{').count() == 1;
+    parse_json_checking(bytes, !flat)
+}
+
 /// Parses JSON text into `T`, naming the failing field. The body must be exactly one JSON
 /// value (nothing after it) with no key twice in any object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_checking(bytes, true)
+}
+
+/// [`parse_json`], with the pass that looks for a key twice in any object when
+/// `every_object` (the caller knows otherwise that no object can have one).
+fn parse_json_checking<T: DeserializeOwned>(
+    bytes: &[u8],
+    every_object: bool,
+) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     // The success path parses once without tracking the path; a failure parses again with
     // it, which gives the same error with the failing field's path to name.
@@ -293,6 +348,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ))
     })?;
     // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
+    if !every_object {
+        return Ok(value);
+    }
     if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message);
@@ -515,7 +573,7 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: Body, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
@@ -525,7 +583,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             ));
         }
         let bytes = read_body(req).await?;
-        parse_json(&bytes).map(ApiJson)
+        parse_body(&bytes).map(ApiJson)
     }
 }
 
@@ -655,6 +713,70 @@ mod tests {
         assert_eq!(e.code, "validation_error");
         assert_eq!(e.field.as_deref(), Some("signature"));
         assert!(e.detail.contains("signature"), "{}", e.detail);
+    }
+
+    /// The claim behind `REFUSES_REPEATED_TOP_LEVEL_KEYS`: serde's derive refuses a known
+    /// field twice, and `deny_unknown_fields` any other key. The second part is checked here
+    /// for every type that makes the claim (a type without it would skip the unknown key).
+    #[test]
+    fn bodies_that_skip_the_duplicate_pass_refuse_unknown_keys() {
+        fn unknown_key_refused<T: Body + std::fmt::Debug>(name: &str) {
+            let e = parse_body::<T>(br#"{"not_a_field_of_it":1}"#).unwrap_err();
+            assert!(e.detail.contains("unknown field"), "{name}: {}", e.detail);
+        }
+        macro_rules! each {
+            ($($ty:ident),*) => {$(
+                assert!(crate::api::$ty::REFUSES_REPEATED_TOP_LEVEL_KEYS, stringify!($ty));
+                unknown_key_refused::<crate::api::$ty>(stringify!($ty));
+            )*};
+        }
+        each!(
+            UpdatePerson,
+            MobileNumberRequest,
+            ConfirmMobileNumber,
+            CreateDeviceRequest,
+            AnswerSignatureChallenge,
+            AddKeyRequest,
+            CreateDeviceChallenge,
+            AnswerDeviceChallenge,
+            CreateSmsChallenge,
+            AnswerSmsChallenge,
+            AuthorizeChangeRequest,
+            ConfirmChangeRequest
+        );
+        // `CreatePerson` keeps unknown keys, so it never skips the pass.
+        assert!(!crate::api::CreatePerson::REFUSES_REPEATED_TOP_LEVEL_KEYS);
+        let e = parse_body::<crate::api::CreatePerson>(
+            br#"{"first_name":"A","last_name":"B","x":1,"x":2}"#,
+        )
+        .unwrap_err();
+        assert!(e.detail.contains("`x` appears twice"), "{}", e.detail);
+    }
+
+    #[test]
+    fn a_flat_body_with_a_key_twice_is_refused_without_the_duplicate_pass() {
+        let key = vphone_keystore::SigningKey::derive(
+            &vphone_keystore::Seed::from_u64(1),
+            0,
+            crate::api::KeyPurpose::Unrestricted,
+        );
+        let sig = key.sign_hex(b"212212");
+        let once = format!(r#"{{"signature":"{sig}"}}"#);
+        assert!(parse_body::<AnswerSignatureChallenge>(once.as_bytes()).is_ok());
+        for body in [
+            format!(r#"{{"signature":"{sig}","signature":"{sig}"}}"#),
+            format!(r#" {{"signature":"{sig}","\u0073ignature":"{sig}"}}"#),
+            format!(r#"{{"device_data":"a","signature":"{sig}","device_data":"b"}}"#),
+        ] {
+            let e = parse_body::<AnswerSignatureChallenge>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, "validation_error", "{body}");
+            assert!(e.detail.contains("duplicate field"), "{body}: {}", e.detail);
+            // The full pass refuses it as well (the derive's refusal comes first).
+            assert!(parse_json::<AnswerSignatureChallenge>(body.as_bytes()).is_err());
+        }
+        // A `{` anywhere else (here in a string) makes it take the full pass: same answer.
+        let braced = format!(r#"{{"device_data":"{{","signature":"{sig}"}}"#);
+        assert!(parse_body::<AnswerSignatureChallenge>(braced.as_bytes()).is_ok());
     }
 
     #[test]
