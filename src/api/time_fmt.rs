@@ -42,7 +42,26 @@ impl Timestamp {
 
 /// The current time, as a [`Timestamp`].
 pub fn now_utc() -> Timestamp {
-    Timestamp::new(OffsetDateTime::now_utc())
+    // Most of the cost is turning seconds into a calendar date, which is the same all
+    // through a second: each thread keeps the last one it made.
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(u64, Timestamp)>> = const { std::cell::Cell::new(None) };
+    }
+    let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return Timestamp::new(OffsetDateTime::now_utc());
+    };
+    let seconds = since_epoch.as_secs();
+    LAST.with(|last| match last.get() {
+        Some((at, made)) if at == seconds => made,
+        _ => {
+            let made = i64::try_from(seconds)
+                .ok()
+                .and_then(Timestamp::from_unix)
+                .unwrap_or_else(|| Timestamp::new(OffsetDateTime::now_utc()));
+            last.set(Some((seconds, made)));
+            made
+        }
+    })
 }
 
 impl fmt::Display for Timestamp {
@@ -79,6 +98,32 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_is_the_wall_clock_in_whole_utc_seconds_from_the_first_call_and_the_kept_one() {
+        for _ in 0..3 {
+            let before = Timestamp::new(OffsetDateTime::now_utc());
+            let now = now_utc();
+            let again = now_utc();
+            let after = Timestamp::new(OffsetDateTime::now_utc());
+            for t in [now, again] {
+                assert!(before <= t && t <= after, "{before} {t} {after}");
+                assert_eq!(t.get().nanosecond(), 0);
+                assert_eq!(t.get().offset(), time::UtcOffset::UTC);
+            }
+            assert!(now <= again);
+        }
+        // The kept second is not served once the wall clock has moved on (waits at most
+        // about a second for it to move).
+        let kept = now_utc();
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while Timestamp::new(OffsetDateTime::now_utc()) == kept
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(now_utc() > kept);
+    }
 
     #[test]
     fn timestamps_print_whole_seconds_in_utc() {
