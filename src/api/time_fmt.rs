@@ -64,8 +64,57 @@ pub fn now_utc() -> Timestamp {
     })
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for a UTC time with whole seconds and a four-digit year, written
+/// without allocating: what RFC 3339 formatting gives for every [`Timestamp`] of those years.
+fn rfc3339_utc_seconds(at: OffsetDateTime) -> Option<[u8; 20]> {
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    if at.offset() != time::UtcOffset::UTC || at.nanosecond() != 0 {
+        return None;
+    }
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut two = |at: usize, n: u8| {
+        out[at] = b'0' + n / 10;
+        out[at + 1] = b'0' + n % 10;
+    };
+    two(0, (year / 100) as u8);
+    two(2, (year % 100) as u8);
+    two(5, u8::from(at.month()));
+    two(8, at.day());
+    two(11, at.hour());
+    two(14, at.minute());
+    two(17, at.second());
+    Some(out)
+}
+
+/// The instant `YYYY-MM-DDTHH:MM:SSZ` names, if `text` is exactly that (the form this API
+/// writes); anything else is left to the tolerant RFC 3339 parser.
+fn parse_rfc3339_utc_seconds(text: &str) -> Option<OffsetDateTime> {
+    let b: &[u8; 20] = text.as_bytes().try_into().ok()?;
+    let shape = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if !shape || !digits.iter().all(|&i| b[i].is_ascii_digit()) {
+        return None;
+    }
+    let n = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
+    let year = i32::from(n(0)) * 100 + i32::from(n(2));
+    let month = time::Month::try_from(n(5)).ok()?;
+    let date = time::Date::from_calendar_date(year, month, n(8)).ok()?;
+    // RFC 3339 allows a leap second (60); the full parser decides what to make of it.
+    let clock = time::Time::from_hms(n(11), n(14), n(17)).ok()?;
+    Some(date.with_time(clock).assume_utc())
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = rfc3339_utc_seconds(self.0) {
+            // Only ASCII digits and separators were written.
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
         match self.0.format(&Rfc3339) {
             Ok(s) => f.write_str(&s),
             Err(_) => write!(f, "{}", self.0.unix_timestamp()),
@@ -87,7 +136,10 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        if let Some(at) = parse_rfc3339_utc_seconds(&text) {
+            return Ok(Timestamp(at));
+        }
         // Tolerant: servers in the wild send fractions and offsets; keep the instant.
         OffsetDateTime::parse(&text, &Rfc3339)
             .map(Timestamp::new)
@@ -123,6 +175,49 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(now_utc() > kept);
+    }
+
+    proptest::proptest! {
+        /// The allocation-free writer and reader agree with the `time` crate's RFC 3339
+        /// over years 0000-9999 (the reader then takes only the fast path's shape).
+        #[test]
+        fn the_fast_rfc3339_writer_and_reader_agree_with_the_time_crate(
+            seconds in -62_167_219_200i64..253_402_300_800i64,
+        ) {
+            let t = Timestamp::from_unix(seconds).unwrap();
+            let slow = t.get().format(&Rfc3339).unwrap();
+            proptest::prop_assert_eq!(t.to_string(), slow.clone());
+            let fast = parse_rfc3339_utc_seconds(&slow);
+            proptest::prop_assert_eq!(fast, Some(t.get()));
+            let parsed: Timestamp = serde_json::from_str(&format!("{slow:?}")).unwrap();
+            proptest::prop_assert_eq!(parsed, t);
+        }
+    }
+
+    #[test]
+    fn other_shapes_go_to_the_tolerant_parser_and_impossible_dates_are_refused() {
+        let fifteen_56 = Some("2026-11-28T15:56:19Z");
+        for (text, expect) in [
+            ("2026-11-28T16:56:19+01:00", fifteen_56),
+            ("2026-11-28T15:56:19.5Z", fifteen_56),
+            ("2026-11-28t15:56:19z", fifteen_56),
+            ("2026-11-28 15:56:19Z", fifteen_56),
+            ("2026-02-30T00:00:00Z", None),
+            ("2026-13-01T00:00:00Z", None),
+            ("2026-11-28T24:00:00Z", None),
+            ("20x6-11-28T15:56:19Z", None),
+        ] {
+            let parsed = serde_json::from_str::<Timestamp>(&format!("{text:?}"));
+            assert_eq!(
+                parsed.as_ref().ok().map(|t| t.to_string()).as_deref(),
+                expect,
+                "{text}: {parsed:?}"
+            );
+            // The fast path takes none of these: each is another shape or no date at all.
+            assert_eq!(parse_rfc3339_utc_seconds(text), None, "{text}");
+        }
+        // Years past 9999 are not written by the fast path (RFC 3339 has four digits).
+        assert!(rfc3339_utc_seconds(OffsetDateTime::UNIX_EPOCH).is_some());
     }
 
     #[test]
