@@ -264,19 +264,26 @@ impl SmsCenter {
     /// long-polls and tells the subscribers; returns the sequence number.
     fn append(&self, mut message: SmsMessage) -> u64 {
         let outbox = self.outbox(&message.number);
-        {
+        let seq;
+        let copy = {
             let mut messages = outbox.messages.lock();
             // Taken under the outbox lock so each number's messages are in seq order.
             message.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            seq = message.seq;
             if messages.len() == OUTBOX_CAPACITY {
                 messages.pop_front();
             }
-            messages.push_back(message.clone());
-        }
+            // A copy only if there are subscribers. Counted under the lock: one that
+            // subscribes after this reads the outbox after the lock is released, so it
+            // finds the message there.
+            let copy = (self.broadcast.receiver_count() > 0).then(|| message.clone());
+            messages.push_back(message);
+            copy
+        };
         outbox.arrived.notify_waiters();
-        let seq = message.seq;
-        // No subscriber is fine.
-        let _ = self.broadcast.send(message);
+        if let Some(copy) = copy {
+            let _ = self.broadcast.send(copy);
+        }
         seq
     }
 
