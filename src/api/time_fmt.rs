@@ -136,14 +136,24 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        if let Some(at) = parse_rfc3339_utc_seconds(&text) {
-            return Ok(Timestamp(at));
+        // A visitor, so the text is read where the deserializer has it (no `String`).
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                if let Some(at) = parse_rfc3339_utc_seconds(text) {
+                    return Ok(Timestamp(at));
+                }
+                // Tolerant: servers in the wild send fractions and offsets; keep the instant.
+                OffsetDateTime::parse(text, &Rfc3339)
+                    .map(Timestamp::new)
+                    .map_err(|e| E::custom(format!("invalid timestamp {text:?}: {e}")))
+            }
         }
-        // Tolerant: servers in the wild send fractions and offsets; keep the instant.
-        OffsetDateTime::parse(&text, &Rfc3339)
-            .map(Timestamp::new)
-            .map_err(|e| serde::de::Error::custom(format!("invalid timestamp {text:?}: {e}")))
+        deserializer.deserialize_str(Text)
     }
 }
 
