@@ -387,14 +387,8 @@ fn main() {
         println!(
             "  round   bare bind   fleet bind   CPU ratio   bindings/s (ceiling)    bare sign   fleet sign   CPU ratio   challenges/s (ceiling)"
         );
-        let mut bind_ratios = Vec::new();
-        let mut sign_ratios = Vec::new();
-        let mut bind_walls = Vec::new();
-        let mut sign_walls = Vec::new();
-        let mut rows = Vec::new();
+        let mut results: Vec<Round> = Vec::new();
         let mut before_bind = first_bare;
-        // Each round's bare binding and challenge, measured before and after its phase.
-        let mut brackets = Vec::new();
         for round in 0..rounds {
             let seed_text = (7 + round).to_string();
             let fleet = Arc::new(Fleet::new(&seed_text, devices, 0..devices).expect("fleet"));
@@ -407,12 +401,6 @@ fn main() {
             let after_sign = measure_bare().await;
             let (bind_bare, sign_bare) =
                 (before_bind.mean(&between), between.mean(&after_sign));
-            brackets.push([
-                (before_bind.binding(), between.binding()),
-                (between.challenge(), after_sign.challenge()),
-            ]);
-            // The next round's onboarding comes first; its bindings follow this measurement.
-            before_bind = after_sign;
             for p in [&onboard, &bind, &sign] {
                 assert_eq!(p.report.total_errors(), 0, "{}", p.report.render_table());
             }
@@ -431,57 +419,60 @@ fn main() {
                 fleet_sign * 1e6,
                 sign_bare.challenge() / fleet_sign,
             );
-            bind_ratios.push(bind_bare.binding() / fleet_bind);
-            sign_ratios.push(sign_bare.challenge() / fleet_sign);
-            bind_walls.push(bindings / bind_ceiling);
-            sign_walls.push(challenges / sign_ceiling);
-            rows.push((
-                onboard.report.rate("onboard"),
-                bind.report.ops["bind"].quantile_us(0.99),
-                sign.report.ops["sign"].quantile_us(0.99),
-            ));
+            results.push(Round {
+                ratio: [
+                    bind_bare.binding() / fleet_bind,
+                    sign_bare.challenge() / fleet_sign,
+                ],
+                wall: [bindings / bind_ceiling, challenges / sign_ceiling],
+                onboarded: onboard.report.rate("onboard"),
+                p99_us: [
+                    bind.report.ops["bind"].quantile_us(0.99),
+                    sign.report.ops["sign"].quantile_us(0.99),
+                ],
+                bare: [
+                    (before_bind.binding(), between.binding()),
+                    (between.challenge(), after_sign.challenge()),
+                ],
+            });
+            // The next round's onboarding comes first; its bindings follow this measurement.
+            before_bind = after_sign;
         }
-        let p99s = |pick: fn(&(f64, u64, u64)) -> u64| {
-            rows.iter()
-                .map(|r| format!("{:.1}", pick(r) as f64 / 1e3))
-                .collect::<Vec<_>>()
-                .join(", ")
+        let each = |show: &dyn Fn(&Round) -> String| {
+            results.iter().map(show).collect::<Vec<_>>().join(", ")
+        };
+        let median_of = |pick: &dyn Fn(&Round) -> f64| {
+            median(&results.iter().map(pick).collect::<Vec<_>>())
         };
         println!(
             "  onboarding (setup, not a binding): {} persons/s",
-            rows.iter()
-                .map(|r| format!("{:.0}", r.0))
-                .collect::<Vec<_>>()
-                .join(", ")
+            each(&|r| format!("{:.0}", r.onboarded))
         );
         println!(
             "  p99 latency: bindings {} ms; challenges {} ms",
-            p99s(|r| r.1),
-            p99s(|r| r.2)
+            each(&|r| format!("{:.1}", r.p99_us[BIND] as f64 / 1e3)),
+            each(&|r| format!("{:.1}", r.p99_us[SIGN] as f64 / 1e3))
         );
         let bracket = |op: usize| {
-            brackets
-                .iter()
-                .map(|b: &[(f64, f64); 2]| format!("{:.0}/{:.0}", b[op].0 * 1e6, b[op].1 * 1e6))
-                .collect::<Vec<_>>()
-                .join(", ")
+            each(&|r| format!("{:.0}/{:.0}", r.bare[op].0 * 1e6, r.bare[op].1 * 1e6))
         };
         println!(
             "  bare before/after each phase: bindings {} µs; challenges {} µs",
-            bracket(0),
-            bracket(1)
+            bracket(BIND),
+            bracket(SIGN)
         );
         // Three decimals, and the verdict spelled out: 0.796 is not 0.8, though it rounds to it.
         let verdict = |ratio: f64| if ratio >= TARGET_RATIO { "met" } else { "MISSED" };
-        let (bind_ratio, sign_ratio) = (median(&bind_ratios), median(&sign_ratios));
+        let (bind_ratio, sign_ratio) =
+            (median_of(&|r| r.ratio[BIND]), median_of(&|r| r.ratio[SIGN]));
         println!(
             "  bindings                  CPU ratio {bind_ratio:.3}   (median of {rounds} rounds; wall-clock ratio {:.3})   target {TARGET_RATIO}: {}",
-            median(&bind_walls),
+            median_of(&|r| r.wall[BIND]),
             verdict(bind_ratio)
         );
         println!(
             "  device-signing challenges CPU ratio {sign_ratio:.3}   (median of {rounds} rounds; wall-clock ratio {:.3})   target {TARGET_RATIO}: {}",
-            median(&sign_walls),
+            median_of(&|r| r.wall[SIGN]),
             verdict(sign_ratio)
         );
         println!(
@@ -595,6 +586,25 @@ impl Layout {
         }
     }
 }
+
+/// One in-process round's results; each pair is indexed by [`BIND`] and [`SIGN`].
+struct Round {
+    /// Bare CPU per operation / the fleet's and sandbox's.
+    ratio: [f64; 2],
+    /// Achieved rate / ceiling.
+    wall: [f64; 2],
+    /// Persons onboarded per second (setup, not timed as bindings).
+    onboarded: f64,
+    /// p99 latency, µs.
+    p99_us: [u64; 2],
+    /// The bare operation's CPU seconds measured just before and just after its phase.
+    bare: [(f64, f64); 2],
+}
+
+/// Index of bindings in a [`Round`]'s pairs.
+const BIND: usize = 0;
+/// Index of device-signing challenges in a [`Round`]'s pairs.
+const SIGN: usize = 1;
 
 /// The CPU ratio (bare / fleet and sandbox, per operation) the fleet must reach.
 const TARGET_RATIO: f64 = 0.8;
