@@ -523,7 +523,7 @@ pub fn sms_fate(engine: &FaultEngine) -> SmsFate {
 
 /// The middleware's step: applies the rules' decision to every request outside `/sandbox/*`,
 /// handing the request on to `next` (the rest of the way in) unless a rule answers instead.
-pub async fn inject<F, Fut>(state: &SandboxState, req: Request, next: F) -> Response
+pub(crate) async fn inject<F, Fut>(state: &SandboxState, req: Request, next: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
