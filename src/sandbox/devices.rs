@@ -237,7 +237,7 @@ pub(crate) fn answer_binding(
     verifier: &dyn Verifier,
 ) -> Result<StatusCode, ApiError> {
     loop {
-        match answer_binding_once(inner, caller, id, body.clone(), verifier)? {
+        match answer_binding_once(inner, caller, id, &body, verifier)? {
             Answered::Bound => {
                 inner.counters.bindings.fetch_add(1, Ordering::Relaxed);
                 return Ok(StatusCode::NO_CONTENT);
@@ -267,7 +267,7 @@ fn answer_binding_once(
     inner: &Inner,
     caller: Caller,
     id: &str,
-    body: AnswerSignatureChallenge,
+    body: &AnswerSignatureChallenge,
     verifier: &dyn Verifier,
 ) -> Result<Answered, ApiError> {
     check_device_data(body.device_data.as_deref())?;
@@ -305,7 +305,8 @@ fn answer_binding_once(
         &mut device,
         &mut person,
         &body.signature,
-        body.device_data,
+        // Usually absent; cloned only for the try that stores it.
+        body.device_data.clone(),
         env,
     );
     // Kept whatever the outcome: a wrong signature counts as a failed attempt.
