@@ -303,6 +303,9 @@ pub async fn spawn(state: ControlState, addr: SocketAddr) -> std::io::Result<Con
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
+    // Subscribed before the first request is served: the watcher only listens (it never
+    // reads the outbox), so an SMS sent before it subscribed would not be announced.
+    let sms = state.phones().sms.start_embedded();
     let app = router(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -311,7 +314,6 @@ pub async fn spawn(state: ControlState, addr: SocketAddr) -> std::io::Result<Con
             })
             .await
     });
-    let sms = state.phones().sms.start_embedded();
     Ok(ControlHandle {
         addr,
         state,

@@ -274,8 +274,9 @@ impl SmsCenter {
                 messages.pop_front();
             }
             // A copy only if there are subscribers. Counted under the lock: one that
-            // subscribes after this reads the outbox after the lock is released, so it
-            // finds the message there.
+            // subscribes after this and then reads the outbox (as the phone's inbox does)
+            // reads it after the lock is released, so it finds the message there. One that
+            // only listens hears what is sent after it subscribed, as before.
             let copy = (self.broadcast.receiver_count() > 0).then(|| message.clone());
             messages.push_back(message);
             copy
@@ -427,6 +428,30 @@ mod tests {
         let got = waiter.await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].seq, last + 1);
+    }
+
+    #[test]
+    fn subscribers_hear_what_is_sent_after_they_subscribe_and_the_outbox_keeps_the_rest() {
+        let center = SmsCenter::new();
+        let n = PhoneNumber::test_number();
+        let now = crate::api::now_utc();
+        // No subscriber: no copy is made, and the outbox still has it.
+        center.deliver(&n, "before".into(), Language::En, now);
+        let mut rx = center.subscribe();
+        let after = center.last_seq();
+        center.deliver(&n, "after".into(), Language::En, now);
+        let heard = rx.try_recv().unwrap();
+        assert_eq!((heard.text.as_str(), heard.seq), ("after", after + 1));
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing sent before it subscribed is heard"
+        );
+        let kept: Vec<String> = center.since(&n, 0).into_iter().map(|m| m.text).collect();
+        assert_eq!(kept, ["before", "after"]);
+        // Once the last subscriber is gone, copies stop; the outbox goes on.
+        drop(rx);
+        center.deliver(&n, "unheard".into(), Language::En, now);
+        assert_eq!(center.since(&n, after + 1).len(), 1);
     }
 
     /// (message_id, code) of every message in the outbox of `n`, in arrival order.
