@@ -141,7 +141,13 @@ impl<'de> Deserialize<'de> for Timestamp {
         impl serde::de::Visitor<'_> for Text {
             type Value = Timestamp;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an RFC 3339 timestamp")
+                f.write_str("a string with an RFC 3339 timestamp")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Timestamp, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => self.visit_str(text),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self)),
+                }
             }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
                 if let Some(at) = parse_rfc3339_utc_seconds(text) {
@@ -228,6 +234,25 @@ mod tests {
         }
         // Years past 9999 are not written by the fast path (RFC 3339 has four digits).
         assert!(rfc3339_utc_seconds(OffsetDateTime::UNIX_EPOCH).is_some());
+    }
+
+    #[test]
+    fn a_timestamp_is_read_from_a_string_or_utf8_bytes_and_nothing_else() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{BytesDeserializer, Error};
+        let text = "2026-11-28T15:56:19Z";
+        let from_str: Result<Timestamp, Error> = Timestamp::deserialize(text.into_deserializer());
+        assert_eq!(from_str.unwrap().to_string(), text);
+        let from_bytes: Result<Timestamp, Error> =
+            Timestamp::deserialize(BytesDeserializer::new(text.as_bytes()));
+        assert_eq!(from_bytes.unwrap().to_string(), text);
+        let not_utf8: Result<Timestamp, Error> =
+            Timestamp::deserialize(BytesDeserializer::new(&[0xff, 0xfe]));
+        assert!(not_utf8.is_err());
+        let e = serde_json::from_str::<Timestamp>("5")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a string"), "{e}");
     }
 
     #[test]
