@@ -137,6 +137,17 @@ impl PhoneState {
     }
 }
 
+/// `n` as 32 lowercase hex digits followed by `suffix`: the id [`compact`] read it from.
+fn expand(n: u128, suffix: &str) -> String {
+    let mut digits = [0u8; 32];
+    // 16 bytes always fit 32 digits; the digits are ASCII.
+    let _ = hex::encode_to_slice(n.to_be_bytes(), &mut digits);
+    let mut text = String::with_capacity(32 + suffix.len());
+    text.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    text.push_str(suffix);
+    text
+}
+
 /// Encodes 32 lowercase hex digits followed by `suffix` as a number.
 fn compact(id: &str, suffix: &str) -> Option<u128> {
     let hex = id.strip_suffix(suffix)?;
@@ -335,7 +346,7 @@ impl Fleet {
         let text = if state.flags & PERSON_SPILLED != 0 {
             self.unspill(state.person.get())
         } else {
-            format!("{:032x}cper", state.person.get())
+            expand(state.person.get(), "cper")
         };
         PersonId::from_server(&text).ok()
     }
@@ -348,7 +359,7 @@ impl Fleet {
         let text = if state.flags & DEVICE_SPILLED != 0 {
             self.unspill(state.device.get())
         } else {
-            format!("{:032x}", state.device.get())
+            expand(state.device.get(), "")
         };
         DeviceId::from_server(&text).ok()
     }
@@ -536,6 +547,17 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn ids_are_expanded_as_the_formatter_writes_them_and_read_back() {
+        for n in [0u128, 1, 0xabc, u64::MAX as u128, u128::MAX / 3, u128::MAX] {
+            for suffix in ["", "cper"] {
+                let text = expand(n, suffix);
+                assert_eq!(text, format!("{n:032x}{suffix}"));
+                assert_eq!(compact(&text, suffix), Some(n));
+            }
+        }
     }
 
     #[test]
