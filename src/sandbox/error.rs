@@ -364,10 +364,10 @@ fn parse_json_checking<T: DeserializeOwned>(
             "the body is not valid JSON ({e}); send exactly one JSON object and nothing after it"
         ))
     })?;
-    // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
     if !every_object {
         return Ok(value);
     }
+    // serde's derive misses duplicates under `#[serde(flatten)]`; this pass sees every object.
     if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(bytes) {
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message);
@@ -777,13 +777,18 @@ mod tests {
         "not_a_field",
     ];
 
-    /// JSON values, valid for some of those keys.
-    fn values() -> Vec<String> {
-        let key = vphone_keystore::SigningKey::derive(
-            &vphone_keystore::Seed::from_u64(2),
+    /// A key whose signatures and public key the bodies below carry.
+    fn test_key() -> vphone_keystore::SigningKey {
+        vphone_keystore::SigningKey::derive(
+            &vphone_keystore::Seed::from_u64(1),
             0,
             crate::api::KeyPurpose::Unrestricted,
-        );
+        )
+    }
+
+    /// JSON values, valid for some of those keys; made once for all the proptest's cases.
+    static VALUES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let key = test_key();
         let quoted = |s: &str| format!("{s:?}");
         vec![
             quoted(&key.sign_hex(b"212212")),
@@ -803,7 +808,7 @@ mod tests {
             "true".into(),
             "[1, 2]".into(),
         ]
-    }
+    });
 
     proptest::proptest! {
         /// Skipping the duplicate-key pass changes no answer: for flat bodies of keys drawn
@@ -814,10 +819,9 @@ mod tests {
             pairs in proptest::collection::vec((0..KEYS.len(), 0..16usize), 0..6),
             lead in proptest::sample::select(vec!["", " ", "\n\t "]),
         ) {
-            let values = values();
             let fields: Vec<String> = pairs
                 .iter()
-                .map(|&(k, v)| format!("\"{}\":{}", KEYS[k], values[v % values.len()]))
+                .map(|&(k, v)| format!("\"{}\":{}", KEYS[k], VALUES[v % VALUES.len()]))
                 .collect();
             let body = format!("{lead}{{{}}}", fields.join(","));
             each_claiming_body(body.as_bytes(), |name, fast, full| {
@@ -834,12 +838,7 @@ mod tests {
 
     #[test]
     fn a_flat_body_with_a_key_twice_is_refused_without_the_duplicate_pass() {
-        let key = vphone_keystore::SigningKey::derive(
-            &vphone_keystore::Seed::from_u64(1),
-            0,
-            crate::api::KeyPurpose::Unrestricted,
-        );
-        let sig = key.sign_hex(b"212212");
+        let sig = test_key().sign_hex(b"212212");
         let once = format!(r#"{{"signature":"{sig}"}}"#);
         assert!(parse_body::<AnswerSignatureChallenge>(once.as_bytes()).is_ok());
         for body in [
