@@ -448,7 +448,7 @@ mod tests {
         );
         let kept: Vec<String> = center.since(&n, 0).into_iter().map(|m| m.text).collect();
         assert_eq!(kept, ["before", "after"]);
-        // Once the last subscriber is gone, copies stop; the outbox goes on.
+        // With no subscriber left, the outbox still takes what is sent.
         drop(rx);
         center.deliver(&n, "unheard".into(), Language::En, now);
         assert_eq!(center.since(&n, after + 1).len(), 1);
