@@ -5,9 +5,16 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 /// A bearer token. Its `Debug` never shows the token.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
 pub struct AccessToken(Zeroizing<String>);
+
+/// Written from the zeroized buffer itself: no copy of the token is left behind.
+impl Serialize for AccessToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
 
 impl AccessToken {
     /// Wraps a token.
@@ -24,12 +31,6 @@ impl AccessToken {
 impl From<String> for AccessToken {
     fn from(s: String) -> Self {
         AccessToken::new(s)
-    }
-}
-
-impl From<AccessToken> for String {
-    fn from(t: AccessToken) -> String {
-        t.0.as_str().to_owned()
     }
 }
 

@@ -95,9 +95,16 @@ pub mod strict {
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $mint:expr, $canonical:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        /// Written from where the text is (no copy into a `String` first).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Parses an id a user typed: a URL-safe token of 1-64 characters.

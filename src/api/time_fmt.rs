@@ -130,7 +130,14 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // The API's own shape from a buffer on the stack; any other through `Display`.
+        match rfc3339_utc_seconds(self.0) {
+            Some(text) => match std::str::from_utf8(&text) {
+                Ok(text) => serializer.serialize_str(text),
+                Err(_) => serializer.collect_str(self),
+            },
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -203,6 +210,7 @@ mod tests {
             let t = Timestamp::from_unix(seconds).unwrap();
             let slow = t.get().format(&Rfc3339).unwrap();
             proptest::prop_assert_eq!(t.to_string(), slow.clone());
+            proptest::prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("{slow:?}"));
             let fast = parse_rfc3339_utc_seconds(&slow);
             proptest::prop_assert_eq!(fast, Some(t.get()));
             let parsed: Timestamp = serde_json::from_str(&format!("{slow:?}")).unwrap();

@@ -84,9 +84,16 @@ fn check_hex(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), 
 macro_rules! hex_value {
     ($(#[$doc:meta])* $name:ident, $what:literal, $min:expr, $max:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        /// Written from where the text is (no copy into a `String` first).
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Parses lowercase hex of allowed length.
@@ -163,9 +170,16 @@ hex_value!(
 );
 
 /// A six-digit one-time password or TAN. Its `Debug` and `Display` never show the digits.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Otp(Zeroizing<String>);
+
+/// Written from the zeroized buffer itself: no copy of the digits is left behind.
+impl Serialize for Otp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
 
 impl Otp {
     /// Parses exactly six ASCII digits.
@@ -208,16 +222,17 @@ impl TryFrom<String> for Otp {
     }
 }
 
-impl From<Otp> for String {
-    fn from(v: Otp) -> String {
-        v.0.as_str().to_owned()
+/// A mobile number in E.164 form, e.g. `+15550101`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PhoneNumber(String);
+
+/// Written from where the text is (no copy into a `String` first).
+impl Serialize for PhoneNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
-
-/// A mobile number in E.164 form, e.g. `+15550101`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PhoneNumber(String);
 
 impl PhoneNumber {
     /// Parses `+` followed by 7 to 15 digits, the first not zero.
@@ -332,6 +347,30 @@ mod tests {
         assert!(Otp::parse("21221a").is_err());
         assert!(!Otp::parse("212213").unwrap().matches(&otp));
         assert!(!ValueError::Otp.to_string().contains("212"));
+    }
+
+    #[test]
+    fn values_are_written_as_their_text_and_read_back() {
+        fn round_trip<T>(v: &T, text: &str)
+        where
+            T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+        {
+            let json = serde_json::to_string(v).unwrap();
+            assert_eq!(json, format!("{text:?}"));
+            assert_eq!(&serde_json::from_str::<T>(&json).unwrap(), v);
+        }
+        round_trip(&PublicKeyHex::parse("04ab").unwrap(), "04ab");
+        round_trip(
+            &SignatureHex::parse("3006020101020101").unwrap(),
+            "3006020101020101",
+        );
+        round_trip(&Otp::parse("212212").unwrap(), "212212");
+        round_trip(&PhoneNumber::parse("+15550101").unwrap(), "+15550101");
+        round_trip(&crate::api::AccessToken::new("t0ken".into()), "t0ken");
+        round_trip(&crate::api::DeviceId::parse("d-1").unwrap(), "d-1");
+        // Reading still checks: a refused value is an error, not a value.
+        assert!(serde_json::from_str::<PublicKeyHex>("\"04AB\"").is_err());
+        assert!(serde_json::from_str::<Otp>("\"2122\"").is_err());
     }
 
     #[test]
