@@ -66,10 +66,97 @@ fn check_opaque(kind: &'static str, value: &str) -> Result<(), IdError> {
     }
 }
 
+/// Ids up to this many bytes are kept inline: every id the bank and the sandbox mint fits
+/// (32 hex digits, 32 hex digits and a 4-letter suffix, a hyphenated UUID).
+const INLINE: usize = 36;
+
+/// An id's text: inline up to [`INLINE`] bytes, so minting, cloning or reading an id
+/// allocates nothing and a table keyed by ids finds the key's bytes in its own entry; a
+/// longer id (servers we did not write mint some) is kept on the heap.
+#[derive(Clone)]
+enum Text {
+    Inline(arrayvec::ArrayString<INLINE>),
+    Heap(Box<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Text {
+        match arrayvec::ArrayString::from(s) {
+            Ok(inline) => Text::Inline(inline),
+            Err(_) => Text::Heap(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Inline(s) => s.as_str(),
+            Text::Heap(s) => s,
+        }
+    }
+}
+
+// Equality, order and hash are the text's, whichever way it is kept.
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// Deserializes a string (or UTF-8 bytes) and hands it to `make` where the deserializer
+/// holds it, with no `String` in between; `make`'s refusal becomes the error.
+fn read_text<'de, D, T>(d: D, make: impl FnOnce(&str) -> Result<T, IdError>) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visit<F>(F);
+
+    impl<'de, T, F: FnOnce(&str) -> Result<T, IdError>> serde::de::Visitor<'de> for Visit<F> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // What serde's own `String` says, so messages stay as they were.
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<T, E> {
+            match std::str::from_utf8(v) {
+                Ok(text) => self.visit_str(text),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(v), &self)),
+            }
+        }
+    }
+
+    d.deserialize_str(Visit(make))
+}
+
 /// An id type with both rules; see the module doc.
 pub trait TypedId: Sized {
     /// Checks `value` against the strict rule (user input, sandbox requests).
-    fn strict(value: String) -> Result<Self, IdError>;
+    fn strict(value: &str) -> Result<Self, IdError>;
 }
 
 /// Serde helpers that read an id field with the strict rule, for request types the
@@ -80,29 +167,40 @@ pub mod strict {
 
     /// A required id, strict.
     pub fn one<'de, D: Deserializer<'de>, T: TypedId>(d: D) -> Result<T, D::Error> {
-        T::strict(String::deserialize(d)?).map_err(serde::de::Error::custom)
+        super::read_text(d, T::strict)
     }
 
     /// An optional id, strict.
     pub fn option<'de, D: Deserializer<'de>, T: TypedId>(d: D) -> Result<Option<T>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(T::strict)
-            .transpose()
-            .map_err(serde::de::Error::custom)
+        struct Strict<T>(T);
+
+        impl<'de, T: TypedId> Deserialize<'de> for Strict<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                one(d).map(Strict)
+            }
+        }
+
+        Ok(Option::<Strict<T>>::deserialize(d)?.map(|s| s.0))
     }
 }
 
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $mint:expr, $canonical:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-        #[serde(try_from = "String")]
-        pub struct $name(String);
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Text);
 
         /// Written from where the text is (no copy into a `String` first).
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.0.as_str())
+            }
+        }
+
+        /// Deserializing reads what a server sent, so the opaque rule applies.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                read_text(d, Self::from_server)
             }
         }
 
@@ -110,47 +208,47 @@ macro_rules! typed_id {
             /// Parses an id a user typed: a URL-safe token of 1-64 characters.
             pub fn parse(value: &str) -> Result<Self, IdError> {
                 check_token($kind, value)?;
-                Ok($name(value.to_owned()))
+                Ok($name(Text::new(value)))
             }
 
             /// Reads an id a server sent: any opaque text (see the module doc).
             pub fn from_server(value: &str) -> Result<Self, IdError> {
                 check_opaque($kind, value)?;
-                Ok($name(value.to_owned()))
+                Ok($name(Text::new(value)))
             }
 
             /// Whether this id is also a URL-safe token of 1-64 characters.
             pub fn is_token(&self) -> bool {
-                check_token($kind, &self.0).is_ok()
+                check_token($kind, self.0.as_str()).is_ok()
             }
 
             /// Mints a fresh random id in the bank's canonical shape.
             pub fn generate() -> Self {
                 let mint: fn() -> String = $mint;
-                $name(mint())
+                $name(Text::new(&mint()))
             }
 
             /// Whether this id has the bank's canonical shape.
             pub fn is_canonical(&self) -> bool {
                 let check: fn(&str) -> bool = $canonical;
-                check(&self.0)
+                check(self.0.as_str())
             }
 
             /// The id as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.0.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0)
+                write!(f, "{}({})", stringify!($name), self.0.as_str())
             }
         }
 
@@ -161,25 +259,15 @@ macro_rules! typed_id {
             }
         }
 
-        /// Deserializing reads what a server sent, so the opaque rule applies.
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(s: String) -> Result<Self, IdError> {
-                check_opaque($kind, &s)?;
-                Ok($name(s))
-            }
-        }
-
         impl TypedId for $name {
-            fn strict(s: String) -> Result<Self, IdError> {
-                check_token($kind, &s)?;
-                Ok($name(s))
+            fn strict(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
             }
         }
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.as_str().to_owned()
             }
         }
     };
@@ -234,7 +322,10 @@ typed_id!(
 
 impl From<uuid::Uuid> for KeyId {
     fn from(id: uuid::Uuid) -> Self {
-        KeyId(id.hyphenated().to_string())
+        KeyId(Text::new(
+            id.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ))
     }
 }
 
@@ -266,8 +357,95 @@ mod tests {
         for bad in ["\"\"", "\"a\\nb\"", &format!("\"{}\"", "x".repeat(1025))] {
             assert!(serde_json::from_str::<DeviceId>(bad).is_err(), "{bad}");
         }
-        let strict: Result<DeviceId, _> = DeviceId::strict(long);
+        let strict: Result<DeviceId, _> = DeviceId::strict(&long);
         assert!(strict.is_err());
+    }
+
+    fn hash_of<T: std::hash::Hash>(v: &T) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(v)
+    }
+
+    proptest::proptest! {
+        /// Short ids are kept inline and long ones on the heap; either way an id is its
+        /// text: the same equality, order, hash (a `str`'s), text and JSON.
+        #[test]
+        fn an_id_is_its_text_however_it_is_kept(
+            a in "[^\\p{Cc}]{1,80}",
+            b in "[^\\p{Cc}]{1,80}",
+        ) {
+            let (x, y) = (DeviceId::from_server(&a).unwrap(), DeviceId::from_server(&b).unwrap());
+            proptest::prop_assert_eq!(x.as_str(), a.as_str());
+            proptest::prop_assert_eq!(x.to_string(), a.clone());
+            proptest::prop_assert_eq!(x == y, a == b);
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(hash_of(&x), hash_of(&a.as_str()));
+            proptest::prop_assert_eq!(hash_of(&x.clone()), hash_of(&x));
+            let json = serde_json::to_string(&x).unwrap();
+            proptest::prop_assert_eq!(&json, &serde_json::to_string(&a).unwrap());
+            proptest::prop_assert_eq!(serde_json::from_str::<DeviceId>(&json).unwrap(), x);
+            proptest::prop_assert_eq!(String::from(y), b);
+        }
+    }
+
+    #[test]
+    fn ids_up_to_36_bytes_are_inline_and_longer_ones_on_the_heap() {
+        let inline = |id: &PersonId| matches!(id.0, Text::Inline(_));
+        assert!(inline(&PersonId::generate()), "32 hex and a suffix");
+        assert!(inline(&PersonId::parse(&"a".repeat(36)).unwrap()));
+        let long = PersonId::parse(&"a".repeat(37)).unwrap();
+        assert!(!inline(&long));
+        assert_eq!(long.as_str(), "a".repeat(37));
+        // Multi-byte text is cut nowhere: 12 three-byte characters fit, 13 do not.
+        let wide = DeviceId::from_server(&"€".repeat(13)).unwrap();
+        assert_eq!(wide.as_str(), "€".repeat(13));
+        assert!(matches!(
+            DeviceId::from_server(&"€".repeat(12)).unwrap().0,
+            Text::Inline(_)
+        ));
+    }
+
+    #[test]
+    fn reading_an_id_keeps_serdes_messages_and_the_strict_rule() {
+        #[derive(Debug, Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "strict::one")]
+            id: DeviceId,
+            #[serde(default, deserialize_with = "strict::option")]
+            other: Option<ChallengeId>,
+        }
+        let ok: Body = serde_json::from_str(r#"{"id":"d-1","other":"c_2"}"#).unwrap();
+        assert_eq!((ok.id.as_str(), ok.other.unwrap().as_str()), ("d-1", "c_2"));
+        let none: Body = serde_json::from_str(r#"{"id":"d-1","other":null}"#).unwrap();
+        assert!(none.other.is_none());
+        let e = serde_json::from_str::<Body>(r#"{"id":"../x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid device id \"../x\""), "{e}");
+        let e = serde_json::from_str::<Body>(r#"{"id":"d","other":"a b"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid challenge id"), "{e}");
+        let e = serde_json::from_str::<Body>(r#"{"id":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid type: integer `5`, expected a string"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<DeviceId>("[1]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a string"), "{e}");
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{BytesDeserializer, Error};
+        let bytes: Result<DeviceId, Error> = DeviceId::deserialize(BytesDeserializer::new(b"d-1"));
+        assert_eq!(bytes.unwrap().as_str(), "d-1");
+        let not_utf8: Result<DeviceId, Error> =
+            DeviceId::deserialize(BytesDeserializer::new(&[0xff]));
+        assert!(not_utf8.is_err());
+        let from_str: Result<DeviceId, Error> = DeviceId::deserialize("d-2".into_deserializer());
+        assert_eq!(from_str.unwrap().as_str(), "d-2");
     }
 
     #[test]

@@ -248,9 +248,12 @@ impl PhoneNumber {
         }
     }
 
+    /// The text of [`PhoneNumber::test_number`].
+    pub const TEST: &'static str = "+15550101";
+
     /// The sandbox's test number, which always receives `212212`.
     pub fn test_number() -> Self {
-        PhoneNumber("+15550101".to_owned())
+        PhoneNumber(Self::TEST.to_owned())
     }
 
     /// The number as text.

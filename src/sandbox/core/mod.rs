@@ -174,13 +174,21 @@ pub fn purpose_word(purpose: KeyPurpose) -> &'static str {
 /// reproducible.
 pub mod mint {
     use super::*;
-    use crate::api::TypedId;
     use rand::Rng;
 
-    fn hex32(rng: &mut dyn RngCore) -> String {
+    /// 32 random hex digits, written into `out` (no allocation).
+    fn hex32<'a>(rng: &mut dyn RngCore, out: &'a mut [u8; 36]) -> &'a str {
         let mut bytes = [0u8; 16];
         rng.fill_bytes(&mut bytes);
-        hex::encode(bytes)
+        let _ = hex::encode_to_slice(bytes, &mut out[..32]);
+        std::str::from_utf8(&out[..32]).unwrap_or_default()
+    }
+
+    /// 32 random hex digits and `suffix` (4 letters), written into `out`.
+    fn hex32_and<'a>(rng: &mut dyn RngCore, suffix: &str, out: &'a mut [u8; 36]) -> &'a str {
+        hex32(rng, out);
+        out[32..].copy_from_slice(suffix.as_bytes());
+        std::str::from_utf8(&out[..]).unwrap_or_default()
     }
 
     // The `expect`s below cannot fail: 32 hex digits (with a 4-letter suffix) are a token of
@@ -188,27 +196,28 @@ pub mod mint {
 
     /// A person id, `<32 hex>cper`.
     pub fn person_id(rng: &mut dyn RngCore) -> PersonId {
-        PersonId::parse(&format!("{}cper", hex32(rng))).expect("a canonical id is a token")
+        PersonId::parse(hex32_and(rng, "cper", &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A mobile number id, `<32 hex>cmno`.
     pub fn mobile_number_id(rng: &mut dyn RngCore) -> MobileNumberId {
-        MobileNumberId::parse(&format!("{}cmno", hex32(rng))).expect("a canonical id is a token")
+        MobileNumberId::parse(hex32_and(rng, "cmno", &mut [0; 36]))
+            .expect("a canonical id is a token")
     }
 
     /// A device id, 32 hex.
     pub fn device_id(rng: &mut dyn RngCore) -> DeviceId {
-        DeviceId::strict(hex32(rng)).expect("a canonical id is a token")
+        DeviceId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A challenge id, 32 hex.
     pub fn challenge_id(rng: &mut dyn RngCore) -> ChallengeId {
-        ChallengeId::strict(hex32(rng)).expect("a canonical id is a token")
+        ChallengeId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A change request id, 32 hex.
     pub fn change_request_id(rng: &mut dyn RngCore) -> ChangeRequestId {
-        ChangeRequestId::strict(hex32(rng)).expect("a canonical id is a token")
+        ChangeRequestId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A key id, a version-4 UUID.
@@ -227,11 +236,10 @@ pub mod mint {
 
     /// A six-digit OTP for `number`: `212212` for the test number or with `static_otp`.
     pub fn otp(rng: &mut dyn RngCore, number: &PhoneNumber, static_otp: bool) -> Otp {
-        let digits = if static_otp || *number == PhoneNumber::test_number() {
-            crate::sandbox::sms::STATIC_OTP.to_owned()
-        } else {
-            format!("{:06}", rng.gen_range(0..1_000_000u32))
-        };
+        if static_otp || number.as_str() == PhoneNumber::TEST {
+            return Otp::parse(crate::sandbox::sms::STATIC_OTP).expect("six ASCII digits");
+        }
+        let digits = format!("{:06}", rng.gen_range(0..1_000_000u32));
         Otp::parse(&digits).expect("six ASCII digits by construction")
     }
 }
@@ -240,3 +248,41 @@ pub mod mint {
 mod model_test;
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod mint_tests {
+    use super::mint;
+    use crate::api::PhoneNumber;
+    use rand::SeedableRng;
+
+    #[test]
+    fn minted_ids_have_the_banks_shapes_and_differ() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let person = mint::person_id(&mut rng);
+        assert!(person.is_canonical(), "{person}");
+        assert!(person.as_str().ends_with("cper"));
+        assert!(mint::mobile_number_id(&mut rng).is_canonical());
+        let (a, b) = (mint::device_id(&mut rng), mint::device_id(&mut rng));
+        assert!(a.is_canonical() && b.is_canonical());
+        assert_ne!(a, b);
+        assert!(mint::challenge_id(&mut rng).is_canonical());
+        assert!(mint::change_request_id(&mut rng).is_canonical());
+        assert!(mint::key_id(&mut rng).is_canonical());
+    }
+
+    #[test]
+    fn the_test_number_and_static_mode_get_the_static_code_and_others_a_random_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let test = PhoneNumber::test_number();
+        let other = PhoneNumber::parse("+4915112345678").unwrap();
+        let code = |n: &PhoneNumber, fixed: bool, rng: &mut rand::rngs::StdRng| {
+            mint::otp(rng, n, fixed).expose().to_owned()
+        };
+        assert_eq!(code(&test, false, &mut rng), "212212");
+        assert_eq!(code(&other, true, &mut rng), "212212");
+        let drawn: std::collections::HashSet<_> =
+            (0..20).map(|_| code(&other, false, &mut rng)).collect();
+        assert!(drawn.len() > 1, "{drawn:?}");
+        assert!(drawn.iter().all(|c| c.len() == 6));
+    }
+}
