@@ -26,14 +26,12 @@ macro_rules! wire_enum {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let word = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                $(if word.eq_ignore_ascii_case($text) {
-                    return Ok($name::$variant);
-                })+
-                Err(serde::de::Error::custom(format!(
-                    "{word:?} is not one of: {}",
-                    [$($text),+].join(", ")
-                )))
+                crate::api::ids::read_text(d, |word| {
+                    $(if word.eq_ignore_ascii_case($text) {
+                        return Ok($name::$variant);
+                    })+
+                    Err(format!("{word:?} is not one of: {}", [$($text),+].join(", ")))
+                })
             }
         }
         wire_enum!(@common $name { $($variant = $text),+ });
@@ -159,5 +157,22 @@ mod tests {
                 .unwrap_err()
                 .contains("mobile_number")
         );
+    }
+
+    #[test]
+    fn a_word_no_server_should_send_is_named_with_the_words_allowed() {
+        let e = serde_json::from_str::<ChallengeKind>("\"push\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"push\" is not one of: signature, device, sms"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<ChallengeKind>("7")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a string"), "{e}");
+        let escaped: ChallengeKind = serde_json::from_str("\"D\\u0065vice\"").unwrap();
+        assert_eq!(escaped, ChallengeKind::Device);
     }
 }

@@ -123,14 +123,23 @@ impl std::hash::Hash for Text {
 }
 
 /// Deserializes a string (or UTF-8 bytes) and hands it to `make` where the deserializer
-/// holds it, with no `String` in between; `make`'s refusal becomes the error.
-fn read_text<'de, D, T>(d: D, make: impl FnOnce(&str) -> Result<T, IdError>) -> Result<T, D::Error>
+/// holds it, with no `String` in between (serde's `Cow<str>` is always owned); `make`'s
+/// refusal becomes the error.
+pub(crate) fn read_text<'de, D, T, E>(
+    d: D,
+    make: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
+    E: fmt::Display,
 {
     struct Visit<F>(F);
 
-    impl<'de, T, F: FnOnce(&str) -> Result<T, IdError>> serde::de::Visitor<'de> for Visit<F> {
+    impl<'de, T, E, F> serde::de::Visitor<'de> for Visit<F>
+    where
+        E: fmt::Display,
+        F: FnOnce(&str) -> Result<T, E>,
+    {
         type Value = T;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,14 +147,14 @@ where
             f.write_str("a string")
         }
 
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
-            (self.0)(v).map_err(E::custom)
+        fn visit_str<R: serde::de::Error>(self, v: &str) -> Result<T, R> {
+            (self.0)(v).map_err(R::custom)
         }
 
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<T, E> {
+        fn visit_bytes<R: serde::de::Error>(self, v: &[u8]) -> Result<T, R> {
             match std::str::from_utf8(v) {
                 Ok(text) => self.visit_str(text),
-                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(v), &self)),
+                Err(_) => Err(R::invalid_value(serde::de::Unexpected::Bytes(v), &self)),
             }
         }
     }

@@ -16,7 +16,7 @@ use super::sms::has_six_digit_run;
 use super::state::{DeviceEntry, Inner, PartnerIdx, PartnerKeys, SandboxState, restore};
 use super::store::Write;
 use super::text::{check_device_data, check_text};
-use super::verify::{KeyError, VerifyingKey};
+use super::verify::{KeyError, Point, VerifyingKey};
 use crate::api::{
     AddKeyRequest, AddKeyResponse, AnswerSignatureChallenge, ChallengeId, ChallengeKind,
     CreateDeviceRequest, CreateDeviceResponse, Device, DeviceId, DeviceKeys, DeviceListQuery,
@@ -259,7 +259,7 @@ enum Answered {
     Bound,
     /// Refused because another device claimed its key (this point): the caller answers once
     /// that claim is queued, with no lock held.
-    KeyClaimed(super::core::Refusal, Box<[u8]>),
+    KeyClaimed(super::core::Refusal, Point),
 }
 
 /// [`answer_binding`], once.
@@ -325,7 +325,7 @@ fn answer_binding_once(
     match bound {
         Ok(()) => Ok(Answered::Bound),
         Err(refusal) if refusal.reason == Reason::KeyAlreadyBound => match device.keys.first() {
-            Some(key) => Ok(Answered::KeyClaimed(refusal, Box::from(key.key.point()))),
+            Some(key) => Ok(Answered::KeyClaimed(refusal, *key.key.point())),
             None => Err(refusal.into()),
         },
         Err(refusal) => Err(refusal.into()),
@@ -416,7 +416,7 @@ pub async fn delete(
 /// restart between the two commits would find the key bound to both devices.
 struct ReleaseAfterQueued<'a> {
     keys: PartnerKeys<'a>,
-    released: std::cell::RefCell<Vec<Box<[u8]>>>,
+    released: std::cell::RefCell<Vec<Point>>,
 }
 
 impl<'a> ReleaseAfterQueued<'a> {
@@ -436,14 +436,14 @@ impl<'a> ReleaseAfterQueued<'a> {
 }
 
 impl KeyIndex for ReleaseAfterQueued<'_> {
-    fn is_bound(&self, point: &[u8]) -> bool {
+    fn is_bound(&self, point: &Point) -> bool {
         self.keys.is_bound(point)
     }
-    fn claim(&self, point: &[u8], device: &DeviceId) -> bool {
+    fn claim(&self, point: &Point, device: &DeviceId) -> bool {
         self.keys.claim(point, device)
     }
-    fn release(&self, point: &[u8]) {
-        self.released.borrow_mut().push(Box::from(point));
+    fn release(&self, point: &Point) {
+        self.released.borrow_mut().push(*point);
     }
 }
 

@@ -43,7 +43,7 @@ use super::ratelimit::Window;
 use super::serve::{ConnCounters, ConnectionStats};
 use super::sms::SmsCenter;
 use super::store::{GroupCommit, Snapshot, Store, StoreError, Write};
-use super::verify::VerifyingKey;
+use super::verify::{Point, VerifyingKey};
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, PersonId, PhoneNumber, SmsMessage, Timestamp,
 };
@@ -161,7 +161,7 @@ pub(crate) struct Inner {
     /// Public keys of bound, not deleted devices, per partner. An entry naming a device is
     /// made and removed only under that device's lock, which is held until the change's rows
     /// are queued (or the change is undone): see [`Inner::bound_once_queued`].
-    pub bound_keys: Map<(PartnerIdx, Box<[u8]>), DeviceId>,
+    pub bound_keys: Map<(PartnerIdx, Point), DeviceId>,
     /// Unverified devices of forgotten bindings that were busy when last swept.
     pub orphans: Mutex<Vec<DeviceId>>,
     pub sms: SmsCenter,
@@ -304,7 +304,7 @@ impl SandboxState {
                 for key in &entry.keys {
                     inner
                         .bound_keys
-                        .insert((p, Box::from(key.key.point())), entry.id.clone());
+                        .insert((p, *key.key.point()), entry.id.clone());
                 }
             }
             Inner::insert(&inner.devices, p, entry.id.clone(), entry);
@@ -816,8 +816,8 @@ impl Inner {
     /// caller checks again.
     ///
     /// Lock order: called with no device lock held (it takes the claiming device's).
-    pub fn bound_once_queued(&self, partner: PartnerIdx, point: &[u8]) -> bool {
-        let key = (partner, Box::from(point));
+    pub fn bound_once_queued(&self, partner: PartnerIdx, point: &Point) -> bool {
+        let key = (partner, *point);
         loop {
             let Some(owner) = self.bound_keys.get(&key).map(|o| o.clone()) else {
                 return false;
@@ -880,16 +880,16 @@ pub fn restore<T>(entity: &mut T, saved: Option<T>) {
 
 /// One partner's view of the bound keys, for the core's [`KeyIndex`].
 pub(crate) struct PartnerKeys<'a> {
-    map: &'a Map<(PartnerIdx, Box<[u8]>), DeviceId>,
+    map: &'a Map<(PartnerIdx, Point), DeviceId>,
     partner: PartnerIdx,
 }
 
 impl KeyIndex for PartnerKeys<'_> {
-    fn is_bound(&self, point: &[u8]) -> bool {
-        self.map.contains_key(&(self.partner, Box::from(point)))
+    fn is_bound(&self, point: &Point) -> bool {
+        self.map.contains_key(&(self.partner, *point))
     }
-    fn claim(&self, point: &[u8], device: &DeviceId) -> bool {
-        match self.map.entry((self.partner, Box::from(point))) {
+    fn claim(&self, point: &Point, device: &DeviceId) -> bool {
+        match self.map.entry((self.partner, *point)) {
             dashmap::Entry::Occupied(_) => false,
             dashmap::Entry::Vacant(v) => {
                 v.insert(device.clone());
@@ -897,7 +897,7 @@ impl KeyIndex for PartnerKeys<'_> {
             }
         }
     }
-    fn release(&self, point: &[u8]) {
-        self.map.remove(&(self.partner, Box::from(point)));
+    fn release(&self, point: &Point) {
+        self.map.remove(&(self.partner, *point));
     }
 }

@@ -278,7 +278,7 @@ fn a_key_added_while_another_is_verified_leaves_the_other_refused_and_the_device
     assert_eq!(d.keys.len(), 2, "one restricted key, the second");
     assert_eq!(d.keys[1].key.point(), second.verifying().point());
     // The refused key was never claimed: another device could still bind it.
-    let point: Box<[u8]> = first.verifying().point().into();
+    let point = *first.verifying().point();
     assert!(!inner.bound_keys.contains_key(&(CALLER.0, point)));
 }
 

@@ -9,11 +9,14 @@ use std::sync::Arc;
 /// Length of an uncompressed P-256 point: `04 || X || Y`.
 pub const UNCOMPRESSED_P256_LEN: usize = 65;
 
+/// An uncompressed P-256 point, `04||X||Y`, kept by value (no allocation per key).
+pub type Point = [u8; UNCOMPRESSED_P256_LEN];
+
 /// A validated P-256 public key, ready to verify. Cheap to clone.
 #[derive(Clone)]
 pub struct VerifyingKey {
     parsed: Arc<ParsedPublicKey>,
-    point: Arc<[u8]>,
+    point: Point,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -43,9 +46,9 @@ pub enum KeyError {
 impl VerifyingKey {
     /// Validates an uncompressed P-256 point.
     pub fn from_uncompressed(point: &[u8]) -> Result<Self, KeyError> {
-        if point.len() != UNCOMPRESSED_P256_LEN {
+        let Ok(point) = Point::try_from(point) else {
             return Err(KeyError::Length(point.len()));
-        }
+        };
         if point[0] != 0x04 {
             return Err(KeyError::NotUncompressed);
         }
@@ -53,12 +56,12 @@ impl VerifyingKey {
             .map_err(|_| KeyError::NotOnCurve)?;
         Ok(VerifyingKey {
             parsed: Arc::new(parsed),
-            point: point.into(),
+            point,
         })
     }
 
     /// The 65 point bytes.
-    pub fn point(&self) -> &[u8] {
+    pub fn point(&self) -> &Point {
         &self.point
     }
 

@@ -31,7 +31,7 @@ pub mod preverify;
 pub mod retention;
 pub mod sms_challenges;
 
-use super::verify::VerifyingKey;
+use super::verify::{Point, VerifyingKey};
 use crate::api::{
     ChallengeId, ChangeRequestId, DeviceId, KeyId, KeyPurpose, MobileNumberId, Otp, PersonId,
     PhoneNumber, Timestamp,
@@ -141,11 +141,11 @@ pub trait Verifier {
 /// The public keys bound to devices of one partner: a key is bound at most once.
 pub trait KeyIndex {
     /// Whether `point` is bound now.
-    fn is_bound(&self, point: &[u8]) -> bool;
+    fn is_bound(&self, point: &Point) -> bool;
     /// Binds `point` to `device`; false (and nothing changes) if it was bound already.
-    fn claim(&self, point: &[u8], device: &DeviceId) -> bool;
+    fn claim(&self, point: &Point, device: &DeviceId) -> bool;
     /// Releases `point`.
-    fn release(&self, point: &[u8]);
+    fn release(&self, point: &Point);
 }
 
 /// What a rule that verifies signatures needs from its caller.

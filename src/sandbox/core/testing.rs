@@ -3,6 +3,7 @@
 use super::persons::{self, PersonEntry};
 use crate::api::{CreatePerson, PhoneNumber, Timestamp};
 use crate::sandbox::config::SandboxConfig;
+use crate::sandbox::verify::Point;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -99,18 +100,18 @@ impl super::Verifier for PlainVerifier {
 pub struct Keys(pub std::cell::RefCell<std::collections::HashMap<Vec<u8>, crate::api::DeviceId>>);
 
 impl super::KeyIndex for Keys {
-    fn is_bound(&self, point: &[u8]) -> bool {
-        self.0.borrow().contains_key(point)
+    fn is_bound(&self, point: &Point) -> bool {
+        self.0.borrow().contains_key(point.as_slice())
     }
-    fn claim(&self, point: &[u8], device: &crate::api::DeviceId) -> bool {
+    fn claim(&self, point: &Point, device: &crate::api::DeviceId) -> bool {
         let mut map = self.0.borrow_mut();
-        if map.contains_key(point) {
+        if map.contains_key(point.as_slice()) {
             return false;
         }
         map.insert(point.to_vec(), device.clone());
         true
     }
-    fn release(&self, point: &[u8]) {
-        self.0.borrow_mut().remove(point);
+    fn release(&self, point: &Point) {
+        self.0.borrow_mut().remove(point.as_slice());
     }
 }
