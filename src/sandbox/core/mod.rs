@@ -185,9 +185,9 @@ pub mod mint {
     }
 
     /// 32 random hex digits and `suffix` (4 letters), written into `out`.
-    fn hex32_and<'a>(rng: &mut dyn RngCore, suffix: &str, out: &'a mut [u8; 36]) -> &'a str {
+    fn hex32_and<'a>(rng: &mut dyn RngCore, suffix: &[u8; 4], out: &'a mut [u8; 36]) -> &'a str {
         hex32(rng, out);
-        out[32..].copy_from_slice(suffix.as_bytes());
+        out[32..].copy_from_slice(suffix);
         std::str::from_utf8(&out[..]).unwrap_or_default()
     }
 
@@ -196,12 +196,12 @@ pub mod mint {
 
     /// A person id, `<32 hex>cper`.
     pub fn person_id(rng: &mut dyn RngCore) -> PersonId {
-        PersonId::parse(hex32_and(rng, "cper", &mut [0; 36])).expect("a canonical id is a token")
+        PersonId::parse(hex32_and(rng, b"cper", &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A mobile number id, `<32 hex>cmno`.
     pub fn mobile_number_id(rng: &mut dyn RngCore) -> MobileNumberId {
-        MobileNumberId::parse(hex32_and(rng, "cmno", &mut [0; 36]))
+        MobileNumberId::parse(hex32_and(rng, b"cmno", &mut [0; 36]))
             .expect("a canonical id is a token")
     }
 
@@ -239,7 +239,8 @@ pub mod mint {
         if static_otp || number.as_str() == PhoneNumber::TEST {
             return Otp::parse(crate::sandbox::sms::STATIC_OTP).expect("six ASCII digits");
         }
-        let digits = format!("{:06}", rng.gen_range(0..1_000_000u32));
+        // Wiped when dropped, as the `Otp` made from it is.
+        let digits = zeroize::Zeroizing::new(format!("{:06}", rng.gen_range(0..1_000_000u32)));
         Otp::parse(&digits).expect("six ASCII digits by construction")
     }
 }
