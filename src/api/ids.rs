@@ -284,7 +284,8 @@ macro_rules! typed_id {
     };
 }
 
-fn is_hex32(s: &str) -> bool {
+/// Whether `s` is exactly 32 lowercase hex digits, the bank's canonical id (or its stem).
+pub fn is_hex32(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

@@ -40,7 +40,7 @@ pub use error::{
 pub use error_code::ErrorCode;
 pub use ids::{
     ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MAX_SERVER_ID, MobileNumberId,
-    PersonId, TypedId, strict,
+    PersonId, TypedId, is_hex32, strict,
 };
 pub use persons::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, UpdatePerson,

@@ -151,7 +151,7 @@ fn expand(n: u128, suffix: &str) -> String {
 /// Encodes 32 lowercase hex digits followed by `suffix` as a number.
 fn compact(id: &str, suffix: &str) -> Option<u128> {
     let hex = id.strip_suffix(suffix)?;
-    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !crate::api::is_hex32(hex) {
         return None;
     }
     u128::from_str_radix(hex, 16).ok()

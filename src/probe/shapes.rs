@@ -266,8 +266,7 @@ enum IdFormat {
 
 impl IdFormat {
     fn holds(self, id: &str) -> bool {
-        let hex32 =
-            |s: &str| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let hex32 = crate::api::is_hex32;
         match self {
             IdFormat::Person => id.strip_suffix("cper").is_some_and(hex32),
             IdFormat::MobileNumber => id.strip_suffix("cmno").is_some_and(hex32),

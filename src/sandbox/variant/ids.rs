@@ -2,6 +2,7 @@
 //! opaque id (`<kind>Id-<32 hex>-<32 hex>`, 70-80 characters, past the 64 characters the
 //! sandbox itself would accept), and mapped back to the real id on the way in.
 
+use crate::api::is_hex32;
 use parking_lot::Mutex;
 use rand::RngCore;
 use serde_json::Value;
@@ -27,10 +28,6 @@ fn random_hex32() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-fn is_hex32(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The kind word of a real id, judged from its canonical shape; `None` for anything the
