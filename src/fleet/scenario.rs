@@ -24,6 +24,7 @@ use crate::api::{
 };
 use crate::client::{ApiClient, ClientError, counting_retries};
 use crate::phone::{OtpCommand, SmsKind};
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
@@ -270,13 +271,14 @@ pub struct Steps<'a> {
 impl Steps<'_> {
     /// The code of the SMS `kind` just sent: from the OTP command if there is one (a failure
     /// is recorded against `op`, the call that needed the code), else the static code.
-    async fn code(&self, op: Op, kind: SmsKind) -> Result<Otp, Aborted> {
+    async fn code(&self, op: Op, kind: SmsKind) -> Result<Cow<'_, Otp>, Aborted> {
         let Some(command) = self.otp_command else {
-            return Ok(self.otp.clone());
+            return Ok(Cow::Borrowed(self.otp));
         };
         command
             .run(self.number, kind, OTP_COMMAND_TIMEOUT)
             .await
+            .map(Cow::Owned)
             .map_err(|_| {
                 let failure = Failure {
                     status: 0,
@@ -431,7 +433,8 @@ impl Steps<'_> {
                     number: self.number.clone(),
                     token: self
                         .code(Op::ConfirmMobileNumber, SmsKind::VerifyNumber)
-                        .await?,
+                        .await?
+                        .into_owned(),
                 };
                 self.timed(
                     Op::ConfirmMobileNumber,
@@ -549,7 +552,8 @@ impl Steps<'_> {
                 let answer = AnswerSmsChallenge {
                     code: self
                         .code(Op::AnswerSmsChallenge, SmsKind::SmsChallenge)
-                        .await?,
+                        .await?
+                        .into_owned(),
                 };
                 self.timed(
                     Op::AnswerSmsChallenge,
@@ -620,7 +624,7 @@ impl Steps<'_> {
 
 fn public_key(key: &vphone_keystore::SigningKey) -> PublicKeyHex {
     // The keystore writes 130 lowercase hex characters, which always parse.
-    PublicKeyHex::parse(&key.public_key_hex()).expect("keystore public keys are valid hex")
+    PublicKeyHex::try_from(key.public_key_hex()).expect("keystore public keys are valid hex")
 }
 
 fn signature(hex: String) -> SignatureHex {
