@@ -66,7 +66,7 @@ pub fn now_utc() -> Timestamp {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a UTC time with whole seconds and a four-digit year, written
 /// without allocating: what RFC 3339 formatting gives for every [`Timestamp`] of those years.
-fn rfc3339_utc_seconds(at: OffsetDateTime) -> Option<[u8; 20]> {
+fn rfc3339_utc_seconds(at: OffsetDateTime) -> Option<arrayvec::ArrayString<20>> {
     let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
     if at.offset() != time::UtcOffset::UTC || at.nanosecond() != 0 {
         return None;
@@ -83,7 +83,8 @@ fn rfc3339_utc_seconds(at: OffsetDateTime) -> Option<[u8; 20]> {
     two(11, at.hour());
     two(14, at.minute());
     two(17, at.second());
-    Some(out)
+    // Only ASCII digits and separators were written.
+    arrayvec::ArrayString::from_byte_string(&out).ok()
 }
 
 /// The instant `YYYY-MM-DDTHH:MM:SSZ` names, if `text` is exactly that (the form this API
@@ -112,8 +113,7 @@ fn parse_rfc3339_utc_seconds(text: &str) -> Option<OffsetDateTime> {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(text) = rfc3339_utc_seconds(self.0) {
-            // Only ASCII digits and separators were written.
-            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+            return f.write_str(&text);
         }
         match self.0.format(&Rfc3339) {
             Ok(s) => f.write_str(&s),
@@ -132,10 +132,7 @@ impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // The API's own shape from a buffer on the stack; any other through `Display`.
         match rfc3339_utc_seconds(self.0) {
-            Some(text) => match std::str::from_utf8(&text) {
-                Ok(text) => serializer.serialize_str(text),
-                Err(_) => serializer.collect_str(self),
-            },
+            Some(text) => serializer.serialize_str(&text),
             None => serializer.collect_str(self),
         }
     }
@@ -143,30 +140,16 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // A visitor, so the text is read where the deserializer has it (no `String`).
-        struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = Timestamp;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string with an RFC 3339 timestamp")
+        // Read where the deserializer has the text (no `String`).
+        super::ids::read_text(deserializer, |text| {
+            if let Some(at) = parse_rfc3339_utc_seconds(text) {
+                return Ok(Timestamp(at));
             }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Timestamp, E> {
-                match std::str::from_utf8(bytes) {
-                    Ok(text) => self.visit_str(text),
-                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self)),
-                }
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
-                if let Some(at) = parse_rfc3339_utc_seconds(text) {
-                    return Ok(Timestamp(at));
-                }
-                // Tolerant: servers in the wild send fractions and offsets; keep the instant.
-                OffsetDateTime::parse(text, &Rfc3339)
-                    .map(Timestamp::new)
-                    .map_err(|e| E::custom(format!("invalid timestamp {text:?}: {e}")))
-            }
-        }
-        deserializer.deserialize_str(Text)
+            // Tolerant: servers in the wild send fractions and offsets; keep the instant.
+            OffsetDateTime::parse(text, &Rfc3339)
+                .map(Timestamp::new)
+                .map_err(|e| format!("invalid timestamp {text:?}: {e}"))
+        })
     }
 }
 
@@ -242,6 +225,56 @@ mod tests {
         }
         // Years past 9999 are not written by the fast path (RFC 3339 has four digits).
         assert!(rfc3339_utc_seconds(OffsetDateTime::UNIX_EPOCH).is_some());
+    }
+
+    #[test]
+    fn a_refused_timestamp_reads_as_it_did_when_a_string_was_read_first() {
+        // The old way, as a reference: a `String`, then the tolerant parser.
+        #[derive(Debug)]
+        struct Old;
+        impl<'de> Deserialize<'de> for Old {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                OffsetDateTime::parse(&text, &Rfc3339)
+                    .map(|_| Old)
+                    .map_err(|e| {
+                        serde::de::Error::custom(format!("invalid timestamp {text:?}: {e}"))
+                    })
+            }
+        }
+        #[derive(Debug, Deserialize)]
+        struct New {
+            #[allow(dead_code)]
+            at: Timestamp,
+        }
+        #[derive(Debug, Deserialize)]
+        struct OldBody {
+            #[allow(dead_code)]
+            at: Old,
+        }
+        for input in [
+            r#"{"at":"2026-02-30T00:00:00Z"}"#,
+            "{\n  \"at\": \"yesterday\"\n}",
+            r#"{"at":"2026-11-28" , "x":1}"#,
+            r#"{"at":5}"#,
+        ] {
+            assert_eq!(
+                serde_json::from_str::<New>(input).unwrap_err().to_string(),
+                serde_json::from_str::<OldBody>(input)
+                    .unwrap_err()
+                    .to_string(),
+                "{input}"
+            );
+        }
+        for top in ["\"soon\"", "[1]"] {
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(top)
+                    .unwrap_err()
+                    .to_string(),
+                serde_json::from_str::<Old>(top).unwrap_err().to_string(),
+                "{top}"
+            );
+        }
     }
 
     #[test]
