@@ -286,7 +286,7 @@ macro_rules! typed_id {
 
 /// Whether `s` is exactly 32 lowercase hex digits, the bank's canonical id (or its stem).
 pub fn is_hex32(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    s.len() == 32 && super::values::is_lowercase_hex(s.as_bytes())
 }
 
 typed_id!(
@@ -466,37 +466,31 @@ mod tests {
         assert!(e.starts_with("invalid challenge id \"a b\""), "{e}");
         // Whole messages, positions included, as the old way gave them: compact and
         // pretty-printed bodies, a top-level id, a refused value and a wrong type.
-        let err = |r: Result<_, serde_json::Error>| r.map(|_: ()| ()).unwrap_err().to_string();
-        for body in [
+        fn same_errors<New, Old>(inputs: &[&str])
+        where
+            New: serde::de::DeserializeOwned + fmt::Debug,
+            Old: serde::de::DeserializeOwned + fmt::Debug,
+        {
+            for input in inputs {
+                assert_eq!(
+                    serde_json::from_str::<New>(input).unwrap_err().to_string(),
+                    serde_json::from_str::<Old>(input).unwrap_err().to_string(),
+                    "{input}"
+                );
+            }
+        }
+        same_errors::<Body, OldBody>(&[
             r#"{"id":"../x"}"#,
             "{\n  \"id\": \"../x\"\n}",
             r#"{"id":"" , "x":1}"#,
             r#"{"id":5}"#,
-        ] {
-            assert_eq!(
-                err(serde_json::from_str::<Body>(body).map(drop)),
-                err(serde_json::from_str::<OldBody>(body).map(drop)),
-                "{body}"
-            );
-        }
-        for body in [
+        ]);
+        same_errors::<Server, OldServer>(&[
             "{\n  \"id\": \"\"\n}",
             r#"{"id":"" , "x":1}"#,
             r#"{"id":[1]}"#,
-        ] {
-            assert_eq!(
-                err(serde_json::from_str::<Server>(body).map(drop)),
-                err(serde_json::from_str::<OldServer>(body).map(drop)),
-                "{body}"
-            );
-        }
-        for top in ["\"\"", "[1]", "\"a\\u0000b\""] {
-            assert_eq!(
-                err(serde_json::from_str::<DeviceId>(top).map(drop)),
-                err(serde_json::from_str::<OldOpaque>(top).map(drop)),
-                "{top}"
-            );
-        }
+        ]);
+        same_errors::<DeviceId, OldOpaque>(&["\"\"", "[1]", "\"a\\u0000b\""]);
         use serde::de::IntoDeserializer;
         use serde::de::value::{BytesDeserializer, Error};
         let bytes: Result<DeviceId, Error> = DeviceId::deserialize(BytesDeserializer::new(b"d-1"));

@@ -40,7 +40,7 @@ pub enum ValueError {
 
 /// Whether every byte is `0-9` or `a-f`: every byte is looked at (no early exit), so the
 /// loop vectorizes; an answer of `false` is rare and is explained by the caller.
-fn is_lowercase_hex(bytes: &[u8]) -> bool {
+pub(crate) fn is_lowercase_hex(bytes: &[u8]) -> bool {
     bytes.iter().fold(true, |ok, &b| {
         ok & ((b.wrapping_sub(b'0') < 10) | (b.wrapping_sub(b'a') < 6))
     })

@@ -264,12 +264,11 @@ impl SmsCenter {
     /// long-polls and tells the subscribers; returns the sequence number.
     fn append(&self, mut message: SmsMessage) -> u64 {
         let outbox = self.outbox(&message.number);
-        let seq;
-        let copy = {
+        let (seq, copy) = {
             let mut messages = outbox.messages.lock();
             // Taken under the outbox lock so each number's messages are in seq order.
             message.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-            seq = message.seq;
+            let seq = message.seq;
             if messages.len() == OUTBOX_CAPACITY {
                 messages.pop_front();
             }
@@ -279,7 +278,7 @@ impl SmsCenter {
             // only listens hears what is sent after it subscribed, as before.
             let copy = (self.broadcast.receiver_count() > 0).then(|| message.clone());
             messages.push_back(message);
-            copy
+            (seq, copy)
         };
         outbox.arrived.notify_waiters();
         if let Some(copy) = copy {
