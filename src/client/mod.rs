@@ -18,7 +18,7 @@ pub use credentials::{
 };
 pub use error::{ClientError, Hint, NotFound, hint};
 use retry::{Failure, Verdict};
-pub use retry::{RetryPolicy, Sleeper, counting_retries};
+pub use retry::{RetryPolicy, Sleeper, counting_retries, retries_in, retry_scope};
 pub use transcript::{Exchange, Transcript};
 
 use crate::api::RemoteError;

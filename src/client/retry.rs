@@ -21,11 +21,13 @@
 //!   made even under [`RetryPolicy::none`], as the client always did.
 
 use reqwest::Method;
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::task::futures::TaskLocalFuture;
 
 /// Retries made by default after the first attempt.
 pub const DEFAULT_RETRIES: u32 = 3;
@@ -243,18 +245,28 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 tokio::task_local! {
-    static RETRIES: std::cell::Cell<u32>;
+    static RETRIES: Cell<u32>;
 }
 
 /// Runs `call` and counts the retries the client made inside it (all requests of `call`,
 /// token fetches included). Outside such a scope, retries are not counted anywhere.
 pub async fn counting_retries<T>(call: impl Future<Output = T>) -> (T, u32) {
-    RETRIES
-        .scope(std::cell::Cell::new(0), async {
-            let out = call.await;
-            (out, RETRIES.with(std::cell::Cell::get))
-        })
-        .await
+    let mut scope = std::pin::pin!(retry_scope(call));
+    let out = scope.as_mut().await;
+    (out, retries_in(scope))
+}
+
+/// `call` in a retry-counting scope: awaited, it gives `call`'s output, and [`retries_in`]
+/// then tells the retries the client made inside it. [`counting_retries`] in two parts, for a
+/// caller that keeps the scope pinned in its own future: `call` is then stored once, where
+/// each layer of `async fn` it is passed through by value keeps (and copies) it again.
+pub fn retry_scope<F: Future>(call: F) -> TaskLocalFuture<Cell<u32>, F> {
+    RETRIES.scope(Cell::new(0), call)
+}
+
+/// The retries counted in a [`retry_scope`] so far (all of them once it has finished).
+pub fn retries_in<F: Future>(scope: Pin<&mut TaskLocalFuture<Cell<u32>, F>>) -> u32 {
+    scope.take_value().map_or(0, |n| n.get())
 }
 
 /// Counts one retry in the enclosing [`counting_retries`] scope, if any.
@@ -394,5 +406,19 @@ mod tests {
         })
         .await;
         assert_eq!(n, 2);
+    }
+
+    #[tokio::test]
+    async fn a_pinned_scope_counts_the_retries_inside_it_and_only_those() {
+        let mut scope = std::pin::pin!(retry_scope(async {
+            note_retry();
+            tokio::task::yield_now().await;
+            note_retry();
+            note_retry();
+            7
+        }));
+        assert_eq!(scope.as_mut().await, 7);
+        note_retry();
+        assert_eq!(retries_in(scope), 3);
     }
 }
