@@ -276,8 +276,9 @@ impl Steps<'_> {
         let Some(command) = self.otp_command else {
             return Ok(Cow::Borrowed(self.otp));
         };
-        command
-            .run(self.number, kind, OTP_COMMAND_TIMEOUT)
+        // Boxed: a command's future is large, and every step that needs a code would
+        // otherwise keep room for it, command or not.
+        Box::pin(command.run(self.number, kind, OTP_COMMAND_TIMEOUT))
             .await
             .map(Cow::Owned)
             .map_err(|_| {
@@ -507,7 +508,9 @@ impl Steps<'_> {
             }
             Step::Sign | Step::Sms | Step::Change => {
                 let snapshot = *state;
-                self.repeat(step, i, &snapshot).await?;
+                // Boxed: `run` takes these steps through `repeat` itself, and every one-time
+                // step would otherwise keep room for the largest repeatable one.
+                Box::pin(self.repeat(step, i, &snapshot)).await?;
             }
         }
         Ok(())
@@ -567,62 +570,69 @@ impl Steps<'_> {
                 })
                 .await
             }
-            Step::Change => {
-                let (Some(person), Some(device)) = (fleet.person_id(state), fleet.device_id(state))
-                else {
-                    return Err(Aborted::missing("device"));
-                };
-                let update = UpdatePerson {
-                    email: Some(format!(
-                        "fleet-{}-{:06}@example.invalid",
-                        fleet.device_index(i),
-                        rand::random::<u32>() % 1_000_000
-                    )),
-                    ..UpdatePerson::default()
-                };
-                let cr = match self
-                    .timed(Op::UpdatePerson, || c.update_person(&person, &update))
-                    .await?
-                {
-                    PersonUpdate::Held(cr) => cr,
-                    // The server applied the change at once: nothing to confirm.
-                    PersonUpdate::Applied(_) => return Ok(()),
-                };
-                let auth = AuthorizeChangeRequest {
-                    delivery_method: DeliveryMethod::DeviceSigning,
-                    person_id: None,
-                    device_id: Some(device.clone()),
-                    device_data: None,
-                };
-                let authorized = self
-                    .timed(Op::AuthorizeChangeRequest, || {
-                        c.authorize_change_request(&cr.id, &auth)
-                    })
-                    .await?;
-                let purpose = if state.has_restricted_key() {
-                    KeyPurpose::Restricted
-                } else {
-                    KeyPurpose::Unrestricted
-                };
-                let text = authorized.string_to_sign.unwrap_or_default();
-                let confirm = ConfirmChangeRequest {
-                    person_id: None,
-                    tan: None,
-                    device_id: Some(device),
-                    signature: Some(signature(fleet.key(i, purpose).sign_hex(text.as_bytes()))),
-                    device_data: None,
-                };
-                self.timed(Op::ConfirmChangeRequest, || {
-                    c.confirm_change_request(&cr.id, &confirm)
-                })
-                .await
-                .map(|_| ())
-            }
+            // Boxed: its three requests make the largest future of all steps, and the
+            // others would keep room for it.
+            Step::Change => Box::pin(self.change(i, state)).await,
             Step::Onboard | Step::Bind | Step::AddKey => Err(Aborted(Failure {
                 status: 0,
                 code: "not_repeatable".into(),
             })),
         }
+    }
+
+    /// The `change` step: a person update held for confirmation, authorized and confirmed
+    /// with a device signature.
+    async fn change(&self, i: usize, state: &PhoneState) -> Result<(), Aborted> {
+        let fleet = self.fleet;
+        let c = self.client;
+        let (Some(person), Some(device)) = (fleet.person_id(state), fleet.device_id(state)) else {
+            return Err(Aborted::missing("device"));
+        };
+        let update = UpdatePerson {
+            email: Some(format!(
+                "fleet-{}-{:06}@example.invalid",
+                fleet.device_index(i),
+                rand::random::<u32>() % 1_000_000
+            )),
+            ..UpdatePerson::default()
+        };
+        let cr = match self
+            .timed(Op::UpdatePerson, || c.update_person(&person, &update))
+            .await?
+        {
+            PersonUpdate::Held(cr) => cr,
+            // The server applied the change at once: nothing to confirm.
+            PersonUpdate::Applied(_) => return Ok(()),
+        };
+        let auth = AuthorizeChangeRequest {
+            delivery_method: DeliveryMethod::DeviceSigning,
+            person_id: None,
+            device_id: Some(device.clone()),
+            device_data: None,
+        };
+        let authorized = self
+            .timed(Op::AuthorizeChangeRequest, || {
+                c.authorize_change_request(&cr.id, &auth)
+            })
+            .await?;
+        let purpose = if state.has_restricted_key() {
+            KeyPurpose::Restricted
+        } else {
+            KeyPurpose::Unrestricted
+        };
+        let text = authorized.string_to_sign.unwrap_or_default();
+        let confirm = ConfirmChangeRequest {
+            person_id: None,
+            tan: None,
+            device_id: Some(device),
+            signature: Some(signature(fleet.key(i, purpose).sign_hex(text.as_bytes()))),
+            device_data: None,
+        };
+        self.timed(Op::ConfirmChangeRequest, || {
+            c.confirm_change_request(&cr.id, &confirm)
+        })
+        .await
+        .map(|_| ())
     }
 }
 
