@@ -297,10 +297,10 @@ impl Shared {
 }
 
 /// An iteration's future (about 1.5 KB: each request's future is kept once, see
-/// `Steps::counted`, and the rare large ones are boxed), made and boxed by a plain function, so the worker's own future stays
-/// small. Boxed inside an `async fn`, it was a temporary of the caller's state as well (rustc
-/// keeps room for it), which made every worker's future larger and built each iteration
-/// there before copying it into the box.
+/// `Steps::counted`, and the rare large ones are boxed), made and boxed by a plain function,
+/// so the worker's own future stays small. Boxed inside an `async fn`, it was a temporary of
+/// the caller's state as well (rustc keeps room for it), which made every worker's future
+/// larger and built each iteration there before copying it into the box.
 fn boxed_run<'s>(
     steps: &'s Steps<'_>,
     step: Step,
