@@ -236,11 +236,7 @@ fn main() {
             .map(|n| {
                 let key = SigningKey::derive(&seed, n, KeyPurpose::Unrestricted);
                 let code = format!("{:06}", n * 7919 % 1_000_000);
-                let parsed = aws_lc_rs::signature::ParsedPublicKey::new(
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                    key.public_key_bytes(),
-                )
-                .expect("a valid public key");
+                let parsed = parsed_key(key.public_key_bytes());
                 let signature = key.sign(code.as_bytes());
                 (key.public_key_bytes(), parsed, code, signature)
             })
@@ -269,11 +265,7 @@ fn main() {
                 |n| {
                     let (point, _, _, _) = input(n);
                     std::hint::black_box(
-                        aws_lc_rs::signature::ParsedPublicKey::new(
-                            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                            point,
-                        )
-                        .expect("a valid public key"),
+                        parsed_key(point),
                     );
                 },
                 Duration::from_millis(200),
@@ -364,11 +356,7 @@ fn main() {
             Arc::new(move |n| {
                 let key = SigningKey::derive_with(&seed, n, KeyPurpose::Unrestricted, derive_by);
                 std::hint::black_box(key.public_key_hex());
-                let parsed = aws_lc_rs::signature::ParsedPublicKey::new(
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                    key.public_key_bytes(),
-                )
-                .expect("a valid public key");
+                let parsed = parsed_key(key.public_key_bytes());
                 let code = (n % 1_000_000).to_le_bytes();
                 let signature = key.sign(&code);
                 assert!(parsed.verify_sig(&code, &signature).is_ok());
@@ -378,11 +366,7 @@ fn main() {
             let keys: Vec<_> = (0..VERIFY_INPUTS)
                 .map(|n| {
                     let key = SigningKey::derive_with(&seed, n, KeyPurpose::Unrestricted, sign_by);
-                    let parsed = aws_lc_rs::signature::ParsedPublicKey::new(
-                        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                        key.public_key_bytes(),
-                    )
-                    .expect("a valid public key");
+                    let parsed = parsed_key(key.public_key_bytes());
                     (key, parsed)
                 })
                 .collect();
@@ -697,6 +681,12 @@ const CLIENT_CHALLENGE_US: f64 = 60.0;
 
 /// The CPU ratio (bare / fleet and sandbox, per operation) the fleet must reach.
 const TARGET_RATIO: f64 = 0.8;
+
+/// A P-256 point checked and parsed for verification, as the sandbox keeps a bound key.
+fn parsed_key(point: impl AsRef<[u8]>) -> aws_lc_rs::signature::ParsedPublicKey {
+    aws_lc_rs::signature::ParsedPublicKey::new(&aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1, point)
+        .expect("a valid public key")
+}
 
 /// One operation's crypto, run between its round trips; its argument differs every call.
 type Between = Arc<dyn Fn(u64) + Send + Sync>;
