@@ -411,7 +411,7 @@ fn main() {
             interleaved: [interleaved(&bind_crypto).await, interleaved(&sign_crypto).await],
         };
         println!(
-            "the same parts interleaved as an operation runs them (its crypto between its two round trips, on their thread; {interleaved_requests} requests, derivation and signature by {derive_by}; informational, the targets are set against the ceiling):"
+            "the same parts interleaved as an operation runs them (its crypto between its two round trips, on their thread; {interleaved_requests} requests; a binding derives and signs by {derive_by}, a challenge signs by {sign_by}; informational, the targets are set against the ceiling):"
         );
         for (op, name) in [(BIND, "binding"), (SIGN, "device-signing challenge")] {
             let parts = [first_bare.binding(), first_bare.challenge()][op];
