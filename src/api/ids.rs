@@ -29,7 +29,9 @@ pub const MAX_SERVER_ID: usize = 1024;
 const TOKEN_RULE: &str = "ids are 1-64 characters of letters, digits, '-' or '_'";
 const OPAQUE_RULE: &str = "ids from a server are 1-1024 bytes of text without control characters";
 
-fn random_hex32() -> String {
+/// 16 random bytes as 32 lowercase hex characters: the random part of the ids the sandbox
+/// mints.
+pub(crate) fn random_hex32() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)

@@ -12,6 +12,7 @@ mod enums;
 mod error;
 mod error_code;
 mod ids;
+pub(crate) use ids::random_hex32;
 mod persons;
 mod sms;
 mod time_fmt;

@@ -2,9 +2,8 @@
 //! opaque id (`<kind>Id-<32 hex>-<32 hex>`, 70-80 characters, past the 64 characters the
 //! sandbox itself would accept), and mapped back to the real id on the way in.
 
-use crate::api::is_hex32;
+use crate::api::{is_hex32, random_hex32};
 use parking_lot::Mutex;
-use rand::RngCore;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -23,12 +22,6 @@ struct Maps {
 
 /// The JSON keys whose string values are ids the sandbox minted.
 const ID_KEYS: &[&str] = &["id", "person_id", "device_id", "key_id"];
-
-fn random_hex32() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
 
 /// The kind word of a real id, judged from its canonical shape; `None` for anything the
 /// sandbox does not mint (left as it is).
