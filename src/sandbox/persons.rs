@@ -140,13 +140,21 @@ fn check_person_extras(
     Ok(())
 }
 
-/// `birth_date` is an ISO date, `YYYY-MM-DD`.
+/// `birth_date` is an ISO date, `YYYY-MM-DD`, that exists in the calendar.
 fn check_birth_date(value: &str) -> Result<(), ApiError> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(value, &format).map(|_| ()).map_err(|_| {
+    let refused = || {
         ApiError::validation_error("`birth_date` must be an ISO date like 1815-12-10")
             .field("birth_date")
-    })
+    };
+    // `[year]` also parses a sign (`+1815-12-10`, `-1815-12-10`), which `YYYY-MM-DD` (the
+    // README and the OpenAPI document) does not allow.
+    if !value.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(refused());
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format)
+        .map(|_| ())
+        .map_err(|_| refused())
 }
 
 const MAX_EMAIL: usize = 254;
@@ -361,6 +369,27 @@ pub async fn delete_mobile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn birth_date_is_yyyy_mm_dd_of_a_real_day_without_a_sign() {
+        for good in ["1815-12-10", "0000-01-01", "2000-02-29", "9999-12-31"] {
+            assert!(check_birth_date(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "+1815-12-10",
+            "-1815-12-10",
+            "815-12-10",
+            "12345-01-01",
+            "1815-2-10",
+            "1815-02-29",
+            "1815-12-10T00:00:00Z",
+            " 1815-12-10",
+            "",
+        ] {
+            let e = check_birth_date(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("birth_date"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn email_needs_one_at_with_text_around_it_and_no_spaces() {
