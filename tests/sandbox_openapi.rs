@@ -760,41 +760,31 @@ async fn a_signature_answer_follows_the_documented_der_shape_and_device_data_cap
     let long_data =
         "x".repeat(component(&doc, "DeviceData")["maxLength"].as_u64().unwrap() as usize);
     // Malformed answers are refused with 400 and spend no attempt, so the good one still
-    // binds afterwards.
+    // binds afterwards. The pattern refuses the first ones; the DER lengths of the others
+    // are beyond a pattern, as the description says.
     let encoding = "invalid_signature_encoding";
-    for (body, code, field) in [
-        (json!({"signature": ""}), encoding, "signature"),
-        (json!({"signature": "30"}), encoding, "signature"),
-        (
-            json!({"signature": good.to_uppercase()}),
-            encoding,
-            "signature",
-        ),
-        (json!({"signature": raw_r_s}), encoding, "signature"),
-        (
-            json!({"signature": format!("{good}00")}),
-            encoding,
-            "signature",
-        ),
-        (
-            json!({"signature": format!("31{}", &good[2..])}),
-            encoding,
-            "signature",
-        ),
-        (
-            json!({"signature": good, "device_data": format!("{long_data}x")}),
-            "validation_error",
-            "device_data",
-        ),
+    for (signature, refused_by_the_pattern) in [
+        (String::new(), true),
+        ("30".to_owned(), true),
+        (good.to_uppercase(), true),
+        (format!("31{}", &good[2..]), true),
+        (raw_r_s, false),
+        (format!("{good}00"), false),
     ] {
-        if let Some(signature) = body["signature"].as_str().filter(|s| *s != good) {
+        if refused_by_the_pattern {
             assert!(
-                !documented_valid(signature_schema, signature),
+                !documented_valid(signature_schema, &signature),
                 "{signature}"
             );
         }
-        assert_refused_naming(&bank.call("PUT", &path, Some(body)).await, code, field);
+        let got = bank
+            .call("PUT", &path, Some(json!({ "signature": signature })))
+            .await;
+        assert_refused_naming(&got, encoding, "signature");
     }
+    let too_long = json!({"signature": good, "device_data": format!("{long_data}x")});
+    let got = bank.call("PUT", &path, Some(too_long)).await;
+    assert_names_field(&got, "device_data");
     let (status, answer) = bank
         .call(
             "PUT",
