@@ -9,7 +9,9 @@
 //!
 //! Run: `cargo bench --bench sandbox` (N from `VPHONE_BENCH_N`, default 2000; concurrency from
 //! `VPHONE_BENCH_CONCURRENCY`, default 32; rounds from `VPHONE_BENCH_ROUNDS`, default 3;
-//! `VPHONE_BENCH_MODE=memory` or `state` runs one mode only, e.g. under `perf record`).
+//! `VPHONE_BENCH_MODE=memory` or `state` runs one mode only, e.g. under `perf record`;
+//! `VPHONE_BENCH_SYNC=full` measures `--state` as `--state-sync full` runs it, every commit
+//! fsynced, instead of the default `normal`).
 //!
 //! The sandbox runs on its own runtime whose threads are named `sandbox-worker`; the client
 //! (reqwest + ring signing) runs on other threads. The sandbox's CPU time is read per thread
@@ -394,14 +396,16 @@ fn run_phases(n: usize, concurrency: usize, state: SandboxState) -> Vec<Phase> {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Memory,
-    State,
+    /// The bank in a SQLite file, committed as `--state-sync` says.
+    State(SyncMode),
 }
 
 impl Mode {
     fn label(self) -> &'static str {
         match self {
             Mode::Memory => "in memory",
-            Mode::State => "--state",
+            Mode::State(SyncMode::Normal) => "--state",
+            Mode::State(SyncMode::Full) => "--state full",
         }
     }
 
@@ -410,9 +414,9 @@ impl Mode {
             Mode::Memory => SandboxState::new(SandboxConfig::default()),
             // The same work with the bank in a SQLite file (`vphone sandbox --state FILE`),
             // a fresh file each round.
-            Mode::State => {
+            Mode::State(sync) => {
                 let path = dir.join(format!("bench-{round}.sqlite"));
-                let store = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+                let store = SqliteStore::open(&path, sync).unwrap();
                 SandboxState::with_store(
                     SandboxConfig::default(),
                     Arc::new(sandbox::SystemClock),
@@ -430,17 +434,26 @@ fn main() {
     let rounds = env_usize("VPHONE_BENCH_ROUNDS", 3).clamp(1, 20);
     // `memory` or `state` runs one mode only (to profile it); anything else runs both.
     let only = std::env::var("VPHONE_BENCH_MODE").unwrap_or_default();
+    // `full`: every commit fsynced (`--state-sync full`); anything else: SQLite's `NORMAL`.
+    let sync = match std::env::var("VPHONE_BENCH_SYNC").as_deref() {
+        Ok("full") => SyncMode::Full,
+        _ => SyncMode::Normal,
+    };
     let modes: Vec<Mode> = match only.as_str() {
         "memory" => vec![Mode::Memory],
-        "state" => vec![Mode::State],
-        _ => vec![Mode::Memory, Mode::State],
+        "state" => vec![Mode::State(sync)],
+        _ => vec![Mode::Memory, Mode::State(sync)],
     };
     println!(
         "vphone sandbox bench: N = {n}, concurrency = {concurrency}, {rounds} rounds, sandbox on 2 threads, {} CPUs",
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
     println!(
-        "--state is SQLite, WAL, synchronous=NORMAL; the modes alternate (and swap order each round) so load on a shared box falls on both"
+        "--state is SQLite, WAL, synchronous={}; the modes alternate (and swap order each round) so load on a shared box falls on both",
+        match sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL (--state-sync full: every commit fsynced)",
+        }
     );
     let dir = tempfile::tempdir().unwrap();
     // results[mode][round] = phases
@@ -490,9 +503,11 @@ fn main() {
                 .map(|(m, s)| format!("{:.2}", rate(&s[i]) / rate(&m[i])))
                 .collect();
             println!(
-                "ratio --state / in-memory, {name}: requests/s {:.2} (median; per round {}), CPU-bound throughput (in-memory CPU / --state CPU per request) {:.2}",
+                "ratio {} / in-memory, {name}: requests/s {:.2} (median; per round {}), CPU-bound throughput (in-memory CPU / {} CPU per request) {:.2}",
+                modes[1].label(),
                 sr / mr,
                 per_round.join(" "),
+                modes[1].label(),
                 mc / sc
             );
         }
