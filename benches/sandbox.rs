@@ -484,7 +484,7 @@ fn main() {
             let r = median(&results[m].iter().map(|ps| rate(&ps[i])).collect::<Vec<_>>());
             let c = median(&results[m].iter().map(|ps| cpu(&ps[i])).collect::<Vec<_>>());
             println!(
-                "{:<10} {:<18} {:>8.0} req/s | sandbox CPU {:>6.1} us/request",
+                "{:<12} {:<18} {:>8.0} req/s | sandbox CPU {:>6.1} us/request",
                 mode.label(),
                 name,
                 r,
