@@ -1,12 +1,23 @@
-//! `vphone sandbox --state FILE` commits everything a request changed before it answers: a
-//! seeded random run of every state-changing call of the API (refusals and wrong answers
-//! included) against a child process, restarted (SIGKILL) between its phases. At each restart
-//! everything the API shows about what the run made is read before and after, and must be
-//! the same; at the end the failed attempts counted before the restart must be what the
-//! restarted sandbox counts, and what was open before must be answerable after.
+//! `vphone sandbox --state FILE` commits everything a request changed before it answers.
+//!
+//! A seeded random run (about 500 calls) of every state-changing call of the API, by two
+//! partners: persons (create, PATCH held as a change request), mobile numbers (add,
+//! authorize, confirm with the OTP read from `/sandbox/sms`, DELETE held as a change
+//! request), bindings (start, answer with a P-256 signature of the OTP), restricted keys,
+//! device and SMS challenges, change-request authorization (static, SMS, device signing) and
+//! confirmation, device deletion; with refusals (bad input, the other partner's ids, limits,
+//! rate limits, finished challenges) and wrong answers that count attempts. The child
+//! process is SIGKILLed and started again on the same file every 10-50 calls; at each
+//! restart everything the API shows about what the run made (persons, numbers, device lists,
+//! devices, keys, challenges and how they finished, change requests, the counts of
+//! `/sandbox/stats`) is read before and after, and must read the same. Once, challenges live
+//! one second, so some expire; once, finished ones are kept one second, so the sweep forgets
+//! them. At the end, what is still open is answered after the restart with exactly the
+//! failed attempts it had left (on the file), and spent by one more (on a copy of the file),
+//! so the attempts counted before the restart are the ones counted after it.
 //!
 //! A handler that changes memory and leaves a `Write` out of its `commit` shows here as a
-//! difference between the two readings (or as an attempt count that went back).
+//! difference between two readings, or as an attempt count that went back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
