@@ -321,6 +321,25 @@ impl SandboxState {
                 None => skipped += 1,
             }
         }
+        // An unverified device is reached only through its binding challenge. The sweep
+        // forgets such a challenge and then its device, in two commits, and keeps a device
+        // that was busy in `orphans` for the next sweep; a process that ended in between
+        // leaves a device whose challenge is gone. Such devices are orphans again, so the
+        // next sweep forgets them as it would have without the restart.
+        let bindings: std::collections::HashSet<DeviceId> = inner
+            .challenges
+            .iter()
+            .filter_map(|c| match &c.value().data.lock().what {
+                ChallengeWhat::Binding { device_id, .. } => Some(device_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let orphans = inner
+            .devices
+            .iter()
+            .filter(|d| !d.value().data.lock().verified && !bindings.contains(d.key()))
+            .map(|d| d.key().clone());
+        inner.orphans.lock().extend(orphans);
         // Messages delivered but not yet committed when the process died have numbers above
         // the stored one; a gap larger than any number of requests in flight skips them.
         if snapshot.sms_seq > 0 {

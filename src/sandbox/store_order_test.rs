@@ -132,6 +132,58 @@ fn a_sweep_leaves_what_a_request_holds_so_the_file_never_gets_a_forgotten_entity
     assert_eq!(knows(&durable(&file, &clock), &b), (false, false));
 }
 
+/// Finding: the sweep forgets a binding's challenge and then its unverified device, in two
+/// commits, and keeps a busy device in memory for the next sweep. A restart in between (or
+/// with the device kept) left a device no challenge reaches: no sweep looked at it again,
+/// and it counted in `live_devices` for ever. A restart now hands such devices to the next
+/// sweep.
+#[test]
+fn an_unverified_device_whose_challenge_was_forgotten_before_a_restart_is_swept_after_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bank.sqlite");
+    let clock = Arc::new(ManualClock::at(t0()));
+    let key = TestKey::new();
+    let (orphaned, bound) = {
+        let state = durable(&file, &clock);
+        let orphaned = binding(&state, &key, 5);
+        // Only the challenge's Forget reaches the file, as when the process ends between
+        // the sweep's two commits.
+        state
+            .0
+            .commit(&[super::store::Write::ForgetChallenge(&orphaned.id)])
+            .expect("queued");
+        // A binding still open: its device is reached through its challenge and stays.
+        let bound = binding(&state, &TestKey::new(), 6);
+        (orphaned, bound)
+    };
+    let restarted = durable(&file, &clock);
+    assert_eq!(
+        knows(&restarted, &orphaned),
+        (false, true),
+        "the file holds the device alone"
+    );
+    assert_eq!(
+        restarted.0.orphans.lock().as_slice(),
+        [orphaned.device.clone()]
+    );
+    let swept = restarted.sweep();
+    assert_eq!((swept.challenges, swept.devices), (0, 1));
+    assert_eq!(
+        knows(&restarted, &bound),
+        (true, true),
+        "an open binding is left alone"
+    );
+    drop(restarted);
+    let again = durable(&file, &clock);
+    assert_eq!(
+        knows(&again, &orphaned),
+        (false, false),
+        "the file forgot the device"
+    );
+    assert_eq!(knows(&again, &bound), (true, true));
+    assert!(again.0.orphans.lock().is_empty());
+}
+
 /// Finding: a sweep removed entries from memory and queued their Forget rows only after
 /// walking every map, so a request could find an entry gone, and be answered, before the
 /// Forget was queued (and committed).
