@@ -55,20 +55,13 @@ impl Api {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        let r: Value = http
-            .post(format!("{base}/oauth2/token"))
-            .basic_auth(DEFAULT_CLIENT_ID, Some(DEFAULT_CLIENT_SECRET))
-            .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token =
+            sandbox_common::partner_token(&http, base, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+                .await;
         Api {
             http,
             base: base.to_owned(),
-            token: r["access_token"].as_str().unwrap().to_owned(),
+            token,
         }
     }
 

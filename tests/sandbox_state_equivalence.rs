@@ -98,17 +98,7 @@ impl Api {
             .unwrap();
         let mut tokens = Vec::new();
         for (id, secret) in PARTNERS {
-            let r: Value = http
-                .post(format!("{base}/oauth2/token"))
-                .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            tokens.push(r["access_token"].as_str().unwrap().to_owned());
+            tokens.push(sandbox_common::partner_token(&http, base, id, secret).await);
         }
         Api {
             http,

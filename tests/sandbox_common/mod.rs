@@ -90,6 +90,21 @@ pub fn assert_refused(got: &(StatusCode, Value), status: u16, code: &str) {
 }
 
 /// A random E.164 number, so its OTPs are random.
+/// A partner's bearer token from the sandbox at `base` (client credentials, scope
+/// `partners`).
+pub async fn partner_token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
+    let r = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
 pub fn random_number() -> String {
     use rand::Rng;
     format!(
@@ -154,17 +169,7 @@ impl Bank {
     }
 
     pub async fn token_for(&self, id: &str, secret: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/oauth2/token", self.base))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", "partners")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body: Value = r.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        partner_token(&self.http, &self.base, id, secret).await
     }
 
     /// Calls as the demo partner.
