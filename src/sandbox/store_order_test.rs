@@ -164,7 +164,7 @@ fn an_unverified_device_whose_challenge_was_forgotten_before_a_restart_is_swept_
     );
     assert_eq!(
         restarted.0.orphans.lock().as_slice(),
-        [orphaned.device.clone()]
+        std::slice::from_ref(&orphaned.device)
     );
     let swept = restarted.sweep();
     assert_eq!((swept.challenges, swept.devices), (0, 1));
