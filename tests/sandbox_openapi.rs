@@ -942,3 +942,287 @@ async fn every_member_of_a_delivered_sms_is_documented() {
     }
     bank.handle.shutdown().await;
 }
+
+/// An operation of the document: its path, method, the operation object and its path item.
+struct Operation<'a> {
+    label: String,
+    op: &'a Value,
+    item: &'a Value,
+}
+
+impl Operation<'_> {
+    /// The (location, name) of its parameters, the path item's and its own.
+    fn parameters(&self, doc: &Value) -> Vec<(String, String)> {
+        [&self.item["parameters"], &self.op["parameters"]]
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .map(|p| {
+                let p = resolve(doc, p);
+                let field = |k: &str| p[k].as_str().unwrap().to_owned();
+                (field("in"), field("name"))
+            })
+            .collect()
+    }
+
+    /// The schema of its JSON request body, if it has one.
+    fn body<'d>(&self, doc: &'d Value) -> Option<&'d Value>
+    where
+        Self: 'd,
+    {
+        let body = self.op.get("requestBody")?;
+        let schema = &resolve(doc, body)["content"]["application/json"]["schema"];
+        Some(resolve(doc, schema))
+    }
+}
+
+/// Every operation of the document by `operationId`, and by its `operationRef`
+/// (`#/paths/<escaped path>/<method>`).
+fn operations(doc: &Value) -> Vec<(String, String, Operation<'_>)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !VERBS.contains(&method.as_str()) {
+                continue;
+            }
+            let id = op["operationId"].as_str().unwrap().to_owned();
+            let reference = format!(
+                "#/paths/{}/{method}",
+                path.replace('~', "~0").replace('/', "~1")
+            );
+            let label = format!("{} {path}", method.to_uppercase());
+            out.push((id, reference, Operation { label, op, item }));
+        }
+    }
+    out
+}
+
+/// The schemas `schema` may take: its `oneOf`/`anyOf` branches (resolved), or itself.
+fn branches<'a>(doc: &'a Value, schema: &'a Value) -> Vec<&'a Value> {
+    let schema = resolve(doc, schema);
+    for keyword in ["oneOf", "anyOf"] {
+        if let Some(list) = schema[keyword].as_array() {
+            return list.iter().flat_map(|s| branches(doc, s)).collect();
+        }
+    }
+    vec![schema]
+}
+
+/// Whether the JSON pointer `pointer` (without its `#`) names a place a value of `schema` can
+/// have: each segment a property of an object schema or an index of an array schema.
+fn pointer_fits(doc: &Value, schema: &Value, pointer: &str) -> bool {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return pointer.is_empty();
+    };
+    let (segment, rest) = rest.split_once('/').map_or((rest, ""), |(s, r)| (s, r));
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("/{rest}")
+    };
+    let segment = segment.replace("~1", "/").replace("~0", "~");
+    branches(doc, schema).into_iter().any(|s| {
+        if let Some(property) = s["properties"].get(&segment) {
+            return pointer_fits(doc, property, &rest);
+        }
+        segment.parse::<usize>().is_ok()
+            && s.get("items")
+                .is_some_and(|items| pointer_fits(doc, items, &rest))
+    })
+}
+
+/// Whether the runtime expression `expression` reads something the source operation has:
+/// a path or query parameter of its request, a field of its request body, or a field of the
+/// answer `response` (the response object the link is on).
+fn expression_fits(doc: &Value, source: &Operation, response: &Value, expression: &str) -> bool {
+    if let Some(pointer) = expression.strip_prefix("$response.body#") {
+        let schema = &response["content"]["application/json"]["schema"];
+        return pointer_fits(doc, schema, pointer);
+    }
+    if let Some(pointer) = expression.strip_prefix("$request.body#") {
+        return source
+            .body(doc)
+            .is_some_and(|schema| pointer_fits(doc, schema, pointer));
+    }
+    for location in ["path", "query", "header"] {
+        if let Some(name) = expression.strip_prefix(&format!("$request.{location}.")) {
+            return source
+                .parameters(doc)
+                .contains(&(location.to_owned(), name.to_owned()));
+        }
+    }
+    false
+}
+
+/// What is wrong with the link body value `value` for a request body of `schema` (empty when
+/// nothing): every member a property of the schema (of one branch when it has several), each
+/// constant valid for its property, each runtime expression one the source can answer.
+fn body_problems(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    source: &Operation,
+    response: &Value,
+) -> Vec<String> {
+    if let Some(expression) = value.as_str().filter(|v| v.starts_with('$')) {
+        return if expression_fits(doc, source, response, expression) {
+            Vec::new()
+        } else {
+            vec![format!("{expression} reads nothing of {}", source.label)]
+        };
+    }
+    let mut best: Option<Vec<String>> = None;
+    for branch in branches(doc, schema) {
+        let mut problems = Vec::new();
+        if let Some(members) = value.as_object() {
+            for (field, member) in members {
+                match branch["properties"].get(field) {
+                    Some(property) => {
+                        problems.extend(body_problems(doc, property, member, source, response))
+                    }
+                    None => problems.push(format!("{field} is not a field of the request body")),
+                }
+            }
+        } else if let Some(text) = value.as_str() {
+            let in_enum = branch["enum"]
+                .as_array()
+                .is_none_or(|words| words.contains(value));
+            let is_const = branch.get("const").is_none_or(|c| c == value);
+            if !(in_enum && is_const && documented_valid(branch, text)) {
+                problems.push(format!("{text:?} is not valid for its field"));
+            }
+        }
+        if best.as_ref().is_none_or(|b| problems.len() < b.len()) {
+            best = Some(problems);
+        }
+    }
+    best.unwrap_or_default()
+}
+
+/// What is wrong with the link `name` on `response` of `source` (empty when nothing).
+fn link_problems(doc: &Value, source: &Operation, response: &Value, link: &Value) -> Vec<String> {
+    let all = operations(doc);
+    let target = match (link["operationId"].as_str(), link["operationRef"].as_str()) {
+        (Some(id), None) => all.iter().find(|(i, _, _)| i == id),
+        (None, Some(reference)) => all.iter().find(|(_, r, _)| r == reference),
+        _ => return vec!["names neither an operationId nor an operationRef, or both".into()],
+    };
+    let Some((_, _, target)) = target else {
+        return vec![format!("names no operation of the document: {link}")];
+    };
+    let mut problems = Vec::new();
+    let parameters = target.parameters(doc);
+    for (key, expression) in link["parameters"].as_object().into_iter().flatten() {
+        let (location, name) = match key.split_once('.') {
+            Some((l, n)) if ["path", "query", "header", "cookie"].contains(&l) => (Some(l), n),
+            _ => (None, key.as_str()),
+        };
+        if !parameters
+            .iter()
+            .any(|(l, n)| n == name && location.is_none_or(|x| x == l))
+        {
+            problems.push(format!("{key} is not a parameter of {}", target.label));
+        }
+        let expression = expression.as_str().unwrap_or_default();
+        if expression.starts_with('$') && !expression_fits(doc, source, response, expression) {
+            problems.push(format!("{expression} reads nothing of {}", source.label));
+        }
+    }
+    if let Some(body) = link.get("requestBody") {
+        match target.body(doc) {
+            Some(schema) => problems.extend(body_problems(doc, schema, body, source, response)),
+            None => problems.push(format!("{} takes no request body", target.label)),
+        }
+    }
+    let known = [
+        "operationId",
+        "operationRef",
+        "parameters",
+        "requestBody",
+        "description",
+        "x-schemathesis",
+    ];
+    for key in link.as_object().unwrap().keys() {
+        if !known.contains(&key.as_str()) {
+            problems.push(format!("unknown member {key}"));
+        }
+    }
+    problems
+        .into_iter()
+        .map(|p| format!("{} -> {}: {p}", source.label, target.label))
+        .collect()
+}
+
+/// Every link of the document names an operation of it, sets only parameters and body
+/// fields that operation has (constants valid for their fields), reads only what its source
+/// operation's request or answer has, and sits on a success answer: schemathesis's stateful
+/// phase follows these links to reach the operations that need an id, and a link that is
+/// wrong silently sends random data instead.
+#[test]
+fn every_link_names_a_real_operation_parameter_and_body_field() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for (_, _, source) in operations(&doc) {
+        for (status, response) in source.op["responses"].as_object().unwrap() {
+            let response = resolve(&doc, response);
+            for (name, link) in response["links"].as_object().into_iter().flatten() {
+                count += 1;
+                if !status.starts_with('2') {
+                    problems.push(format!(
+                        "{} {status} {name}: a link on a refusal",
+                        source.label
+                    ));
+                }
+                for problem in link_problems(&doc, &source, response, resolve(&doc, link)) {
+                    problems.push(format!("{name}: {problem}"));
+                }
+            }
+        }
+    }
+    assert!(count >= 30, "only {count} links");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The links bind a device with a fixed test key and add a second fixed key, so that the
+/// stateful phase gets past binding: the binding answer they carry is that key's signature of
+/// the test number's OTP, and the new key's signature is the first key's over the new key.
+#[test]
+fn the_fixed_keys_and_signatures_of_the_links_verify() {
+    let doc = doc();
+    let links = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["links"].clone()
+    };
+    let confirmed = links(
+        "/v1/persons/{person_id}/mobile_number/confirm",
+        "post",
+        "201",
+    );
+    let bound = links("/v1/mfa/devices", "post", "202");
+    let key = confirmed["CreateDevice"]["requestBody"]["key"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        links("/v1/persons", "post", "201")["AddMobileNumber"]["requestBody"]["number"],
+        "+15550101",
+        "the binding signature is over the OTP of the test number"
+    );
+    let answer = bound["AnswerSignatureChallenge"]["requestBody"]["signature"]
+        .as_str()
+        .unwrap();
+    vphone_keystore::verify_hex(key, b"212212", answer).unwrap();
+    for (path, status) in [
+        ("/v1/mfa/devices/{device_id}", "200"),
+        ("/v1/mfa/devices/{device_id}/keys", "200"),
+    ] {
+        let add = &links(path, "get", status)["AddKey"]["requestBody"];
+        let new_key = add["key"].as_str().unwrap();
+        let signature = add["device_signature"]["signature"].as_str().unwrap();
+        assert_ne!(new_key, key);
+        assert_eq!(
+            add["device_signature"]["signature_key_purpose"],
+            "unrestricted"
+        );
+        vphone_keystore::verify_hex(key, new_key.as_bytes(), signature).unwrap();
+    }
+}
