@@ -107,6 +107,18 @@ impl Api {
         }
     }
 
+    /// `GET /sandbox/stats`.
+    async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/sandbox/stats", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Calls as partner `who`; the status and the body (`null` when empty).
     async fn call(
         &self,
@@ -1129,16 +1141,7 @@ impl Run {
             self.read(&mut out, cr.owner, format!("/v1/change_requests/{}", cr.id))
                 .await;
         }
-        let stats: Value = self
-            .api
-            .http
-            .get(format!("{}/sandbox/stats", self.api.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = self.api.stats().await;
         for held in [
             "live_persons",
             "live_devices",
@@ -1355,19 +1358,7 @@ impl Run {
             }
             assert!(forgotten, "{path} was not forgotten in 10 s");
         }
-        let swept = || async {
-            let stats: Value = self
-                .api
-                .http
-                .get(format!("{}/sandbox/stats", self.api.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            stats["swept"].as_u64().unwrap()
-        };
+        let swept = || async { self.api.stats().await["swept"].as_u64().unwrap() };
         let mut last = swept().await;
         let mut still = false;
         for _ in 0..8 {
