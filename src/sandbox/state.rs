@@ -289,6 +289,9 @@ impl SandboxState {
                 .and_then(|i| PartnerIdx::try_from(i).ok())
         };
         let mut skipped = 0usize;
+        // Unverified devices, and the devices binding challenges name (see below).
+        let mut unverified = Vec::new();
+        let mut reached = std::collections::HashSet::new();
         for (client_id, entry) in snapshot.persons {
             match partner(&client_id) {
                 Some(p) => Inner::insert(&inner.persons, p, entry.person.id.clone(), entry),
@@ -307,11 +310,19 @@ impl SandboxState {
                         .insert((p, *key.key.point()), entry.id.clone());
                 }
             }
+            if !entry.verified {
+                unverified.push(entry.id.clone());
+            }
             Inner::insert(&inner.devices, p, entry.id.clone(), entry);
         }
         for (client_id, id, entry) in snapshot.challenges {
             match partner(&client_id) {
-                Some(p) => Inner::insert(&inner.challenges, p, id, entry),
+                Some(p) => {
+                    if let ChallengeWhat::Binding { device_id, .. } = &entry.what {
+                        reached.insert(device_id.clone());
+                    }
+                    Inner::insert(&inner.challenges, p, id, entry);
+                }
                 None => skipped += 1,
             }
         }
@@ -326,20 +337,10 @@ impl SandboxState {
         // that was busy in `orphans` for the next sweep; a process that ended in between
         // leaves a device whose challenge is gone. Such devices are orphans again, so the
         // next sweep forgets them as it would have without the restart.
-        let bindings: std::collections::HashSet<DeviceId> = inner
-            .challenges
-            .iter()
-            .filter_map(|c| match &c.value().data.lock().what {
-                ChallengeWhat::Binding { device_id, .. } => Some(device_id.clone()),
-                _ => None,
-            })
-            .collect();
-        let orphans = inner
-            .devices
-            .iter()
-            .filter(|d| !d.value().data.lock().verified && !bindings.contains(d.key()))
-            .map(|d| d.key().clone());
-        inner.orphans.lock().extend(orphans);
+        inner
+            .orphans
+            .lock()
+            .extend(unverified.into_iter().filter(|id| !reached.contains(id)));
         // Messages delivered but not yet committed when the process died have numbers above
         // the stored one; a gap larger than any number of requests in flight skips them.
         if snapshot.sms_seq > 0 {
