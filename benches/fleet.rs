@@ -862,9 +862,8 @@ async fn health_checks(
     while tasks.join_next().await.is_some() {}
 }
 
-/// A `vphone sandbox` child process on a free loopback port, killed when dropped.
-/// The least CPU a client spends on one request to `addr` on this machine: a thread with one
-/// single-threaded runtime (the fleet's layout against a local target) and `concurrency`
+/// What a client that does nothing but send and receive spends on one request to `addr` on
+/// this machine: a thread with one single-threaded runtime (the fleet's layout against a local target) and `concurrency`
 /// connections, each sending a fixed `GET /sandbox/health` and reading the answer's bytes
 /// (the head up to its blank line, then `content-length` bytes), with no HTTP library, JSON,
 /// token, record or crypto. What it costs is the kernel's (the socket calls, the loopback
@@ -941,6 +940,7 @@ fn answer_end(input: &[u8]) -> Option<usize> {
     (input.len() >= head + length).then_some(head + length)
 }
 
+/// A `vphone sandbox` child process on a free loopback port, killed when dropped.
 struct External {
     child: std::process::Child,
     url: String,
