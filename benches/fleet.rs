@@ -645,7 +645,7 @@ fn main() {
             verdict(challenge_us, CLIENT_CHALLENGE_US, challenge_floor)
         );
         println!(
-            "  the raw floor on this machine (informational): a client thread that only writes a fixed request and reads the answer's bytes (no HTTP library, JSON, token, records or crypto; one thread, {concurrency} connections, one write and one read per request as the fleet does) spends {floor_us:.1} µs of CPU per request against this sandbox (median of the rounds); with the crypto, an operation costs at least"
+            "  the raw floor on this machine (informational): a client thread that only writes a fixed request and reads the answer's bytes (no HTTP library, JSON, token, records or crypto; one thread, {concurrency} connections, one write and one read per request as the fleet does) spends {floor_us:.1} µs of CPU per request against this sandbox (median of the rounds); with the crypto, the floor per operation is"
         );
         println!(
             "    per onboarded binding          {binding_floor:>7.1} µs  (6 × {floor_us:.1} + derivation {:.1} + signature {:.1}, the fastest measured above); the fleet spends {:.1} µs more",
