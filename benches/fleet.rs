@@ -500,10 +500,11 @@ fn main() {
             "  onboarding (setup, not a binding): {} persons/s",
             each(&|r| format!("{:.0}", r.onboarded))
         );
+        let p99 = |us: Option<u64>| us.map_or_else(|| "-".into(), |us| format!("{:.1}", us as f64 / 1e3));
         println!(
             "  p99 latency: bindings {} ms; challenges {} ms",
-            each(&|r| format!("{:.1}", r.p99_us[BIND] as f64 / 1e3)),
-            each(&|r| format!("{:.1}", r.p99_us[SIGN] as f64 / 1e3))
+            each(&|r| p99(r.p99_us[BIND])),
+            each(&|r| p99(r.p99_us[SIGN]))
         );
         let bracket = |op: usize| {
             each(&|r| format!("{:.0}/{:.0}", r.bare[op].0 * 1e6, r.bare[op].1 * 1e6))
@@ -693,7 +694,8 @@ struct Round {
     /// Persons onboarded per second (setup, not timed as bindings).
     onboarded: f64,
     /// p99 latency, µs.
-    p99_us: [u64; 2],
+    /// None when no operation of the kind succeeded in the round.
+    p99_us: [Option<u64>; 2],
     /// The bare operation's CPU seconds measured just before and just after its phase.
     bare: [(f64, f64); 2],
     /// The interleaved parts' CPU seconds per operation (the mean of before and after) and

@@ -307,6 +307,100 @@ fn a_run_writes_an_html_page_and_report_renders_the_same_page_from_its_json() {
 }
 
 #[test]
+fn an_operation_with_no_success_shows_no_latency_anywhere() {
+    // A wrong static OTP: confirming the number, and so onboarding and binding, never succeed;
+    // creating the person and the number do.
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let out = load(&[
+        "--devices",
+        "2",
+        "--iterations",
+        "2",
+        "--seed",
+        "7",
+        "--progress",
+        "off",
+        "--otp",
+        "static:000000",
+    ])
+    .arg("--json")
+    .arg(&json)
+    .arg("--html")
+    .arg(&html)
+    .assert()
+    .code(1)
+    .get_output()
+    .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = |op: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(op))
+            .unwrap_or_else(|| panic!("no {op} row: {stdout}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    // operation, ok, failed, ok/s, then five times.
+    for op in ["confirm_mobile_number", "onboard", "bind"] {
+        let cells = row(op);
+        assert_eq!(cells[1], "0", "{op} succeeded: {stdout}");
+        assert_eq!(cells[4..], ["-", "-", "-", "-", "-"], "{op}: {stdout}");
+    }
+    let person = row("create_person");
+    assert_eq!(person[1], "2", "{stdout}");
+    assert!(
+        person[4..]
+            .iter()
+            .all(|t| t.parse::<f64>().is_ok_and(|ms| ms > 0.0)),
+        "{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let times = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"];
+    for key in times {
+        assert!(report["ops"]["bind"][key].is_null(), "bind {key}: {report}");
+        assert!(
+            report["ops"]["create_person"][key]
+                .as_f64()
+                .is_some_and(|us| us > 0.0)
+        );
+    }
+    for second in report["series"].as_array().unwrap() {
+        if let Some(bind) = second["ops"].get("bind") {
+            assert!(
+                bind["p50_us"].is_null() && bind["p99_us"].is_null(),
+                "{second}"
+            );
+        }
+    }
+    // The file reads back, with the same table.
+    let again = load(&["report"])
+        .arg(&json)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let table = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("bind "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        table(&String::from_utf8_lossy(&again.stdout)),
+        table(&stdout)
+    );
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    let bind_row = page
+        .split("<tr>")
+        .find(|r| r.starts_with("<td class=\"text\">bind</td>"))
+        .unwrap_or_else(|| panic!("no bind row: {page}"));
+    assert_eq!(bind_row.matches("<td>-</td>").count(), 5, "{bind_row}");
+}
+
+#[test]
 fn start_at_too_far_past_is_refused_and_a_moment_late_or_soon_runs() {
     refused(&["--start-at", &rfc3339(-3600)], "--start-at passed");
     refused(&["--start-at", "noon"], "RFC 3339");

@@ -269,8 +269,9 @@ fn chart_seconds(series: &super::series::Series) -> Result<Vec<u64>, u64> {
     }
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1e3)
+/// Milliseconds with two decimals, or `-` where no success was timed.
+fn ms(us: Option<u64>) -> String {
+    us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3))
 }
 
 impl Report {
@@ -325,10 +326,7 @@ impl Report {
                     class,
                     values: column
                         .iter()
-                        .map(|s| {
-                            s.filter(|s| s.ok > 0)
-                                .map(|s| s.quantile_us(q) as f64 / 1e3)
-                        })
+                        .map(|s| s.and_then(|s| s.quantile_us(q)).map(|us| us as f64 / 1e3))
                         .collect(),
                 };
                 (
@@ -414,7 +412,7 @@ impl Report {
                                 td { (format!("{:.1}", self.rate(name))) }
                                 td { (ms(s.quantile_us(0.5))) } td { (ms(s.quantile_us(0.9))) }
                                 td { (ms(s.quantile_us(0.99))) } td { (ms(s.quantile_us(0.999))) }
-                                td { (ms(s.latency_us.max())) }
+                                td { (ms(s.max_us())) }
                             }
                         }
                     }

@@ -90,13 +90,9 @@ impl SecondOp {
             .map_err(|e| format!("{e:?}"))
     }
 
-    /// The latency at quantile `q` (0..=1), microseconds; 0 when no success was recorded.
-    pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.latency_us.is_empty() {
-            0
-        } else {
-            self.latency_us.value_at_quantile(q)
-        }
+    /// The latency at quantile `q` (0..=1), microseconds; none when no success was recorded.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.value_at_quantile(q))
     }
 }
 
@@ -208,8 +204,9 @@ pub(super) struct SecondFile {
 struct SecondOpFile {
     ok: u64,
     failed: u64,
-    p50_us: u64,
-    p99_us: u64,
+    /// `null` in a second with no success: no latency was measured.
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
     /// base64 of the HdrHistogram V2 + DEFLATE serialization, microseconds.
     histogram: String,
 }
@@ -333,7 +330,11 @@ mod tests {
         let series = sink.lock();
         assert_eq!(series.totals("sign"), (2, 1));
         let eleven = &series.seconds[&11]["sign"];
-        assert!(eleven.latency_us.equivalent(eleven.quantile_us(0.5), 200));
+        assert!(
+            eleven
+                .latency_us
+                .equivalent(eleven.quantile_us(0.5).unwrap(), 200)
+        );
         assert_eq!(series.span(), Some((10, 11)));
     }
 
@@ -351,7 +352,7 @@ mod tests {
         let six = &a.seconds[&6]["sign"];
         assert_eq!((six.ok, six.failed), (2, 2));
         assert_eq!(six.latency_us.len(), 2);
-        assert!(six.quantile_us(0.99) >= 1_000);
+        assert!(six.quantile_us(0.99).unwrap() >= 1_000);
         assert_eq!(a.seconds[&7]["bind"].ok, 1);
     }
 }

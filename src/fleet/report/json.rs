@@ -25,12 +25,13 @@ struct OpFile {
     #[serde(default)]
     retries: u64,
     rate_per_sec: f64,
-    p50_us: u64,
-    p90_us: u64,
-    p99_us: u64,
-    p999_us: u64,
-    max_us: u64,
-    mean_us: f64,
+    // `null` for an operation with no success: no latency was measured.
+    p50_us: Option<u64>,
+    p90_us: Option<u64>,
+    p99_us: Option<u64>,
+    p999_us: Option<u64>,
+    max_us: Option<u64>,
+    mean_us: Option<f64>,
     /// base64 of the HdrHistogram V2 + DEFLATE serialization, microseconds.
     histogram: String,
 }
@@ -92,11 +93,6 @@ impl Report {
                     op: name.clone(),
                     detail,
                 })?;
-            let mean = if s.latency_us.is_empty() {
-                0.0
-            } else {
-                s.latency_us.mean()
-            };
             ops.insert(
                 name.clone(),
                 OpFile {
@@ -108,8 +104,8 @@ impl Report {
                     p90_us: s.quantile_us(0.9),
                     p99_us: s.quantile_us(0.99),
                     p999_us: s.quantile_us(0.999),
-                    max_us: s.latency_us.max(),
-                    mean_us: mean,
+                    max_us: s.max_us(),
+                    mean_us: s.mean_us(),
                     histogram,
                 },
             );

@@ -121,13 +121,20 @@ impl OpStats {
             .map_err(|e| format!("{e:?}"))
     }
 
-    /// The latency at quantile `q` (0..=1), in microseconds; 0 when nothing was recorded.
-    pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.latency_us.is_empty() {
-            0
-        } else {
-            self.latency_us.value_at_quantile(q)
-        }
+    /// The latency at quantile `q` (0..=1), in microseconds; none when no success was
+    /// recorded (failures have no latency here), so that no table shows a time not measured.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.value_at_quantile(q))
+    }
+
+    /// The longest success, in microseconds; none when no success was recorded.
+    pub fn max_us(&self) -> Option<u64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.max())
+    }
+
+    /// The mean success, in microseconds; none when no success was recorded.
+    pub fn mean_us(&self) -> Option<f64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.mean())
     }
 }
 

@@ -75,12 +75,15 @@ impl Report {
         };
         let mut names: Vec<&String> = self.ops.keys().collect();
         names.sort_by_key(|n| (order(n), (*n).clone()));
-        let ms = |us: u64| us as f64 / 1e3;
+        // A time, or `-` for an operation with no success: nothing was timed.
+        let ms = |us: Option<u64>| {
+            us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3))
+        };
         for name in names {
             let s = &self.ops[name];
             let _ = writeln!(
                 out,
-                "{:<28} {:>9} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                "{:<28} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 name,
                 s.ok,
                 s.failed,
@@ -89,7 +92,7 @@ impl Report {
                 ms(s.quantile_us(0.9)),
                 ms(s.quantile_us(0.99)),
                 ms(s.quantile_us(0.999)),
-                ms(s.latency_us.max()),
+                ms(s.max_us()),
             );
         }
         if self.missed > 0 {
