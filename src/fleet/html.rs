@@ -6,7 +6,7 @@
 //! names) is spliced by `maud`, which escapes it; only the constant style sheet is inserted
 //! unescaped. The seed never reaches a report, only its fingerprint.
 
-use super::report::{Report, unix_ms_text};
+use super::report::{Report, ms_text as ms, unix_ms_text};
 use super::series::SecondOp;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::BTreeMap;
@@ -267,11 +267,6 @@ fn chart_seconds(series: &super::series::Series) -> Result<Vec<u64>, u64> {
         }
         None => Ok(Vec::new()),
     }
-}
-
-/// Milliseconds with two decimals, or `-` where no success was timed.
-fn ms(us: Option<u64>) -> String {
-    us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3))
 }
 
 impl Report {

@@ -36,6 +36,12 @@ pub fn secs(d: std::time::Duration) -> f64 {
     micros_to_secs(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// A latency in milliseconds with two decimals, or `-` where no success was timed (the
+/// tables' cells).
+pub(super) fn ms_text(us: Option<u64>) -> String {
+    us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3))
+}
+
 /// `ms` milliseconds after the Unix epoch as RFC 3339 UTC (`2026-11-29T10:00:00.250Z`).
 pub(super) fn unix_ms_text(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;

@@ -75,10 +75,7 @@ impl Report {
         };
         let mut names: Vec<&String> = self.ops.keys().collect();
         names.sort_by_key(|n| (order(n), (*n).clone()));
-        // A time, or `-` for an operation with no success: nothing was timed.
-        let ms = |us: Option<u64>| {
-            us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1e3))
-        };
+        let ms = super::ms_text;
         for name in names {
             let s = &self.ops[name];
             let _ = writeln!(
