@@ -235,6 +235,13 @@ async fn a_server_without_the_api_fails_the_demo_instead_of_skipping_everything(
     );
     assert_eq!(report["passed"], 0);
     assert_eq!(step(&report, "create person")["status"], "not_run");
+    // A step that did not run took no time: none is shown for it.
+    for s in report["steps"].as_array().unwrap() {
+        match s["status"].as_str().unwrap() {
+            "not_run" => assert!(s["ms"].is_null(), "{s}"),
+            _ => assert!(s["ms"].as_f64().is_some(), "{s}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,8 +63,8 @@ pub struct StepReport {
     pub detail: String,
     /// Every call it made, with the status the server answered.
     pub calls: Vec<CallReport>,
-    /// How long it took.
-    pub ms: f64,
+    /// How long it took; `None` when it did not run (a step it needs did not pass).
+    pub ms: Option<f64>,
 }
 
 /// Why a step did not pass, and the exit code that deserves.
@@ -149,7 +149,7 @@ impl Walk {
         F: Future<Output = Result<(T, String), StepError>>,
     {
         if let Some((status, detail)) = self.blocked(needs) {
-            self.push(step, status, detail, Vec::new(), 0.0);
+            self.push(step, status, detail, Vec::new(), None);
             return None;
         }
         let mark = self.transcript.len();
@@ -194,7 +194,7 @@ impl Walk {
                 }
             },
         };
-        self.push(step, status, detail, calls, ms);
+        self.push(step, status, detail, calls, Some(ms));
         value
     }
 
@@ -232,16 +232,17 @@ impl Walk {
         status: StepStatus,
         detail: String,
         calls: Vec<CallReport>,
-        ms: f64,
+        ms: Option<f64>,
     ) {
         let index = self.steps.len() + 1;
         if !self.json {
             let dots = ".".repeat(34usize.saturating_sub(step.len()));
             let total = self.total;
-            if calls.is_empty() && status != StepStatus::Ok {
-                println!("[{index:>2}/{total}] {step} {dots} {detail}");
-            } else {
-                println!("[{index:>2}/{total}] {step} {dots} {detail}   ({ms:.1} ms)");
+            match ms {
+                Some(ms) if !calls.is_empty() || status == StepStatus::Ok => {
+                    println!("[{index:>2}/{total}] {step} {dots} {detail}   ({ms:.1} ms)");
+                }
+                _ => println!("[{index:>2}/{total}] {step} {dots} {detail}"),
             }
             let _ = std::io::stdout().flush();
         }
