@@ -63,6 +63,30 @@ async fn recorded_sandbox_without_sms_challenges() -> (String, Served) {
     serve_recorded(app).await
 }
 
+/// Our sandbox, except that its token answers leave out `expires_in`, as a server that does
+/// not say how long its tokens live.
+async fn recorded_sandbox_without_token_lifetime() -> (String, Served) {
+    let app = sandbox::router(SandboxState::new(SandboxConfig::default())).layer(
+        middleware::from_fn(|req: Request, next: Next| async move {
+            let token = req.uri().path() == "/oauth2/token";
+            let resp = next.run(req).await;
+            if !token {
+                return resp;
+            }
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 16).await.unwrap();
+            let mut json: Value = serde_json::from_slice(&bytes).unwrap();
+            if let Some(o) = json.as_object_mut() {
+                o.remove("expires_in");
+            }
+            let mut resp = Response::from_parts(parts, axum::body::Body::from(json.to_string()));
+            resp.headers_mut().remove("content-length");
+            resp
+        }),
+    );
+    serve_recorded(app).await
+}
+
 async fn recorded_variant_bank(outbox: bool) -> (String, Served) {
     let state = SandboxState::new(SandboxConfig::default());
     serve_recorded(variant::router(state, variant::VariantOptions { outbox })).await
@@ -175,6 +199,25 @@ async fn demo_lines_show_the_statuses_our_sandbox_served() {
             .as_str()
             .unwrap()
             .contains("→ 403")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_lifetime_shown_is_the_one_the_server_sent_or_none() {
+    // Our sandbox says 3599 s: the line shows it.
+    let (base, served) = recorded_sandbox().await;
+    let (report, _) = demo_against(&base, &served, &[]).await;
+    assert_eq!(
+        step(&report, "get token")["detail"],
+        "POST /oauth2/token → 200 — bearer token, lives 3599 s"
+    );
+    // A server that does not say: no lifetime is made up.
+    let (base, served) = recorded_sandbox_without_token_lifetime().await;
+    let (report, code) = demo_against(&base, &served, &[]).await;
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        step(&report, "get token")["detail"],
+        "POST /oauth2/token → 200 — bearer token, lifetime not stated by the server"
     );
 }
 

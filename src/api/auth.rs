@@ -48,9 +48,9 @@ pub struct TokenResponse {
     /// Always `bearer`.
     #[serde(default = "bearer")]
     pub token_type: String,
-    /// Lifetime in seconds.
-    #[serde(default)]
-    pub expires_in: u64,
+    /// Lifetime in seconds; `None` when the server did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
     /// Granted scope.
     #[serde(default)]
     pub scope: Option<String>,

@@ -306,11 +306,12 @@ impl ApiClient {
         &self.inner.http
     }
 
-    /// Fetches a token now if none is cached; returns how long the token lives.
+    /// Fetches a token now if none is cached; returns how long the server said the token
+    /// lives (`expires_in`), `None` when it did not say.
     /// A refused or failed token request is retried under the client's retry policy, as
     /// any token fetch is.
-    pub async fn authenticate(&self) -> Result<Duration, ClientError> {
-        Ok(self.token().await?.lifetime())
+    pub async fn authenticate(&self) -> Result<Option<Duration>, ClientError> {
+        Ok(self.token().await?.stated_lifetime())
     }
 
     /// The cached token, or a new one fetched under the retry policy. A token grant changes

@@ -21,7 +21,8 @@ pub(crate) struct Token {
     header: HeaderValue,
     generation: u64,
     refresh_at: Instant,
-    lifetime: Duration,
+    /// The lifetime the server stated (`expires_in`), `None` when it did not say.
+    stated: Option<Duration>,
 }
 
 impl Token {
@@ -29,8 +30,9 @@ impl Token {
         &self.header
     }
 
-    pub(crate) fn lifetime(&self) -> Duration {
-        self.lifetime
+    /// The lifetime the server stated, `None` when it did not say.
+    pub(crate) fn stated_lifetime(&self) -> Option<Duration> {
+        self.stated
     }
 }
 
@@ -226,16 +228,17 @@ impl TokenCache {
                 reason: "the access token holds characters not allowed in a header".into(),
             })?;
         header.set_sensitive(true);
-        let lifetime = match parsed.expires_in {
-            0 => UNKNOWN_LIFETIME,
-            s => Duration::from_secs(s),
+        let stated = parsed.expires_in.map(Duration::from_secs);
+        let lifetime = match stated {
+            None | Some(Duration::ZERO) => UNKNOWN_LIFETIME,
+            Some(s) => s,
         };
         let usable = lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2));
         Ok(Token {
             header,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             refresh_at: started + usable,
-            lifetime,
+            stated,
         })
     }
 }

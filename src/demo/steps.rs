@@ -47,8 +47,11 @@ pub(super) async fn walk_all(
         .with_otp_timeout(otp_timeout);
     let c = client.clone();
     walk.step(TOKEN, &[], true, async move {
-        let life = c.authenticate().await?;
-        Ok(((), format!("bearer token, lives {} s", life.as_secs())))
+        let note = match c.authenticate().await? {
+            Some(life) => format!("bearer token, lives {} s", life.as_secs()),
+            None => "bearer token, lifetime not stated by the server".to_owned(),
+        };
+        Ok(((), note))
     })
     .await;
     let person = walk

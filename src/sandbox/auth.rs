@@ -105,7 +105,7 @@ pub async fn token(State(state): State<SandboxState>, req: Request) -> Result<Re
         access_token: AccessToken::new(token),
         token_type: "bearer".to_owned(),
         // One second of slack, as the bank does (3599 for an hour).
-        expires_in: lifetime.saturating_sub(1),
+        expires_in: Some(lifetime.saturating_sub(1)),
         scope: Some("partners".to_owned()),
     };
     let mut response = axum::Json(body).into_response();
