@@ -63,22 +63,27 @@ async fn recorded_sandbox_without_sms_challenges() -> (String, Served) {
     serve_recorded(app).await
 }
 
-/// Our sandbox, except that its token answers leave out `expires_in`, as a server that does
-/// not say how long its tokens live.
-async fn recorded_sandbox_without_token_lifetime() -> (String, Served) {
+/// Our sandbox, except that its answers leave `field` out wherever it occurs, as a server
+/// that does not send it.
+async fn recorded_sandbox_leaving_out(field: &'static str) -> (String, Served) {
+    fn strip(v: &mut Value, field: &str) {
+        match v {
+            Value::Object(o) => {
+                o.remove(field);
+                o.values_mut().for_each(|v| strip(v, field));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| strip(v, field)),
+            _ => {}
+        }
+    }
     let app = sandbox::router(SandboxState::new(SandboxConfig::default())).layer(
-        middleware::from_fn(|req: Request, next: Next| async move {
-            let token = req.uri().path() == "/oauth2/token";
-            let resp = next.run(req).await;
-            if !token {
-                return resp;
-            }
-            let (parts, body) = resp.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 16).await.unwrap();
-            let mut json: Value = serde_json::from_slice(&bytes).unwrap();
-            if let Some(o) = json.as_object_mut() {
-                o.remove("expires_in");
-            }
+        middleware::from_fn(move |req: Request, next: Next| async move {
+            let (parts, body) = next.run(req).await.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let Ok(mut json) = serde_json::from_slice::<Value>(&bytes) else {
+                return Response::from_parts(parts, axum::body::Body::from(bytes));
+            };
+            strip(&mut json, field);
             let mut resp = Response::from_parts(parts, axum::body::Body::from(json.to_string()));
             resp.headers_mut().remove("content-length");
             resp
@@ -212,7 +217,7 @@ async fn the_token_lifetime_shown_is_the_one_the_server_sent_or_none() {
         "POST /oauth2/token → 200 — bearer token, lives 3599 s"
     );
     // A server that does not say: no lifetime is made up.
-    let (base, served) = recorded_sandbox_without_token_lifetime().await;
+    let (base, served) = recorded_sandbox_leaving_out("expires_in").await;
     let (report, code) = demo_against(&base, &served, &[]).await;
     assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(
@@ -380,4 +385,88 @@ async fn probe_against_the_variant_bank_names_the_variants_and_what_it_does_not_
     let flows = report["flows"].as_array().unwrap();
     let sms_flow = flows.iter().find(|f| f["flow"] == "sms-challenge").unwrap();
     assert_eq!(sms_flow["works"], false, "{sms_flow}");
+}
+
+/// Runs `vphone phone ARGS` with its phones in `home`, off the runtime.
+async fn phone(home: &std::path::Path, list: &[&str]) -> std::process::Output {
+    let home = home.to_owned();
+    let list = args(list);
+    tokio::task::spawn_blocking(move || {
+        Command::cargo_bin("vphone")
+            .unwrap()
+            .env_remove("VPHONE_CREDENTIALS")
+            .env_remove("VPHONE_CLIENT_ID")
+            .env_remove("VPHONE_CLIENT_SECRET")
+            .env_remove("VPHONE_PASSPHRASE")
+            .env_remove("VPHONE_PASSPHRASE_FILE")
+            .env("VPHONE_HOME", home)
+            .arg("phone")
+            .args(&list)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A phone `kay` created, bound and with a used unrestricted key and an unused restricted
+/// one, at `base`; returns the `keys` lines and the `--json keys` document.
+async fn keys_after_one_approval(home: &std::path::Path, base: &str) -> (String, Value) {
+    let number = format!("+49151{:08}", rand_digits());
+    for step in [
+        vec!["create", "kay", "--api", base, "--number", number.as_str()],
+        vec!["bind", "kay"],
+        vec!["approve", "kay", "--purpose", "unrestricted"],
+        vec!["add-key", "kay", "--purpose", "restricted"],
+    ] {
+        let out = phone(home, &step).await;
+        assert!(
+            out.status.success(),
+            "{step:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = phone(home, &["keys", "kay"]).await;
+    let json = phone(home, &["--json", "keys", "kay"]).await;
+    (
+        String::from_utf8(text.stdout).unwrap(),
+        serde_json::from_slice(&json.stdout).unwrap(),
+    )
+}
+
+fn rand_digits() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(std::process::id()) % 100_000_000) as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_keys_says_when_a_key_was_used_only_as_the_server_said() {
+    // Our sandbox says when each key was used, and null for a key never used.
+    let (base, _) = recorded_sandbox().await;
+    let home = tempfile::tempdir().unwrap();
+    let (text, json) = keys_after_one_approval(home.path(), &base).await;
+    let line = |purpose: &str| {
+        text.lines()
+            .find(|l| l.starts_with(purpose))
+            .unwrap_or_else(|| panic!("no {purpose} key in {text}"))
+            .to_owned()
+    };
+    assert!(!line("unrestricted").ends_with("used never"), "{text}");
+    assert!(!line("unrestricted").contains("not given"), "{text}");
+    assert!(line("restricted").ends_with("used never"), "{text}");
+    for key in json["keys"].as_array().unwrap() {
+        assert!(key.get("used_at").is_some(), "{json}");
+    }
+    // A server that leaves used_at out: nothing is said of when its keys were used.
+    let (base, _) = recorded_sandbox_leaving_out("used_at").await;
+    let home = tempfile::tempdir().unwrap();
+    let (text, json) = keys_after_one_approval(home.path(), &base).await;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for l in text.lines() {
+        assert!(l.ends_with("used (not given)"), "{text}");
+    }
+    for key in json["keys"].as_array().unwrap() {
+        assert!(key.get("used_at").is_none(), "{json}");
+    }
 }

@@ -118,7 +118,10 @@ async fn a_device_challenge_is_answered_by_id_with_the_key_it_names(server: Serv
     // The bank records the use of each key.
     let keys = phone.keys().await.unwrap();
     if server == Server::Sandbox {
-        assert!(keys.keys.iter().all(|k| k.used_at.is_some()), "{keys:?}");
+        assert!(
+            keys.keys.iter().all(|k| k.used_at.flatten().is_some()),
+            "{keys:?}"
+        );
     }
     // Without a purpose the bank picks the restricted key of a device with both.
     let out = phone.approve(None).await.unwrap();

@@ -231,7 +231,7 @@ async fn bank_shows_bound_and_approved(
         .iter()
         .find(|k| k.key_purpose == KeyPurpose::Restricted)
         .expect("the restricted key is on the device");
-    assert!(restricted.used_at.is_some(), "{keys:?}");
+    assert!(restricted.used_at.flatten().is_some(), "{keys:?}");
     let again = AnswerDeviceChallenge {
         signature: SignatureHex::parse(signature).unwrap(),
         device_data: None,

@@ -175,9 +175,22 @@ pub struct KeySummary {
     pub key_id: KeyId,
     /// Its purpose.
     pub key_purpose: KeyPurpose,
-    /// When it last signed a challenge.
-    #[serde(default)]
-    pub used_at: Option<Timestamp>,
+    /// When it last signed a challenge: `Some(None)` when the server said never (`null`),
+    /// `None` when it did not say (the field is left out, and stays out when written).
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub used_at: Option<Option<Timestamp>>,
+}
+
+/// Reads a field that may be `null` as `Some(None)`, so that with `default` a field left out
+/// (`None`) is told from one sent as `null`.
+fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `GET /v1/mfa/devices/{id}/keys` answer, as documented
@@ -276,8 +289,8 @@ pub struct KeyDetail {
 #[derive(Deserialize)]
 struct KeyBody {
     key_purpose: KeyPurpose,
-    #[serde(default)]
-    used_at: Option<Timestamp>,
+    #[serde(default, deserialize_with = "given")]
+    used_at: Option<Option<Timestamp>>,
 }
 
 #[derive(Deserialize)]

@@ -538,7 +538,7 @@ pub async fn list_keys(
             .map(|k| KeySummary {
                 key_id: k.id.clone(),
                 key_purpose: k.purpose,
-                used_at: k.used_at,
+                used_at: Some(k.used_at),
             })
             .collect(),
     }))

@@ -125,10 +125,12 @@ pub(super) async fn keys(ctx: &Ctx<'_>, name: &PhoneName) -> Result<(), CliError
                     },
                     |l| l.to_string(),
                 );
-                format!(
-                    "{label}  used {}",
-                    k.used_at.map_or("never".to_owned(), |t| t.to_string())
-                )
+                let used = match k.used_at {
+                    Some(Some(t)) => t.to_string(),
+                    Some(None) => "never".to_owned(),
+                    None => "(not given)".to_owned(),
+                };
+                format!("{label}  used {used}")
             })
             .collect::<Vec<_>>()
             .join("\n")
