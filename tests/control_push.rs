@@ -5,7 +5,7 @@
 
 mod control_common;
 
-use control_common::{Rig, bounded, challenge_of, types};
+use control_common::{Rig, RigOptions, bounded, challenge_of, types};
 use serde_json::json;
 use vphone::api::KeyPurpose;
 use vphone::sandbox::attempts::Status;
@@ -106,6 +106,31 @@ async fn a_manual_push_waits_for_approve_or_deny_from_the_api() {
         let push = rig.wait_push("sheet", pushed["id"].as_u64().unwrap()).await;
         assert_eq!(push["outcome"], "denied", "{push}");
         assert_eq!(push["answers"], json!([]));
+        let record = rig.bank_record(&challenge);
+        assert_eq!((record.status, record.failed), (Status::Open, 0));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_whose_challenge_cannot_be_fetched_again_records_no_answer() {
+    bounded(async {
+        // The phone fetches a pushed challenge, then fetches it again as it signs: the
+        // second fetch is refused, so no answer is sent.
+        let rig = Rig::with(RigOptions {
+            faults: vec!["GET /v1/mfa/challenges/devices/*: status=503 every=2"],
+            ..RigOptions::default()
+        })
+        .await;
+        let device = rig.bound("refetch").await;
+        let challenge = rig.backend_challenge(&device, None).await;
+        let push = rig.push_and_wait("refetch", &challenge).await;
+        assert_eq!(push["outcome"], "failed", "{push}");
+        assert_eq!(push["answers"], json!([]), "{push}");
+        assert_eq!(push["error"]["status"], 503, "{push}");
+        let events = rig.events_after("/phones/refetch/events", 0).await;
+        assert!(!types(&events).contains(&"answered"), "{events:?}");
+        // The bank saw no answer.
         let record = rig.bank_record(&challenge);
         assert_eq!((record.status, record.failed), (Status::Open, 0));
     })

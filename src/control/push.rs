@@ -13,7 +13,7 @@ use crate::api::{
     AnswerDeviceChallenge, ChallengeId, CreateDeviceChallenge, DeviceChallenge, KeyPurpose,
     SignatureHex, Timestamp, now_utc,
 };
-use crate::phone::{Phone, PhoneError, SignOutcome, logic};
+use crate::phone::{ANSWER_DEVICE_CHALLENGE, Phone, PhoneError, SignOutcome, logic};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -342,7 +342,9 @@ async fn handle(
                     finish(PushOutcome::Answered, None);
                 }
                 Err(e) => {
-                    let sent = e.client_error().is_some();
+                    // The phone fetches the challenge again before it answers: a failure
+                    // there sent no answer, and its status is not the answer's.
+                    let sent = e.bank_step() == Some(ANSWER_DEVICE_CHALLENGE);
                     if sent {
                         answer(1, "signature", Some(&e), ms);
                     }

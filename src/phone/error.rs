@@ -167,6 +167,14 @@ impl PhoneError {
         }
     }
 
+    /// The flow's step whose call to the bank failed, when a call failed.
+    pub fn bank_step(&self) -> Option<&'static str> {
+        match self {
+            PhoneError::Bank { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
     /// The HTTP status of a bank refusal.
     pub fn status(&self) -> Option<u16> {
         self.client_error().and_then(ClientError::status)

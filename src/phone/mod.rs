@@ -27,7 +27,7 @@ mod profile;
 mod toolkit;
 
 pub use error::PhoneError;
-pub use flows::{Confirmation, person_named, random_number};
+pub use flows::{ANSWER_DEVICE_CHALLENGE, Confirmation, person_named, random_number};
 pub use inbox::{Inbox, InboxError, Marker, OtpSource, SmsFeed, newest_code};
 pub use otp_input::{OTP_KIND_ENV, OTP_NUMBER_ENV, OtpCommand, SmsKind, find_code};
 pub use outcome::{

@@ -7,9 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use vphone::api::{ChallengeId, CreateDeviceChallenge, DeviceId, KeyPurpose};
-use vphone::client::{ApiClient, ClientConfig, Credentials};
+use vphone::client::{ApiClient, ClientConfig, Credentials, RetryPolicy};
 use vphone::control::{Bank, ControlConfig, ControlHandle, ControlState};
 use vphone::phone::{Home, OtpSource};
+use vphone::sandbox::faults::FaultRule;
 use vphone::sandbox::{self, ChallengeRecord, SandboxConfig, SandboxHandle, SandboxState};
 use zeroize::Zeroizing;
 
@@ -39,6 +40,9 @@ pub struct Rig {
 pub struct RigOptions {
     pub token: Option<String>,
     pub event_buffer: Option<usize>,
+    /// Fault rules of the sandbox; with any, the phones send every request once (no
+    /// retries), so each fault reaches them.
+    pub faults: Vec<&'static str>,
 }
 
 impl Rig {
@@ -47,7 +51,14 @@ impl Rig {
     }
 
     pub async fn with(options: RigOptions) -> Rig {
-        let state = SandboxState::new(SandboxConfig::default());
+        let state = SandboxState::new(SandboxConfig {
+            faults: options
+                .faults
+                .iter()
+                .map(|r| FaultRule::parse(r).unwrap())
+                .collect(),
+            ..SandboxConfig::default()
+        });
         let sandbox = sandbox::spawn_with(state.clone(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -56,6 +67,11 @@ impl Rig {
             Credentials::sandbox_default(),
         )
         .with_timeout(Duration::from_secs(10));
+        let config = if options.faults.is_empty() {
+            config
+        } else {
+            config.with_retry(RetryPolicy::none())
+        };
         let backend = ApiClient::new(config).unwrap();
         let home = tempfile::tempdir().unwrap();
         let control = ControlState::new(ControlConfig {

@@ -8,6 +8,7 @@ mod setup;
 mod sign;
 
 pub use change::Confirmation;
+pub use sign::ANSWER_DEVICE_CHALLENGE;
 
 use super::{Inbox, Phone, PhoneError};
 use crate::api::{CreatePerson, DeviceId, KeyPurpose, PersonId, PhoneNumber, SignatureHex};

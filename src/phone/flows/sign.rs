@@ -9,6 +9,10 @@ use crate::phone::logic;
 use crate::phone::outcome::{SignOutcome, SmsOutcome, Stopwatch};
 use crate::phone::{Phone, PhoneError};
 
+/// The step of a [`PhoneError::Bank`] raised by the answer to a device-signing challenge
+/// itself, not by a call made before it.
+pub const ANSWER_DEVICE_CHALLENGE: &str = "answer device challenge";
+
 impl Phone {
     /// Answers the device-signing challenge `id`: fetches it, checks it, picks its key,
     /// asks the user for a restricted key, signs `string_to_sign` and submits.
@@ -80,7 +84,7 @@ impl Phone {
         self.client
             .answer_device_challenge(&challenge.id, &answer)
             .await
-            .step(self.name(), "answer device challenge")?;
+            .step(self.name(), ANSWER_DEVICE_CHALLENGE)?;
         clock.lap("answer challenge");
         Ok(SignOutcome {
             challenge_id: challenge.id,
