@@ -109,9 +109,24 @@ async fn scenario(chromium: PathBuf, driver: PathBuf) {
         b.text(&format!("{note} .notification-text")).await,
         last["text"].as_str().unwrap()
     );
-    // The timeline shows the bind flow with the numbers the API sent.
-    b.find(&format!("{phone} .timeline [data-event=\"flow_finished\"]"))
-        .await;
+    // The timeline shows the bind flow with the numbers the API sent: as many steps as
+    // its outcome timed (signing and waiting for the SMS among them, so not "requests").
+    let finished = format!("{phone} .timeline [data-event=\"flow_finished\"]");
+    b.find(&finished).await;
+    let events = rig.events_after("/phones/alice/events", 0).await;
+    let bound = events
+        .iter()
+        .find(|e| e["type"] == "flow_finished" && e["data"]["flow"] == "bind")
+        .expect("the bind flow finished");
+    let steps = bound["data"]["outcome"]["timings"]["steps"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(steps > 1, "{bound}");
+    assert_eq!(
+        b.text(&format!("{finished} .steps summary")).await,
+        format!("{steps} steps")
+    );
 
     // Manual mode, chosen in the phone's own menu.
     b.click(&format!("{phone} .prompt-select option[value=\"manual\"]"))

@@ -416,7 +416,9 @@ function stepsList(outcome) {
   const steps = outcome && outcome.timings && outcome.timings.steps;
   if (!Array.isArray(steps) || !steps.length) return null;
   const details = el('details', 'steps');
-  details.append(el('summary', null, `${steps.length} request${steps.length === 1 ? '' : 's'} to the bank`));
+  // Steps, not requests: signing and waiting for an SMS are steps too, and one step may
+  // send a request more than once (retries).
+  details.append(el('summary', null, `${steps.length} step${steps.length === 1 ? '' : 's'}`));
   const ol = el('ol');
   for (const s of steps) {
     const li = el('li');
