@@ -71,3 +71,36 @@ fn vphone_demo_json_prints_a_json_error_when_it_cannot_start() {
         "{doc}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vphone_demo_says_where_its_codes_came_from() {
+    let sandbox = vphone::sandbox::spawn(vphone::sandbox::SandboxConfig {
+        static_otp: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = sandbox.base_url();
+    let run = move |otp: Option<&'static str>| {
+        let mut cmd = Command::cargo_bin("vphone").unwrap();
+        cmd.args(["demo", "--api", &url]);
+        if let Some(otp) = otp {
+            cmd.args(["--otp", otp]);
+        }
+        cmd.timeout(Duration::from_secs(60)).output().unwrap()
+    };
+    let (fixed, sms) = tokio::task::spawn_blocking(move || (run(Some("static")), run(None)))
+        .await
+        .unwrap();
+    let fixed = String::from_utf8_lossy(&fixed.stdout).into_owned();
+    assert!(fixed.contains("16/16 steps ok"), "{fixed}");
+    assert!(fixed.contains("code from the fixed code after"), "{fixed}");
+    assert!(
+        fixed.contains("answered with the code from the fixed code"),
+        "{fixed}"
+    );
+    assert!(!fixed.contains("SMS after"), "{fixed}");
+    // Against our sandbox without --otp, the phone reads its SMS outbox.
+    let sms = String::from_utf8_lossy(&sms.stdout).into_owned();
+    assert!(sms.contains("code from the SMS after"), "{sms}");
+}

@@ -42,6 +42,7 @@ pub(super) async fn walk_all(
     let Ok(name) = PhoneName::parse("demo") else {
         return;
     };
+    let from = source.describe();
     let mut phone = Phone::new(name, client.clone(), source)
         .with_presence(presence.clone())
         .with_otp_timeout(otp_timeout);
@@ -70,7 +71,7 @@ pub(super) async fn walk_all(
         let v = phone.verify_number().await?;
         let waited = v.timings.get("wait for SMS").unwrap_or_default();
         let line = format!(
-            "code from the SMS after {:.1} ms, number {number} verified",
+            "code from {from} after {:.1} ms, number {number} verified",
             waited.as_secs_f64() * 1e3,
         );
         Ok(((), line))
@@ -154,7 +155,7 @@ pub(super) async fn walk_all(
     walk.step("SMS challenge", &[VERIFY], false, async {
         let s = phone.sms_challenge().await?;
         let line = format!(
-            "challenge {} answered with the code from the SMS",
+            "challenge {} answered with the code from {from}",
             short(s.challenge_id.as_str())
         );
         Ok(((), line))

@@ -53,6 +53,19 @@ pub enum OtpSource {
     Terminal,
 }
 
+impl OtpSource {
+    /// Where a code comes from, as the demo and the phone's messages say it: only the
+    /// outboxes are SMS.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            OtpSource::SandboxHttp(_) | OtpSource::InProcess(_) => "the SMS",
+            OtpSource::Static(_) => "the fixed code",
+            OtpSource::Command(_) => "the OTP command",
+            OtpSource::Terminal => "the terminal",
+        }
+    }
+}
+
 impl fmt::Debug for OtpSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
