@@ -249,7 +249,8 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
             .assert()
             .code(4)
             .stderr(predicates::str::contains(format!("--number {number}")));
-        // Again, right: the same person is finished, not a second one created.
+        // Again, right: the same person is finished, not a second one created, and the
+        // phone says so rather than claiming it created the person now.
         let done = json(
             &phone_cli(&home, &base)
                 .args(["--json", "create", "eve", "--number", &number])
@@ -257,12 +258,36 @@ async fn a_create_that_stopped_half_way_is_finished_by_running_it_again() {
                 .unwrap(),
         );
         assert_eq!(done["person"]["id"], person.as_str(), "{done}");
+        assert_eq!(done["person_created"], false, "{done}");
         assert_eq!(done["mobile_number"]["verified"], true, "{done}");
         json(
             &phone_cli(&home, &base)
                 .args(["--json", "bind", "eve"])
                 .output()
                 .unwrap(),
+        );
+        // In text: a person made in one go says "created"; one finished later says whose
+        // run created it.
+        let other = unique_number().to_string();
+        let fresh = phone_cli(&home, &base)
+            .args(["create", "fay", "--number", &other])
+            .output()
+            .unwrap();
+        let fresh = String::from_utf8_lossy(&fresh.stdout).into_owned();
+        assert!(fresh.contains(" created, number "), "{fresh}");
+        let third = unique_number().to_string();
+        phone_cli(&home, &base)
+            .args(["--otp", "static", "create", "gus", "--number", &third])
+            .assert()
+            .code(1);
+        let resumed = phone_cli(&home, &base)
+            .args(["create", "gus", "--number", &third])
+            .output()
+            .unwrap();
+        let resumed = String::from_utf8_lossy(&resumed.stdout).into_owned();
+        assert!(
+            resumed.contains("created by an earlier run, read back"),
+            "{resumed}"
         );
         // Finished phones are not created twice.
         phone_cli(&home, &base)

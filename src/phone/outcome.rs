@@ -86,6 +86,9 @@ impl Stopwatch {
 pub struct RegisterOutcome {
     /// The person as the bank stored it.
     pub person: Person,
+    /// Whether this run created the person; `false` when an earlier, unfinished run had
+    /// created it and this one read it back to finish the setup.
+    pub person_created: bool,
     /// The verified number.
     pub mobile_number: MobileNumber,
     /// Step times.

@@ -91,8 +91,13 @@ pub(super) async fn create(
                 })?;
             ctx.emit(&out, || {
                 format!(
-                    "phone {name}: person {} created, number {} verified ({})",
+                    "phone {name}: person {} {}, number {} verified ({})",
                     out.person.id,
+                    if out.person_created {
+                        "created"
+                    } else {
+                        "created by an earlier run, read back"
+                    },
                     number_shown,
                     ms(out.timings.total())
                 )

@@ -133,6 +133,7 @@ impl Phone {
             });
         }
         let mut clock = Stopwatch::start();
+        let person_created = self.profile.person_id.is_none();
         let person = match self.profile.person_id.clone() {
             None => {
                 let p = self.create_person(&person).await?;
@@ -156,6 +157,7 @@ impl Phone {
                 // An earlier run added and verified it; only its answers were lost.
                 return Ok(RegisterOutcome {
                     person,
+                    person_created,
                     mobile_number: added,
                     timings: clock.finish(),
                 });
@@ -166,6 +168,7 @@ impl Phone {
         timings.steps.extend(verified.timings.steps);
         Ok(RegisterOutcome {
             person,
+            person_created,
             mobile_number: verified.mobile_number,
             timings,
         })
