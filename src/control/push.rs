@@ -76,7 +76,9 @@ pub struct AnswerRecord {
     /// The bank's error code, when it refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    /// How long the answer took, in milliseconds.
+    /// Milliseconds from the phone starting this answer to the bank's reply. With no fault
+    /// policy that is the phone's whole handling (fetching the challenge again, checking it,
+    /// signing, the answer call); with one, signing and the answer call.
     pub ms: f64,
 }
 
