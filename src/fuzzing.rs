@@ -294,7 +294,7 @@ pub fn values(data: &[u8]) {
     }
     macro_rules! ids {
         ($($id:ty),*) => {$(
-            let strict = <$id>::parse(text);
+            let strict = <$id>::strict(text);
             let token = !text.is_empty()
                 && text.len() <= 64
                 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -304,6 +304,7 @@ pub fn values(data: &[u8]) {
                 assert!(id.is_token());
                 assert_eq!(<$id>::from_server(text).ok(), Some(id));
             }
+            assert_eq!(text.parse::<$id>().ok(), <$id>::from_server(text).ok());
             if let Err(e) = <$id>::from_server(text) {
                 assert!(e.value.chars().count() <= 80 && !e.value.chars().any(char::is_control));
             }

@@ -91,7 +91,7 @@ async fn a_get_on_a_connection_the_server_closed_is_sent_once_more_on(lean: bool
         // The token call opens the connection the GET then reuses.
         client.authenticate().await.unwrap();
         let query = DeviceListQuery {
-            person_id: Some(PersonId::parse("p1").unwrap()),
+            person_id: Some(PersonId::from_user("p1").unwrap()),
             ..DeviceListQuery::default()
         };
         let devices = client.list_devices(&query).await.unwrap();
@@ -138,7 +138,7 @@ async fn a_delete_on_a_connection_the_server_closed_is_sent_once_more_on(lean: b
         let client = client(&base, None, lean);
         client.authenticate().await.unwrap();
         client
-            .delete_device(&DeviceId::parse("d1").unwrap())
+            .delete_device(&DeviceId::from_user("d1").unwrap())
             .await
             .unwrap();
         let log = log.lock().await.clone();

@@ -210,7 +210,7 @@ async fn serve_with_api_drives_another_sandbox_and_reads_its_outbox() {
     .await;
     assert_eq!(push["outcome"], "answered", "{push}");
     let challenge =
-        vphone::api::ChallengeId::parse(push["challenge_id"].as_str().unwrap()).unwrap();
+        vphone::api::ChallengeId::from_server(push["challenge_id"].as_str().unwrap()).unwrap();
     let record = sandbox.state().challenge_status(&challenge).unwrap();
     assert_eq!(record.status, vphone::sandbox::attempts::Status::Completed);
 }

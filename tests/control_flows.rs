@@ -68,7 +68,8 @@ async fn bind_add_key_approve_and_sign_answer_typed_outcomes_the_bank_confirms()
             Status::Completed
         );
 
-        let device = vphone::api::DeviceId::parse(bound["device_id"].as_str().unwrap()).unwrap();
+        let device =
+            vphone::api::DeviceId::from_server(bound["device_id"].as_str().unwrap()).unwrap();
         let challenge = rig
             .backend_challenge(&device, Some(KeyPurpose::Unrestricted))
             .await;
@@ -125,7 +126,7 @@ async fn sms_challenge_change_by_each_method_and_delete_device() {
                 .await;
             assert_eq!(changed["status"], "COMPLETED", "{changed}");
             assert_eq!(changed["delivery_method"], method);
-            let person = vphone::api::PersonId::parse(
+            let person = vphone::api::PersonId::from_server(
                 rig.get("/phones/misc").await["person_id"].as_str().unwrap(),
             )
             .unwrap();
@@ -143,7 +144,7 @@ async fn sms_challenge_change_by_each_method_and_delete_device() {
         assert_eq!(deleted.0, 200, "{}", deleted.1);
         assert_eq!(deleted.1["already_deleted"], false);
         let device =
-            vphone::api::DeviceId::parse(deleted.1["device_id"].as_str().unwrap()).unwrap();
+            vphone::api::DeviceId::from_server(deleted.1["device_id"].as_str().unwrap()).unwrap();
         let at_bank = rig.backend.get_device(&device).await.unwrap();
         assert!(
             at_bank.deleted_at.is_some(),

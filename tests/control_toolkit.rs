@@ -241,3 +241,53 @@ async fn toolkit_routes_refuse_bad_formats_and_missing_keys_in_the_error_shape()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rig_hands_back_the_long_opaque_ids_of_a_bank_we_did_not_write() {
+    bounded(async {
+        let rig = Rig::with(control_common::RigOptions {
+            variant: true,
+            ..Default::default()
+        })
+        .await;
+        // A phone bound at the variant bank: its ids are 70-80 characters.
+        let device = rig.bound("a").await;
+        rig.get("/phones/a/keys").await;
+        let a = rig.get("/phones/a").await;
+        let person = text(&a["person_id"]).to_owned();
+        let key = text(&a["unrestricted_key_id"]).to_owned();
+        for id in [device.as_str(), &person, &key] {
+            assert!(id.len() > 64, "{id}");
+        }
+
+        // The rig's backend hands the same ids to another phone: adopt takes them.
+        rig.post("/phones/kit/new-key", json!({"purpose": "unrestricted"}))
+            .await;
+        let adopted = rig
+            .post(
+                "/phones/kit/adopt",
+                json!({
+                    "device_id": device,
+                    "key_ids": {"unrestricted": key},
+                    "person_id": person,
+                }),
+            )
+            .await;
+        assert_eq!(adopted["phone"]["device_id"], device.as_str(), "{adopted}");
+        assert_eq!(adopted["phone"]["person_id"], person.as_str(), "{adopted}");
+        let devices = rig.get("/phones/kit/devices").await;
+        assert!(devices.to_string().contains(device.as_str()), "{devices}");
+
+        // A phone joining the existing person by its id.
+        let (status, joined) = rig
+            .call(
+                "POST",
+                "/phones",
+                Some(json!({"name": "b", "person_id": person, "number": a["number"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{joined}");
+        assert_eq!(joined["phone"]["person_id"], person.as_str(), "{joined}");
+    })
+    .await;
+}

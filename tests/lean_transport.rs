@@ -75,7 +75,8 @@ async fn lean_refusals_read_the_banks_error_shape() {
     bounded(async {
         let sandbox = spawn(SandboxConfig::default()).await.unwrap();
         let api = client(&sandbox.base_url(), true, Duration::from_secs(10), None);
-        let unknown = vphone::api::PersonId::parse("0123456789abcdef0123456789abcdefcper").unwrap();
+        let unknown =
+            vphone::api::PersonId::from_user("0123456789abcdef0123456789abcdefcper").unwrap();
         let err = api.get_person(&unknown).await.unwrap_err();
         assert_eq!(err.status(), Some(404), "{err}");
         assert!(err.remote().is_some(), "{err:?}");

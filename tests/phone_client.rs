@@ -71,7 +71,7 @@ fn scripted(counts: Arc<Counts>) -> Router {
 }
 
 fn person_id() -> PersonId {
-    PersonId::parse("0123456789abcdef0123456789abcdefcper").unwrap()
+    PersonId::from_user("0123456789abcdef0123456789abcdefcper").unwrap()
 }
 
 #[tokio::test]

@@ -302,7 +302,7 @@ async fn the_phone_refuses_challenges_it_cannot_answer_as_asked_and_signs_nothin
         );
         assert_eq!(err.exit_code(), 1);
 
-        let id = vphone::api::ChallengeId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let id = vphone::api::ChallengeId::from_user("0123456789abcdef0123456789abcdef").unwrap();
         let err = phone.sign_challenge(&id).await.unwrap_err();
         assert!(err.to_string().contains("empty string_to_sign"), "{err}");
         assert_eq!(
@@ -637,7 +637,7 @@ async fn an_unknown_challenge_id_is_refused_with_a_hint_about_challenges_not_dev
     bounded(async {
         let rig = Rig::start().await;
         let phone = rig.bound("unknown").await;
-        let id = vphone::api::ChallengeId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let id = vphone::api::ChallengeId::from_user("0123456789abcdef0123456789abcdef").unwrap();
         let err = phone.sign_challenge(&id).await.unwrap_err();
         assert_eq!(err.status(), Some(404), "{err}");
         let text = err.to_string();

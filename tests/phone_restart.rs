@@ -99,7 +99,7 @@ async fn separate_cli_processes_create_bind_and_sign_with_one_sealed_profile() {
         let challenge = tokio::runtime::Runtime::new().unwrap().block_on(async {
             client
                 .create_device_challenge(&CreateDeviceChallenge {
-                    device_id: vphone::api::DeviceId::parse(&device).unwrap(),
+                    device_id: vphone::api::DeviceId::from_server(&device).unwrap(),
                     key_purpose: Some(KeyPurpose::Restricted),
                     device_data: None,
                 })
@@ -429,4 +429,111 @@ fn with_json_a_usage_error_prints_a_json_error_on_stdout_too() {
         .assert()
         .success()
         .stdout(predicates::str::contains("Usage:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_processes_work_from_a_profile_saved_against_a_bank_with_long_opaque_ids() {
+    // The variant bank mints ids like `personId-<32 hex>-<32 hex>`: 70-80 characters, past
+    // the sandbox's own 1-64 rule. Each command is its own process, so every id goes through
+    // the saved profile or the command line.
+    let rig = Rig::on(common::Server::Variant).await;
+    let base = rig.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_owned();
+    let number = unique_number().to_string();
+    let client = rig.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let long = |v: &serde_json::Value| {
+            let id = v.as_str().unwrap_or_default().to_owned();
+            assert!(id.len() > 64, "{id:?}");
+            id
+        };
+        let created = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "create", "vee", "--number", &number])
+                .output()
+                .unwrap(),
+        );
+        let person = long(&created["person"]["id"]);
+        let bound = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "bind", "vee"])
+                .output()
+                .unwrap(),
+        );
+        let device = long(&bound["device_id"]);
+        let approved = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "approve", "vee"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(approved["key_purpose"], "unrestricted", "{approved}");
+        long(&approved["challenge_id"]);
+
+        // Ids typed on the command line: a challenge the backend created, and the person
+        // a second phone joins.
+        let challenge = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            client
+                .create_device_challenge(&CreateDeviceChallenge {
+                    device_id: device.parse().unwrap(),
+                    key_purpose: Some(KeyPurpose::Unrestricted),
+                    device_data: None,
+                })
+                .await
+                .unwrap()
+        });
+        let challenge = challenge.id.to_string();
+        let signed = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "sign", "vee", "--challenge", &challenge])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(signed["challenge_id"], challenge.as_str(), "{signed}");
+        let joined = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "create", "vee2", "--number", &number])
+                .args(["--person-id", &person])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(joined["person_id"], person.as_str(), "{joined}");
+        // The bank's key id, read into the profile, handed back as a rig would with adopt.
+        json(
+            &phone_cli(&home, &base)
+                .args(["--json", "keys", "vee"])
+                .output()
+                .unwrap(),
+        );
+        let show = || {
+            json(
+                &phone_cli(&home, &base)
+                    .args(["--json", "show", "vee", "--offline"])
+                    .output()
+                    .unwrap(),
+            )["profile"]
+                .clone()
+        };
+        let key = long(&show()["unrestricted_key_id"]);
+        let adopted = json(
+            &phone_cli(&home, &base)
+                .args(["--json", "adopt", "vee", "--device-id", &device])
+                .args(["--key-id", &format!("unrestricted={key}")])
+                .args(["--person-id", &person])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(
+            adopted["profile"]["device_id"],
+            device.as_str(),
+            "{adopted}"
+        );
+        let shown = show();
+        assert_eq!(shown["device_id"], device.as_str(), "{shown}");
+        assert_eq!(shown["person_id"], person.as_str(), "{shown}");
+        assert_eq!(shown["unrestricted_key_id"], key.as_str(), "{shown}");
+    })
+    .await
+    .unwrap();
 }

@@ -336,7 +336,7 @@ async fn a_cli_phone_binds_and_approves_a_payment_through_a_partner_backend() {
             json!({"signature": signature}),
         )
         .await;
-        let device = DeviceId::parse(bound["device_id"].as_str().unwrap()).unwrap();
+        let device = DeviceId::from_server(bound["device_id"].as_str().unwrap()).unwrap();
 
         // The restricted key joins, vouched for by the unrestricted one.
         cli(
@@ -408,7 +408,7 @@ async fn a_cli_phone_binds_and_approves_a_payment_through_a_partner_backend() {
             json!({"signature": signed}),
         )
         .await;
-        let challenge = ChallengeId::parse(done["challenge_id"].as_str().unwrap()).unwrap();
+        let challenge = ChallengeId::from_server(done["challenge_id"].as_str().unwrap()).unwrap();
         bank_shows_bound_and_approved(&rig.client, &device, &challenge, &signed).await;
         assert_eq!(state.user.lock().device.as_ref(), Some(&device));
 
@@ -557,7 +557,7 @@ async fn a_library_phone_binds_and_approves_a_payment_through_a_partner_backend(
             json!({"signature": signature}),
         )
         .await;
-        let device = DeviceId::parse(bound["device_id"].as_str().unwrap()).unwrap();
+        let device = DeviceId::from_server(bound["device_id"].as_str().unwrap()).unwrap();
 
         let label = phone.new_key(KeyPurpose::Restricted).unwrap();
         let restricted = phone
@@ -580,7 +580,7 @@ async fn a_library_phone_binds_and_approves_a_payment_through_a_partner_backend(
             json!({"public_key": restricted, "signature": vouch}),
         )
         .await;
-        let key_id = KeyId::parse(added["key_id"].as_str().unwrap()).unwrap();
+        let key_id = KeyId::from_server(added["key_id"].as_str().unwrap()).unwrap();
 
         let to_sign = app(&backend, "/app/payments/p-9/approve/start", json!({})).await;
         let to_sign = to_sign["string_to_sign"].as_str().unwrap();
@@ -605,14 +605,16 @@ async fn a_library_phone_binds_and_approves_a_payment_through_a_partner_backend(
             json!({"signature": signed}),
         )
         .await;
-        let challenge = ChallengeId::parse(done["challenge_id"].as_str().unwrap()).unwrap();
+        let challenge = ChallengeId::from_server(done["challenge_id"].as_str().unwrap()).unwrap();
         bank_shows_bound_and_approved(&rig.client, &device, &challenge, &signed).await;
 
         phone
             .adopt(Adoption {
                 device_id: Some(device.clone()),
                 key_ids: vec![(KeyPurpose::Restricted, key_id.clone())],
-                person_id: Some(PersonId::parse(person["person_id"].as_str().unwrap()).unwrap()),
+                person_id: Some(
+                    PersonId::from_server(person["person_id"].as_str().unwrap()).unwrap(),
+                ),
             })
             .unwrap();
         let label = phone.key_label(KeyPurpose::Restricted).unwrap();

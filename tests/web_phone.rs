@@ -135,7 +135,7 @@ async fn scenario(chromium: PathBuf, driver: PathBuf) {
     assert_eq!(rig.get("/phones/alice/policy").await["prompt"], "manual");
 
     // The backend creates a challenge at the bank and pushes it; the sheet opens.
-    let device = DeviceId::parse(&device).unwrap();
+    let device = DeviceId::from_server(&device).unwrap();
     let challenge = rig.backend_challenge(&device, None).await;
     let push = rig
         .post(

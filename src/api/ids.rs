@@ -1,10 +1,19 @@
 //! Typed identifiers. Each id knows its canonical shape so the sandbox can mint ids.
 //!
-//! Two rules, for two audiences: what a user types and what the sandbox receives is checked
-//! strictly ([`PersonId::parse`], `FromStr`, and the [`strict`] serde helpers on request
-//! types: 1-64 letters, digits, `-` or `_`); what a server sends is an opaque string
-//! (`Deserialize`: any non-empty text up to 1,024 bytes without control characters), because
-//! servers we did not write mint ids like `mobileNumberId-<32 hex>-<32 hex>`.
+//! Two rules, for two sides:
+//! - the *sandbox* checks what it receives strictly, as the bank does: 1-64 letters, digits,
+//!   `-` or `_` ([`PersonId::strict`], [`TypedId::strict`], the [`strict`] serde helpers on
+//!   request types, and the sandbox's path extraction);
+//! - the *phone* treats every id as an opaque string: any non-empty text up to 1,024 bytes
+//!   without control characters. Servers we did not write mint ids like
+//!   `mobileNumberId-<32 hex>-<32 hex>`, and every id the phone is given came from a server
+//!   in the end, whether the server sent it ([`PersonId::from_server`], `Deserialize`) or a
+//!   user or rig hands it back ([`PersonId::from_user`], `FromStr`, so command-line
+//!   arguments): typed on the command line, saved in a phone's profile, sent to the control
+//!   API. The client percent-encodes an id as one path segment, so any such id is safe to
+//!   send back.
+//!
+//! `FromStr` is the opaque rule so that it reads back whatever `Display` wrote.
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -13,21 +22,51 @@ use std::str::FromStr;
 
 /// An id that breaks the rule it was checked against.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} {value:?}: {rule}")]
+#[error("invalid {kind} {value:?}: {problem} ({rule})")]
 pub struct IdError {
     /// Which kind of id was expected.
     pub kind: &'static str,
-    /// What was given (ids are not secret), cut to 80 characters.
+    /// What was given (ids are not secret), cut to 80 characters, control characters left
+    /// out.
     pub value: String,
+    /// What is wrong with it.
+    pub problem: IdProblem,
     /// The rule it breaks.
     pub rule: &'static str,
 }
 
-/// The longest id accepted from a server, in bytes.
+/// What is wrong with an id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdProblem {
+    /// Nothing was given.
+    #[error("it is empty")]
+    Empty,
+    /// Longer than the rule allows.
+    #[error("it is {len} {unit} long, more than {max}")]
+    TooLong {
+        /// Its length in `unit`s.
+        len: usize,
+        /// The most the rule allows.
+        max: usize,
+        /// `characters` (the strict rule, ASCII only) or `bytes` (the opaque rule).
+        unit: &'static str,
+    },
+    /// A control character (a newline, a tab, NUL...), which no rule allows.
+    #[error("it contains the control character U+{:04X}", u32::from(*.0))]
+    ControlCharacter(char),
+    /// A character the strict rule does not allow (anything but letters, digits, `-`, `_`).
+    #[error("it contains {0:?}")]
+    NotUrlSafe(char),
+}
+
+/// The longest id the phone accepts (from a server, a user or a rig), in bytes.
 pub const MAX_SERVER_ID: usize = 1024;
 
-const TOKEN_RULE: &str = "ids are 1-64 characters of letters, digits, '-' or '_'";
-const OPAQUE_RULE: &str = "ids from a server are 1-1024 bytes of text without control characters";
+/// The longest id the sandbox accepts, in characters.
+const MAX_TOKEN: usize = 64;
+
+const TOKEN_RULE: &str = "the sandbox takes ids of 1-64 letters, digits, '-' or '_'";
+const OPAQUE_RULE: &str = "ids are 1-1024 bytes of text without control characters";
 
 /// 16 random bytes as 32 lowercase hex characters: the random part of the ids the sandbox
 /// mints.
@@ -37,35 +76,67 @@ pub(crate) fn random_hex32() -> String {
     hex::encode(bytes)
 }
 
-fn check_token(kind: &'static str, value: &str) -> Result<(), IdError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError {
+/// What is wrong with `value` under the strict rule, if anything.
+fn token_problem(value: &str) -> Option<IdProblem> {
+    if value.is_empty() {
+        return Some(IdProblem::Empty);
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|&c| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
+    {
+        return Some(if c.is_control() {
+            IdProblem::ControlCharacter(c)
+        } else {
+            IdProblem::NotUrlSafe(c)
+        });
+    }
+    // Only ASCII is left, so bytes are characters.
+    (value.len() > MAX_TOKEN).then_some(IdProblem::TooLong {
+        len: value.len(),
+        max: MAX_TOKEN,
+        unit: "characters",
+    })
+}
+
+/// What is wrong with `value` under the opaque rule, if anything.
+fn opaque_problem(value: &str) -> Option<IdProblem> {
+    if value.is_empty() {
+        return Some(IdProblem::Empty);
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Some(IdProblem::ControlCharacter(c));
+    }
+    (value.len() > MAX_SERVER_ID).then_some(IdProblem::TooLong {
+        len: value.len(),
+        max: MAX_SERVER_ID,
+        unit: "bytes",
+    })
+}
+
+fn check(
+    kind: &'static str,
+    value: &str,
+    problem: fn(&str) -> Option<IdProblem>,
+    rule: &'static str,
+) -> Result<(), IdError> {
+    match problem(value) {
+        None => Ok(()),
+        Some(problem) => Err(IdError {
             kind,
-            value: value.chars().take(80).collect(),
-            rule: TOKEN_RULE,
-        })
+            value: value.chars().filter(|c| !c.is_control()).take(80).collect(),
+            problem,
+            rule,
+        }),
     }
 }
 
+fn check_token(kind: &'static str, value: &str) -> Result<(), IdError> {
+    check(kind, value, token_problem, TOKEN_RULE)
+}
+
 fn check_opaque(kind: &'static str, value: &str) -> Result<(), IdError> {
-    let ok =
-        !value.is_empty() && value.len() <= MAX_SERVER_ID && !value.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError {
-            kind,
-            value: value.chars().filter(|c| !c.is_control()).take(80).collect(),
-            rule: OPAQUE_RULE,
-        })
-    }
+    check(kind, value, opaque_problem, OPAQUE_RULE)
 }
 
 /// Ids up to this many bytes are kept inline: every id the bank and the sandbox mint fits
@@ -168,7 +239,7 @@ where
 
 /// An id type with both rules; see the module doc.
 pub trait TypedId: Sized {
-    /// Checks `value` against the strict rule (user input, sandbox requests).
+    /// Checks `value` against the strict rule: what the sandbox receives.
     fn strict(value: &str) -> Result<Self, IdError>;
 }
 
@@ -218,8 +289,9 @@ macro_rules! typed_id {
         }
 
         impl $name {
-            /// Parses an id a user typed: a URL-safe token of 1-64 characters.
-            pub fn parse(value: &str) -> Result<Self, IdError> {
+            /// Checks an id the sandbox received (in a request's path or body) as the bank
+            /// would: a URL-safe token of 1-64 characters.
+            pub fn strict(value: &str) -> Result<Self, IdError> {
                 check_token($kind, value)?;
                 Ok($name(Text::new(value)))
             }
@@ -228,6 +300,12 @@ macro_rules! typed_id {
             pub fn from_server(value: &str) -> Result<Self, IdError> {
                 check_opaque($kind, value)?;
                 Ok($name(Text::new(value)))
+            }
+
+            /// Reads an id a user or a rig hands the phone (a command-line argument, a saved
+            /// profile, a control API request): it came from a server, so it is opaque too.
+            pub fn from_user(value: &str) -> Result<Self, IdError> {
+                Self::from_server(value)
             }
 
             /// Whether this id is also a URL-safe token of 1-64 characters.
@@ -265,16 +343,17 @@ macro_rules! typed_id {
             }
         }
 
+        /// An id a user or rig gives (command-line arguments): [`Self::from_user`].
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
-                Self::parse(s)
+                Self::from_user(s)
             }
         }
 
         impl TypedId for $name {
             fn strict(s: &str) -> Result<Self, IdError> {
-                Self::parse(s)
+                $name::strict(s)
             }
         }
 
@@ -359,9 +438,13 @@ mod tests {
     }
 
     #[test]
-    fn ids_from_a_server_are_opaque_but_typed_ones_are_tokens() {
+    fn the_phone_reads_any_id_a_server_may_send_and_the_sandbox_only_tokens() {
         let long = format!("mobileNumberId-{}-{}", "a".repeat(32), "b".repeat(32));
-        assert!(MobileNumberId::parse(&long).is_err(), "a user types tokens");
+        let e = MobileNumberId::strict(&long).unwrap_err().to_string();
+        assert!(e.contains("it is 80 characters long, more than 64"), "{e}");
+        // What a user types or a rig sends came from a server: the same opaque rule.
+        assert_eq!(MobileNumberId::from_user(&long).unwrap().as_str(), long);
+        assert_eq!(long.parse::<MobileNumberId>().unwrap().as_str(), long);
         let json = format!("\"{long}\"");
         let read: MobileNumberId = serde_json::from_str(&json).unwrap();
         assert_eq!(read.as_str(), long);
@@ -371,8 +454,43 @@ mod tests {
         for bad in ["\"\"", "\"a\\nb\"", &format!("\"{}\"", "x".repeat(1025))] {
             assert!(serde_json::from_str::<DeviceId>(bad).is_err(), "{bad}");
         }
-        let strict: Result<DeviceId, _> = DeviceId::strict(&long);
+        let strict: Result<DeviceId, _> = <DeviceId as TypedId>::strict(&long);
         assert!(strict.is_err());
+    }
+
+    #[test]
+    fn a_refused_id_says_what_is_wrong_with_it() {
+        let err = |r: Result<DeviceId, IdError>| r.unwrap_err().to_string();
+        assert_eq!(
+            err(DeviceId::from_user("")),
+            "invalid device id \"\": it is empty \
+             (ids are 1-1024 bytes of text without control characters)"
+        );
+        assert_eq!(
+            err(DeviceId::from_user("a\nb")),
+            "invalid device id \"ab\": it contains the control character U+000A \
+             (ids are 1-1024 bytes of text without control characters)"
+        );
+        let e = err(DeviceId::from_user(&"x".repeat(1025)));
+        assert!(
+            e.contains(": it is 1025 bytes long, more than 1024 ("),
+            "{e}"
+        );
+        assert!(e.starts_with(&format!("invalid device id \"{}\"", "x".repeat(80))));
+        assert_eq!(
+            err(DeviceId::strict("a/b")),
+            "invalid device id \"a/b\": it contains '/' \
+             (the sandbox takes ids of 1-64 letters, digits, '-' or '_')"
+        );
+        assert!(err(DeviceId::strict("")).contains(": it is empty ("));
+        assert!(err(DeviceId::strict("a\tb")).contains("control character U+0009"));
+        assert!(err(DeviceId::strict("é")).contains("it contains 'é'"));
+    }
+
+    #[test]
+    fn an_id_reads_back_what_it_displays() {
+        let sent = DeviceId::from_server("device 7/a,b").unwrap();
+        assert_eq!(sent.to_string().parse::<DeviceId>().unwrap(), sent);
     }
 
     fn hash_of<T: std::hash::Hash>(v: &T) -> u64 {
@@ -405,8 +523,8 @@ mod tests {
     fn ids_up_to_36_bytes_are_inline_and_longer_ones_on_the_heap() {
         let inline = |id: &PersonId| matches!(id.0, Text::Inline(_));
         assert!(inline(&PersonId::generate()), "32 hex and a suffix");
-        assert!(inline(&PersonId::parse(&"a".repeat(36)).unwrap()));
-        let long = PersonId::parse(&"a".repeat(37)).unwrap();
+        assert!(inline(&PersonId::strict(&"a".repeat(36)).unwrap()));
+        let long = PersonId::strict(&"a".repeat(37)).unwrap();
         assert!(!inline(&long));
         assert_eq!(long.as_str(), "a".repeat(37));
         // Multi-byte text is cut nowhere: 12 three-byte characters fit, 13 do not.
@@ -505,10 +623,11 @@ mod tests {
     }
 
     #[test]
-    fn ids_with_path_characters_are_refused() {
-        assert!(DeviceId::parse("../etc").is_err());
-        assert!(DeviceId::parse("").is_err());
-        assert!(DeviceId::parse(&"a".repeat(65)).is_err());
-        assert!(DeviceId::parse("abc").is_ok_and(|d| !d.is_canonical()));
+    fn the_sandbox_refuses_ids_with_path_characters_or_too_long() {
+        assert!(DeviceId::strict("../etc").is_err());
+        assert!(DeviceId::strict("").is_err());
+        assert!(DeviceId::strict(&"a".repeat(65)).is_err());
+        assert!(DeviceId::strict(&"a".repeat(64)).is_ok());
+        assert!(DeviceId::strict("abc").is_ok_and(|d| !d.is_canonical()));
     }
 }

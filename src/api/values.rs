@@ -370,7 +370,7 @@ mod tests {
         round_trip(&Otp::parse("212212").unwrap(), "212212");
         round_trip(&PhoneNumber::parse("+15550101").unwrap(), "+15550101");
         round_trip(&crate::api::AccessToken::new("t0ken".into()), "t0ken");
-        round_trip(&crate::api::DeviceId::parse("d-1").unwrap(), "d-1");
+        round_trip(&crate::api::DeviceId::from_user("d-1").unwrap(), "d-1");
         // Reading still checks: a refused value is an error, not a value.
         assert!(serde_json::from_str::<PublicKeyHex>("\"04AB\"").is_err());
         assert!(serde_json::from_str::<Otp>("\"2122\"").is_err());

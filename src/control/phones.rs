@@ -313,7 +313,7 @@ async fn create(
     let person = req
         .person_id
         .as_deref()
-        .map(PersonId::parse)
+        .map(PersonId::from_user)
         .transpose()
         .map_err(|e| ControlError::BadRequest(format!("person_id: {e}")))?;
     let hosted = match phones.get(name.as_str()).await {

@@ -257,16 +257,16 @@ async fn adopt(
     Path(name): Path<String>,
     Body(req): Body<AdoptArg>,
 ) -> Result<Json<Value>, ControlError> {
-    let device_id = DeviceId::parse(&req.device_id).map_err(|e| bad("device_id", e))?;
+    let device_id = DeviceId::from_user(&req.device_id).map_err(|e| bad("device_id", e))?;
     let mut key_ids = Vec::new();
     for (purpose, id) in req.key_ids {
-        let id = KeyId::parse(&id).map_err(|e| bad("key_ids", e))?;
+        let id = KeyId::from_user(&id).map_err(|e| bad("key_ids", e))?;
         key_ids.push((purpose, id));
     }
     let person_id = req
         .person_id
         .as_deref()
-        .map(PersonId::parse)
+        .map(PersonId::from_user)
         .transpose()
         .map_err(|e| bad("person_id", e))?;
     let h = state.phones().get(&name).await?;

@@ -492,7 +492,7 @@ mod tests {
     async fn ids_of_any_shape_survive_the_fleet_file() {
         let fleet = Fleet::new("7", 10, 2..6).unwrap().with_key_cache(0);
         let canonical = PersonId::generate();
-        let odd = PersonId::parse("person-17").unwrap();
+        let odd = PersonId::from_user("person-17").unwrap();
         let device = DeviceId::generate();
         {
             let mut s = fleet.slot(0).lock().await;

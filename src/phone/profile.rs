@@ -329,22 +329,22 @@ impl Profile {
                 .transpose()
         }
         Ok(Profile {
-            person_id: field(&name, vault, PERSON, PersonId::parse)?,
+            person_id: field(&name, vault, PERSON, PersonId::from_user)?,
             number: field(&name, vault, NUMBER, PhoneNumber::parse)?,
             // Profiles written before this label existed kept a number only once verified.
             number_verified: match vault.meta(NUMBER_VERIFIED) {
                 Some(v) => v == "true",
                 None => vault.meta(NUMBER).is_some_and(|n| !n.is_empty()),
             },
-            device_id: field(&name, vault, DEVICE, DeviceId::parse)?,
+            device_id: field(&name, vault, DEVICE, DeviceId::from_user)?,
             bound: vault.meta(BOUND) == Some("true"),
             api_base: vault.meta(API).map(str::to_owned),
-            unrestricted_key_id: field(&name, vault, KEY_UNRESTRICTED, KeyId::parse)?,
-            restricted_key_id: field(&name, vault, KEY_RESTRICTED, KeyId::parse)?,
+            unrestricted_key_id: field(&name, vault, KEY_UNRESTRICTED, KeyId::from_user)?,
+            restricted_key_id: field(&name, vault, KEY_RESTRICTED, KeyId::from_user)?,
             pending_key: field(&name, vault, KEY_PENDING, str::parse::<KeyPurpose>)?,
             pending_known_key_ids: field(&name, vault, KEY_PENDING_KNOWN, |v| {
                 v.split(',')
-                    .map(KeyId::parse)
+                    .map(KeyId::from_user)
                     .collect::<Result<Vec<_>, _>>()
             })?
             .unwrap_or_default(),

@@ -660,9 +660,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// Parses an id from the path; a malformed one cannot exist, so it is `not_found`.
-pub fn path_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
-    raw.parse().map_err(|_| {
+/// Parses an id from the path with the strict rule, as the bank does; a malformed one
+/// cannot exist, so it is `not_found`.
+pub fn path_id<T: crate::api::TypedId>(raw: &str, what: &str) -> Result<T, ApiError> {
+    T::strict(raw).map_err(|_| {
         ApiError::not_found(format!(
             "there is no {what} with this id; ids are letters, digits, '-' or '_'"
         ))
@@ -876,5 +877,25 @@ mod tests {
         // Trailing data is refused after a good value.
         let e = parse_json::<Any>(br#"{"a":1} x"#).unwrap_err();
         assert_eq!(e.code, "invalid_json");
+    }
+
+    #[test]
+    fn an_id_in_the_path_is_held_to_the_strict_rule_the_phone_does_not_apply() {
+        use crate::api::{DeviceId, PersonId};
+        // The phone reads and hands back ids like this one; the sandbox, like the bank,
+        // has none of them.
+        let long = format!("personId-{}-{}", "a".repeat(32), "b".repeat(32));
+        assert_eq!(long.len(), 74);
+        assert!(PersonId::from_user(&long).is_ok());
+        let e = path_id::<PersonId>(&long, "person").unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        for bad in ["a b", "", "a\u{7f}"] {
+            assert!(path_id::<DeviceId>(bad, "device").is_err(), "{bad:?}");
+        }
+        let canonical = PersonId::generate();
+        assert_eq!(
+            path_id::<PersonId>(canonical.as_str(), "person").unwrap(),
+            canonical
+        );
     }
 }

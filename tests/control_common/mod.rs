@@ -43,6 +43,8 @@ pub struct RigOptions {
     /// Fault rules of the sandbox; with any, the phones send every request once (no
     /// retries), so each fault reaches them.
     pub faults: Vec<&'static str>,
+    /// Serve the bank as the variant bank (other servers' shapes, ids of 70-80 characters).
+    pub variant: bool,
 }
 
 impl Rig {
@@ -59,9 +61,14 @@ impl Rig {
                 .collect(),
             ..SandboxConfig::default()
         });
-        let sandbox = sandbox::spawn_with(state.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let sandbox = if options.variant {
+            let options = sandbox::variant::VariantOptions::default();
+            sandbox::variant::spawn_with(state.clone(), addr, options).await
+        } else {
+            sandbox::spawn_with(state.clone(), addr).await
+        }
+        .unwrap();
         let config = ClientConfig::local(
             sandbox.base_url().parse().unwrap(),
             Credentials::sandbox_default(),
@@ -164,7 +171,7 @@ impl Rig {
     pub async fn bound(&self, name: &str) -> DeviceId {
         self.created(name).await;
         let out = self.post(&format!("/phones/{name}/bind"), json!({})).await;
-        DeviceId::parse(out["device_id"].as_str().unwrap()).unwrap()
+        DeviceId::from_server(out["device_id"].as_str().unwrap()).unwrap()
     }
 
     /// "The backend" creates a device-signing challenge for `device` directly at the bank.
@@ -262,7 +269,7 @@ pub fn types(events: &[Value]) -> Vec<&str> {
 
 /// The challenge id of a JSON value.
 pub fn challenge_of(v: &Value) -> ChallengeId {
-    ChallengeId::parse(v.as_str().unwrap()).unwrap()
+    ChallengeId::from_server(v.as_str().unwrap()).unwrap()
 }
 
 /// One parsed Server-Sent Event.

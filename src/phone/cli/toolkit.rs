@@ -26,7 +26,7 @@ impl std::str::FromStr for KeyIdArg {
             .ok_or_else(|| format!("{s:?} is not PURPOSE=ID (e.g. restricted=<key id>)"))?;
         Ok(KeyIdArg {
             purpose: purpose.parse().map_err(|e| format!("{e}"))?,
-            key_id: KeyId::parse(id).map_err(|e| format!("{e}"))?,
+            key_id: KeyId::from_user(id).map_err(|e| format!("{e}"))?,
         })
     }
 }

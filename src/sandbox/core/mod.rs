@@ -192,32 +192,32 @@ pub mod mint {
     }
 
     // The `expect`s below cannot fail: 32 hex digits (with a 4-letter suffix) are a token of
-    // at most 64 URL-safe characters, which is all `parse` checks.
+    // at most 64 URL-safe characters, which is all `strict` checks.
 
     /// A person id, `<32 hex>cper`.
     pub fn person_id(rng: &mut dyn RngCore) -> PersonId {
-        PersonId::parse(hex32_and(rng, b"cper", &mut [0; 36])).expect("a canonical id is a token")
+        PersonId::strict(hex32_and(rng, b"cper", &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A mobile number id, `<32 hex>cmno`.
     pub fn mobile_number_id(rng: &mut dyn RngCore) -> MobileNumberId {
-        MobileNumberId::parse(hex32_and(rng, b"cmno", &mut [0; 36]))
+        MobileNumberId::strict(hex32_and(rng, b"cmno", &mut [0; 36]))
             .expect("a canonical id is a token")
     }
 
     /// A device id, 32 hex.
     pub fn device_id(rng: &mut dyn RngCore) -> DeviceId {
-        DeviceId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
+        DeviceId::strict(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A challenge id, 32 hex.
     pub fn challenge_id(rng: &mut dyn RngCore) -> ChallengeId {
-        ChallengeId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
+        ChallengeId::strict(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A change request id, 32 hex.
     pub fn change_request_id(rng: &mut dyn RngCore) -> ChangeRequestId {
-        ChangeRequestId::parse(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
+        ChangeRequestId::strict(hex32(rng, &mut [0; 36])).expect("a canonical id is a token")
     }
 
     /// A key id, a version-4 UUID.
