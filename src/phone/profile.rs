@@ -342,12 +342,8 @@ impl Profile {
             unrestricted_key_id: field(&name, vault, KEY_UNRESTRICTED, KeyId::from_user)?,
             restricted_key_id: field(&name, vault, KEY_RESTRICTED, KeyId::from_user)?,
             pending_key: field(&name, vault, KEY_PENDING, str::parse::<KeyPurpose>)?,
-            pending_known_key_ids: field(&name, vault, KEY_PENDING_KNOWN, |v| {
-                v.split(',')
-                    .map(KeyId::from_user)
-                    .collect::<Result<Vec<_>, _>>()
-            })?
-            .unwrap_or_default(),
+            pending_known_key_ids: field(&name, vault, KEY_PENDING_KNOWN, read_key_ids)?
+                .unwrap_or_default(),
             name,
         })
     }
@@ -384,16 +380,36 @@ impl Profile {
         );
         let pending = self.pending_key.map(|p| p.to_string());
         set(KEY_PENDING, pending.as_deref());
-        let known: Vec<&str> = self
-            .pending_known_key_ids
-            .iter()
-            .map(KeyId::as_str)
-            .collect();
-        let known = known.join(",");
+        let known = write_key_ids(&self.pending_known_key_ids);
         set(
             KEY_PENDING_KNOWN,
             Some(known.as_str()).filter(|k| !k.is_empty()),
         );
+    }
+}
+
+/// Key ids as one label: joined by commas, as profiles have always kept them, unless an id
+/// (opaque, from a server) has a comma or starts with `[`; then a JSON array.
+fn write_key_ids(ids: &[KeyId]) -> String {
+    let plain = ids
+        .iter()
+        .all(|id| !id.as_str().contains(',') && !id.as_str().starts_with('['));
+    if plain {
+        let ids: Vec<&str> = ids.iter().map(KeyId::as_str).collect();
+        ids.join(",")
+    } else {
+        serde_json::to_string(ids).unwrap_or_default()
+    }
+}
+
+/// Reads what [`write_key_ids`] wrote: a JSON array, or ids joined by commas.
+fn read_key_ids(text: &str) -> Result<Vec<KeyId>, String> {
+    if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        text.split(',')
+            .map(|id| KeyId::from_user(id).map_err(|e| e.to_string()))
+            .collect()
     }
 }
 
@@ -433,5 +449,32 @@ mod tests {
         let back = Profile::read(name.clone(), &store.load().unwrap()).unwrap();
         assert_eq!(back, profile);
         assert_eq!(home.list().unwrap(), vec![name]);
+    }
+
+    #[test]
+    fn a_profile_keeps_ids_of_any_shape_a_server_sent() {
+        let name = PhoneName::parse("vee").unwrap();
+        let mut profile = Profile::new(name.clone());
+        let long = |kind: &str| format!("{kind}Id-{}-{}", "a".repeat(32), "b".repeat(32));
+        profile.person_id = Some(PersonId::from_server(&long("person")).unwrap());
+        profile.device_id = Some(DeviceId::from_server("device 7/a").unwrap());
+        profile.unrestricted_key_id = Some(KeyId::from_server(&long("key")).unwrap());
+        let key = |text: &str| KeyId::from_server(text).unwrap();
+        for known in [
+            vec![key(&long("key")), key("k2")],
+            vec![key("a,b"), key("c")],
+            vec![key("[x"), key("y]")],
+            vec![key("\"quoted\"")],
+        ] {
+            profile.pending_known_key_ids = known;
+            let mut vault = Vault::new();
+            profile.write(&mut vault);
+            assert_eq!(Profile::read(name.clone(), &vault).unwrap(), profile);
+        }
+        // Ids without a comma are kept as before, so older versions read them.
+        let mut vault = Vault::new();
+        profile.pending_known_key_ids = vec![key("k1"), key("k2")];
+        profile.write(&mut vault);
+        assert_eq!(vault.meta(KEY_PENDING_KNOWN), Some("k1,k2"));
     }
 }
