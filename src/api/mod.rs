@@ -40,8 +40,8 @@ pub use error::{
 };
 pub use error_code::ErrorCode;
 pub use ids::{
-    ChallengeId, ChangeRequestId, DeviceId, IdError, KeyId, MAX_SERVER_ID, MobileNumberId,
-    PersonId, TypedId, is_hex32, strict,
+    ChallengeId, ChangeRequestId, DeviceId, IdError, IdProblem, KeyId, MAX_SERVER_ID,
+    MobileNumberId, PersonId, TypedId, is_hex32, strict,
 };
 pub use persons::{
     ConfirmMobileNumber, CreatePerson, MobileNumber, MobileNumberRequest, Person, UpdatePerson,
