@@ -99,8 +99,13 @@ async fn vphone_demo_says_where_its_codes_came_from() {
         fixed.contains("answered with the code from the fixed code"),
         "{fixed}"
     );
-    assert!(!fixed.contains("SMS after"), "{fixed}");
+    assert!(fixed.contains("OTP from the fixed code signed"), "{fixed}");
+    assert!(
+        !fixed.contains("SMS after") && !fixed.contains("SMS signed"),
+        "{fixed}"
+    );
     // Against our sandbox without --otp, the phone reads its SMS outbox.
     let sms = String::from_utf8_lossy(&sms.stdout).into_owned();
     assert!(sms.contains("code from the SMS after"), "{sms}");
+    assert!(sms.contains("OTP from the SMS signed"), "{sms}");
 }

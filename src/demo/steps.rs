@@ -81,7 +81,7 @@ pub(super) async fn walk_all(
         .step(BIND, &[VERIFY], false, async {
             let b = phone.bind().await?;
             let line = format!(
-                "OTP from the SMS signed; device {} bound",
+                "OTP from {from} signed; device {} bound",
                 short(b.device_id.as_str())
             );
             Ok((b.device_id, line))
