@@ -97,14 +97,19 @@ async fn recorded_variant_bank(outbox: bool) -> (String, Served) {
     serve_recorded(variant::router(state, variant::VariantOptions { outbox })).await
 }
 
+/// `vphone` with no credentials from the environment (the sandbox's default partner).
+fn cli() -> Command {
+    let mut cmd = Command::cargo_bin("vphone").unwrap();
+    cmd.env_remove("VPHONE_CREDENTIALS")
+        .env_remove("VPHONE_CLIENT_ID")
+        .env_remove("VPHONE_CLIENT_SECRET");
+    cmd
+}
+
 /// Runs `vphone ARGS` off the runtime (the server keeps serving meanwhile).
 async fn vphone(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
-        Command::cargo_bin("vphone")
-            .unwrap()
-            .env_remove("VPHONE_CREDENTIALS")
-            .env_remove("VPHONE_CLIENT_ID")
-            .env_remove("VPHONE_CLIENT_SECRET")
+        cli()
             .args(&args)
             .timeout(Duration::from_secs(90))
             .output()
@@ -392,11 +397,7 @@ async fn phone(home: &std::path::Path, list: &[&str]) -> std::process::Output {
     let home = home.to_owned();
     let list = args(list);
     tokio::task::spawn_blocking(move || {
-        Command::cargo_bin("vphone")
-            .unwrap()
-            .env_remove("VPHONE_CREDENTIALS")
-            .env_remove("VPHONE_CLIENT_ID")
-            .env_remove("VPHONE_CLIENT_SECRET")
+        cli()
             .env_remove("VPHONE_PASSPHRASE")
             .env_remove("VPHONE_PASSPHRASE_FILE")
             .env("VPHONE_HOME", home)
