@@ -166,23 +166,26 @@ fn a_run_says_how_many_threads_run_its_workers_and_why() {
     );
 }
 
+/// A run of three bindings with a wrong static OTP: creating each person and number
+/// succeeds, confirming the number (and so onboarding and binding) is refused by the bank.
+const REFUSED_BINDINGS: [&str; 12] = [
+    "--scenario",
+    "bind",
+    "--devices",
+    "3",
+    "--iterations",
+    "3",
+    "--seed",
+    "7",
+    "--progress",
+    "off",
+    "--otp",
+    "static:000000",
+];
+
 #[test]
 fn a_run_with_failed_iterations_exits_1_and_ends_with_the_top_errors() {
-    // A wrong static OTP: every binding is refused by the bank.
-    let args = [
-        "--scenario",
-        "bind",
-        "--devices",
-        "3",
-        "--iterations",
-        "3",
-        "--seed",
-        "7",
-        "--progress",
-        "off",
-        "--otp",
-        "static:000000",
-    ];
+    let args = REFUSED_BINDINGS;
     let out = load(&args).assert().code(1).get_output().clone();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
@@ -308,30 +311,17 @@ fn a_run_writes_an_html_page_and_report_renders_the_same_page_from_its_json() {
 
 #[test]
 fn an_operation_with_no_success_shows_no_latency_anywhere() {
-    // A wrong static OTP: confirming the number, and so onboarding and binding, never succeed;
-    // creating the person and the number do.
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
-    let out = load(&[
-        "--devices",
-        "2",
-        "--iterations",
-        "2",
-        "--seed",
-        "7",
-        "--progress",
-        "off",
-        "--otp",
-        "static:000000",
-    ])
-    .arg("--json")
-    .arg(&json)
-    .arg("--html")
-    .arg(&html)
-    .assert()
-    .code(1)
-    .get_output()
-    .clone();
+    let out = load(&REFUSED_BINDINGS)
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let row = |op: &str| -> Vec<String> {
         let line = stdout
@@ -347,7 +337,7 @@ fn an_operation_with_no_success_shows_no_latency_anywhere() {
         assert_eq!(cells[4..], ["-", "-", "-", "-", "-"], "{op}: {stdout}");
     }
     let person = row("create_person");
-    assert_eq!(person[1], "2", "{stdout}");
+    assert_eq!(person[1], "3", "{stdout}");
     assert!(
         person[4..]
             .iter()
