@@ -89,7 +89,6 @@ pub fn assert_refused(got: &(StatusCode, Value), status: u16, code: &str) {
     assert!(e["id"].as_str().is_some_and(|i| i.len() == 36), "{body}");
 }
 
-/// A random E.164 number, so its OTPs are random.
 /// A partner's bearer token from the sandbox at `base` (client credentials, scope
 /// `partners`).
 pub async fn partner_token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> String {
@@ -105,6 +104,7 @@ pub async fn partner_token(http: &reqwest::Client, base: &str, id: &str, secret:
     body["access_token"].as_str().unwrap().to_owned()
 }
 
+/// A random E.164 number, so its OTPs are random.
 pub fn random_number() -> String {
     use rand::Rng;
     format!(
