@@ -54,8 +54,7 @@ pub enum OtpSource {
 }
 
 impl OtpSource {
-    /// Where a code comes from, as the demo and the phone's messages say it: only the
-    /// outboxes are SMS.
+    /// Where a code comes from, as the demo's lines say it: only the outboxes are SMS.
     pub fn describe(&self) -> &'static str {
         match self {
             OtpSource::SandboxHttp(_) | OtpSource::InProcess(_) => "the SMS",
